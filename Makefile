@@ -1,0 +1,39 @@
+# panbinder: the two commands are `make serve` and `make test`.
+SHELL := /bin/bash
+export PANBINDER_STATE ?= $(CURDIR)/.state
+VENV := $(PANBINDER_STATE)/venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup serve test test-unit test-docker lint format stop lock bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+serve: setup
+	@$(VENV)/bin/panbinder serve
+
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
+
+test-docker: setup
+	@$(PY) -m pytest -m docker $(PYTEST_ARGS)
+
+lint: setup
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup
+	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: setup
+	@$(PY) benchmarks/launch.py
+
+stop:
+	@bash scripts/stop.sh
+
+# Re-resolve the pinned dependency set (needs network to the package index).
+lock:
+	@bash scripts/lock.sh

@@ -1,0 +1,128 @@
+"""A repo2docker engine that builds with BuildKit through ``docker build``.
+
+repo2docker's own engine needs the ``buildx`` plug-in. Docker engines from 18.09 on have
+BuildKit built in, and ``DOCKER_BUILDKIT=1 docker build`` reaches it with any client that
+still speaks it (Debian's does). Registered as entry point ``panbinder-buildkit`` in the
+``repo2docker.engines`` group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Iterator
+from typing import IO, Any
+
+from repo2docker.docker import DockerEngine
+from repo2docker.engine import BuildError
+from traitlets import Unicode, default
+
+
+def _lines(stream: IO[bytes]) -> Iterator[str]:
+    """Split on \\n and \\r, as progress output uses both."""
+    buf = b""
+    while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(4096):
+        buf += chunk
+        *done, buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        for line in done:
+            yield line.decode("utf-8", "replace") + "\n"
+    if buf:
+        yield buf.decode("utf-8", "replace") + "\n"
+
+
+def run_streaming(
+    args: list[str], *, stdin_file: IO[bytes] | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run a command, yield its merged output line by line, raise BuildError on failure."""
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE if stdin_file is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    feeder = None
+    if stdin_file is not None:
+
+        def feed() -> None:
+            try:
+                shutil.copyfileobj(stdin_file, proc.stdin)
+            except BrokenPipeError:
+                pass
+            finally:
+                proc.stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+    tail: deque[str] = deque(maxlen=30)
+    try:
+        for line in _lines(proc.stdout):
+            tail.append(line)
+            yield line
+    finally:
+        code = proc.wait()
+        if feeder is not None:
+            feeder.join(timeout=5)
+    if code != 0:
+        raise BuildError(f"{args[1]} exited with {code}:\n{''.join(tail)}")
+
+
+class BuildKitEngine(DockerEngine):
+    docker_cli = Unicode(
+        help="Docker client used for `docker build` with BuildKit. Default: Debian's client "
+        "when present, else the first `docker` on PATH.",
+    ).tag(config=True)
+
+    @default("docker_cli")
+    def _docker_cli_default(self) -> str:
+        debian = "/usr/bin/docker"
+        return debian if os.path.exists(debian) else (shutil.which("docker") or "docker")
+
+    @property
+    def container_cli(self) -> str:
+        return self.docker_cli
+
+    def build(
+        self,
+        *,
+        push: bool = False,
+        load: bool = False,
+        buildargs: dict[str, str] | None = None,
+        cache_from: list[str] | None = None,
+        container_limits: dict[str, Any] | None = None,
+        tag: str = "",
+        custom_context: bool = False,
+        dockerfile: str = "",
+        fileobj: IO[bytes] | None = None,
+        path: str = "",
+        labels: dict[str, str] | None = None,
+        platform: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[str]:
+        args = [self.docker_cli, "build", "--progress=plain"]
+        for key, value in (buildargs or {}).items():
+            args += ["--build-arg", f"{key}={value}"]
+        for image in cache_from or []:
+            args += ["--cache-from", image]
+        if dockerfile:
+            args += ["--file", dockerfile]
+        if tag:
+            args += ["--tag", tag]
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
+        if platform:
+            args += ["--platform", platform]
+        env = dict(os.environ, DOCKER_BUILDKIT="1")
+        if fileobj is not None:
+            fileobj.seek(0)
+            yield from run_streaming([*args, "-"], stdin_file=fileobj, env=env)
+        else:
+            yield from run_streaming([*args, path], env=env)
+        if push:
+            yield from self.push(tag)
+
+    def push(self, tag: str) -> Iterator[str]:
+        yield from run_streaming([self.docker_cli, "push", tag])

@@ -1,0 +1,204 @@
+"""Repo2DockerBuilder: runs repo2docker (as a library) in a worker thread, then pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import tempfile
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from repo2docker.app import Repo2Docker
+from repo2docker.contentproviders import Git as GitContent
+from traitlets import Int, List, Unicode, default
+
+from panbinder.events import Event
+from panbinder.executor import run_blocking
+
+from .base import Builder, BuildRequest
+from .buildpack import PackSettings, configured_pack
+from .engine import BuildKitEngine
+
+_DONE = object()
+# Log lines that explain a failure better than the last line does.
+FAILURE_HINTS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"(No matching distribution found for .*|Could not find a version that satisfies the requirement .*)"),
+        "pip could not install the requirements: {0}. Check the package names and versions in requirements.txt.",
+    ),
+    (
+        re.compile(r"(ERROR: Invalid requirement: .*)"),
+        "requirements.txt has a line pip does not understand: {0}. Fix that line.",
+    ),
+    (
+        re.compile(r"(E: Unable to locate package .*)"),
+        "apt could not install a package from apt.txt: {0}. Check the Debian package names.",
+    ),
+    (
+        re.compile(r"(Failed to check out ref .*|Failed to clone repository .*)"),
+        "{0} Check the repository URL and the ref.",
+    ),
+]
+
+
+class _QueueHandler(logging.Handler):
+    """Forward a build's repo2docker log records to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        super().__init__()
+        self.loop = loop
+        self.queue = queue
+
+    def emit(self, record: logging.LogRecord) -> None:
+        phase = getattr(record, "phase", "building")
+        phase = phase if phase in ("fetching", "building") else "building"
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (phase, record.getMessage()))
+
+
+def failure_message(tail: list[str], error: str) -> str:
+    for line in reversed(tail):
+        for pattern, template in FAILURE_HINTS:
+            m = pattern.search(line)
+            if m:
+                return template.format(m.group(1).strip())
+    last = next((ln.strip() for ln in reversed(error.splitlines()) if ln.strip()), error)
+    return f"The build failed: {last[:300]}. The log above shows the failing step."
+
+
+class Repo2DockerBuilder(Builder):
+    base_image = Unicode(
+        "panbinder-base:bookworm-1",
+        help="Local image every build starts FROM (made offline by the set-up with debootstrap).",
+    ).tag(config=True)
+    ca_bundle = Unicode(
+        help="CA bundle copied into images and named by PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE "
+        "and NODE_EXTRA_CA_CERTS, for TLS-intercepting proxies. Default: the host's bundle. Empty: none.",
+    ).tag(config=True)
+    index_url = Unicode("", help="Python package index URL used in builds (empty: pip's default).").tag(
+        config=True
+    )
+    extra_index_urls = List(Unicode(), help="Extra package index URLs for builds.").tag(config=True)
+    server_requirements = List(
+        Unicode(),
+        ["jupyterhub==6.1.1", "jupyterlab==4.6.6"],
+        help="Pinned packages that make up the single-user server in every image.",
+    ).tag(config=True)
+    user_name = Unicode("jovyan", help="Non-root user inside images.").tag(config=True)
+    user_id = Int(1000, help="Uid (and gid) of that user.").tag(config=True)
+    docker_cli = Unicode("", help="Docker client for BuildKit builds (empty: engine default).").tag(config=True)
+    log_tail_lines = Int(40, help="Log lines attached to a failed event.").tag(config=True)
+
+    @default("ca_bundle")
+    def _ca_bundle_default(self) -> str:
+        host = "/etc/ssl/certs/ca-certificates.crt"
+        return host if os.path.exists(host) else ""
+
+    def pack_settings(self) -> PackSettings:
+        return PackSettings(
+            server_requirements=tuple(self.server_requirements),
+            ca_bundle=self.ca_bundle,
+            index_url=self.index_url,
+            extra_index_urls=tuple(self.extra_index_urls),
+            uid=self.user_id,
+        )
+
+    def _make_r2d(self, request: BuildRequest, log: logging.Logger, workdir: str) -> Repo2Docker:
+        pack = configured_pack(self.pack_settings())
+        r2d = Repo2Docker(
+            repo=request.repo_url,
+            ref=request.resolved_ref,
+            output_image_spec=request.image.full,
+            engine="panbinder-buildkit",
+            content_providers=[GitContent],
+            base_image=self.base_image,
+            buildpacks=[pack],
+            default_buildpack=pack,
+            user_id=self.user_id,
+            user_name=self.user_name,
+            run=False,
+            push=False,
+            json_logs=True,
+            git_workdir=workdir,
+            cleanup_checkout=False,
+            labels={
+                "org.panbinder.repo": request.repo_url,
+                "org.panbinder.ref": request.resolved_ref,
+                "org.panbinder.provider": request.provider,
+            },
+        )
+        r2d.log = log
+        return r2d
+
+    def _engine(self, r2d: Repo2Docker) -> BuildKitEngine:
+        engine = BuildKitEngine(parent=r2d)
+        if self.docker_cli:
+            engine.docker_cli = self.docker_cli
+        return engine
+
+    def _build_blocking(self, request: BuildRequest, log: logging.Logger, push_line: Any) -> None:
+        with tempfile.TemporaryDirectory(prefix="panbinder-build-") as tmp:
+            workdir = os.path.join(tmp, "repo")
+            r2d = self._make_r2d(request, log, workdir)
+            r2d.build()
+            if not self._engine(r2d).inspect_image(request.image.full):
+                raise RuntimeError("repo2docker finished without producing the image")
+            push_line(None)
+            for line in self._engine(r2d).push(request.image.full):
+                push_line(line)
+
+    async def build(self, request: BuildRequest) -> AsyncIterator[Event]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        log = logging.getLogger(f"panbinder.r2d.{request.build_id}")
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        log.handlers[:] = [_QueueHandler(loop, queue)]
+
+        def push_line(line: str | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, ("pushing", line))
+
+        async def work() -> None:
+            try:
+                await run_blocking(self._build_blocking, request, log, push_line)
+                queue.put_nowait(_DONE)
+            except BaseException as e:  # reported as a failed event below
+                queue.put_nowait(e)
+
+        task = asyncio.create_task(work(), name=f"build-{request.build_id}")
+        tail: deque[str] = deque(maxlen=self.log_tail_lines)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    yield Event("built", "Image built and pushed.\n", {"image": request.image.full})
+                    return
+                if isinstance(item, BaseException):
+                    self.log.warning(
+                        "build failed: %s",
+                        item,
+                        extra={"build_id": request.build_id, "image": request.image.full, "phase": "failed"},
+                    )
+                    lines = list(tail)
+                    yield Event(
+                        "failed",
+                        failure_message(lines, str(item)),
+                        {"log_tail": lines[-self.log_tail_lines :]},
+                    )
+                    return
+                phase, line = item
+                if line is None:
+                    yield Event("pushing", f"Pushing {request.image.full}\n")
+                    continue
+                tail.append(line.rstrip("\n"))
+                yield Event(phase, line if line.endswith("\n") else line + "\n")
+        finally:
+            if not task.done():
+                await asyncio.wait([task])
+            log.handlers.clear()
+            logging.Logger.manager.loggerDict.pop(log.name, None)
+
+
+__all__ = ["Repo2DockerBuilder", "failure_message"]

@@ -1,0 +1,79 @@
+"""JupyterHub configuration file used by ``panbinder serve``.
+
+It reads the settings that the portal wrote (``PANBINDER_HUB_SETTINGS``, a JSON file) and
+applies them, so the Hub and the portal share one source of configuration: the portal's
+traitlets. Nothing here is meant to be edited per deployment.
+"""
+
+import json
+import os
+import sys
+
+c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
+s = json.load(open(os.environ["PANBINDER_HUB_SETTINGS"]))
+
+c.JupyterHub.bind_url = s["bind_url"]
+c.JupyterHub.hub_ip = s["hub_ip"]
+c.JupyterHub.hub_port = s["hub_port"]
+c.JupyterHub.hub_connect_ip = s["hub_connect_ip"]
+c.ConfigurableHTTPProxy.api_url = s["proxy_api_url"]
+c.ConfigurableHTTPProxy.command = s["proxy_command"]
+c.JupyterHub.db_url = s["db_url"]
+c.JupyterHub.cookie_secret_file = s["cookie_secret_file"]
+c.JupyterHub.pid_file = s["pid_file"]
+c.JupyterHub.authenticator_class = s["authenticator_class"]
+c.Authenticator.allow_all = True
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.cleanup_proxy = True
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+c.JupyterHub.log_level = s.get("log_level", "INFO")
+
+c.JupyterHub.services = [
+    {"name": "panbinder", "api_token": os.environ["PANBINDER_HUB_TOKEN"]},
+    {
+        "name": "idle-culler",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={s['cull_timeout']}",
+            f"--cull-every={s['cull_every']}",
+            "--cull-users",
+            "--remove-named-servers",
+        ],
+    },
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "panbinder",
+        "scopes": ["admin:users", "admin:servers", "tokens", "read:users", "access:servers"],
+        "services": ["panbinder"],
+    },
+    {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers", "admin:users"],
+        "services": ["idle-culler"],
+    },
+]
+
+c.JupyterHub.spawner_class = "panbinder.launcher.spawner.PanbinderSpawner"
+sp = s["spawner"]
+c.PanbinderSpawner.allowed_image_prefixes = sp["allowed_image_prefixes"]
+c.PanbinderSpawner.image = sp["default_image"]
+c.PanbinderSpawner.cmd = ["jupyterhub-singleuser"]
+c.PanbinderSpawner.default_url = sp["default_url"]
+c.PanbinderSpawner.remove = True
+c.PanbinderSpawner.pull_policy = "ifnotpresent"
+c.PanbinderSpawner.host_ip = "127.0.0.1"
+c.PanbinderSpawner.mem_limit = sp["mem_limit"]
+c.PanbinderSpawner.cpu_limit = sp["cpu_limit"]
+c.PanbinderSpawner.start_timeout = sp["start_timeout"]
+c.PanbinderSpawner.http_timeout = sp["start_timeout"]
+c.PanbinderSpawner.prefix = sp["container_prefix"]
+c.PanbinderSpawner.extra_host_config = {
+    "security_opt": ["no-new-privileges"],
+    "cap_drop": ["ALL"],
+    "pids_limit": sp["pids_limit"],
+}
+c.PanbinderSpawner.environment = sp["environment"]
+c.PanbinderSpawner.args = sp["args"]

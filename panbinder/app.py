@@ -1,0 +1,236 @@
+"""``panbinder``: one traitlets Application with subcommands ``serve`` and ``build``.
+
+Every setting is a trait, loadable from ``panbinder_config.py``; ``panbinder --help-all``
+lists them and ``panbinder --generate-config`` writes a commented file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Float, Int, Type, Unicode, default
+from traitlets.config import Application
+
+from . import __version__, logs
+from .errors import PanbinderError
+from .events import Event
+
+
+def _classes() -> list[type]:
+    from .builder.manager import BuildManager
+    from .builder.providers import GitProvider
+    from .builder.r2d import Repo2DockerBuilder
+    from .launcher.hub_api import HubLauncher
+    from .launcher.hub_process import HubProcess
+    from .registry_cache import Registry
+
+    return [Registry, Repo2DockerBuilder, BuildManager, GitProvider, HubLauncher, HubProcess]
+
+
+class PanbinderBase(Application):
+    version = __version__
+    config_file = Unicode("panbinder_config.py", help="Configuration file to load.").tag(config=True)
+    state_dir = Unicode(help="Directory for state: hub database, logs, pid files, secrets.").tag(config=True)
+    log_json = Bool(False, help="Write logs as JSON lines.").tag(config=True)
+    image_prefix = Unicode(
+        "panbinder/v1-",
+        help="Prefix of image names in the registry (see registry_cache/naming.py).",
+    ).tag(config=True)
+    builder_class = Type(
+        "panbinder.builder.r2d.Repo2DockerBuilder",
+        klass="panbinder.builder.base.Builder",
+        help="Builder implementation (import path).",
+    ).tag(config=True)
+    launcher_class = Type(
+        "panbinder.launcher.hub_api.HubLauncher",
+        klass="panbinder.launcher.base.Launcher",
+        help="Launcher implementation (import path).",
+    ).tag(config=True)
+
+    aliases = {
+        "config": "PanbinderBase.config_file",
+        "log-level": "Application.log_level",
+        "state-dir": "PanbinderBase.state_dir",
+    }
+    flags = {"json-logs": ({"PanbinderBase": {"log_json": True}}, "Write logs as JSON lines.")}
+
+    @default("state_dir")
+    def _state_default(self) -> str:
+        return os.path.abspath(os.environ.get("PANBINDER_STATE", ".state"))
+
+    @default("classes")
+    def _classes_default(self) -> list[type]:
+        return [PanbinderBase, *_classes()]
+
+    def initialize(self, argv=None) -> None:
+        super().initialize(argv)
+        if self.subapp is not None:
+            return
+        if self.config_file and os.path.exists(self.config_file):
+            self.load_config_file(self.config_file)
+        elif self.config_file != "panbinder_config.py":
+            self.log.error("configuration file %s not found", self.config_file)
+            self.exit(1)
+        self.update_config(self.cli_config)
+        self.log = logging.getLogger("panbinder")
+        self.log.setLevel(self.log_level)
+        logs.configure(self.log, json_format=self.log_json)
+
+    @property
+    def state(self) -> Path:
+        path = Path(self.state_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def components(self):
+        from .builder.manager import BuildManager
+        from .registry_cache import Registry
+        from .web.pipeline import PipelineContext
+
+        registry = Registry(parent=self, log=self.log)
+        builder = self.builder_class(parent=self, log=self.log)
+        manager = BuildManager(parent=self, log=self.log, builder=builder)
+        launcher = self.launcher_class(parent=self, log=self.log)
+        return PipelineContext(registry=registry, manager=manager, launcher=launcher, image_prefix=self.image_prefix)
+
+    def secret(self, name: str) -> str:
+        path = self.state / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+class ServeApp(PanbinderBase):
+    name = "panbinder-serve"
+    description = "Run the portal and JupyterHub in the foreground."
+    ip = Unicode("127.0.0.1", help="Address of the portal.").tag(config=True)
+    port = Int(8585, help="Port of the portal.").tag(config=True)
+    base_url = Unicode("/", help="URL prefix of the portal.").tag(config=True)
+    cors_allow_origin = Unicode(
+        "", help="Access-Control-Allow-Origin for /build and badges, and allow_origin of launched servers."
+    ).tag(config=True)
+    keepalive_interval = Float(20.0, help="Seconds between keepalive comments on idle event streams.").tag(
+        config=True
+    )
+    start_hub = Bool(True, help="Start JupyterHub as a child process (False: use a running Hub).").tag(config=True)
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        from .launcher.hub_process import HubProcess
+        from .web import metrics
+        from .web.app import make_app
+
+        ctx = self.components()
+        token = ctx.launcher.api_token or self.secret("hub-service-token")
+        ctx.launcher.api_token = token
+        hub = HubProcess(parent=self, log=self.log)
+        ctx.launcher.hub_url = hub.public_url
+        metrics.BUILDS_IN_PROGRESS.set_function(lambda: ctx.manager.running)
+        ctx.manager.on_finish.append(lambda job, outcome, sec: metrics.BUILD_TIME.labels(outcome).observe(sec))
+        if self.start_hub:
+            prefix = f"{ctx.registry.host}/{self.image_prefix}"
+            settings = hub.settings(
+                state_dir=self.state, allowed_image_prefixes=[prefix], cors_origin=self.cors_allow_origin
+            )
+            hub.start(state_dir=self.state, token=token, settings=settings)
+        try:
+            if self.start_hub:
+                await hub.wait_ready(token)
+            app = make_app(
+                pipeline=ctx,
+                app=self,
+                log=self.log,
+                base_url=self.base_url,
+                cors_allow_origin=self.cors_allow_origin,
+                keepalive_interval=self.keepalive_interval,
+            )
+            server = HTTPServer(app, xheaders=True)
+            server.listen(self.port, self.ip)
+            url = f"http://{self.ip}:{self.port}{self.base_url}"
+            self.log.info("JupyterHub at %s", hub.public_url)
+            print(f"\npanbinder is running at {url}\n", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            server.stop()
+        finally:
+            hub.stop()
+
+
+class BuildApp(PanbinderBase):
+    name = "panbinder-build"
+    description = "Build and push the image for REPO_URL at REF (default HEAD), printing the build log."
+    provider = Unicode("git", help="Repository provider.").tag(config=True)
+    aliases = {**PanbinderBase.aliases, "provider": "BuildApp.provider"}
+
+    def start(self) -> None:
+        if not self.extra_args:
+            print("usage: panbinder build REPO_URL [REF]", file=sys.stderr)
+            self.exit(2)
+        sys.exit(asyncio.run(self.run_build(*self.extra_args[:2])))
+
+    async def run_build(self, repo_url: str, ref: str = "HEAD") -> int:
+        from urllib.parse import quote
+
+        from .builder import get_provider_class
+        from .web.pipeline import run_pipeline
+
+        ctx = self.components()
+        try:
+            provider = get_provider_class(self.provider)(f"{quote(repo_url, safe='')}/{ref}", parent=self)
+        except PanbinderError as e:
+            print(f"error: {e.message}", file=sys.stderr)
+            return 2
+        last: Event | None = None
+        async for event in run_pipeline(ctx, provider, build_only=True, log=self.log):
+            last = event
+            if event.phase == "failed":
+                print(f"\nfailed: {event.message}", file=sys.stderr)
+            elif event.message:
+                sys.stdout.write(event.message)
+                sys.stdout.flush()
+        if last is not None and last.phase == "built":
+            print(last.extra.get("imageName", ""))
+            return 0
+        return 1
+
+
+class PanbinderApp(PanbinderBase):
+    name = "panbinder"
+    description = "Reproducible notebooks for photon and neutron research facilities."
+    examples = "panbinder serve\npanbinder build https://example.org/group/repo.git main\npanbinder --help-all"
+    subcommands = {
+        "serve": (ServeApp, ServeApp.description),
+        "build": (BuildApp, BuildApp.description),
+    }
+
+    @default("classes")
+    def _classes_default(self) -> list[type]:
+        return [PanbinderBase, ServeApp, BuildApp, *_classes()]
+
+    def start(self) -> None:
+        if self.subapp is not None:
+            return self.subapp.start()
+        self.print_help()
+        self.exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    PanbinderApp.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()

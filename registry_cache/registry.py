@@ -1,0 +1,84 @@
+"""Ask a Docker/OCI registry (distribution v2 HTTP API) whether an image exists."""
+
+from __future__ import annotations
+
+import base64
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Float, Unicode
+from traitlets.config import LoggingConfigurable
+
+from panbinder.errors import PanbinderError
+
+from .naming import ImageRef
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+
+
+class Registry(LoggingConfigurable):
+    url = Unicode(
+        "http://127.0.0.1:5000",
+        help="Base URL of the registry that caches built images (distribution v2 API).",
+    ).tag(config=True)
+    username = Unicode("", help="Registry user name (empty: no authentication).").tag(config=True)
+    password = Unicode("", help="Registry password or token.").tag(config=True)
+    timeout = Float(10.0, help="Seconds before a registry request is abandoned.").tag(config=True)
+
+    @property
+    def host(self) -> str:
+        """host[:port] as used in image names."""
+        return self.url.split("://", 1)[-1].rstrip("/")
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": MANIFEST_TYPES}
+        if self.username:
+            cred = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {cred}"
+        return headers
+
+    async def digest(self, image: ImageRef) -> str | None:
+        """The manifest digest of ``image``, or None when the registry does not have it."""
+        req = HTTPRequest(
+            f"{self.url.rstrip('/')}/v2/{image.name}/manifests/{image.tag}",
+            method="HEAD",
+            headers=self._headers(),
+            request_timeout=self.timeout,
+        )
+        try:
+            resp = await AsyncHTTPClient().fetch(req)
+        except HTTPClientError as e:
+            if e.code == 404:
+                return None
+            raise PanbinderError(
+                "The image registry is not answering properly; try again later or tell the operators.",
+                reason="registry",
+                log_message=f"registry HEAD {image.full}: {e}",
+                status_code=503,
+            ) from e
+        except OSError as e:
+            raise PanbinderError(
+                "The image registry cannot be reached; try again later or tell the operators.",
+                reason="registry",
+                log_message=f"registry HEAD {image.full}: {e}",
+                status_code=503,
+            ) from e
+        return resp.headers.get("Docker-Content-Digest", "") or "unknown"
+
+    async def exists(self, image: ImageRef) -> bool:
+        return await self.digest(image) is not None
+
+    async def ping(self) -> bool:
+        try:
+            await AsyncHTTPClient().fetch(
+                f"{self.url.rstrip('/')}/v2/", headers=self._headers(), request_timeout=3
+            )
+        except Exception:
+            return False
+        return True

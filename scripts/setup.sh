@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Install and start everything panbinder needs on one Debian 12 machine, as root.
+# Idempotent: each step checks whether it is already done and skips it.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STATE=${PANBINDER_STATE:-$ROOT/.state}
+VENV=$STATE/venv
+REGISTRY_ADDR=${PANBINDER_REGISTRY_ADDR:-127.0.0.1:5000}
+BASE_IMAGE=${PANBINDER_BASE_IMAGE:-panbinder-base:bookworm-1}
+CHP_VERSION=4.6.3
+export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
+
+mkdir -p "$STATE/logs" "$STATE/run" "$STATE/registry"
+say() { printf '[setup] %s\n' "$*"; }
+
+# -- Debian packages -----------------------------------------------------------------------
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+[ -x /usr/bin/docker ] || need+=(docker.io)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v git >/dev/null || need+=(git)
+command -v curl >/dev/null || need+=(curl)
+command -v npm >/dev/null || need+=(npm)
+command -v node >/dev/null || need+=(nodejs)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >"$STATE/logs/apt.log"
+fi
+
+# -- background daemons, started by pid file ------------------------------------------------------
+start_daemon() {  # name, readiness command, command...
+  local name=$1 ready=$2; shift 2
+  if eval "$ready" >/dev/null 2>&1; then return 0; fi
+  say "starting $name"
+  setsid sh -c "echo \$\$ > '$STATE/run/$name.pid'; exec \"\$@\"" "$name" "$@" \
+    >>"$STATE/logs/$name.log" 2>&1 </dev/null &
+  for _ in $(seq 1 150); do
+    if eval "$ready" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  say "$name did not start; its log follows"; tail -n 30 "$STATE/logs/$name.log"; exit 1
+}
+
+start_daemon dockerd "/usr/bin/docker version" dockerd --host=unix:///var/run/docker.sock
+
+cat >"$STATE/registry.yml" <<YML
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $STATE/registry}
+  delete: {enabled: true}
+http:
+  addr: $REGISTRY_ADDR
+YML
+start_daemon registry "curl -sf http://$REGISTRY_ADDR/v2/" docker-registry serve "$STATE/registry.yml"
+
+# -- offline base image --------------------------------------------------------------------
+if ! /usr/bin/docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  mirror=${PANBINDER_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -n1)}
+  [ -n "$mirror" ] || mirror=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list)
+  say "making base image $BASE_IMAGE with debootstrap from $mirror"
+  rootfs=$STATE/rootfs
+  rm -rf "$rootfs"
+  debootstrap --variant=minbase \
+    --include=python3,python3-venv,locales,less,unzip,gettext-base,tini \
+    bookworm "$rootfs" "$mirror" >"$STATE/logs/debootstrap.log" 2>&1
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | /usr/bin/docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+fi
+# -- configurable-http-proxy, pinned, inside the state directory --------------------------------------
+if [ ! -x "$STATE/node/bin/configurable-http-proxy" ]; then
+  say "installing configurable-http-proxy $CHP_VERSION"
+  npm install --silent --global --prefix "$STATE/node" "configurable-http-proxy@$CHP_VERSION" >"$STATE/logs/npm.log" 2>&1
+fi
+
+# -- virtualenv with pinned dependencies ---------------------------------------------------
+stamp=$(cat "$ROOT/requirements.lock" "$ROOT/setup.cfg" "$ROOT/setup.py" | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.panbinder-stamp" 2>/dev/null)" != "$stamp" ]; then
+  say "creating the virtualenv"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q -r "$ROOT/requirements.lock" 2>>"$STATE/logs/pip.log"
+  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" 2>>"$STATE/logs/pip.log"
+  echo "$stamp" >"$VENV/.panbinder-stamp"
+fi
+
+say "ready (state in $STATE)"

@@ -1,0 +1,1 @@
+"""The tornado portal: pages, badges, health and the build/launch event stream."""

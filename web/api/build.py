@@ -1,0 +1,94 @@
+"""GET /build/<provider>/<spec>: Server-Sent Events in BinderHub's schema."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+from tornado.iostream import StreamClosedError
+
+from panbinder.builder import get_provider_class
+from panbinder.events import SSE_KEEPALIVE, Event, sse_event
+from panbinder.executor import log_task_exception
+
+from ..handlers.base import BaseHandler
+from ..pipeline import run_pipeline
+
+_END = object()
+
+
+class BuildHandler(BaseHandler):
+    closed = False
+
+    def on_connection_close(self) -> None:
+        self.closed = True
+
+    def ready_extra(self, provider_name: str, spec: str, repo_url: str, ref: str) -> dict:
+        host = f"{self.request.protocol}://{self.request.host}{self.settings['base_url']}"
+        ref_url = repo_url.removesuffix(".git") + f"/tree/{ref}" if repo_url.startswith("http") else repo_url
+        return {
+            "repo_url": repo_url,
+            "binder_ref_url": ref_url,
+            "binder_launch_host": host,
+            "binder_request": f"v2/{provider_name}/{spec}",
+            "binder_persistent_request": f"v2/{provider_name}/{quote(repo_url, safe='')}/{ref}",
+        }
+
+    async def send(self, event: Event | str) -> None:
+        if self.closed:
+            return
+        try:
+            self.write(event if isinstance(event, str) else sse_event(event))
+            await self.flush()
+        except StreamClosedError:
+            self.closed = True
+
+    async def get(self, provider_name: str, _spec: str) -> None:
+        provider_cls = get_provider_class(provider_name)
+        spec = self.provider_spec("build", provider_name)
+        provider = provider_cls(spec, parent=self.settings["app"])
+        build_only = self.get_argument("build_only", "false").lower() in ("1", "true", "yes")
+
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        self.set_cors()
+
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def produce() -> None:
+            try:
+                async for event in run_pipeline(
+                    self.settings["pipeline"], provider, build_only=build_only, log=self.log
+                ):
+                    queue.put_nowait(event)
+            except Exception:
+                self.log.exception("pipeline crashed for %s", spec)
+                queue.put_nowait(Event("failed", "Something went wrong on our side; try again in a moment."))
+            finally:
+                queue.put_nowait(_END)
+
+        task = asyncio.create_task(produce(), name=f"pipeline-{provider_name}")
+        task.add_done_callback(lambda t: log_task_exception(t, self.log))
+        interval = self.settings["keepalive_interval"]
+        last = None
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), interval)
+            except TimeoutError:
+                await self.send(SSE_KEEPALIVE)
+                continue
+            if item is _END:
+                break
+            last = item
+            if item.phase == "ready":
+                ref = item.extra.get("ref") or provider.unresolved_ref
+                item = Event("ready", item.message, {**item.extra, **self.ready_extra(provider_name, spec, provider.repo_url, ref)})
+            await self.send(item)
+        if last is None or (last.phase not in ("ready", "failed") and not (build_only and last.phase == "built")):
+            await self.send(Event("failed", "The request ended without a result; try again."))
+        if not self.closed:
+            self.finish()
+
+
+routes = [(r"/build/([^/]+)/(.+)", BuildHandler)]

@@ -1,0 +1,95 @@
+"""From a provider spec to a running server: resolve, look up, build (shared), launch.
+
+The pipeline reaches the builder and the launcher only through their base classes and yields
+events; the HTTP handler only formats them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from panbinder.builder import BuildRequest, RepoProvider
+from panbinder.builder.manager import BuildManager
+from panbinder.errors import PanbinderError
+from panbinder.events import Event
+from panbinder.launcher import LaunchRequest, Launcher
+from panbinder.registry_cache import Registry, image_ref
+
+from . import metrics
+
+
+@dataclass
+class PipelineContext:
+    registry: Registry
+    manager: BuildManager
+    launcher: Launcher
+    image_prefix: str
+
+
+async def resolve_image(ctx: PipelineContext, provider: RepoProvider):
+    resolved = await provider.resolve()
+    image = image_ref(
+        registry=ctx.registry.host,
+        prefix=ctx.image_prefix,
+        provider=provider.name,
+        repo_url=provider.repo_url,
+        ref=resolved,
+    )
+    return resolved, image
+
+
+async def run_pipeline(
+    ctx: PipelineContext, provider: RepoProvider, *, build_only: bool = False, log=None
+) -> AsyncIterator[Event]:
+    build_id = secrets.token_hex(4)
+    yield Event("waiting", f"Resolving {provider.unresolved_ref} in {provider.repo_url}\n")
+    try:
+        resolved, image = await resolve_image(ctx, provider)
+        yield Event("fetching", f"Resolved {provider.unresolved_ref} to {resolved}\n", {"ref": resolved})
+        digest = await ctx.registry.digest(image)
+    except PanbinderError as e:
+        if log:
+            log.info("request failed: %s", e.log_message, extra={"build_id": build_id})
+        metrics.REQUESTS.labels(provider.name, "failed").inc()
+        yield Event("failed", e.message, {"reason": e.reason})
+        return
+    metrics.CACHE_HITS.labels("hit" if digest else "miss").inc()
+    if digest:
+        yield Event("built", "Found built image, launching...\n", {"imageName": image.full})
+    else:
+        request = BuildRequest(
+            build_id=build_id,
+            provider=provider.name,
+            repo_url=provider.repo_url,
+            resolved_ref=resolved,
+            unresolved_ref=provider.unresolved_ref,
+            image=image,
+        )
+        job, joined = ctx.manager.attach(request)
+        if joined:
+            yield Event("waiting", "The same image is already being built; following that build.\n")
+        async for event in ctx.manager.follow(job):
+            if event.phase == "built":
+                event = Event("built", event.message, {**event.extra, "imageName": image.full})
+            yield event
+            if event.phase == "failed":
+                metrics.REQUESTS.labels(provider.name, "failed").inc()
+                return
+    if build_only:
+        metrics.REQUESTS.labels(provider.name, "built").inc()
+        return
+    started = time.monotonic()
+    metrics.LAUNCHES_IN_PROGRESS.inc()
+    outcome = "failed"
+    try:
+        async for event in ctx.launcher.launch(LaunchRequest(launch_id=build_id, image=image)):
+            if event.phase == "ready":
+                outcome = "success"
+            yield event
+    finally:
+        metrics.LAUNCHES_IN_PROGRESS.dec()
+        metrics.LAUNCH_TIME.labels(outcome).observe(time.monotonic() - started)
+        metrics.REQUESTS.labels(provider.name, outcome).inc()

@@ -1,0 +1,14 @@
+(function () {
+  const form = document.getElementById("launch-form");
+  const share = document.getElementById("share");
+  function target() {
+    const repo = document.getElementById("repo").value.trim();
+    const ref = document.getElementById("ref").value.trim() || "HEAD";
+    const labpath = document.getElementById("labpath").value.trim();
+    let url = new URL("v2/git/" + encodeURIComponent(repo) + "/" + ref, window.location.href).href;
+    if (labpath) url += "?labpath=" + encodeURIComponent(labpath);
+    return url;
+  }
+  form.addEventListener("input", () => { share.textContent = target(); });
+  form.addEventListener("submit", (e) => { e.preventDefault(); window.location.href = target(); });
+})();

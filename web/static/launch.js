@@ -1,0 +1,42 @@
+// Follows the /build event stream, shows the log and opens the server when it is ready.
+(function () {
+  const cfg = window.PANBINDER;
+  const log = document.getElementById("log");
+  const status = document.getElementById("status");
+  const labels = {
+    waiting: "Waiting", fetching: "Fetching the repository", building: "Building the environment",
+    pushing: "Saving the image", built: "Environment ready", launching: "Starting the server",
+    ready: "Server ready, opening...", failed: "Failed",
+  };
+  function serverUrl(ev) {
+    let url = ev.url.replace(/\/?$/, "/");
+    const t = cfg.targets;
+    if (t.urlpath) url += t.urlpath.replace(/^\//, "");
+    else if (t.labpath) url += "lab/tree/" + t.labpath.replace(/^\//, "");
+    else if (t.filepath) url += "tree/" + t.filepath.replace(/^\//, "");
+    return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(ev.token);
+  }
+  const source = new EventSource(cfg.stream);
+  source.onmessage = function (msg) {
+    const ev = JSON.parse(msg.data);
+    status.textContent = labels[ev.phase] || ev.phase;
+    status.className = "phase-" + ev.phase;
+    if (ev.message) {
+      log.textContent += ev.message;
+      log.scrollTop = log.scrollHeight;
+    }
+    if (ev.phase === "failed") {
+      status.textContent = "Failed: " + (ev.message || "unknown error");
+      source.close();
+    } else if (ev.phase === "ready") {
+      source.close();
+      window.location.href = serverUrl(ev);
+    }
+  };
+  source.onerror = function () {
+    if (source.readyState === EventSource.CLOSED) return;
+    status.textContent = "Lost the connection to the build; reload the page to follow it again.";
+    status.className = "phase-failed";
+    source.close();
+  };
+})();
