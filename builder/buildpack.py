@@ -78,6 +78,12 @@ class DebianPipBuildPack(BaseImage):
         cache = PIP_CACHE.format(uid=self.settings.uid)
         scripts = [
             ("root", f"install -d -o ${{NB_USER}} -g ${{NB_USER}} {VENV}"),
+            # the entrypoint runs a login shell, whose /etc/profile resets PATH
+            (
+                "root",
+                "echo 'export PATH=\"${HOME}/.local/bin:${REPO_DIR}/.local/bin:"
+                f"{VENV}/bin:${{PATH}}\"' > /etc/profile.d/00-panbinder-venv.sh",
+            ),
             (
                 "${NB_USER}",
                 f"{cache} python3 -m venv {VENV} && {self._pip()} --upgrade pip && "

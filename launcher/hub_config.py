@@ -38,8 +38,8 @@ c.JupyterHub.services = [
             "jupyterhub_idle_culler",
             f"--timeout={s['cull_timeout']}",
             f"--cull-every={s['cull_every']}",
-            "--cull-users",
-            "--remove-named-servers",
+            "--cull-users=True",
+            "--remove-named-servers=True",
         ],
     },
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import shutil
@@ -25,8 +26,11 @@ def docker_bridge_gateway() -> str:
 
     client = docker.from_env()
     try:
-        net = client.networks.get("bridge")
-        return net.attrs["IPAM"]["Config"][0]["Gateway"]
+        ipam = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+        if ipam.get("Gateway"):
+            return ipam["Gateway"]
+        # dockerd 20.10 leaves Gateway out on the default bridge: it is the first host address
+        return str(next(ipaddress.ip_network(ipam["Subnet"]).hosts()))
     finally:
         client.close()
 
@@ -111,14 +115,19 @@ class HubProcess(LoggingConfigurable):
             },
         }
 
-    def start(self, *, state_dir: Path, token: str, settings: dict) -> None:
+    def start(self, *, state_dir: Path, token: str, proxy_token: str, settings: dict) -> None:
         hub_dir = state_dir / "hub"
         hub_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "run").mkdir(exist_ok=True)
         (state_dir / "logs").mkdir(exist_ok=True)
         settings_file = hub_dir / "settings.json"
         settings_file.write_text(json.dumps(settings, indent=2))
-        env = dict(os.environ, PANBINDER_HUB_SETTINGS=str(settings_file), PANBINDER_HUB_TOKEN=token)
+        env = dict(
+            os.environ,
+            PANBINDER_HUB_SETTINGS=str(settings_file),
+            PANBINDER_HUB_TOKEN=token,
+            CONFIGPROXY_AUTH_TOKEN=proxy_token,
+        )
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         log = open(state_dir / "logs" / "jupyterhub.log", "ab")
@@ -150,9 +159,17 @@ class HubProcess(LoggingConfigurable):
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        # the Hub itself first: it stops servers, services and the proxy it started
+        self.proc.terminate()
         try:
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.kill()
             self.proc.wait()
+        # then whatever of its process group is left (a proxy or service that did not exit)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            time.sleep(1)

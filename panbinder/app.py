@@ -143,7 +143,9 @@ class ServeApp(PanbinderBase):
             settings = hub.settings(
                 state_dir=self.state, allowed_image_prefixes=[prefix], cors_origin=self.cors_allow_origin
             )
-            hub.start(state_dir=self.state, token=token, settings=settings)
+            hub.start(
+                state_dir=self.state, token=token, proxy_token=self.secret("proxy-token"), settings=settings
+            )
         try:
             if self.start_hub:
                 await hub.wait_ready(token)
