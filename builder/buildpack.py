@@ -52,7 +52,13 @@ class DebianPipBuildPack(BaseImage):
     def get_build_env(self) -> list[tuple[str, str]]:
         env = [*super().get_build_env(), ("VIRTUAL_ENV", VENV), ("PIP_DISABLE_PIP_VERSION_CHECK", "1")]
         if self.settings.ca_bundle:
-            for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE"):
+            for name in (
+                "PIP_CERT",
+                "REQUESTS_CA_BUNDLE",
+                "SSL_CERT_FILE",
+                "NODE_EXTRA_CA_CERTS",
+                "CURL_CA_BUNDLE",
+            ):
                 env.append((name, CA_IN_IMAGE))
         if self.settings.index_url:
             env.append(("PIP_INDEX_URL", self.settings.index_url))
@@ -104,9 +110,8 @@ class DebianPipBuildPack(BaseImage):
         cache = PIP_CACHE.format(uid=self.settings.uid)
         drop = " ".join(shlex.quote(p) for p in self.settings.drop_packages)
         quoted = shlex.quote(path)
-        return (
-            f"{cache} {self._pip()} -r {quoted}"
-            + (f" && ({VENV}/bin/pip uninstall -y -q {drop} || true)" if drop else "")
+        return f"{cache} {self._pip()} -r {quoted}" + (
+            f" && ({VENV}/bin/pip uninstall -y -q {drop} || true)" if drop else ""
         )
 
     @lru_cache

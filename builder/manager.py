@@ -56,7 +56,9 @@ class BuildManager(LoggingConfigurable):
                         job.result = event
             except Exception as e:  # a bug in a builder must still end the stream
                 self.log.exception("builder crashed", extra={"build_id": request.build_id})
-                job.result = Event("failed", f"The build stopped unexpectedly ({type(e).__name__}); try again.")
+                job.result = Event(
+                    "failed", f"The build stopped unexpectedly ({type(e).__name__}); try again."
+                )
                 job.publish(job.result)
             finally:
                 if job.result is None:

@@ -134,8 +134,7 @@ class GitProvider(RepoProvider):
             sha = await self._resolve_short_sha(ref)
         if sha is None:
             raise PanbinderError(
-                f"The ref '{ref}' was not found in {self.repo_url}; "
-                "check the branch, tag or commit name.",
+                f"The ref '{ref}' was not found in {self.repo_url}; check the branch, tag or commit name.",
                 reason="unknown_ref",
                 status_code=404,
             )
@@ -143,7 +142,7 @@ class GitProvider(RepoProvider):
 
     async def _resolve_short_sha(self, ref: str) -> str | None:
         with tempfile.TemporaryDirectory(prefix="panbinder-ref-") as d:
-            code, _, err = await self._git("clone", "--bare", "--quiet", "--", self.repo_url, d)
+            code, _, _err = await self._git("clone", "--bare", "--quiet", "--", self.repo_url, d)
             if code != 0:
                 return None
             code, out, _ = await self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=d)

@@ -26,7 +26,9 @@ _DONE = object()
 # Log lines that explain a failure better than the last line does.
 FAILURE_HINTS: list[tuple[re.Pattern[str], str]] = [
     (
-        re.compile(r"(No matching distribution found for .*|Could not find a version that satisfies the requirement .*)"),
+        re.compile(
+            r"(No matching distribution found for .*|Could not find a version that satisfies the requirement .*)"
+        ),
         "pip could not install the requirements: {0}. Check the package names and versions in requirements.txt.",
     ),
     (
@@ -88,7 +90,9 @@ class Repo2DockerBuilder(Builder):
     ).tag(config=True)
     user_name = Unicode("jovyan", help="Non-root user inside images.").tag(config=True)
     user_id = Int(1000, help="Uid (and gid) of that user.").tag(config=True)
-    docker_cli = Unicode("", help="Docker client for BuildKit builds (empty: engine default).").tag(config=True)
+    docker_cli = Unicode("", help="Docker client for BuildKit builds (empty: engine default).").tag(
+        config=True
+    )
     log_tail_lines = Int(40, help="Log lines attached to a failed event.").tag(config=True)
 
     @default("ca_bundle")

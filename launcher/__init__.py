@@ -1,5 +1,5 @@
 """Image -> running Jupyter server, through JupyterHub's REST API."""
 
-from .base import LaunchRequest, LaunchResult, Launcher
+from .base import Launcher, LaunchRequest, LaunchResult
 
 __all__ = ["LaunchRequest", "LaunchResult", "Launcher"]

@@ -14,7 +14,7 @@ from traitlets import Float, Int, Unicode
 
 from panbinder.events import Event
 
-from .base import LaunchRequest, Launcher
+from .base import Launcher, LaunchRequest
 
 
 class HubLauncher(Launcher):
@@ -25,9 +25,9 @@ class HubLauncher(Launcher):
         config=True
     )
     user_prefix = Unicode("pb-", help="Prefix of temporary user names.").tag(config=True)
-    token_expires_in = Int(
-        24 * 3600, help="Seconds a launched server's access token stays valid."
-    ).tag(config=True)
+    token_expires_in = Int(24 * 3600, help="Seconds a launched server's access token stays valid.").tag(
+        config=True
+    )
     launch_timeout = Float(120.0, help="Seconds a server may take to start.").tag(config=True)
     retries = Int(3, help="Attempts for each Hub API call that fails on connection errors.").tag(config=True)
 
@@ -148,7 +148,9 @@ class HubLauncher(Launcher):
             )
             return
         url = f"{self.hub_url.rstrip('/')}/user/{quote(user)}/"
-        yield Event("ready", f"server running at {url}\n", {"url": url, "token": token, "image": request.image.full})
+        yield Event(
+            "ready", f"server running at {url}\n", {"url": url, "token": token, "image": request.image.full}
+        )
 
     async def _delete_user(self, user: str) -> None:
         try:

@@ -51,9 +51,9 @@ class HubProcess(LoggingConfigurable):
     authenticator_class = Unicode(
         "null", help="JupyterHub authenticator for the Hub (temporary users need no login)."
     ).tag(config=True)
-    cull_timeout = Int(600, help="Seconds of inactivity before a launched server and its user are removed.").tag(
-        config=True
-    )
+    cull_timeout = Int(
+        600, help="Seconds of inactivity before a launched server and its user are removed."
+    ).tag(config=True)
     cull_every = Int(60, help="Seconds between idle checks.").tag(config=True)
     mem_limit = Unicode("2G", help="Memory limit of each launched server.").tag(config=True)
     cpu_limit = Float(1.0, help="CPU limit (cores) of each launched server.").tag(config=True)
@@ -63,7 +63,9 @@ class HubProcess(LoggingConfigurable):
     default_url = Unicode("/lab", help="Page a launched server opens by default.").tag(config=True)
     environment = Dict(help="Extra environment for launched servers.").tag(config=True)
     log_level = Unicode("INFO", help="Hub log level.").tag(config=True)
-    ready_timeout = Float(60.0, help="Seconds to wait for the Hub to answer after starting it.").tag(config=True)
+    ready_timeout = Float(60.0, help="Seconds to wait for the Hub to answer after starting it.").tag(
+        config=True
+    )
 
     @default("proxy_command")
     def _proxy_default(self) -> list[str]:
@@ -149,7 +151,9 @@ class HubProcess(LoggingConfigurable):
                 raise RuntimeError(f"JupyterHub exited with {self.proc.returncode}; see logs/jupyterhub.log")
             try:
                 await client.fetch(
-                    f"{self.public_url}/hub/api/", headers={"Authorization": f"token {token}"}, request_timeout=2
+                    f"{self.public_url}/hub/api/",
+                    headers={"Authorization": f"token {token}"},
+                    request_timeout=2,
                 )
                 return
             except Exception:

@@ -22,9 +22,7 @@ class PanbinderSpawner(DockerSpawner):
         Unicode(),
         help="Only images whose full name starts with one of these may be launched.",
     ).tag(config=True)
-    ready_poll_interval = Float(0.05, help="Seconds between readiness checks during start.").tag(
-        config=True
-    )
+    ready_poll_interval = Float(0.05, help="Seconds between readiness checks during start.").tag(config=True)
 
     async def check_allowed(self, image: str) -> str:
         if any(image.startswith(p) for p in self.allowed_image_prefixes):

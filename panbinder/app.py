@@ -98,7 +98,9 @@ class PanbinderBase(Application):
         builder = self.builder_class(parent=self, log=self.log)
         manager = BuildManager(parent=self, log=self.log, builder=builder)
         launcher = self.launcher_class(parent=self, log=self.log)
-        return PipelineContext(registry=registry, manager=manager, launcher=launcher, image_prefix=self.image_prefix)
+        return PipelineContext(
+            registry=registry, manager=manager, launcher=launcher, image_prefix=self.image_prefix
+        )
 
     def secret(self, name: str) -> str:
         path = self.state / "secrets" / name
@@ -121,7 +123,9 @@ class ServeApp(PanbinderBase):
     keepalive_interval = Float(20.0, help="Seconds between keepalive comments on idle event streams.").tag(
         config=True
     )
-    start_hub = Bool(True, help="Start JupyterHub as a child process (False: use a running Hub).").tag(config=True)
+    start_hub = Bool(True, help="Start JupyterHub as a child process (False: use a running Hub).").tag(
+        config=True
+    )
 
     def start(self) -> None:
         asyncio.run(self.serve())
@@ -137,7 +141,9 @@ class ServeApp(PanbinderBase):
         hub = HubProcess(parent=self, log=self.log)
         ctx.launcher.hub_url = hub.public_url
         metrics.BUILDS_IN_PROGRESS.set_function(lambda: ctx.manager.running)
-        ctx.manager.on_finish.append(lambda job, outcome, sec: metrics.BUILD_TIME.labels(outcome).observe(sec))
+        ctx.manager.on_finish.append(
+            lambda job, outcome, sec: metrics.BUILD_TIME.labels(outcome).observe(sec)
+        )
         if self.start_hub:
             prefix = f"{ctx.registry.host}/{self.image_prefix}"
             settings = hub.settings(
@@ -213,7 +219,9 @@ class BuildApp(PanbinderBase):
 class PanbinderApp(PanbinderBase):
     name = "panbinder"
     description = "Reproducible notebooks for photon and neutron research facilities."
-    examples = "panbinder serve\npanbinder build https://example.org/group/repo.git main\npanbinder --help-all"
+    examples = (
+        "panbinder serve\npanbinder build https://example.org/group/repo.git main\npanbinder --help-all"
+    )
     subcommands = {
         "serve": (ServeApp, ServeApp.description),
         "build": (BuildApp, BuildApp.description),

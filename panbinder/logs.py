@@ -43,8 +43,6 @@ def configure(log: logging.Logger, *, json_format: bool) -> None:
     if json_format:
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(
-            TextFormatter("[%(levelname).1s %(asctime)s %(name)s] %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(TextFormatter("[%(levelname).1s %(asctime)s %(name)s] %(message)s", "%H:%M:%S"))
     log.handlers[:] = [handler]
     log.propagate = False

@@ -5,7 +5,9 @@ from prometheus_client import Counter, Gauge, Histogram
 BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1200, float("inf"))
 
 BUILD_TIME = Histogram("panbinder_build_seconds", "Time of image builds", ["status"], buckets=BUCKETS)
-LAUNCH_TIME = Histogram("panbinder_launch_seconds", "Time from launch request to running server", ["status"], buckets=BUCKETS)
+LAUNCH_TIME = Histogram(
+    "panbinder_launch_seconds", "Time from launch request to running server", ["status"], buckets=BUCKETS
+)
 BUILDS_IN_PROGRESS = Gauge("panbinder_builds_in_progress", "Builds running now")
 LAUNCHES_IN_PROGRESS = Gauge("panbinder_launches_in_progress", "Launches running now")
 REQUESTS = Counter("panbinder_build_requests_total", "Requests to /build by outcome", ["provider", "outcome"])

@@ -15,7 +15,7 @@ from panbinder.builder import BuildRequest, RepoProvider
 from panbinder.builder.manager import BuildManager
 from panbinder.errors import PanbinderError
 from panbinder.events import Event
-from panbinder.launcher import LaunchRequest, Launcher
+from panbinder.launcher import Launcher, LaunchRequest
 from panbinder.registry_cache import Registry, image_ref
 
 from . import metrics

@@ -72,6 +72,7 @@ class BuildHandler(BaseHandler):
         task.add_done_callback(lambda t: log_task_exception(t, self.log))
         interval = self.settings["keepalive_interval"]
         last = None
+        resolved = provider.unresolved_ref
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), interval)
@@ -81,11 +82,14 @@ class BuildHandler(BaseHandler):
             if item is _END:
                 break
             last = item
+            resolved = item.extra.get("ref", resolved)
             if item.phase == "ready":
-                ref = item.extra.get("ref") or provider.unresolved_ref
-                item = Event("ready", item.message, {**item.extra, **self.ready_extra(provider_name, spec, provider.repo_url, ref)})
+                extra = self.ready_extra(provider_name, spec, provider.repo_url, resolved)
+                item = Event("ready", item.message, {**item.extra, **extra})
             await self.send(item)
-        if last is None or (last.phase not in ("ready", "failed") and not (build_only and last.phase == "built")):
+        if last is None or (
+            last.phase not in ("ready", "failed") and not (build_only and last.phase == "built")
+        ):
             await self.send(Event("failed", "The request ended without a result; try again."))
         if not self.closed:
             self.finish()

@@ -66,4 +66,6 @@ class BaseHandler(web.RequestHandler):
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
-        raise PanbinderError("Nothing here; see / for how to launch a repository.", reason="not_found", status_code=404)
+        raise PanbinderError(
+            "Nothing here; see / for how to launch a repository.", reason="not_found", status_code=404
+        )

@@ -20,7 +20,9 @@ class LaunchPageHandler(BaseHandler):
         spec = self.provider_spec("v2", provider_name)
         provider = provider_cls(spec, parent=self.settings["app"])  # 4xx on a malformed spec
         query = self.request.query
-        stream_url = f"{self.settings['base_url']}build/{provider_name}/{spec}" + (f"?{query}" if query else "")
+        stream_url = f"{self.settings['base_url']}build/{provider_name}/{spec}" + (
+            f"?{query}" if query else ""
+        )
         self.render(
             "launch.html",
             base_url=self.settings["base_url"],

@@ -1,0 +1,320 @@
+"""Real services for tests and benchmarks: a git daemon with repositories made on the spot,
+a ``panbinder serve`` process on free ports, an event-stream reader and a kernel client.
+
+Nothing here is faked: the portal, JupyterHub, docker and the registry are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import websocket_connect
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _git(*args: str, cwd: Path) -> str:
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="panbinder tests",
+        GIT_AUTHOR_EMAIL="tests@panbinder.invalid",
+        GIT_COMMITTER_NAME="panbinder tests",
+        GIT_COMMITTER_EMAIL="tests@panbinder.invalid",
+    )
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+class GitServer:
+    """``git daemon`` on 127.0.0.1 serving repositories under ``base``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                "git",
+                "daemon",
+                f"--base-path={self.base}",
+                "--export-all",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                str(self.base),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("git daemon did not start")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def commit(self, name: str, files: dict[str, str], message: str = "update") -> str:
+        """Create the repository if needed, write ``files`` and commit; returns the sha."""
+        repo = self.base / name
+        if not (repo / ".git").exists():
+            repo.mkdir(parents=True)
+            _git("init", "-q", "-b", "main", cwd=repo)
+        for rel, text in files.items():
+            path = repo / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            if rel in ("postBuild", "start") or rel.endswith(("/postBuild", "/start")):
+                path.chmod(0o755)
+        _git("add", "-A", cwd=repo)
+        _git("commit", "-q", "--allow-empty", "-m", message, cwd=repo)
+        return _git("rev-parse", "HEAD", cwd=repo).strip()
+
+
+def notebook(code: str) -> str:
+    return json.dumps(
+        {
+            "cells": [
+                {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": code}
+            ],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+
+
+@dataclass
+class Portal:
+    """``panbinder serve`` in a child process with its own state directory and ports."""
+
+    state: Path
+    config: str = ""
+    port: int = field(default_factory=free_port)
+    hub_port: int = field(default_factory=free_port)
+    proxy_api_port: int = field(default_factory=free_port)
+    hub_api_port: int = field(default_factory=free_port)
+    container_prefix: str = "panbinder-test"
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self) -> Path:
+        self.state.mkdir(parents=True, exist_ok=True)
+        path = self.state / "panbinder_config.py"
+        path.write_text(
+            textwrap.dedent(
+                f"""
+                c.ServeApp.port = {self.port}
+                c.HubProcess.port = {self.hub_port}
+                c.HubProcess.proxy_api_port = {self.proxy_api_port}
+                c.HubProcess.hub_port = {self.hub_api_port}
+                c.HubProcess.container_prefix = {self.container_prefix!r}
+                """
+            )
+            + textwrap.dedent(self.config)
+        )
+        return path
+
+    def start(self, timeout: float = 90) -> None:
+        config = self.write_config()
+        env = dict(os.environ, PANBINDER_STATE=str(self.state))
+        node = Path(os.environ.get("PANBINDER_STATE", ".state"), "node", "bin", "configurable-http-proxy")
+        if node.exists() and not (self.state / "node").exists():
+            (self.state / "node").symlink_to(node.resolve().parent.parent)
+        log = open(self.state / "portal.log", "ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "panbinder.app",
+                "serve",
+                f"--config={config}",
+                f"--state-dir={self.state}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"panbinder serve exited:\n{self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"panbinder serve did not start:\n{self.logs()}")
+
+    def logs(self) -> str:
+        parts = []
+        for name in ("portal.log", "logs/jupyterhub.log"):
+            p = self.state / name
+            if p.exists():
+                parts.append(f"--- {name}\n" + p.read_text(errors="replace")[-6000:])
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def build_url(self, repo_url: str, ref: str, query: str = "") -> str:
+        return f"{self.url}/build/git/{quote(repo_url, safe='')}/{ref}" + (f"?{query}" if query else "")
+
+
+@dataclass
+class Stream:
+    events: list[dict]
+    keepalives: int
+    raw: str
+    seconds: float
+
+    @property
+    def phases(self) -> list[str]:
+        return [e["phase"] for e in self.events]
+
+    @property
+    def last(self) -> dict:
+        return self.events[-1] if self.events else {}
+
+    def log(self) -> str:
+        return "".join(e.get("message", "") for e in self.events)
+
+
+async def read_stream(url: str, timeout: float = 900, headers: dict | None = None) -> Stream:
+    """Read a /build event stream to its end."""
+    chunks: list[bytes] = []
+    start = time.monotonic()
+    req = HTTPRequest(
+        url,
+        headers={"Accept": "text/event-stream", **(headers or {})},
+        streaming_callback=chunks.append,
+        request_timeout=timeout,
+    )
+    resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+    raw = b"".join(chunks).decode()
+    if resp.code != 200:
+        raise AssertionError(f"/build answered {resp.code}: {raw or resp.body}")
+    events, keepalives = [], 0
+    for block in raw.split("\n\n"):
+        if not block.strip():
+            continue
+        if block.startswith(":"):
+            keepalives += 1
+        elif block.startswith("data: "):
+            events.append(json.loads(block[6:]))
+    return Stream(events, keepalives, raw, time.monotonic() - start)
+
+
+async def run_code(server_url: str, token: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel in a launched server, run ``code``, return its stdout (raise on error)."""
+    client = AsyncHTTPClient()
+    base = server_url.rstrip("/")
+    auth = {"Authorization": f"token {token}"}
+    resp = await client.fetch(f"{base}/api/kernels", method="POST", body="{}", headers=auth)
+    kernel_id = json.loads(resp.body)["id"]
+    ws_url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
+    conn = await websocket_connect(HTTPRequest(ws_url, headers=auth))
+    msg_id = uuid.uuid4().hex
+    conn.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "tests",
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+                "channel": "shell",
+                "buffers": [],
+            }
+        )
+    )
+    out: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
+            if raw is None:
+                raise RuntimeError("kernel websocket closed")
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                raise RuntimeError(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out)
+        raise TimeoutError("kernel did not finish")
+    finally:
+        conn.close()
+        await client.fetch(
+            f"{base}/api/kernels/{kernel_id}", method="DELETE", headers=auth, raise_error=False
+        )
+
+
+def remove_containers(prefix: str) -> None:
+    """Remove containers whose name starts with ``prefix`` (clean-up by name)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        for c in client.containers.list(all=True, filters={"name": prefix}):
+            if c.name.startswith(prefix):
+                c.remove(force=True)
+    finally:
+        client.close()
+
+
+def cleanup_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
