@@ -23,6 +23,13 @@ PIP_CACHE = "--mount=type=cache,target=/tmp/pip-cache,uid={uid},gid={uid}"
 LOCAL_REFERENCE_RE = re.compile(r"^\s*(-e\s|--editable|-r\s|-c\s|--requirement|\.|/|file:)")
 
 
+def env_value(value: str) -> str:
+    """Quote a value for repo2docker's ``ENV name=value`` lines when Docker would split it."""
+    if re.search(r'[\s"\\]', value):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value
+
+
 @dataclass(frozen=True)
 class PackSettings:
     """What the deployment decides for every image (filled from Repo2DockerBuilder's traits)."""
@@ -64,7 +71,7 @@ class DebianPipBuildPack(BaseImage):
             env.append(("PIP_INDEX_URL", self.settings.index_url))
         if self.settings.extra_index_urls:
             env.append(("PIP_EXTRA_INDEX_URL", " ".join(self.settings.extra_index_urls)))
-        return env + list(self.settings.extra_env)
+        return [(name, env_value(value)) for name, value in env + list(self.settings.extra_env)]
 
     @lru_cache
     def get_path(self) -> list[str]:

@@ -72,14 +72,16 @@ class GitProvider(RepoProvider):
         return repo_url, ref
 
     def check_url(self, url: str) -> None:
-        if url.startswith(("https://", "http://", "git://", "ssh://")) or SCP_LIKE_RE.match(url):
-            if re.search(r"\s", url) or url.startswith("-"):
-                raise PanbinderError(f"'{url}' is not a valid repository URL.", reason="bad_url")
+        lowered = url.lower()
+        if lowered.startswith(("https://", "http://", "git://", "ssh://")) or SCP_LIKE_RE.match(url):
             rest = url.split("://", 1)[-1]
+            host = rest.rsplit("@", 1)[-1] if "@" in rest.split("/", 1)[0] else rest
+            if re.search(r"\s", url) or url.startswith("-") or host.startswith("-"):
+                raise PanbinderError(f"'{url}' is not a valid repository URL.", reason="bad_url")
             if "://" in url and (not rest or rest.startswith("/")):
                 raise PanbinderError(f"'{url}' has no host name.", reason="bad_url")
             return
-        if url.startswith("file://"):
+        if lowered.startswith("file://"):
             if self.allow_local:
                 return
             raise PanbinderError(
@@ -118,8 +120,8 @@ class GitProvider(RepoProvider):
 
     async def resolve(self) -> str:
         ref = self.unresolved_ref
-        if SHA_RE.match(ref):
-            return ref
+        if SHA_RE.match(ref.lower()):
+            return ref.lower()
         code, out, err = await self._git("ls-remote", "--", self.repo_url)
         if code != 0:
             detail = next((ln for ln in err.splitlines() if ln.strip()), "no answer")

@@ -66,7 +66,9 @@ def failure_message(tail: list[str], error: str) -> str:
             m = pattern.search(line)
             if m:
                 return template.format(m.group(1).strip())
-    last = next((ln.strip() for ln in reversed(error.splitlines()) if ln.strip()), error)
+    last = next((ln.strip() for ln in reversed(error.splitlines()) if ln.strip()), "")
+    if not last:
+        return "The build failed; the log above shows the failing step."
     return f"The build failed: {last[:300]}. The log above shows the failing step."
 
 

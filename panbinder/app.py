@@ -19,19 +19,16 @@ from traitlets import Bool, Float, Int, Type, Unicode, default
 from traitlets.config import Application
 
 from . import __version__, logs
+from .builder.manager import BuildManager
+from .builder.providers import GitProvider
+from .builder.r2d import Repo2DockerBuilder
 from .errors import PanbinderError
 from .events import Event
+from .launcher.hub_api import HubLauncher
+from .launcher.hub_process import HubProcess
+from .registry_cache import Registry
 
-
-def _classes() -> list[type]:
-    from .builder.manager import BuildManager
-    from .builder.providers import GitProvider
-    from .builder.r2d import Repo2DockerBuilder
-    from .launcher.hub_api import HubLauncher
-    from .launcher.hub_process import HubProcess
-    from .registry_cache import Registry
-
-    return [Registry, Repo2DockerBuilder, BuildManager, GitProvider, HubLauncher, HubProcess]
+COMPONENTS = [Registry, Repo2DockerBuilder, BuildManager, GitProvider, HubLauncher, HubProcess]
 
 
 class PanbinderBase(Application):
@@ -59,15 +56,17 @@ class PanbinderBase(Application):
         "log-level": "Application.log_level",
         "state-dir": "PanbinderBase.state_dir",
     }
-    flags = {"json-logs": ({"PanbinderBase": {"log_json": True}}, "Write logs as JSON lines.")}
+    flags = {
+        "json-logs": ({"PanbinderBase": {"log_json": True}}, "Write logs as JSON lines."),
+        "generate-config": (
+            {"PanbinderApp": {"generate_config": True}},
+            "Write a commented panbinder_config.py with every setting and its default, then exit.",
+        ),
+    }
 
     @default("state_dir")
     def _state_default(self) -> str:
         return os.path.abspath(os.environ.get("PANBINDER_STATE", ".state"))
-
-    @default("classes")
-    def _classes_default(self) -> list[type]:
-        return [PanbinderBase, *_classes()]
 
     def initialize(self, argv=None) -> None:
         super().initialize(argv)
@@ -112,6 +111,7 @@ class PanbinderBase(Application):
 
 
 class ServeApp(PanbinderBase):
+    classes = [PanbinderBase, *COMPONENTS]
     name = "panbinder-serve"
     description = "Run the portal and JupyterHub in the foreground."
     ip = Unicode("127.0.0.1", help="Address of the portal.").tag(config=True)
@@ -179,6 +179,7 @@ class ServeApp(PanbinderBase):
 
 
 class BuildApp(PanbinderBase):
+    classes = [PanbinderBase, *COMPONENTS]
     name = "panbinder-build"
     description = "Build and push the image for REPO_URL at REF (default HEAD), printing the build log."
     provider = Unicode("git", help="Repository provider.").tag(config=True)
@@ -227,13 +228,20 @@ class PanbinderApp(PanbinderBase):
         "build": (BuildApp, BuildApp.description),
     }
 
-    @default("classes")
-    def _classes_default(self) -> list[type]:
-        return [PanbinderBase, ServeApp, BuildApp, *_classes()]
+    classes = [PanbinderBase, ServeApp, BuildApp, *COMPONENTS]
+    generate_config = Bool(False, help="Write panbinder_config.py and exit.").tag(config=True)
 
     def start(self) -> None:
         if self.subapp is not None:
             return self.subapp.start()
+        if self.generate_config:
+            path = Path(self.config_file)
+            if path.exists():
+                print(f"{path} exists; move it away first", file=sys.stderr)
+                self.exit(1)
+            path.write_text(self.generate_config_file())
+            print(f"wrote {path}")
+            return
         self.print_help()
         self.exit(0)
 

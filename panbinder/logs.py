@@ -7,7 +7,9 @@ import logging
 import re
 import time
 
-TOKEN_RE = re.compile(r"((?:token|api_token|auth)=|[Tt]oken\s)[^&\s\"']+")
+TOKEN_RE = re.compile(
+    r"((?:token|api_token|auth)=|[Tt]oken\s+|[Bb]earer\s+|\"(?:token|api_token)\"\s*:\s*\")[^&\s\"']+"
+)
 FIELDS = ("phase", "build_id", "launch_id", "image", "repo")
 
 
@@ -27,7 +29,7 @@ class JSONFormatter(logging.Formatter):
             if hasattr(record, name):
                 data[name] = getattr(record, name)
         if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+            data["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(data)
 
 

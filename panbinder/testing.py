@@ -82,6 +82,10 @@ class GitServer:
     def url(self, name: str) -> str:
         return f"git://127.0.0.1:{self.port}/{name}"
 
+    def git(self, name: str, *args: str) -> str:
+        """Run a git command in repository ``name`` (tags, branches)."""
+        return _git(*args, cwd=self.base / name)
+
     def commit(self, name: str, files: dict[str, str], message: str = "update") -> str:
         """Create the repository if needed, write ``files`` and commit; returns the sha."""
         repo = self.base / name

@@ -50,18 +50,24 @@ def portal(tmp_path_factory, request):
     remove_containers(PREFIX)
 
 
+ANALYSIS_FILES = {
+    "requirements.txt": "tabulate==0.9.0\n",
+    "data/values.txt": "21\n",
+    "figure.ipynb": notebook("import tabulate\nprint(2 * int(open('data/values.txt').read()))"),
+    "README.md": "test repository\n",
+}
+
+
 @pytest.fixture(scope="session")
 def analysis_repo(git_server):
     """A small analysis repository: a PyPI requirement, a notebook and a data file."""
-    name = "analysis"
-    git_server.commit(
-        name,
-        {
-            "requirements.txt": "tabulate==0.9.0\n",
-            "data/values.txt": "21\n",
-            "figure.ipynb": notebook("import tabulate\nprint(2 * int(open('data/values.txt').read()))"),
-            "README.md": "test repository\n",
-        },
-        "initial",
-    )
+    git_server.commit("analysis", ANALYSIS_FILES, "initial")
+    return "analysis"
+
+
+@pytest.fixture
+def fresh_repo(git_server, request):
+    """The same content in a repository no other test has built."""
+    name = f"fresh-{request.node.name[:40]}"
+    git_server.commit(name, ANALYSIS_FILES, "initial")
     return name

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
 
 import docker
 import pytest
@@ -28,17 +27,15 @@ def container_of(user: str):
     return matches[0]
 
 
-async def test_cold_build_then_launch_runs_code(portal, git_server, analysis_repo):
-    stream = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
+async def test_new_repository_builds_then_launches_and_runs_code(portal, git_server, fresh_repo):
+    stream = await read_stream(portal.build_url(git_server.url(fresh_repo), "main"))
     assert stream.last["phase"] == "ready", stream.log()
     assert "building" in stream.phases and "pushing" in stream.phases
     assert stream.phases.index("built") < stream.phases.index("launching")
-    # a cold build takes longer than the 1 s keepalive setting: the stream kept talking
-    assert stream.keepalives >= 1
     ready = stream.last
     assert ready["image"].startswith("127.0.0.1:5000/panbinder/v1-git-")
     assert re.fullmatch(r".*:[0-9a-f]{40}", ready["image"])
-    assert ready["repo_url"] == git_server.url(analysis_repo)
+    assert ready["repo_url"] == git_server.url(fresh_repo)
     sha = ready["image"].rsplit(":", 1)[1]
     assert ready["binder_persistent_request"].endswith("/" + sha)
     out = await run_code(ready["url"], ready["token"], CHECK)
@@ -83,10 +80,8 @@ async def test_second_request_uses_cached_image(portal, git_server, analysis_rep
 
 async def test_ref_forms_resolve_to_the_same_image(portal, git_server, analysis_repo):
     sha = git_server.commit(analysis_repo, {}, "empty commit for ref forms")
-    git_server_repo = git_server.base / analysis_repo
-
-    subprocess.run(["git", "tag", "v-test", sha], cwd=git_server_repo, check=True)
-    subprocess.run(["git", "branch", "feature/x", sha], cwd=git_server_repo, check=True)
+    git_server.git(analysis_repo, "tag", "v-test", sha)
+    git_server.git(analysis_repo, "branch", "feature/x", sha)
     images = set()
     for ref in ("main", "v-test", "feature/x", sha[:9], sha):
         s = await read_stream(portal.build_url(git_server.url(analysis_repo), ref) + "?build_only=true")
@@ -173,3 +168,12 @@ async def test_launch_page_renders(portal, git_server, analysis_repo):
     assert "EventSource" not in text  # the script lives in a static file
     assert '"labpath": "figure.ipynb"' in text
     assert "/build/git/git%3A%2F%2F127.0.0.1" in text
+
+
+async def test_keepalive_comments_during_silent_build_steps(portal, git_server):
+    # postBuild sleeps silently for longer than the 1 s keepalive interval set in conftest
+    git_server.commit("quiet", {"postBuild": "#!/bin/bash\nsleep 4\necho done > ~/.postbuild-ran\n"}, "quiet")
+    s = await read_stream(portal.build_url(git_server.url("quiet"), "main") + "?build_only=true")
+    assert s.last["phase"] == "built", s.log()
+    assert s.keepalives >= 2
+    assert ":keepalive\n\n" in s.raw

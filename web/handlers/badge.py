@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from xml.sax.saxutils import escape
+
 from .base import BaseHandler
 
 BADGE = """<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="20" role="img" aria-label="{left}: {right}">
@@ -16,7 +18,14 @@ BADGE = """<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="20" role=
 def badge_svg(left: str = "launch", right: str = "panbinder", color: str = "#1f6fb2") -> str:
     lw, rw = 7 * len(left) + 10, 7 * len(right) + 10
     return BADGE.format(
-        w=lw + rw, lw=lw, rw=rw, lx=lw / 2, rx=lw + rw / 2, left=left, right=right, color=color
+        w=lw + rw,
+        lw=lw,
+        rw=rw,
+        lx=lw / 2,
+        rx=lw + rw / 2,
+        left=escape(left, {'"': "&quot;"}),
+        right=escape(right, {'"': "&quot;"}),
+        color=escape(color, {'"': "&quot;"}),
     )
 
 
