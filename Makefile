@@ -14,6 +14,7 @@ serve: setup
 	@$(VENV)/bin/panbinder serve
 
 test: setup
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup

@@ -1,0 +1,155 @@
+"""Launch benchmark: cached launch through panbinder vs a bare `docker run` floor, in one run.
+
+Prints the cold build and code-only rebuild times of a small repository, then N alternating
+measurements of
+  floor:  `docker run -d` of the built image (same limits) until its server's /api/status is 200
+  launch: GET /build/git/<repo>/<ref> until `ready`, then until the server's /api/status is 200
+and the ratio of the medians (target <= 1.5).
+
+    python benchmarks/launch.py [--runs 5] [--keep-build-cache]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from panbinder.testing import GitServer, Portal, free_port, notebook, read_stream, remove_containers
+
+PREFIX = "panbinder-bench"
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+FILES = {
+    "requirements.txt": "tabulate==0.9.0\n",
+    "figure.ipynb": notebook("import tabulate\nprint(tabulate.__version__)"),
+    "data.txt": "1 2 3\n",
+}
+
+
+async def wait_status(url: str, token: str = "", timeout: float = 60) -> None:
+    client = AsyncHTTPClient()
+    headers = {"Authorization": f"token {token}"} if token else {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            await client.fetch(url, headers=headers, request_timeout=2)
+            return
+        except (HTTPClientError, OSError):
+            await asyncio.sleep(0.02)
+    raise TimeoutError(url)
+
+
+async def floor_once(image: str) -> float:
+    port = free_port()
+    name = f"{PREFIX}-floor-{port}"
+    start = time.monotonic()
+    subprocess.run(
+        [
+            DOCKER,
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            name,
+            "-p",
+            f"127.0.0.1:{port}:8888",
+            "--security-opt",
+            "no-new-privileges",
+            "--cap-drop",
+            "ALL",
+            "--pids-limit",
+            "256",
+            "--memory",
+            "2g",
+            "--cpus",
+            "1",
+            image,
+            "jupyter",
+            "server",
+            "--ip=0.0.0.0",
+            "--port=8888",
+            "--ServerApp.token=",
+            "--ServerApp.password=",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    await wait_status(f"http://127.0.0.1:{port}/api/status")
+    elapsed = time.monotonic() - start
+    subprocess.run([DOCKER, "rm", "-f", name], capture_output=True)
+    return elapsed
+
+
+async def launch_once(build_url: str) -> float:
+    start = time.monotonic()
+    s = await read_stream(build_url)
+    if s.last.get("phase") != "ready":
+        raise RuntimeError(s.log())
+    await wait_status(s.last["url"] + "api/status", s.last["token"])
+    return time.monotonic() - start
+
+
+async def build_time(url: str) -> float:
+    s = await read_stream(url + "?build_only=true")
+    if s.last.get("phase") != "built":
+        raise RuntimeError(s.log())
+    return s.seconds
+
+
+async def main(runs: int, keep_cache: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp:
+        git = GitServer(Path(tmp, "git"))
+        git.start()
+        portal = Portal(
+            state=Path(tmp, "state"),
+            container_prefix=PREFIX,
+            config="c.HubProcess.mem_limit = '2G'\nc.HubProcess.cpu_limit = 1.0\n",
+        )
+        portal.start()
+        try:
+            name = f"bench-{int(time.time())}"
+            git.commit(name, FILES, "initial")
+            url = portal.build_url(git.url(name), "main")
+            if not keep_cache:
+                subprocess.run([DOCKER, "builder", "prune", "-af"], check=True, capture_output=True)
+            cold = await build_time(url)
+            git.commit(name, {"analysis.py": "print('changed code')\n"}, "code only")
+            code_only = await build_time(url)
+            image = (await read_stream(url + "?build_only=true")).last["imageName"]
+            await launch_once(url)  # warm-up: the image is local, the Hub has seen it
+            floors, launches = [], []
+            for _ in range(runs):
+                floors.append(await floor_once(image))
+                launches.append(await launch_once(url))
+            floor, launch = statistics.median(floors), statistics.median(launches)
+            print(f"cold build (new repo, {'warm' if keep_cache else 'empty'} build cache): {cold:6.2f} s")
+            print(f"code-only rebuild:                                {code_only:6.2f} s")
+            print(
+                f"floor  (bare docker run -> /api/status 200), median of {runs}: {floor:.3f} s  {sorted(round(x, 3) for x in floors)}"
+            )
+            print(
+                f"launch (/build -> ready -> /api/status 200), median of {runs}: {launch:.3f} s  {sorted(round(x, 3) for x in launches)}"
+            )
+            print(f"ratio launch/floor: {launch / floor:.2f}  (target <= 1.5)")
+        finally:
+            portal.stop()
+            git.stop()
+            remove_containers(PREFIX)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--keep-build-cache", action="store_true", help="skip `docker builder prune` before the cold build"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.keep_build_cache))
