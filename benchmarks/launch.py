@@ -102,16 +102,45 @@ async def build_time(url: str) -> float:
     return s.seconds
 
 
+def start_portal(tmp: str, label: str, pool_size: int) -> Portal:
+    portal = Portal(
+        state=Path(tmp, f"state-{label}"),
+        container_prefix=PREFIX,
+        config=f"c.HubProcess.mem_limit = '2G'\nc.HubProcess.cpu_limit = 1.0\nc.ServerPool.size = {pool_size}\n",
+    )
+    portal.start()
+    return portal
+
+
+async def compare(url: str, image: str, runs: int, settle: float) -> tuple[list[float], list[float]]:
+    """Alternate floor and launch runs; ``settle`` lets background refills finish first."""
+    floors, launches = [], []
+    await launch_once(url)  # warm-up: image local, Hub and pool have seen it
+    for _ in range(runs):
+        await asyncio.sleep(settle)
+        floors.append(await floor_once(image))
+        await asyncio.sleep(settle)
+        launches.append(await launch_once(url))
+    return floors, launches
+
+
+def report(label: str, floors: list[float], launches: list[float]) -> None:
+    floor, launch = statistics.median(floors), statistics.median(launches)
+    n = len(floors)
+    print(
+        f"[{label}] floor  bare docker run -> /api/status 200, median of {n}: {floor:.3f} s  {sorted(round(x, 3) for x in floors)}"
+    )
+    print(
+        f"[{label}] launch /build -> ready -> /api/status 200, median of {n}: {launch:.3f} s  {sorted(round(x, 3) for x in launches)}"
+    )
+    print(f"[{label}] ratio launch/floor: {launch / floor:.2f}  (target <= 1.5)")
+
+
 async def main(runs: int, keep_cache: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp:
         git = GitServer(Path(tmp, "git"))
         git.start()
-        portal = Portal(
-            state=Path(tmp, "state"),
-            container_prefix=PREFIX,
-            config="c.HubProcess.mem_limit = '2G'\nc.HubProcess.cpu_limit = 1.0\n",
-        )
-        portal.start()
+        portal = start_portal(tmp, "pool", pool_size=1)
         try:
             name = f"bench-{int(time.time())}"
             git.commit(name, FILES, "initial")
@@ -122,21 +151,15 @@ async def main(runs: int, keep_cache: bool) -> None:
             git.commit(name, {"analysis.py": "print('changed code')\n"}, "code only")
             code_only = await build_time(url)
             image = (await read_stream(url + "?build_only=true")).last["imageName"]
-            await launch_once(url)  # warm-up: the image is local, the Hub has seen it
-            floors, launches = [], []
-            for _ in range(runs):
-                floors.append(await floor_once(image))
-                launches.append(await launch_once(url))
-            floor, launch = statistics.median(floors), statistics.median(launches)
+            pooled = await compare(url, image, runs, settle=3.0)
+            portal.stop()
+            portal = start_portal(tmp, "nopool", pool_size=0)
+            url = portal.build_url(git.url(name), "main")
+            cold_launch = await compare(url, image, runs, settle=0.5)
             print(f"cold build (new repo, {'warm' if keep_cache else 'empty'} build cache): {cold:6.2f} s")
             print(f"code-only rebuild:                                {code_only:6.2f} s")
-            print(
-                f"floor  (bare docker run -> /api/status 200), median of {runs}: {floor:.3f} s  {sorted(round(x, 3) for x in floors)}"
-            )
-            print(
-                f"launch (/build -> ready -> /api/status 200), median of {runs}: {launch:.3f} s  {sorted(round(x, 3) for x in launches)}"
-            )
-            print(f"ratio launch/floor: {launch / floor:.2f}  (target <= 1.5)")
+            report("pre-started server", *pooled)
+            report("new server, pool off", *cold_launch)
         finally:
             portal.stop()
             git.stop()

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Float, Int, Unicode
+from traitlets import Float, Int, Type, Unicode
 
 from panbinder.events import Event
 
@@ -30,6 +30,16 @@ class HubLauncher(Launcher):
     )
     launch_timeout = Float(120.0, help="Seconds a server may take to start.").tag(config=True)
     retries = Int(3, help="Attempts for each Hub API call that fails on connection errors.").tag(config=True)
+    pool_class = Type(
+        "panbinder.launcher.pool.ServerPool",
+        klass="panbinder.launcher.pool.ServerPool",
+        allow_none=True,
+        help="Pre-started server pool (None: every launch starts a new server).",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pool = self.pool_class(parent=self, launcher=self, log=self.log) if self.pool_class else None
 
     def _api(self, path: str) -> str:
         return f"{self.hub_url.rstrip('/')}/hub/api{path}"
@@ -102,58 +112,97 @@ class HubLauncher(Launcher):
             if not fetch.done():
                 fetch.cancel()
 
+    async def create_token(self, user: str, note: str) -> str:
+        body = {"expires_in": self.token_expires_in, "note": note}
+        return (await self._call("POST", f"/users/{quote(user)}/tokens", body))["token"]
+
+    async def spawn(self, user: str, request: LaunchRequest) -> AsyncIterator[str]:
+        """Create ``user`` and start its server with the image; yields the Hub's progress
+        messages and returns when the server is ready. Raises SpawnFailed."""
+        await self._call("POST", f"/users/{quote(user)}")
+        req = HTTPRequest(
+            self._api(f"/users/{quote(user)}/server"),
+            method="POST",
+            headers={"Authorization": f"token {self.api_token}"},
+            body=json.dumps({"user_options": {"image": request.image.full}}),
+            request_timeout=self.launch_timeout,
+        )
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        if resp.code not in (201, 202):
+            raise SpawnFailed(f"the Hub refused to start the server ({resp.code})", resp.body[:300])
+        if resp.code == 201:
+            return
+        async for ev in self._progress(user):
+            if ev.get("failed"):
+                raise SpawnFailed(ev.get("message", "the server failed to start"))
+            if ev.get("ready"):
+                return
+            if ev.get("message"):
+                yield ev["message"].rstrip("\n") + "\n"
+        raise SpawnFailed("the Hub's progress stream ended before the server was ready")
+
+    def server_url(self, user: str) -> str:
+        return f"{self.hub_url.rstrip('/')}/user/{quote(user)}/"
+
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
-        user = f"{self.user_prefix}{secrets.token_hex(6)}"
         extra = {"launch_id": request.launch_id, "image": request.image.full}
+        note = f"panbinder launch {request.launch_id}"
+        pooled = await self.pool.take(request) if self.pool is not None else None
+        if pooled is not None:
+            try:
+                token = await self.create_token(pooled, note)
+            except Exception as e:
+                self.log.warning("pooled server %s unusable: %s", pooled, e, extra=extra)
+            else:
+                self.log.info("launched %s from the pool as %s", request.image.full, pooled, extra=extra)
+                self.pool.refill_soon(request)
+                url = self.server_url(pooled)
+                yield Event(
+                    "ready",
+                    f"server running at {url}\n",
+                    {"url": url, "token": token, "image": request.image.full, "prestarted": True},
+                )
+                return
+        user = f"{self.user_prefix}{secrets.token_hex(6)}"
         self.log.info("launching %s as %s", request.image.full, user, extra=extra)
         yield Event("launching", "Launching server...\n")
+        token_task: asyncio.Future | None = None
         try:
-            await self._call("POST", f"/users/{quote(user)}")
-            token_call = asyncio.ensure_future(
-                self._call(
-                    "POST",
-                    f"/users/{quote(user)}/tokens",
-                    {"expires_in": self.token_expires_in, "note": f"panbinder launch {request.launch_id}"},
-                )
-            )
-            options = {"image": request.image.full}
-            req = HTTPRequest(
-                self._api(f"/users/{quote(user)}/server"),
-                method="POST",
-                headers={"Authorization": f"token {self.api_token}"},
-                body=json.dumps({"user_options": options}),
-                request_timeout=self.launch_timeout,
-            )
-            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
-            if resp.code not in (201, 202):
-                raise RuntimeError(f"Hub refused to start the server: {resp.code} {resp.body[:300]!r}")
-            if resp.code == 202:
-                async for ev in self._progress(user):
-                    if ev.get("failed"):
-                        raise RuntimeError(ev.get("message", "spawn failed"))
-                    if ev.get("ready"):
-                        break
-                    if ev.get("message"):
-                        yield Event("launching", ev["message"].rstrip("\n") + "\n")
-                else:
-                    raise RuntimeError("the Hub's progress stream ended before the server was ready")
-            token = (await token_call)["token"]
+            async for message in self.spawn(user, request):
+                if token_task is None:  # the server is starting: the Hub has time for this now
+                    token_task = asyncio.ensure_future(self.create_token(user, note))
+                yield Event("launching", message)
+            token = await (token_task or self.create_token(user, note))
         except Exception as e:
-            self.log.warning("launch failed: %s", e, extra=extra)
-            await self._delete_user(user)
+            if token_task is not None and not token_task.done():
+                token_task.cancel()
+            self.log.warning("launch failed: %s", getattr(e, "log_message", e), extra=extra)
+            await self.delete_user(user)
+            detail = {"detail": e.user_detail} if isinstance(e, SpawnFailed) else {}
             yield Event(
                 "failed",
                 "The server could not be started; try again, or tell the operators if it keeps failing.",
-                {"detail": str(e)[:500]},
+                detail,
             )
             return
-        url = f"{self.hub_url.rstrip('/')}/user/{quote(user)}/"
+        if self.pool is not None:
+            self.pool.refill_soon(request)
+        url = self.server_url(user)
         yield Event(
-            "ready", f"server running at {url}\n", {"url": url, "token": token, "image": request.image.full}
+            "ready",
+            f"server running at {url}\n",
+            {"url": url, "token": token, "image": request.image.full, "prestarted": False},
         )
 
-    async def _delete_user(self, user: str) -> None:
+    async def delete_user(self, user: str) -> None:
         try:
             await self._call("DELETE", f"/users/{quote(user)}")
         except Exception as e:  # the culler will catch what remains
             self.log.warning("could not remove user %s: %s", user, e)
+
+
+class SpawnFailed(Exception):
+    def __init__(self, user_detail: str, log_detail: object = "") -> None:
+        super().__init__(user_detail)
+        self.user_detail = user_detail[:500]
+        self.log_message = f"{user_detail} {log_detail!r}" if log_detail else user_detail

@@ -26,9 +26,10 @@ from .errors import PanbinderError
 from .events import Event
 from .launcher.hub_api import HubLauncher
 from .launcher.hub_process import HubProcess
+from .launcher.pool import ServerPool
 from .registry_cache import Registry
 
-COMPONENTS = [Registry, Repo2DockerBuilder, BuildManager, GitProvider, HubLauncher, HubProcess]
+COMPONENTS = [Registry, Repo2DockerBuilder, BuildManager, GitProvider, HubLauncher, ServerPool, HubProcess]
 
 
 class PanbinderBase(Application):
@@ -141,6 +142,8 @@ class ServeApp(PanbinderBase):
         hub = HubProcess(parent=self, log=self.log)
         ctx.launcher.hub_url = hub.public_url
         metrics.BUILDS_IN_PROGRESS.set_function(lambda: ctx.manager.running)
+        pool = getattr(ctx.launcher, "pool", None)
+        metrics.POOL_SERVERS.set_function(lambda: pool.count if pool is not None else 0)
         ctx.manager.on_finish.append(
             lambda job, outcome, sec: metrics.BUILD_TIME.labels(outcome).observe(sec)
         )
@@ -174,6 +177,8 @@ class ServeApp(PanbinderBase):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             server.stop()
+            if getattr(ctx.launcher, "pool", None) is not None:
+                await asyncio.wait_for(ctx.launcher.pool.drain(), 20)
         finally:
             hub.stop()
 

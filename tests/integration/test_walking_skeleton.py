@@ -177,3 +177,34 @@ async def test_keepalive_comments_during_silent_build_steps(portal, git_server):
     assert s.last["phase"] == "built", s.log()
     assert s.keepalives >= 2
     assert ":keepalive\n\n" in s.raw
+
+
+async def prestarted(portal, image: str) -> int:
+    health = json.loads((await AsyncHTTPClient().fetch(portal.url + "/health", raise_error=False)).body)
+    return health["prestarted"].get(image, 0)
+
+
+async def test_next_launch_of_an_image_gets_a_prestarted_server(portal, git_server, analysis_repo):
+    url = portal.build_url(git_server.url(analysis_repo), "main")
+    first = await read_stream(url)
+    assert first.last["phase"] == "ready", first.log()
+    for _ in range(120):
+        if await prestarted(portal, first.last["image"]) >= 1:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError("no server was pre-started after a launch")
+    again = await read_stream(url)
+    assert again.last["phase"] == "ready", again.log()
+    assert again.last["prestarted"] is True
+    assert "launching" not in again.phases
+    assert again.last["url"] != first.last["url"]
+    out = await run_code(again.last["url"], again.last["token"], CHECK)
+    assert out.split()[0] == "42"
+    # the first user's token does not open the pre-started server
+    resp = await AsyncHTTPClient().fetch(
+        again.last["url"] + "api/status",
+        headers={"Authorization": f"token {first.last['token']}"},
+        raise_error=False,
+    )
+    assert resp.code in (403, 404, 302)

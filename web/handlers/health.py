@@ -50,8 +50,9 @@ class HealthHandler(BaseHandler):
             _check("hub", pipeline.launcher.ping),
         )
         ok = all(c["ok"] for c in checks)
+        pool = getattr(pipeline.launcher, "pool", None)
         self.set_status(200 if ok else 503)
-        self.finish({"ok": ok, "checks": checks})
+        self.finish({"ok": ok, "checks": checks, "prestarted": pool.summary() if pool is not None else {}})
 
 
 class VersionsHandler(BaseHandler):

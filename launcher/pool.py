@@ -1,0 +1,158 @@
+"""Pre-started servers: after an image is launched, keep ``size`` fresh servers of it ready,
+so the next click on the same link is answered in the time it takes to make a token.
+
+A pooled server is an ordinary temporary user's server, started the same way as any launch
+(same image, limits and hardening) and never handed out twice. Entries older than ``max_age``
+are removed before the idle culler would take them; the pool is refilled only by demand (a
+launch of the same image), so an image nobody uses stops costing memory after ``max_age``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from traitlets import Any as AnyTrait
+from traitlets import Float, Int
+from traitlets.config import LoggingConfigurable
+
+from panbinder.executor import log_task_exception
+
+from .base import LaunchRequest
+
+
+@dataclass
+class PoolEntry:
+    user: str
+    started: float
+
+
+def pool_key(request: LaunchRequest) -> tuple:
+    """Servers are interchangeable only for the same image, mounts and environment."""
+    return (request.image.full, request.mounts, request.environment)
+
+
+class ServerPool(LoggingConfigurable):
+    size = Int(1, help="Pre-started servers kept per recently launched image (0: no pool).").tag(config=True)
+    max_servers = Int(4, help="Pre-started servers kept in all, across images.").tag(config=True)
+    max_age = Float(
+        300.0, help="Seconds a pre-started server waits before it is removed (keep below the cull timeout)."
+    ).tag(config=True)
+    refill_delay = Float(
+        2.0,
+        help="Seconds to wait after a launch before pre-starting its replacement (lets the launch settle).",
+    ).tag(config=True)
+    sweep_interval = Float(30.0, help="Seconds between removals of expired pre-started servers.").tag(
+        config=True
+    )
+    launcher = AnyTrait(help="The HubLauncher that starts and removes servers.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entries: dict[tuple, list[PoolEntry]] = {}
+        self.requests: dict[tuple, LaunchRequest] = {}
+        self.filling: set[tuple] = set()
+        self.tasks: set[asyncio.Task] = set()
+        self.sweeper: asyncio.Task | None = None
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.entries.values())
+
+    def summary(self) -> dict[str, int]:
+        """Ready servers per image, for /health."""
+        out: dict[str, int] = {}
+        for key, entries in self.entries.items():
+            if entries:
+                out[key[0]] = out.get(key[0], 0) + len(entries)
+        return out
+
+    def _spawn_task(self, coro, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda t: log_task_exception(t, self.log))
+
+    async def take(self, request: LaunchRequest) -> str | None:
+        """A ready server's user for this request, removed from the pool, or None."""
+        if self.size <= 0:
+            return None
+        entries = self.entries.get(pool_key(request), [])
+        now = time.monotonic()
+        while entries:
+            entry = entries.pop(0)
+            if now - entry.started < self.max_age:
+                self.hits += 1
+                return entry.user
+            self._spawn_task(self.launcher.delete_user(entry.user), f"pool-expire-{entry.user}")
+        self.misses += 1
+        return None
+
+    def refill_soon(self, request: LaunchRequest) -> None:
+        """Top up the pool for this request's image in the background."""
+        if self.size <= 0:
+            return
+        key = pool_key(request)
+        self.requests[key] = request
+        if key in self.filling:
+            return
+        self.filling.add(key)
+        self._spawn_task(self._fill(key), f"pool-fill-{request.image.name}")
+        if self.sweeper is None or self.sweeper.done():
+            self.sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="pool-sweep")
+
+    async def _fill(self, key: tuple) -> None:
+        try:
+            await asyncio.sleep(self.refill_delay)
+            while len(self.entries.get(key, [])) < self.size:
+                if self.count >= self.max_servers and not await self._evict_other(key):
+                    return
+                user = f"{self.launcher.user_prefix}{secrets.token_hex(6)}"
+                try:
+                    async for _ in self.launcher.spawn(user, self.requests[key]):
+                        pass
+                except Exception as e:
+                    self.log.warning("could not pre-start a server for %s: %s", key[0], e)
+                    await self.launcher.delete_user(user)
+                    return
+                self.entries.setdefault(key, []).append(PoolEntry(user, time.monotonic()))
+                self.log.info("pre-started %s for %s", user, key[0])
+        finally:
+            self.filling.discard(key)
+
+    async def _evict_other(self, key: tuple) -> bool:
+        """Make room by removing the oldest entry of another image."""
+        oldest = min(
+            ((k, e) for k, v in self.entries.items() if k != key for e in v),
+            key=lambda ke: ke[1].started,
+            default=None,
+        )
+        if oldest is None:
+            return False
+        self.entries[oldest[0]].remove(oldest[1])
+        await self.launcher.delete_user(oldest[1].user)
+        return True
+
+    async def _sweep(self) -> None:
+        while self.count:
+            await asyncio.sleep(self.sweep_interval)
+            now = time.monotonic()
+            for entries in self.entries.values():
+                for entry in [e for e in entries if now - e.started >= self.max_age]:
+                    entries.remove(entry)
+                    await self.launcher.delete_user(entry.user)
+
+    async def drain(self) -> None:
+        """Remove every pre-started server (on shutdown)."""
+        for task in list(self.tasks):
+            task.cancel()
+        if self.sweeper:
+            self.sweeper.cancel()
+        users = [e.user for v in self.entries.values() for e in v]
+        self.entries.clear()
+        await asyncio.gather(*(self.launcher.delete_user(u) for u in users), return_exceptions=True)

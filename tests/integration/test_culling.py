@@ -1,0 +1,54 @@
+"""Idle servers and their temporary users are removed by jupyterhub-idle-culler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import docker
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from panbinder.testing import Portal, read_stream, remove_containers
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+PREFIX = "panbinder-cull"
+
+
+@pytest.fixture(scope="module")
+def culling_portal(tmp_path_factory):
+    remove_containers(PREFIX)
+    p = Portal(
+        state=tmp_path_factory.mktemp("cull-state"),
+        container_prefix=PREFIX,
+        config="""
+        c.GitProvider.allow_local = True
+        c.HubProcess.cull_timeout = 4
+        c.HubProcess.cull_every = 2
+        c.ServerPool.size = 0
+        """,
+    )
+    p.start()
+    yield p
+    p.stop()
+    remove_containers(PREFIX)
+
+
+async def test_idle_server_and_user_are_removed(culling_portal, git_server, analysis_repo):
+    s = await read_stream(culling_portal.build_url(git_server.url(analysis_repo), "main"))
+    assert s.last["phase"] == "ready", s.log()
+    user = s.last["url"].rstrip("/").rsplit("/", 1)[1]
+    token = (culling_portal.state / "secrets" / "hub-service-token").read_text().strip()
+    client = AsyncHTTPClient()
+    hub = f"http://127.0.0.1:{culling_portal.hub_port}/hub/api/users/{user}"
+    first = await client.fetch(hub, headers={"Authorization": f"token {token}"})
+    assert json.loads(first.body)["name"] == user
+    for _ in range(60):
+        await asyncio.sleep(1)
+        resp = await client.fetch(hub, headers={"Authorization": f"token {token}"}, raise_error=False)
+        if resp.code == 404:
+            break
+    else:
+        raise AssertionError("the idle user was not removed within 60 s")
+    names = [c.name for c in docker.from_env().containers.list(all=True)]
+    assert not any(n.startswith(PREFIX) and user.removeprefix("pb-") in n for n in names)
