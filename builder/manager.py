@@ -6,14 +6,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from traitlets import Any as AnyTrait
+from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
 from panbinder.events import Event
-from panbinder.executor import log_task_exception
+from panbinder.executor import log_task_exception, run_blocking
 
-from .base import Builder, BuildRequest
+from .base import BuildRequest
 
 
 @dataclass
@@ -31,8 +33,23 @@ class BuildJob:
             q.put_nowait(event)
 
 
+def log_file_name(request: BuildRequest) -> str:
+    """One file per image: <image name with / as _>@<tag>.log (the latest build of it)."""
+    return f"{request.image.name.replace('/', '_')}@{request.image.tag}.log"
+
+
+def _write_log(path: Path, events: list[Event]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for event in events:
+            f.write(f"[{event.phase}] {event.message.rstrip()}\n" if event.message else f"[{event.phase}]\n")
+
+
 class BuildManager(LoggingConfigurable):
     builder = AnyTrait(help="The Builder that does the work.")
+    log_dir = Unicode(
+        "", help="Where build logs are kept, one per image (empty: <state_dir>/build-logs)."
+    ).tag(config=True)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -48,25 +65,33 @@ class BuildManager(LoggingConfigurable):
         self.jobs[request.image.full] = job
 
         async def run() -> None:
-            builder: Builder = self.builder
+            # job.result stays None until the final event is published: followers that attach
+            # meanwhile subscribe and receive it
+            result: Event | None = None
             try:
-                async for event in builder.build(request):
-                    job.publish(event)
+                async for event in self.builder.build(request):
                     if event.phase in ("built", "failed"):
-                        job.result = event
+                        result = event  # published last, after the log is kept
+                        break
+                    job.publish(event)
             except Exception as e:  # a bug in a builder must still end the stream
                 self.log.exception("builder crashed", extra={"build_id": request.build_id})
-                job.result = Event(
-                    "failed", f"The build stopped unexpectedly ({type(e).__name__}); try again."
-                )
-                job.publish(job.result)
+                result = Event("failed", f"The build stopped unexpectedly ({type(e).__name__}); try again.")
             finally:
-                if job.result is None:
-                    job.result = Event("failed", "The build ended without a result; try again.")
-                    job.publish(job.result)
+                result = result or Event("failed", "The build ended without a result; try again.")
+                if self.log_dir:
+                    name = log_file_name(request)
+                    if result.phase == "failed":
+                        result = Event("failed", result.message, {**result.extra, "build_log": name})
+                    try:
+                        await run_blocking(_write_log, Path(self.log_dir, name), [*job.history, result])
+                    except OSError as e:
+                        self.log.warning("could not keep the build log %s: %s", name, e)
                 self.jobs.pop(request.image.full, None)
+                job.result = result
+                job.publish(result)
                 for cb in self.on_finish:
-                    cb(job, job.result.phase, time.monotonic() - job.started)
+                    cb(job, result.phase, time.monotonic() - job.started)
 
         job.task = asyncio.create_task(run(), name=f"build-{request.build_id}")
         job.task.add_done_callback(lambda t: log_task_exception(t, self.log))

@@ -97,6 +97,8 @@ class PanbinderBase(Application):
         registry = Registry(parent=self, log=self.log)
         builder = self.builder_class(parent=self, log=self.log)
         manager = BuildManager(parent=self, log=self.log, builder=builder)
+        if not manager.log_dir:
+            manager.log_dir = str(self.state / "build-logs")
         launcher = self.launcher_class(parent=self, log=self.log)
         return PipelineContext(
             registry=registry, manager=manager, launcher=launcher, image_prefix=self.image_prefix

@@ -111,3 +111,13 @@ def test_cli_build_prints_image_and_reports_errors(portal, git_server, analysis_
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+async def test_failed_build_keeps_its_log(portal, git_server):
+    git_server.commit("broken-log", {"requirements.txt": "panbinder-no-such-package-abc==0.0.1\n"}, "broken")
+    s = await read_stream(portal.build_url(git_server.url("broken-log"), "main"))
+    assert s.phases[-1] == "failed"
+    kept = portal.state / "build-logs" / s.last["build_log"]
+    text = kept.read_text()
+    assert "panbinder-no-such-package-abc" in text
+    assert text.rstrip().splitlines()[-1].startswith("[failed]")
