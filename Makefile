@@ -5,7 +5,8 @@ VENV := $(PANBINDER_STATE)/venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup serve test test-unit test-docker lint format stop lock bench clean
+
+.PHONY: setup setup-test serve test test-unit test-docker lint format stop lock bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,14 +14,17 @@ setup:
 serve: setup
 	@$(VENV)/bin/panbinder serve
 
-test: setup
+setup-test:
+	@bash scripts/setup.sh --test
+
+test: setup-test
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: setup
+test-unit: setup-test
 	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
 
-test-docker: setup
+test-docker: setup-test
 	@$(PY) -m pytest -m docker $(PYTEST_ARGS)
 
 lint: setup

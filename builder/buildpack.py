@@ -8,6 +8,7 @@ its own, so a commit that changes only code or notebooks rebuilds in seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -18,6 +19,9 @@ from repo2docker.buildpacks.base import BaseImage
 
 VENV = "/srv/venv"
 CA_IN_IMAGE = "/etc/panbinder/ca-bundle.crt"
+LAB_OVERRIDES = json.dumps(
+    {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
+)
 PIP_CACHE = "--mount=type=cache,target=/tmp/pip-cache,uid={uid},gid={uid}"
 # Lines that make pip read other files of the repository: install after the full copy.
 LOCAL_REFERENCE_RE = re.compile(r"^\s*(-e\s|--editable|-r\s|-c\s|--requirement|\.|/|file:)")
@@ -101,6 +105,12 @@ class DebianPipBuildPack(BaseImage):
                 "${NB_USER}",
                 f"{cache} python3 -m venv {VENV} && {self._pip()} --upgrade pip && "
                 f"{self._pip()} {server}" + (f" && {VENV}/bin/pip uninstall -y -q {drop}" if drop else ""),
+            ),
+            # no calls home from JupyterLab: facility networks often forbid them
+            (
+                "${NB_USER}",
+                f"mkdir -p {VENV}/share/jupyter/lab/settings && echo '{LAB_OVERRIDES}' "
+                f"> {VENV}/share/jupyter/lab/settings/overrides.json",
             ),
         ]
         return [*super().get_build_scripts(), *scripts]

@@ -25,6 +25,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v npm >/dev/null || need+=(npm)
 command -v node >/dev/null || need+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# the test suite drives Debian's chromium (browser tests); `make serve` does not need it
+if [ "${1:-}" = "--test" ]; then command -v chromium >/dev/null || need+=(chromium); fi
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   apt-get update -qq

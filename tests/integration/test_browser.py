@@ -1,0 +1,57 @@
+"""A person's path: open the launch link in a real browser, watch the log, land in JupyterLab."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from urllib.parse import quote
+
+import pytest
+from playwright.async_api import async_playwright
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+async def test_launch_link_opens_the_notebook_in_jupyterlab(portal, git_server, analysis_repo):
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is installed by `make test`"
+    link = f"{portal.url}/v2/git/{quote(git_server.url(analysis_repo), safe='')}/main?labpath=figure.ipynb"
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(link)
+            await page.wait_for_url(
+                re.compile(r".*/user/pb-[0-9a-f]+/lab/tree/figure\.ipynb.*"), timeout=180_000
+            )
+            # JupyterLab renders the notebook from the repository, with its cell
+            await page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+            await page.wait_for_selector("text=data/values.txt", timeout=60_000)
+            await page.screenshot(path=str(portal.state / "browser-jupyterlab.png"))
+        finally:
+            await browser.close()
+
+
+async def test_launch_page_shows_a_failure_message(portal, git_server, analysis_repo):
+    chromium = shutil.which("chromium")
+    link = f"{portal.url}/v2/git/{quote(git_server.url(analysis_repo), safe='')}/no-such-branch"
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(link)
+            status = page.locator("#status")
+            await status.filter(has_text="Failed").wait_for(timeout=60_000)
+            assert "'no-such-branch' was not found" in await status.inner_text()
+            await page.screenshot(path=str(portal.state / "browser-failed.png"))
+        finally:
+            await browser.close()
