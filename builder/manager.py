@@ -65,6 +65,8 @@ class BuildManager(LoggingConfigurable):
         self.jobs[request.image.full] = job
 
         async def run() -> None:
+            fields = {"build_id": request.build_id, "image": request.image.full, "repo": request.repo_url}
+            self.log.info("build started", extra={**fields, "phase": "building"})
             # job.result stays None until the final event is published: followers that attach
             # meanwhile subscribe and receive it
             result: Event | None = None
@@ -90,8 +92,12 @@ class BuildManager(LoggingConfigurable):
                 self.jobs.pop(request.image.full, None)
                 job.result = result
                 job.publish(result)
+                seconds = time.monotonic() - job.started
+                self.log.info(
+                    "build %s in %.1f s", result.phase, seconds, extra={**fields, "phase": result.phase}
+                )
                 for cb in self.on_finish:
-                    cb(job, result.phase, time.monotonic() - job.started)
+                    cb(job, result.phase, seconds)
 
         job.task = asyncio.create_task(run(), name=f"build-{request.build_id}")
         job.task.add_done_callback(lambda t: log_task_exception(t, self.log))

@@ -124,6 +124,8 @@ class Repo2DockerBuilder(Builder):
             default_buildpack=pack,
             user_id=self.user_id,
             user_name=self.user_name,
+            # repo2docker's default CMD names the classic notebook, which these images do not have
+            appendix='CMD ["jupyter", "lab", "--ip", "0.0.0.0"]',
             run=False,
             push=False,
             json_logs=True,

@@ -131,7 +131,13 @@ class ServeApp(PanbinderBase):
     )
 
     def start(self) -> None:
-        asyncio.run(self.serve())
+        try:
+            asyncio.run(self.serve())
+        except Exception as e:
+            # a port in use, a Hub that would not start, docker not answering: say so, no traceback
+            self.log.error("panbinder serve stopped: %s: %s", type(e).__name__, e)
+            self.log.debug("details", exc_info=True)
+            self.exit(1)
 
     async def serve(self) -> None:
         from .launcher.hub_process import HubProcess
