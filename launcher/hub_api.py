@@ -24,6 +24,11 @@ class HubLauncher(Launcher):
     api_token = Unicode("", help="Token of the panbinder service in the Hub (generated when empty).").tag(
         config=True
     )
+    public_url = Unicode(
+        "",
+        help="URL users reach the Hub at, e.g. behind a TLS reverse proxy (empty: hub_url). "
+        "Server URLs in ready events start with it.",
+    ).tag(config=True)
     user_prefix = Unicode("pb-", help="Prefix of temporary user names.").tag(config=True)
     token_expires_in = Int(24 * 3600, help="Seconds a launched server's access token stays valid.").tag(
         config=True
@@ -142,7 +147,7 @@ class HubLauncher(Launcher):
         raise SpawnFailed("the Hub's progress stream ended before the server was ready")
 
     def server_url(self, user: str) -> str:
-        return f"{self.hub_url.rstrip('/')}/user/{quote(user)}/"
+        return f"{(self.public_url or self.hub_url).rstrip('/')}/user/{quote(user)}/"
 
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
         extra = {"launch_id": request.launch_id, "image": request.image.full}
