@@ -158,15 +158,10 @@ class HubLauncher(Launcher):
                 token = await self.create_token(pooled, note)
             except Exception as e:
                 self.log.warning("pooled server %s unusable: %s", pooled, e, extra=extra)
+                await self.delete_user(pooled)
             else:
                 self.log.info("launched %s from the pool as %s", request.image.full, pooled, extra=extra)
-                self.pool.refill_soon(request)
-                url = self.server_url(pooled)
-                yield Event(
-                    "ready",
-                    f"server running at {url}\n",
-                    {"url": url, "token": token, "image": request.image.full, "prestarted": True},
-                )
+                yield self._ready(request, pooled, token, prestarted=True)
                 return
         user = f"{self.user_prefix}{secrets.token_hex(6)}"
         self.log.info("launching %s as %s", request.image.full, user, extra=extra)
@@ -190,14 +185,15 @@ class HubLauncher(Launcher):
                 detail,
             )
             return
+        yield self._ready(request, user, token, prestarted=False)
+
+    def _ready(self, request: LaunchRequest, user: str, token: str, *, prestarted: bool) -> Event:
+        """The ready event; the pool replaces what this launch used (or learns the image)."""
         if self.pool is not None:
             self.pool.refill_soon(request)
         url = self.server_url(user)
-        yield Event(
-            "ready",
-            f"server running at {url}\n",
-            {"url": url, "token": token, "image": request.image.full, "prestarted": False},
-        )
+        extra = {"url": url, "token": token, "image": request.image.full, "prestarted": prestarted}
+        return Event("ready", f"server running at {url}\n", extra)
 
     async def delete_user(self, user: str) -> None:
         try:

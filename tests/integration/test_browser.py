@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 import pytest
@@ -21,37 +22,40 @@ CHROMIUM_ARGS = [
 ]
 
 
-async def test_launch_link_opens_the_notebook_in_jupyterlab(portal, git_server, analysis_repo):
+@asynccontextmanager
+async def browser_page(link: str):
+    """Headless Debian chromium with ``link`` open."""
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is installed by `make test`"
-    link = f"{portal.url}/v2/git/{quote(git_server.url(analysis_repo), safe='')}/main?labpath=figure.ipynb"
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
             await page.goto(link)
-            await page.wait_for_url(
-                re.compile(r".*/user/pb-[0-9a-f]+/lab/tree/figure\.ipynb.*"), timeout=180_000
-            )
-            # JupyterLab renders the notebook from the repository, with its cell
-            await page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
-            await page.wait_for_selector("text=data/values.txt", timeout=60_000)
-            await page.screenshot(path=str(portal.state / "browser-jupyterlab.png"))
+            yield page
         finally:
             await browser.close()
+
+
+async def test_launch_link_opens_the_notebook_in_jupyterlab(portal, git_server, analysis_repo):
+    link = f"{portal.url}/v2/git/{quote(git_server.url(analysis_repo), safe='')}/main?labpath=figure.ipynb"
+    async with browser_page(link) as page:
+        await page.wait_for_url(re.compile(r".*/user/pb-[0-9a-f]+/lab/tree/figure\.ipynb.*"), timeout=180_000)
+        # JupyterLab renders the notebook from the repository, with its cell
+        await page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+        await page.wait_for_selector("text=data/values.txt", timeout=60_000)
+        await page.screenshot(path=str(page_shot(portal, "jupyterlab")))
 
 
 async def test_launch_page_shows_a_failure_message(portal, git_server, analysis_repo):
-    chromium = shutil.which("chromium")
     link = f"{portal.url}/v2/git/{quote(git_server.url(analysis_repo), safe='')}/no-such-branch"
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            await page.goto(link)
-            status = page.locator("#status")
-            await status.filter(has_text="Failed").wait_for(timeout=60_000)
-            assert "'no-such-branch' was not found" in await status.inner_text()
-            await page.screenshot(path=str(portal.state / "browser-failed.png"))
-        finally:
-            await browser.close()
+    async with browser_page(link) as page:
+        status = page.locator("#status")
+        await status.filter(has_text="Failed").wait_for(timeout=60_000)
+        assert "'no-such-branch' was not found" in await status.inner_text()
+        await page.screenshot(path=str(page_shot(portal, "failed")))
+
+
+def page_shot(portal, name: str):
+    """Screenshots stay with the test portal's state, to look at after a run."""
+    return portal.state / f"browser-{name}.png"
