@@ -11,11 +11,13 @@ import os
 import re
 import tempfile
 from importlib.metadata import entry_points
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from traitlets import Bool, Float
 from traitlets.config import LoggingConfigurable
 
+from panbinder.data_mounts.access import Identity
+from panbinder.data_mounts.mounts import MountPlan
 from panbinder.errors import PanbinderError
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -40,6 +42,14 @@ class RepoProvider(LoggingConfigurable):
     async def resolve(self) -> str:
         """The immutable version (a full commit sha for git)."""
         raise NotImplementedError
+
+    def persistent_spec(self, resolved: str) -> str:
+        """The spec that names this exact version, for binder_persistent_request."""
+        return self.spec
+
+    async def prepare(self, who: Identity) -> MountPlan:
+        """Checks and mounts for this user before anything streams; raises PanbinderError (4xx)."""
+        return MountPlan((), ())
 
 
 class GitProvider(RepoProvider):
@@ -70,6 +80,9 @@ class GitProvider(RepoProvider):
                 reason="malformed_ref",
             )
         return repo_url, ref
+
+    def persistent_spec(self, resolved: str) -> str:
+        return f"{quote(self.repo_url, safe='')}/{resolved}"
 
     def check_url(self, url: str) -> None:
         lowered = url.lower()

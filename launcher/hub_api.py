@@ -12,6 +12,7 @@ from urllib.parse import quote
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Int, Type, Unicode
 
+from panbinder.data_mounts import signing
 from panbinder.events import Event
 
 from .base import Launcher, LaunchRequest
@@ -28,6 +29,9 @@ class HubLauncher(Launcher):
         "",
         help="URL users reach the Hub at, e.g. behind a TLS reverse proxy (empty: hub_url). "
         "Server URLs in ready events start with it.",
+    ).tag(config=True)
+    signing_key = Unicode(
+        "", help="Key for signing launch options (generated in the state directory when empty)."
     ).tag(config=True)
     user_prefix = Unicode("pb-", help="Prefix of temporary user names.").tag(config=True)
     token_expires_in = Int(24 * 3600, help="Seconds a launched server's access token stays valid.").tag(
@@ -129,7 +133,7 @@ class HubLauncher(Launcher):
             self._api(f"/users/{quote(user)}/server"),
             method="POST",
             headers={"Authorization": f"token {self.api_token}"},
-            body=json.dumps({"user_options": {"image": request.image.full}}),
+            body=json.dumps({"user_options": self.user_options(request)}),
             request_timeout=self.launch_timeout,
         )
         resp = await AsyncHTTPClient().fetch(req, raise_error=False)
@@ -145,6 +149,16 @@ class HubLauncher(Launcher):
             if ev.get("message"):
                 yield ev["message"].rstrip("\n") + "\n"
         raise SpawnFailed("the Hub's progress stream ended before the server was ready")
+
+    def user_options(self, request: LaunchRequest) -> dict:
+        """What the spawner gets: the image, and signed mounts and environment if any."""
+        options: dict = {"image": request.image.full}
+        if request.mounts or request.environment:
+            env = dict(request.environment)
+            options["mounts"] = signing.to_options(request.mounts)
+            options["environment"] = env
+            options["signature"] = signing.sign(self.signing_key, request.image.full, request.mounts, env)
+        return options
 
     def server_url(self, user: str) -> str:
         return f"{(self.public_url or self.hub_url).rstrip('/')}/user/{quote(user)}/"

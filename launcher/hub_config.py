@@ -77,3 +77,11 @@ c.PanbinderSpawner.extra_host_config = {
 }
 c.PanbinderSpawner.environment = sp["environment"]
 c.PanbinderSpawner.args = sp["args"]
+c.PanbinderSpawner.storage_roots = sp.get("storage_roots", [])
+c.PanbinderSpawner.manifest_dir = sp.get("manifest_dir", "")
+c.PanbinderSpawner.signing_key = os.environ.get("PANBINDER_SIGNING_KEY", "")
+c.JupyterHub.load_groups = {group: {"users": members} for group, members in s.get("groups", {}).items()}
+# the deployment's own Hub settings, e.g. its authenticator: {"Class": {"trait": value}}
+for cls, traits in s.get("extra_config", {}).items():
+    for name, value in traits.items():
+        setattr(c[cls], name, value)

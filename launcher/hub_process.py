@@ -62,6 +62,12 @@ class HubProcess(LoggingConfigurable):
     container_prefix = Unicode("panbinder", help="Name prefix of launched containers.").tag(config=True)
     default_url = Unicode("/lab", help="Page a launched server opens by default.").tag(config=True)
     environment = Dict(help="Extra environment for launched servers.").tag(config=True)
+    groups = Dict(
+        help="Hub groups and their members to create at start, e.g. proposal groups: {'proposal-42': ['alice']}."
+    ).tag(config=True)
+    extra_config = Dict(
+        help="More JupyterHub settings as {'Class': {'trait': value}}, e.g. the authenticator's."
+    ).tag(config=True)
     log_level = Unicode("INFO", help="Hub log level.").tag(config=True)
     ready_timeout = Float(60.0, help="Seconds to wait for the Hub to answer after starting it.").tag(
         config=True
@@ -83,7 +89,14 @@ class HubProcess(LoggingConfigurable):
     def public_url(self) -> str:
         return f"http://{self.ip}:{self.port}"
 
-    def settings(self, *, state_dir: Path, allowed_image_prefixes: list[str], cors_origin: str) -> dict:
+    def settings(
+        self,
+        *,
+        state_dir: Path,
+        allowed_image_prefixes: list[str],
+        cors_origin: str,
+        storage_roots: list[str],
+    ) -> dict:
         hub_ip = self.hub_ip or docker_bridge_gateway()
         args = []
         if cors_origin:
@@ -103,6 +116,8 @@ class HubProcess(LoggingConfigurable):
             "cull_timeout": self.cull_timeout,
             "cull_every": self.cull_every,
             "log_level": self.log_level,
+            "groups": self.groups,
+            "extra_config": self.extra_config,
             "spawner": {
                 "allowed_image_prefixes": allowed_image_prefixes,
                 "default_image": "",
@@ -114,10 +129,14 @@ class HubProcess(LoggingConfigurable):
                 "container_prefix": self.container_prefix,
                 "environment": env,
                 "args": args,
+                "storage_roots": storage_roots,
+                "manifest_dir": str(state_dir / "manifests"),
             },
         }
 
-    def start(self, *, state_dir: Path, token: str, proxy_token: str, settings: dict) -> None:
+    def start(
+        self, *, state_dir: Path, token: str, proxy_token: str, signing_key: str, settings: dict
+    ) -> None:
         hub_dir = state_dir / "hub"
         hub_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "run").mkdir(exist_ok=True)
@@ -129,6 +148,7 @@ class HubProcess(LoggingConfigurable):
             PANBINDER_HUB_SETTINGS=str(settings_file),
             PANBINDER_HUB_TOKEN=token,
             CONFIGPROXY_AUTH_TOKEN=proxy_token,
+            PANBINDER_SIGNING_KEY=signing_key,
         )
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")

@@ -14,10 +14,27 @@ import time
 from dockerspawner import DockerSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Float, List, Unicode
+from traitlets import Any, Float, List, Unicode, default
+
+
+def _literal_volume_name(name: str, spawner: object) -> str:
+    """Host paths are used as they are: no ``{username}`` templating of dataset paths."""
+    return name
 
 
 class PanbinderSpawner(DockerSpawner):
+    signing_key = Unicode(help="Key that launch options must be signed with (shared with the portal).").tag(
+        config=True
+    )
+    storage_roots = List(Unicode(), help="Only paths under these roots may be mounted.").tag(config=True)
+    manifest_dir = Unicode("", help="Folder of the portal's MANIFEST.json files (mountable too).").tag(
+        config=True
+    )
+
+    @default("format_volume_name")
+    def _format_volume_name_default(self) -> Any:
+        return _literal_volume_name
+
     allowed_image_prefixes = List(
         Unicode(),
         help="Only images whose full name starts with one of these may be launched.",
@@ -29,7 +46,38 @@ class PanbinderSpawner(DockerSpawner):
             return image
         raise web.HTTPError(400, f"Image {image} is not one this service built")
 
+    def apply_launch_options(self) -> None:
+        """Check the portal's signature and confinement again, then set mounts and environment."""
+        from panbinder.data_mounts import signing
+        from panbinder.data_mounts.mounts import MANIFEST_PATH
+        from panbinder.data_mounts.paths import confine
+
+        opts = self.user_options or {}
+        mounts = signing.from_options(opts.get("mounts", []))
+        environment = opts.get("environment", {})
+        if not isinstance(environment, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in environment.items()
+        ):
+            raise web.HTTPError(400, "environment must map strings to strings")
+        if not mounts and not environment:
+            return
+        signing.verify(
+            self.signing_key, opts.get("signature", ""), opts.get("image", ""), mounts, environment
+        )
+        volumes = {}
+        for m in mounts:
+            if not m.read_only or not m.container_path.startswith("/data/"):
+                raise web.HTTPError(400, "datasets are mounted read-only under /data/")
+            roots = [self.manifest_dir] if m.container_path == MANIFEST_PATH else self.storage_roots
+            volumes[str(confine(m.host_path, roots))] = {"bind": m.container_path, "mode": "ro"}
+        self.read_only_volumes = volumes
+        self.environment = {**self.environment, **environment}
+
     async def start(self):
+        try:
+            self.apply_launch_options()
+        except Exception as e:  # PanbinderError or a malformed option: refuse to start
+            raise web.HTTPError(403, f"launch options refused: {e}") from e
         ip, port = await super().start()
         await self._wait_ready(ip, port)
         return ip, port

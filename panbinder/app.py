@@ -22,6 +22,7 @@ from . import __version__, logs
 from .builder.manager import BuildManager
 from .builder.providers import GitProvider
 from .builder.r2d import Repo2DockerBuilder
+from .data_mounts.catalogue import Catalogue
 from .errors import PanbinderError
 from .events import Event
 from .launcher.hub_api import HubLauncher
@@ -29,7 +30,16 @@ from .launcher.hub_process import HubProcess
 from .launcher.pool import ServerPool
 from .registry_cache import Registry
 
-COMPONENTS = [Registry, Repo2DockerBuilder, BuildManager, GitProvider, HubLauncher, ServerPool, HubProcess]
+COMPONENTS = [
+    Registry,
+    Repo2DockerBuilder,
+    BuildManager,
+    GitProvider,
+    HubLauncher,
+    ServerPool,
+    HubProcess,
+    Catalogue,
+]
 
 
 class PanbinderBase(Application):
@@ -100,9 +110,29 @@ class PanbinderBase(Application):
         if not manager.log_dir:
             manager.log_dir = str(self.state / "build-logs")
         launcher = self.launcher_class(parent=self, log=self.log)
+        if hasattr(launcher, "signing_key") and not launcher.signing_key:
+            launcher.signing_key = self.secret("launch-signing-key")
         return PipelineContext(
             registry=registry, manager=manager, launcher=launcher, image_prefix=self.image_prefix
         )
+
+    @property
+    def catalogue(self):
+        """The dataset catalogue (migrated on first use)."""
+        if getattr(self, "_catalogue", None) is None:
+            catalogue = Catalogue(parent=self, log=self.log)
+            if not catalogue.db_url:
+                catalogue.db_url = f"sqlite:///{self.state / 'catalogue.sqlite'}"
+            catalogue.start()
+            self._catalogue = catalogue
+        return self._catalogue
+
+    def hub_connection(self, launcher) -> None:
+        """Point a launcher at the Hub that `panbinder serve` runs (URL and service token)."""
+        from .launcher.hub_process import HubProcess
+
+        launcher.api_token = launcher.api_token or self.secret("hub-service-token")
+        launcher.hub_url = HubProcess(parent=self, log=self.log).public_url
 
     def secret(self, name: str) -> str:
         path = self.state / "secrets" / name
@@ -140,15 +170,17 @@ class ServeApp(PanbinderBase):
             self.exit(1)
 
     async def serve(self) -> None:
+        from .data_mounts.preview import ThumbnailCache
         from .launcher.hub_process import HubProcess
         from .web import metrics
         from .web.app import make_app
+        from .web.auth import HubIdentity
 
         ctx = self.components()
-        token = ctx.launcher.api_token or self.secret("hub-service-token")
-        ctx.launcher.api_token = token
+        self.hub_connection(ctx.launcher)
+        token = ctx.launcher.api_token
         hub = HubProcess(parent=self, log=self.log)
-        ctx.launcher.hub_url = hub.public_url
+        catalogue = self.catalogue  # migrations run before anything serves
         metrics.BUILDS_IN_PROGRESS.set_function(lambda: ctx.manager.running)
         pool = getattr(ctx.launcher, "pool", None)
         metrics.POOL_SERVERS.set_function(lambda: pool.count if pool is not None else 0)
@@ -158,10 +190,17 @@ class ServeApp(PanbinderBase):
         if self.start_hub:
             prefix = f"{ctx.registry.host}/{self.image_prefix}"
             settings = hub.settings(
-                state_dir=self.state, allowed_image_prefixes=[prefix], cors_origin=self.cors_allow_origin
+                state_dir=self.state,
+                allowed_image_prefixes=[prefix],
+                cors_origin=self.cors_allow_origin,
+                storage_roots=list(catalogue.storage_roots),
             )
             hub.start(
-                state_dir=self.state, token=token, proxy_token=self.secret("proxy-token"), settings=settings
+                state_dir=self.state,
+                token=token,
+                proxy_token=self.secret("proxy-token"),
+                signing_key=ctx.launcher.signing_key,
+                settings=settings,
             )
         try:
             if self.start_hub:
@@ -173,6 +212,8 @@ class ServeApp(PanbinderBase):
                 base_url=self.base_url,
                 cors_allow_origin=self.cors_allow_origin,
                 keepalive_interval=self.keepalive_interval,
+                identity=HubIdentity(hub_url=hub.public_url, api_token=token),
+                thumbnail_cache=ThumbnailCache(self.state / "thumbnails"),
             )
             server = HTTPServer(app, xheaders=True)
             server.listen(self.port, self.ip)
@@ -230,6 +271,49 @@ class BuildApp(PanbinderBase):
         return 1
 
 
+class LaunchApp(PanbinderBase):
+    classes = [PanbinderBase, *COMPONENTS]
+    name = "panbinder-launch"
+    description = (
+        "Launch a registered publication (--doi DOI) through the running service's Hub and print "
+        "the server URL with its token. Embargoed datasets are refused as for an anonymous reader."
+    )
+    doi = Unicode("", help="DOI of a registered publication.").tag(config=True)
+    aliases = {**PanbinderBase.aliases, "doi": "LaunchApp.doi"}
+
+    def start(self) -> None:
+        if not self.doi:
+            print("usage: panbinder launch --doi DOI", file=sys.stderr)
+            self.exit(2)
+        sys.exit(asyncio.run(self.run_launch()))
+
+    async def run_launch(self) -> int:
+        from .data_mounts.access import ANONYMOUS
+        from .data_mounts.provider import DoiProvider
+        from .web.pipeline import run_pipeline
+
+        ctx = self.components()
+        self.hub_connection(ctx.launcher)
+        ctx.launcher.pool = None  # a script wants its own server, and this process exits
+        try:
+            provider = DoiProvider(self.doi, parent=self)
+            plan = await provider.prepare(ANONYMOUS)
+        except PanbinderError as e:
+            print(f"error: {e.message}", file=sys.stderr)
+            return 2
+        last: Event | None = None
+        async for event in run_pipeline(ctx, provider, log=self.log, plan=plan):
+            last = event
+            if event.phase == "failed":
+                print(f"failed: {event.message}", file=sys.stderr)
+            elif event.message and event.phase != "ready":
+                sys.stderr.write(event.message)
+        if last is not None and last.phase == "ready":
+            print(f"{last.extra['url']}?token={last.extra['token']}")
+            return 0
+        return 1
+
+
 class PanbinderApp(PanbinderBase):
     name = "panbinder"
     description = "Reproducible notebooks for photon and neutron research facilities."
@@ -239,9 +323,15 @@ class PanbinderApp(PanbinderBase):
     subcommands = {
         "serve": (ServeApp, ServeApp.description),
         "build": (BuildApp, BuildApp.description),
+        "launch": (LaunchApp, LaunchApp.description),
+        "datasets": ("panbinder.data_mounts.cli.DatasetsApp", "Register datasets: import FILE, scan ROOT."),
+        "publications": (
+            "panbinder.data_mounts.cli.PublicationsApp",
+            "Register publications: add, import FILE.",
+        ),
     }
 
-    classes = [PanbinderBase, ServeApp, BuildApp, *COMPONENTS]
+    classes = [PanbinderBase, ServeApp, BuildApp, LaunchApp, *COMPONENTS]
     generate_config = Bool(False, help="Write panbinder_config.py and exit.").tag(config=True)
 
     def start(self) -> None:

@@ -88,6 +88,7 @@ if [ "$(cat "$VENV/.panbinder-stamp" 2>/dev/null)" != "$stamp" ]; then
   say "creating the virtualenv"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q -r "$ROOT/requirements.lock" 2>>"$STATE/logs/pip.log"
+  rm -rf "$ROOT"/*.egg-info  # stale metadata there would shadow the installed entry points
   "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" 2>>"$STATE/logs/pip.log"
   echo "$stamp" >"$VENV/.panbinder-stamp"
 fi

@@ -8,7 +8,9 @@ from pathlib import Path
 from tornado import web
 
 from .api import build
+from .api import catalogue as catalogue_api
 from .handlers import badge, base, health, pages
+from .handlers import catalogue as catalogue_pages
 from .pipeline import PipelineContext
 
 HERE = Path(__file__).parent
@@ -22,8 +24,17 @@ def make_app(
     base_url: str = "/",
     cors_allow_origin: str = "",
     keepalive_interval: float = 20.0,
+    identity: object = None,
+    thumbnail_cache: object = None,
 ) -> web.Application:
-    routes = [*pages.routes, *build.routes, *badge.routes, *health.routes]
+    routes = [
+        *pages.routes,
+        *build.routes,
+        *badge.routes,
+        *health.routes,
+        *catalogue_pages.routes,
+        *catalogue_api.routes,
+    ]
     prefixed = [(base_url.rstrip("/") + path, handler) for path, handler in routes]
     return web.Application(
         prefixed,
@@ -37,5 +48,7 @@ def make_app(
         base_url=base_url,
         cors_allow_origin=cors_allow_origin,
         keepalive_interval=keepalive_interval,
+        identity=identity,
+        thumbnail_cache=thumbnail_cache,
         compress_response=False,
     )

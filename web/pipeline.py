@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from panbinder.builder import BuildRequest, RepoProvider
 from panbinder.builder.manager import BuildManager
+from panbinder.data_mounts.mounts import MountPlan
 from panbinder.errors import PanbinderError
 from panbinder.events import Event
 from panbinder.launcher import Launcher, LaunchRequest
@@ -42,7 +43,12 @@ async def resolve_image(ctx: PipelineContext, provider: RepoProvider):
 
 
 async def run_pipeline(
-    ctx: PipelineContext, provider: RepoProvider, *, build_only: bool = False, log=None
+    ctx: PipelineContext,
+    provider: RepoProvider,
+    *,
+    build_only: bool = False,
+    log=None,
+    plan: MountPlan | None = None,
 ) -> AsyncIterator[Event]:
     build_id = secrets.token_hex(4)
     yield Event("waiting", f"Resolving {provider.unresolved_ref} in {provider.repo_url}\n")
@@ -85,7 +91,13 @@ async def run_pipeline(
     metrics.LAUNCHES_IN_PROGRESS.inc()
     outcome = "failed"
     try:
-        async for event in ctx.launcher.launch(LaunchRequest(launch_id=build_id, image=image)):
+        request = LaunchRequest(
+            launch_id=build_id,
+            image=image,
+            mounts=plan.mounts if plan else (),
+            environment=plan.environment if plan else (),
+        )
+        async for event in ctx.launcher.launch(request):
             if event.phase == "ready":
                 outcome = "success"
             yield event

@@ -27,12 +27,20 @@ def git_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def portal(tmp_path_factory, request):
+def storage_root(tmp_path_factory):
+    """The facility's storage: datasets live here and are mounted from here, read-only."""
+    return tmp_path_factory.mktemp("facility-storage")
+
+
+@pytest.fixture(scope="session")
+def portal(tmp_path_factory, request, storage_root):
     remove_containers(PREFIX)
     p = Portal(
         state=tmp_path_factory.mktemp("state"),
         container_prefix=PREFIX,
         config=f"""
+        c.Catalogue.storage_roots = [{str(storage_root)!r}]
+        c.HubProcess.groups = {{"proposal-42": ["alice"]}}
         c.ServeApp.keepalive_interval = 1.0
         c.ServeApp.cors_allow_origin = {CORS_ORIGIN!r}
         c.GitProvider.allow_local = True

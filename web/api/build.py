@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import quote
 
 from tornado.iostream import StreamClosedError
 
@@ -23,15 +22,18 @@ class BuildHandler(BaseHandler):
     def on_connection_close(self) -> None:
         self.closed = True
 
-    def ready_extra(self, provider_name: str, spec: str, repo_url: str, ref: str) -> dict:
+    def ready_extra(self, provider_name: str, provider, spec: str, resolved: str) -> dict:
         host = f"{self.request.protocol}://{self.request.host}{self.settings['base_url']}"
-        ref_url = repo_url.removesuffix(".git") + f"/tree/{ref}" if repo_url.startswith("http") else repo_url
+        repo_url = provider.repo_url
+        ref_url = (
+            repo_url.removesuffix(".git") + f"/tree/{resolved}" if repo_url.startswith("http") else repo_url
+        )
         return {
             "repo_url": repo_url,
             "binder_ref_url": ref_url,
             "binder_launch_host": host,
             "binder_request": f"v2/{provider_name}/{spec}",
-            "binder_persistent_request": f"v2/{provider_name}/{quote(repo_url, safe='')}/{ref}",
+            "binder_persistent_request": f"v2/{provider_name}/{provider.persistent_spec(resolved)}",
         }
 
     async def send(self, event: Event | str) -> None:
@@ -48,6 +50,9 @@ class BuildHandler(BaseHandler):
         spec = self.provider_spec("build", provider_name)
         provider = provider_cls(spec, parent=self.settings["app"])
         build_only = self.get_argument("build_only", "false").lower() in ("1", "true", "yes")
+        # access and mounts are settled before the stream starts: refusals are plain 4xx answers
+        who = await self.settings["identity"].identify(self)
+        plan = await provider.prepare(who)
 
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
@@ -59,7 +64,7 @@ class BuildHandler(BaseHandler):
         async def produce() -> None:
             try:
                 async for event in run_pipeline(
-                    self.settings["pipeline"], provider, build_only=build_only, log=self.log
+                    self.settings["pipeline"], provider, build_only=build_only, log=self.log, plan=plan
                 ):
                     queue.put_nowait(event)
             except Exception:
@@ -84,7 +89,7 @@ class BuildHandler(BaseHandler):
             last = item
             resolved = item.extra.get("ref", resolved)
             if item.phase == "ready":
-                extra = self.ready_extra(provider_name, spec, provider.repo_url, resolved)
+                extra = self.ready_extra(provider_name, provider, spec, resolved)
                 item = Event("ready", item.message, {**item.extra, **extra})
             await self.send(item)
         if last is None or (

@@ -1,0 +1,155 @@
+"""Data launch benchmark: does launch time depend on the datasets mounted?
+
+In one run, with the pre-started pool off (so each launch starts and mounts for real), the
+median cached launch time of three publications with the same repository commit and:
+  small: a 1 MB HDF5 file
+  huge:  an HDF5 file with a terabyte-shaped chunked dataset (only a few chunks written)
+  many:  10,000 small files
+and the ratios huge/small and many/small (target <= 1.05). Then the HDF5 preview (tree and
+thumbnail) of the terabyte-shaped dataset: time and peak memory (targets < 1 s, < 200 MB).
+
+    python benchmarks/data_launch.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from panbinder.testing import GitServer, Portal, read_stream, remove_containers
+
+PREFIX = "panbinder-bench-data"
+
+
+def make_datasets(root: Path) -> None:
+    small = root / "small"
+    small.mkdir(parents=True)
+    with h5py.File(small / "small.h5", "w") as f:
+        f["entry/data"] = np.random.default_rng(1).random(128 * 1024)  # 1 MiB of float64
+    huge = root / "huge"
+    huge.mkdir()
+    with h5py.File(huge / "huge.h5", "w") as f:
+        ds = f.create_dataset("entry/data", shape=(1_000_000, 1_000_000), dtype="float32", chunks=(256, 256))
+        for i in range(4):
+            ds[i * 256 : (i + 1) * 256, 0:256] = i + 1
+    many = root / "many"
+    for i in range(10_000):
+        sub = many / f"d{i // 1000:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i:05d}.txt").write_text(f"{i}\n")
+
+
+def cli(portal: Portal, *args: str) -> None:
+    config = portal.state / "panbinder_config.py"
+    subprocess.run(
+        [sys.executable, "-m", "panbinder.app", *args, f"--config={config}", f"--state-dir={portal.state}"],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
+
+
+async def launch_once(url: str) -> float:
+    start = time.monotonic()
+    s = await read_stream(url)
+    if s.last.get("phase") != "ready":
+        raise RuntimeError(s.log())
+    client = AsyncHTTPClient()
+    while True:
+        try:
+            await client.fetch(
+                s.last["url"] + "api/status",
+                headers={"Authorization": f"token {s.last['token']}"},
+                request_timeout=2,
+            )
+            return time.monotonic() - start
+        except (HTTPClientError, OSError):
+            await asyncio.sleep(0.02)
+
+
+def preview_figures(path: Path) -> tuple[float, float, float]:
+    from panbinder.data_mounts.preview import thumbnail, tree
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tracemalloc.start()
+    start = time.monotonic()
+    tree(path)
+    png = thumbnail(path, "/entry/data", size=256)
+    seconds = time.monotonic() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert png.startswith(b"\x89PNG")
+    return seconds, peak / 2**20, rss_after - rss_before
+
+
+async def main(runs: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp:
+        storage = Path(tmp, "storage")
+        make_datasets(storage)
+        git = GitServer(Path(tmp, "git"))
+        git.start()
+        portal = Portal(
+            state=Path(tmp, "state"),
+            container_prefix=PREFIX,
+            config=f"c.Catalogue.storage_roots = [{str(storage)!r}]\nc.ServerPool.size = 0\n",
+        )
+        portal.start()
+        try:
+            git.commit("paper", {"requirements.txt": "h5py==3.16.0\n"}, "paper")
+            cli(portal, "datasets", "scan", str(storage))
+            urls = {}
+            for name in ("small", "huge", "many"):
+                doi = f"10.5555/bench.{name}"
+                cli(
+                    portal,
+                    "publications",
+                    "add",
+                    f"--doi={doi}",
+                    f"--repo={git.url('paper')}",
+                    "--ref=main",
+                    f"--dataset=local:{name}",
+                )
+                urls[name] = f"{portal.url}/build/doi/{doi}"
+            await launch_once(urls["small"])  # builds the image once; the rest are cached launches
+            times: dict[str, list[float]] = {k: [] for k in urls}
+            for _ in range(runs):
+                for name, url in urls.items():
+                    times[name].append(await launch_once(url))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            for name in urls:
+                print(
+                    f"launch with {name:5s} dataset, median of {runs}: {med[name]:.3f} s  {sorted(round(x, 3) for x in times[name])}"
+                )
+            print(
+                f"ratio huge/small: {med['huge'] / med['small']:.3f}  many/small: {med['many'] / med['small']:.3f}  (target <= 1.05)"
+            )
+            seconds, peak, rss = preview_figures(storage / "huge" / "huge.h5")
+            print(
+                f"preview of the terabyte-shaped dataset: {seconds:.3f} s, tracemalloc peak {peak:.1f} MB, "
+                f"max RSS growth {rss:.1f} MB  (targets < 1 s, < 200 MB)"
+            )
+        finally:
+            portal.stop()
+            git.stop()
+            remove_containers(PREFIX)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    asyncio.run(main(parser.parse_args().runs))

@@ -1,0 +1,215 @@
+"""``panbinder datasets import|scan`` and ``panbinder publications add|import``.
+
+Each command is a traitlets Application built on ``PanbinderBase`` (same config file and
+state directory as the other subcommands). Errors print ``error: <message>`` to stderr and
+exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import NoReturn
+from urllib.parse import quote
+
+from sqlalchemy.exc import SQLAlchemyError
+from traitlets import Int, List, Unicode
+
+from panbinder.app import PanbinderBase
+from panbinder.errors import PanbinderError
+
+from . import db
+from .catalogue import Catalogue, Resolver
+from .importers import load_json
+
+CATALOGUE_ALIASES = {
+    **PanbinderBase.aliases,
+    "db-url": "Catalogue.db_url",
+    "storage-root": "Catalogue.storage_roots",
+}
+
+
+def git_resolver(parent: PanbinderBase) -> Resolver:
+    """Resolve a ref with the git provider (``git ls-remote``), as a build would."""
+
+    async def resolve(repo_url: str, ref: str) -> str:
+        from panbinder.builder.providers import GitProvider
+
+        return await GitProvider(f"{quote(repo_url, safe='')}/{ref}", parent=parent).resolve()
+
+    return resolve
+
+
+class CatalogueCommand(PanbinderBase):
+    """Base of the catalogue commands: a Catalogue from config, errors without tracebacks."""
+
+    classes = [PanbinderBase, Catalogue]
+    aliases = CATALOGUE_ALIASES
+    usage = ""
+
+    def make_catalogue(self) -> Catalogue:
+        catalogue = Catalogue(parent=self, log=self.log)
+        if not catalogue.db_url:
+            catalogue.db_url = db.default_url(self.state)
+        return catalogue
+
+    def fail(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        self.exit(2)
+        raise SystemExit(2)  # for type checkers: exit() does not return
+
+    def one_file(self) -> str:
+        if len(self.extra_args) != 1:
+            self.fail(f"usage: {self.usage}")
+        return self.extra_args[0]
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        try:
+            self.run()
+        except PanbinderError as e:
+            self.log.debug("details", exc_info=True)
+            self.fail(e.message)
+        except SQLAlchemyError as e:
+            self.log.debug("details", exc_info=True)
+            cause = getattr(e, "orig", None) or e
+            self.fail(f"the catalogue database failed ({cause}); check Catalogue.db_url and the database.")
+
+
+class GroupCommand(PanbinderBase):
+    """A command that only dispatches to its subcommands."""
+
+    def start(self) -> None:
+        if self.subapp is not None:
+            return self.subapp.start()
+        self.print_subcommands()
+        print(f"error: give one of: {', '.join(self.subcommands)}", file=sys.stderr)
+        self.exit(2)
+
+
+class DatasetsImportApp(CatalogueCommand):
+    name = "panbinder-datasets-import"
+    description = "Import dataset records (PaNOSC search API, its LoopBack store, SciCat v3/v4) from FILE."
+    usage = "panbinder datasets import FILE [--root DIR]"
+    root = Unicode(
+        "",
+        help="Folder under a storage root; each imported dataset is located at DIR/<slug>. "
+        "Without it, new datasets have no location and cannot be mounted.",
+    ).tag(config=True)
+    aliases = {**CATALOGUE_ALIASES, "root": "DatasetsImportApp.root"}
+
+    def run(self) -> None:
+        data = load_json(self.one_file())
+        pids = self.make_catalogue().import_datasets(data, root=self.root or None)
+        for pid in pids:
+            print(pid)
+        print(f"imported {len(pids)} datasets", file=sys.stderr)
+
+
+class DatasetsScanApp(CatalogueCommand):
+    name = "panbinder-datasets-scan"
+    description = "Register the HDF5/NeXus files under ROOT: one dataset per top-level folder or file."
+    usage = "panbinder datasets scan ROOT"
+
+    def run(self) -> None:
+        report = self.make_catalogue().scan(self.one_file())
+        for pid in report.pids:
+            print(pid)
+        print(
+            f"{report.datasets} datasets, {report.files} files: {report.hashed} hashed, "
+            f"{report.skipped_unchanged} unchanged",
+            file=sys.stderr,
+        )
+        for path in report.unreadable:
+            print(
+                f"warning: {path} is not a readable HDF5 file; registered without metadata", file=sys.stderr
+            )
+
+
+class DatasetsApp(GroupCommand):
+    name = "panbinder-datasets"
+    description = "Manage the dataset catalogue."
+    subcommands = {
+        "import": (DatasetsImportApp, DatasetsImportApp.description),
+        "scan": (DatasetsScanApp, DatasetsScanApp.description),
+    }
+    classes = [PanbinderBase, Catalogue, DatasetsImportApp]
+
+
+class PublicationsAddApp(CatalogueCommand):
+    name = "panbinder-publications-add"
+    description = "Register a publication: DOI, repository, ref (pinned to its commit now) and datasets."
+    usage = "panbinder publications add --doi DOI --repo URL --ref REF --dataset PID [--dataset PID ...]"
+    doi = Unicode("", help="DOI of the publication.").tag(config=True)
+    repo = Unicode("", help="Git repository URL of the publication's code.").tag(config=True)
+    ref = Unicode("HEAD", help="Branch, tag or commit; resolved once and pinned.").tag(config=True)
+    datasets = List(Unicode(), help="PID of a dataset the publication uses (repeat the option).").tag(
+        config=True, multiplicity="append"
+    )
+    title = Unicode("", help="Title of the publication.").tag(config=True)
+    authors = List(Unicode(), help="An author (repeat the option).").tag(config=True, multiplicity="append")
+    year = Int(0, help="Publication year (0: unknown).").tag(config=True)
+    aliases = {
+        **CATALOGUE_ALIASES,
+        "doi": "PublicationsAddApp.doi",
+        "repo": "PublicationsAddApp.repo",
+        "ref": "PublicationsAddApp.ref",
+        "dataset": "PublicationsAddApp.datasets",
+        "title": "PublicationsAddApp.title",
+        "author": "PublicationsAddApp.authors",
+        "year": "PublicationsAddApp.year",
+    }
+
+    def run(self) -> None:
+        if self.extra_args or not self.doi or not self.repo:
+            self.fail(f"usage: {self.usage}")
+        doi = asyncio.run(
+            self.make_catalogue().add_publication(
+                doi=self.doi,
+                repo_url=self.repo,
+                ref=self.ref,
+                dataset_pids=self.datasets,
+                title=self.title,
+                authors=self.authors,
+                year=self.year or None,
+                resolve=git_resolver(self),
+            )
+        )
+        print(doi)
+
+
+class PublicationsImportApp(CatalogueCommand):
+    name = "panbinder-publications-import"
+    description = "Register publications from a DataCite JSON or SciCat PublishedData FILE."
+    usage = "panbinder publications import FILE [--doi DOI] [--repo URL] [--ref REF]"
+    doi = Unicode("", help="Only the record with this DOI.").tag(config=True)
+    repo = Unicode("", help="Repository URL, when the record names none.").tag(config=True)
+    ref = Unicode("", help="Ref to pin (default: the record's, else HEAD).").tag(config=True)
+    aliases = {
+        **CATALOGUE_ALIASES,
+        "doi": "PublicationsImportApp.doi",
+        "repo": "PublicationsImportApp.repo",
+        "ref": "PublicationsImportApp.ref",
+    }
+
+    def run(self) -> None:
+        data = load_json(self.one_file())
+        dois = asyncio.run(
+            self.make_catalogue().import_publications(
+                data, resolve=git_resolver(self), repo_url=self.repo, ref=self.ref, doi=self.doi
+            )
+        )
+        for doi in dois:
+            print(doi)
+
+
+class PublicationsApp(GroupCommand):
+    name = "panbinder-publications"
+    description = "Register publications (DOI -> pinned repository commit + datasets)."
+    subcommands = {
+        "add": (PublicationsAddApp, PublicationsAddApp.description),
+        "import": (PublicationsImportApp, PublicationsImportApp.description),
+    }
+    classes = [PanbinderBase, Catalogue, PublicationsAddApp, PublicationsImportApp]

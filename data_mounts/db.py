@@ -1,0 +1,85 @@
+"""Database engine, sessions and migrations for the catalogue (any SQLAlchemy URL).
+
+Migrations run programmatically with Alembic; the scripts live in ``migrations/`` next to
+this module, so they are found wherever the package is installed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def default_url(state_dir: str | os.PathLike[str]) -> str:
+    """The default catalogue: an SQLite file in the state directory."""
+    return f"sqlite:///{Path(state_dir).resolve() / 'catalogue.sqlite'}"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; an SQLite file gets its folder created and foreign keys on."""
+    parsed = make_url(url)
+    kwargs: dict = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        else:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    # objects stay readable after commit (handlers render them after the session ends)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(target: str | Engine, revision: str = "head") -> None:
+    """Run the migrations up to ``revision`` on a URL or engine; idempotent."""
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        cfg = alembic_config()
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,198 @@
+"""Catalogue tables: datasets (with techniques and a per-file manifest) and publications.
+
+Dates are stored as naive UTC in portable ``DATETIME``/``TIMESTAMP`` columns and always read
+back as timezone-aware UTC datetimes (``UTCDateTime``); naive datetimes given to the models
+are taken as UTC. Lists (owners, groups, authors) are JSON columns. Every change to these
+classes needs a migration in ``migrations/versions/``; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from .paths import slug as _slug
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+DATA_TYPES = ("raw", "processed", "simulated")
+
+
+class UTCDateTime(TypeDecorator):
+    """Naive UTC in the database, aware UTC in Python."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+dataset_techniques = Table(
+    "dataset_techniques",
+    Base.metadata,
+    Column("dataset_id", ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+    Column("technique_id", ForeignKey("techniques.id", ondelete="CASCADE"), primary_key=True),
+)
+
+publication_datasets = Table(
+    "publication_datasets",
+    Base.metadata,
+    Column("publication_id", ForeignKey("publications.id", ondelete="CASCADE"), primary_key=True),
+    Column("dataset_id", ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Technique(Base):
+    """A PaNET technique term: ``panet_id`` like ``PaNET01188`` and its label."""
+
+    __tablename__ = "techniques"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    panet_id: Mapped[str] = mapped_column(String(32), unique=True)
+    label: Mapped[str] = mapped_column(String(255), default="")
+
+    def __repr__(self) -> str:
+        return f"<Technique {self.panet_id} {self.label!r}>"
+
+
+class Dataset(Base):
+    """One dataset. ``location`` is an absolute path under a storage root, or None (not mountable).
+
+    ``location`` may name a folder (mounted at ``/data/<slug>/``) or a single file (a scanned
+    file directly under the scanned root). ``creation_date`` and ``release_date`` (embargo end)
+    are timezone-aware UTC when read back. ``data_type`` is "raw", "processed", "simulated" or
+    "" when the source does not say.
+    """
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pid: Mapped[str] = mapped_column(String(512), unique=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    facility: Mapped[str] = mapped_column(String(255), default="", index=True)
+    instrument: Mapped[str] = mapped_column(String(255), default="", index=True)
+    scientific_field: Mapped[str] = mapped_column(String(255), default="")
+    data_type: Mapped[str] = mapped_column(String(32), default="")
+    proposal_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    owners: Mapped[list[str]] = mapped_column(JSON, default=list)
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    creation_date: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    release_date: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    is_public: Mapped[bool] = mapped_column(default=False)
+    location: Mapped[str | None] = mapped_column(Text, default=None)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    techniques: Mapped[list[Technique]] = relationship(
+        secondary=dataset_techniques, order_by=Technique.panet_id, lazy="selectin"
+    )
+    files: Mapped[list[DatasetFile]] = relationship(
+        back_populates="dataset", cascade="all, delete-orphan", order_by="DatasetFile.path"
+    )
+    publications: Mapped[list[Publication]] = relationship(
+        secondary=publication_datasets, back_populates="datasets", order_by="Publication.doi"
+    )
+
+    @property
+    def slug(self) -> str:
+        """Folder name under /data for this dataset (see ``paths.slug``)."""
+        return _slug(self.pid)
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.pid!r}>"
+
+
+class DatasetFile(Base):
+    """One file of a dataset: POSIX path relative to the dataset location, size, sha256, mtime.
+
+    ``sha256`` and ``mtime_ns`` are None for files listed by an imported record and not yet
+    scanned. ``mtime`` is the modification time as an aware UTC datetime.
+    """
+
+    __tablename__ = "dataset_files"
+    __table_args__ = (UniqueConstraint("dataset_id", "path", name="uq_dataset_files_dataset_id_path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(4096))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="files")
+
+    @property
+    def mtime(self) -> datetime | None:
+        if self.mtime_ns is None:
+            return None
+        return datetime.fromtimestamp(self.mtime_ns / 1e9, UTC)
+
+    def __repr__(self) -> str:
+        return f"<DatasetFile {self.path!r}>"
+
+
+class Publication(Base):
+    """A publication (by normalised DOI) with its repository pinned to ``resolved_sha``.
+
+    ``ref`` is kept as the user gave it; ``resolved_sha`` is resolved once, at registration,
+    and never again.
+    """
+
+    __tablename__ = "publications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doi: Mapped[str] = mapped_column(String(255), unique=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    year: Mapped[int | None] = mapped_column(Integer, default=None)
+    repo_url: Mapped[str] = mapped_column(Text)
+    ref: Mapped[str] = mapped_column(String(255))
+    resolved_sha: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    datasets: Mapped[list[Dataset]] = relationship(
+        secondary=publication_datasets, back_populates="publications", order_by=Dataset.pid
+    )
+
+    def __repr__(self) -> str:
+        return f"<Publication {self.doi!r}>"

@@ -1,0 +1,221 @@
+"""Read NeXus metadata from an HDF5 file with h5py (pure; never reads dataset contents).
+
+Only attributes and small string datasets (``/entry/title``, ``start_time``, instrument and
+source ``name``) are read. External links are never followed, virtual datasets never read,
+so a missing source file or a terabyte-shaped dataset costs nothing. Strings are decoded as
+UTF-8 with a Latin-1 fallback, and length-1 arrays are unwrapped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+
+from panbinder.errors import PanbinderError
+
+SMALL = 16  # at most this many string elements are read from a dataset
+
+
+@dataclass(frozen=True)
+class InstrumentInfo:
+    path: str
+    name: str | None = None
+    short_name: str | None = None  # the NXinstrument group's short_name attribute
+    source_name: str | None = None
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    path: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    name: str
+    title: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    instruments: tuple[InstrumentInfo, ...] = ()
+    samples: tuple[SampleInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class NexusInfo:
+    entries: tuple[EntryInfo, ...] = ()
+    default_entry: str | None = None
+    default_entry_from: str | None = None
+    root_attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def entry(self) -> EntryInfo | None:
+        return next((e for e in self.entries if e.name == self.default_entry), None)
+
+    @property
+    def title(self) -> str | None:
+        return self.entry.title if self.entry else None
+
+    @property
+    def start_time(self) -> str | None:
+        return self.entry.start_time if self.entry else None
+
+    @property
+    def instrument(self) -> str | None:
+        """Instrument ``name`` field, else its ``short_name`` attribute, else the root ``instrument``."""
+        for inst in self.entry.instruments if self.entry else ():
+            if inst.name or inst.short_name:
+                return inst.name or inst.short_name
+        return self.root_attributes.get("instrument")
+
+    @property
+    def facility(self) -> str | None:
+        """The NXsource name, when the file has one."""
+        for inst in self.entry.instruments if self.entry else ():
+            if inst.source_name:
+                return inst.source_name
+        return None
+
+    @property
+    def pid(self) -> str | None:
+        return self.root_attributes.get("pid") or None
+
+
+def decode(value: Any) -> str | None:
+    """A string from an attribute or dataset value: bytes as UTF-8 (else Latin-1), arrays unwrapped."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        if value.size == 0:
+            return None
+        if value.size == 1:
+            return decode(value.reshape(-1)[0])
+        parts = [decode(v) for v in value.reshape(-1)[:SMALL]]
+        return "\n".join(p for p in parts if p is not None)
+    if isinstance(value, bytes | np.bytes_):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value if isinstance(value, str) else str(value)
+
+
+def attr(obj: h5py.HLObject, name: str) -> str | None:
+    try:
+        return decode(obj.attrs.get(name))
+    except (OSError, TypeError, ValueError, KeyError):  # unreadable attribute types
+        return None
+
+
+def _child(group: h5py.Group, name: str) -> h5py.HLObject | None:
+    """A member, without following external links; None when missing or dangling."""
+    try:
+        link = group.get(name, getlink=True)
+        if link is None or isinstance(link, h5py.ExternalLink):
+            return None
+        return group.get(name)
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return None
+
+
+def _children(group: h5py.Group) -> list[tuple[str, h5py.HLObject]]:
+    try:
+        names = sorted(group.keys())
+    except (OSError, RuntimeError):
+        return []
+    out = []
+    for name in names:
+        obj = _child(group, name)
+        if obj is not None:
+            out.append((name, obj))
+    return out
+
+
+def small_text(group: h5py.Group, name: str) -> str | None:
+    """A small string dataset (never a virtual, numeric or large one), decoded."""
+    obj = _child(group, name)
+    if not isinstance(obj, h5py.Dataset):
+        return None
+    try:
+        if obj.is_virtual or obj.shape is None or (obj.size or 0) > SMALL:
+            return None
+        if obj.dtype.kind not in "SU" and h5py.check_string_dtype(obj.dtype) is None:
+            return None
+        return decode(obj[()])
+    except (OSError, TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _groups_of(group: h5py.Group, nx_class: str, fallback_name: str | None = None):
+    out = []
+    for name, obj in _children(group):
+        if not isinstance(obj, h5py.Group):
+            continue
+        cls = attr(obj, "NX_class")
+        if cls == nx_class or (cls is None and name == fallback_name):
+            out.append((name, obj))
+    return out
+
+
+def _entry(name: str, group: h5py.Group) -> EntryInfo:
+    base = f"/{name}"
+    instruments = []
+    for iname, inst in _groups_of(group, "NXinstrument", "instrument"):
+        short = attr(inst, "short_name")  # NXmx keeps it on the group when there is no name field
+        sources = _groups_of(inst, "NXsource", "source")
+        source = next((small_text(s, "name") for _, s in sources if small_text(s, "name")), None)
+        instruments.append(InstrumentInfo(f"{base}/{iname}", small_text(inst, "name"), short, source))
+    samples = tuple(
+        SampleInfo(f"{base}/{sname}", small_text(s, "name"))
+        for sname, s in _groups_of(group, "NXsample", "sample")
+    )
+    return EntryInfo(
+        name=name,
+        title=small_text(group, "title"),
+        start_time=small_text(group, "start_time"),
+        end_time=small_text(group, "end_time"),
+        instruments=tuple(instruments),
+        samples=samples,
+    )
+
+
+def read_nexus(path: str | os.PathLike[str]) -> NexusInfo:
+    """Entries, default entry and per-entry metadata of a NeXus/HDF5 file."""
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except (OSError, ValueError) as e:
+        raise PanbinderError(
+            f"{os.fspath(path)} is not a readable HDF5 file ({e}); check the file.", reason="bad_hdf5"
+        ) from None
+    with f:
+        root_attrs = {}
+        for key in f.attrs:
+            value = attr(f, key)
+            if value is not None:
+                root_attrs[key] = value
+        groups = [(n, g) for n, g in _children(f) if isinstance(g, h5py.Group)]
+        entries = [(n, g) for n, g in groups if attr(g, "NX_class") == "NXentry"]
+        if not entries:  # NeXus v1 files without NX_class: groups that look like entries
+            entries = [
+                (n, g)
+                for n, g in groups
+                if attr(g, "NX_class") is None and any(k in g for k in ("title", "start_time", "instrument"))
+            ]
+        infos = tuple(_entry(n, g) for n, g in entries)
+        names = [e.name for e in infos]
+        default, source = root_attrs.get("default"), None
+        if default in names:
+            source = "root@default"
+        elif len(names) == 1:
+            default, source = names[0], "single NXentry"
+        elif names:
+            default, source = names[0], "first NXentry"
+        else:
+            default = None
+        return NexusInfo(infos, default, source, root_attrs)

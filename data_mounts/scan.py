@@ -1,0 +1,262 @@
+"""Register HDF5/NeXus files found under a storage root as datasets.
+
+Each top-level folder under the scanned root is one dataset (all HDF5/NeXus files below it);
+each HDF5/NeXus file directly in the root is a dataset of its own (its location is the file).
+Checksums are computed streaming, in chunks; a rescan re-hashes only files whose size or
+mtime changed. Metadata comes from NeXus attributes (``nexus.read_nexus``), never from data.
+Scanned datasets get the PID ``local:<path relative to the storage root>`` unless a file
+carries a root ``pid`` attribute. Every location and symlink passes ``paths.confine``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from panbinder.errors import PanbinderError
+
+from .importers import FileRecord
+from .models import Dataset, DatasetFile
+from .nexus import read_nexus
+from .paths import confine
+
+CHUNK_SIZE = 8 * 1024 * 1024
+SUFFIXES = (".h5", ".hdf", ".hdf5", ".nxs", ".nx5", ".nxs.h5")
+_PLACEHOLDER = re.compile(r"^\{[^{}]*\}$")  # unfilled template text such as "{experiment-type}"
+
+SessionFactory = Callable[[], contextlib.AbstractContextManager[Session]]
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    datasets: int
+    files: int
+    hashed: int
+    skipped_unchanged: int
+    pids: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()  # files registered without metadata (not HDF5 after all, truncated)
+
+
+@dataclass
+class Found:
+    """A dataset on disk: resolved location and its HDF5 files (relative POSIX path, path)."""
+
+    rel: str
+    location: Path
+    files: list[tuple[str, Path]] = field(default_factory=list)
+
+
+def is_hdf5(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A NeXus time (``2009-09-13 20:55:37``, ``...-0600``) as aware UTC; naive times are taken as UTC."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _walk(folder: Path, roots: list[Path], log: logging.Logger) -> list[tuple[str, Path]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for d in list(dirnames):
+            if d.startswith(".") or os.path.islink(os.path.join(dirpath, d)):
+                dirnames.remove(d)
+                if not d.startswith("."):
+                    log.warning("scan: not following the symbolic link %s", os.path.join(dirpath, d))
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if name.startswith(".") or not is_hdf5(name):
+                continue
+            if path.is_symlink():
+                if not path.exists():
+                    log.warning("scan: skipping the broken symbolic link %s", path)
+                    continue
+                real = confine(path, roots)
+                if not real.is_relative_to(folder):
+                    raise PanbinderError(
+                        f"{path} links to {real}, outside its dataset folder {folder}; datasets are "
+                        "mounted one by one, so replace the link with the file.",
+                        reason="path_refused",
+                        status_code=403,
+                    )
+            out.append((path.relative_to(folder).as_posix(), path))
+    return out
+
+
+def discover(root: Path, roots: list[Path], log: logging.Logger) -> list[Found]:
+    """The datasets under ``root`` (already confined), in name order, one per location."""
+    found: dict[Path, Found] = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink() and not os.path.exists(entry.path):
+            log.warning("scan: skipping the broken symbolic link %s", entry.path)
+            continue
+        real = confine(entry.path, roots)  # a top-level symlink must stay under a root
+        if real in found:
+            log.info("scan: %s is the same dataset as %s", entry.path, found[real].rel)
+            continue
+        rel = next(real.relative_to(r).as_posix() for r in roots if real.is_relative_to(r))
+        if real.is_dir():
+            files = _walk(real, roots, log)
+            if not files:
+                log.info("scan: no HDF5/NeXus files under %s; not a dataset", entry.path)
+                continue
+            found[real] = Found(rel, real, files)
+        elif real.is_file() and is_hdf5(real.name):
+            found[real] = Found(rel, real, [(real.name, real)])
+    return list(found.values())
+
+
+def _clean(text: str | None) -> str:
+    text = " ".join((text or "").split())
+    return "" if _PLACEHOLDER.match(text) else text
+
+
+def describe(found: Found, log: logging.Logger) -> tuple[dict, list[str]]:
+    """Dataset metadata from the first file that has each field; earliest start time."""
+    meta: dict = {"title": "", "instrument": "", "facility": "", "pid": "", "creation_date": None}
+    unreadable = []
+    for _rel, path in found.files:
+        try:
+            info = read_nexus(path)
+        except PanbinderError as e:
+            log.warning("scan: %s", e.message)
+            unreadable.append(str(path))
+            continue
+        for key, value in (
+            ("title", info.title),
+            ("instrument", info.instrument),
+            ("facility", info.facility),
+            ("pid", info.pid),
+        ):
+            if not meta[key]:
+                meta[key] = _clean(value)
+        started = parse_time(info.start_time)
+        if started and (meta["creation_date"] is None or started < meta["creation_date"]):
+            meta["creation_date"] = started
+    meta["title"] = meta["title"] or Path(found.rel).name
+    return meta, unreadable
+
+
+def measure(
+    found: Found, previous: dict[str, tuple[int, int | None, str | None]]
+) -> tuple[list[FileRecord], int]:
+    """File records with checksums; only new or changed files (size or mtime) are hashed."""
+    records, hashed = [], 0
+    for rel, path in found.files:
+        st = path.stat()
+        prev = previous.get(rel)
+        if prev and prev[0] == st.st_size and prev[1] == st.st_mtime_ns and prev[2]:
+            sha = prev[2]
+        else:
+            sha, hashed = sha256_file(path), hashed + 1
+        records.append(FileRecord(rel, st.st_size, sha, st.st_mtime_ns))
+    return records, hashed
+
+
+def _previous(session: Session, locations: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    if not locations:
+        return out
+    rows = session.scalars(select(Dataset).where(Dataset.location.in_(locations)))
+    for ds in rows:
+        out[ds.location] = {f.path: (f.size, f.mtime_ns, f.sha256) for f in ds.files}
+    return out
+
+
+def _store(session: Session, found: Found, meta: dict, files: list[FileRecord]) -> str:
+    location = str(found.location)
+    ds = session.scalar(select(Dataset).where(Dataset.location == location))
+    pid = meta["pid"] or f"local:{found.rel}"
+    if ds is None:
+        ds = session.scalar(select(Dataset).where(Dataset.pid == pid))
+        if ds is not None and ds.location and ds.location != location:
+            raise PanbinderError(
+                f"The PID '{pid}' of {location} is already registered for {ds.location}; "
+                "fix the file's pid attribute or move the data.",
+                reason="pid_conflict",
+                status_code=409,
+            )
+    if ds is None:
+        ds = Dataset(pid=pid, owners=[], groups=[])
+        session.add(ds)
+    ds.location = location
+    refresh = ds.pid.startswith("local:")  # imported metadata wins over file attributes
+    for key in ("title", "instrument", "facility", "creation_date"):
+        if meta[key] and (refresh or not getattr(ds, key)):
+            setattr(ds, key, meta[key])
+    sync_files(ds, files)
+    ds.size = sum(f.size for f in files)
+    ds.file_count = len(files)
+    session.flush()
+    return ds.pid
+
+
+def sync_files(ds: Dataset, files: list[FileRecord]) -> None:
+    """Make the manifest equal ``files``, updating rows in place (the path is unique per dataset)."""
+    existing = {f.path: f for f in ds.files}
+    for rec in files:
+        row = existing.pop(rec.path, None)
+        if row is None:
+            ds.files.append(
+                DatasetFile(path=rec.path, size=rec.size, sha256=rec.sha256, mtime_ns=rec.mtime_ns)
+            )
+        else:
+            row.size, row.sha256, row.mtime_ns = rec.size, rec.sha256, rec.mtime_ns
+    for row in existing.values():
+        ds.files.remove(row)
+
+
+def run_scan(session: SessionFactory, root: Path, roots: list[Path], log: logging.Logger) -> ScanReport:
+    """Scan ``root`` (confined by the caller) and write all datasets in one transaction."""
+    found = discover(root, roots, log)
+    with session() as s:
+        previous = _previous(s, [str(f.location) for f in found])
+    results, hashed, skipped, unreadable = [], 0, 0, []
+    for item in found:
+        prev = previous.get(str(item.location), {})
+        files, n = measure(item, prev)
+        hashed += n
+        skipped += len(files) - n
+        if prev and n == 0 and set(prev) == {rel for rel, _ in item.files}:
+            meta, bad = dict.fromkeys(("title", "instrument", "facility", "pid", "creation_date")), []
+        else:  # new or changed: read the metadata again
+            meta, bad = describe(item, log)
+        unreadable += bad
+        results.append((item, meta, files))
+    with session() as s:
+        pids = tuple(_store(s, item, meta, files) for item, meta, files in results)
+    log.info(
+        "scan of %s: %d datasets, %d files, %d hashed",
+        root,
+        len(found),
+        sum(len(f.files) for f in found),
+        hashed,
+    )
+    return ScanReport(len(found), sum(len(r[2]) for r in results), hashed, skipped, pids, tuple(unreadable))

@@ -1,0 +1,277 @@
+"""Launch by DOI: the pinned repository commit with the publication's datasets mounted
+read-only under /data, with embargo rules; catalogue pages, API and preview."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import h5py
+import numpy as np
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from panbinder.testing import read_stream, run_code
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+
+DOI_OPEN = "10.5555/panbinder.open"
+DOI_EMBARGO = "10.5555/panbinder.embargo"
+DOI_RELEASED = "10.5555/panbinder.released"
+READ = (
+    "import h5py, json, os\n"
+    "m = json.load(open('/data/MANIFEST.json'))\n"
+    "ds = m['datasets'][0]\n"
+    "with h5py.File(os.path.join(ds['path'], 'scan.nxs')) as f:\n"
+    "    print(int(f['/entry/data/counts'][7]), os.environ['PANBINDER_DATA'], ds['pid'])\n"
+)
+
+
+def write_scan(folder, value: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with h5py.File(folder / "scan.nxs", "w") as f:
+        f.attrs["default"] = "entry"
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        entry["title"] = f"scan with value {value}"
+        entry["start_time"] = "2024-03-01T10:00:00"
+        data = entry.create_group("data")
+        data.attrs["NX_class"] = "NXdata"
+        data.attrs["signal"] = "counts"
+        data["counts"] = np.arange(100) * value
+        data["image"] = np.outer(np.arange(64), np.arange(64)).astype("float32")
+    # writable for everyone on the host: only the read-only mount may stop a write
+    folder.chmod(0o777)
+    (folder / "scan.nxs").chmod(0o666)
+
+
+def cli(portal, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    config = portal.state / "panbinder_config.py"
+    proc = subprocess.run(
+        [sys.executable, "-m", "panbinder.app", *args, f"--config={config}", f"--state-dir={portal.state}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def catalogue_of(portal, storage_root):
+    from panbinder.data_mounts.catalogue import Catalogue
+
+    cat = Catalogue(
+        db_url=f"sqlite:///{portal.state / 'catalogue.sqlite'}", storage_roots=[str(storage_root)]
+    )
+    cat.start()
+    return cat
+
+
+@pytest.fixture(scope="module")
+def publications(portal, git_server, storage_root):
+    """Three datasets (open, embargoed, embargo ended) and a publication for each."""
+    write_scan(storage_root / "open-scan", 3)
+    write_scan(storage_root / "embargoed-scan", 5)
+    write_scan(storage_root / "released-scan", 7)
+    cli(portal, "datasets", "scan", str(storage_root))
+    cat = catalogue_of(portal, storage_root)
+    now = datetime.now(UTC)
+    with cat.session() as s:
+        for pid, public, release in (
+            ("local:open-scan", True, None),
+            ("local:embargoed-scan", False, now + timedelta(days=365)),
+            ("local:released-scan", False, now - timedelta(days=1)),
+        ):
+            ds = cat.get_dataset(s, pid)
+            assert ds is not None, pid
+            ds.is_public, ds.release_date, ds.groups, ds.proposal_id = public, release, ["proposal-42"], "42"
+    git_server.commit(
+        "paper",
+        {"requirements.txt": "h5py==3.16.0\n", "figure.ipynb": "{}", "README.md": "paper code\n"},
+        "paper",
+    )
+    repo = git_server.url("paper")
+    for doi, pid in (
+        (DOI_OPEN, "local:open-scan"),
+        (DOI_EMBARGO, "local:embargoed-scan"),
+        (DOI_RELEASED, "local:released-scan"),
+    ):
+        cli(portal, "publications", "add", f"--doi={doi}", f"--repo={repo}", "--ref=main", f"--dataset={pid}")
+    return cat
+
+
+def user_token(portal, name: str) -> str:
+    token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
+    resp = subprocess.run(
+        [
+            "curl",
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            f"Authorization: token {token}",
+            "-d",
+            "{}",
+            f"http://127.0.0.1:{portal.hub_port}/hub/api/users/{name}/tokens",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(resp.stdout)["token"]
+
+
+async def get(url: str, token: str = "", accept: str = "application/json"):
+    headers = {"Accept": accept}
+    if token:
+        headers["Authorization"] = f"token {token}"
+    return await AsyncHTTPClient().fetch(url, headers=headers, raise_error=False)
+
+
+async def test_launch_by_doi_mounts_datasets_read_only(portal, publications):
+    s = await read_stream(f"{portal.url}/build/doi/{DOI_OPEN}")
+    assert s.last["phase"] == "ready", s.log()
+    assert s.last["binder_persistent_request"] == f"v2/doi/{DOI_OPEN}"
+    ready = s.last
+    out = await run_code(ready["url"], ready["token"], READ)
+    assert out.split() == ["21", "/data", "local:open-scan"]
+    err = await run_code(
+        ready["url"],
+        ready["token"],
+        "import glob\nfor target in (glob.glob('/data/*/scan.nxs')[0], '/data/new-file', '/data/MANIFEST.json'):\n"
+        "    try:\n        open(target, 'a').write('x')\n    except OSError as e:\n        print(e.strerror)",
+    )
+    assert err.splitlines()[0] == "Read-only file system"
+    assert len(err.splitlines()) == 3
+    listing = await run_code(ready["url"], ready["token"], "import os; print(sorted(os.listdir('/data')))")
+    assert "MANIFEST.json" in listing and listing.count("'") == 4  # one dataset + the manifest
+
+
+async def test_embargoed_dataset_refused_for_anonymous(portal, publications):
+    resp = await get(f"{portal.url}/build/doi/{DOI_EMBARGO}")
+    assert resp.code == 403
+    message = json.loads(resp.body)["message"]
+    assert "scan with value 5" in message or "embargoed-scan" in message
+    assert (datetime.now(UTC) + timedelta(days=365)).date().isoformat()[:4] in message
+    assert "Nothing was launched" in message
+
+
+async def test_embargoed_dataset_mounted_for_proposal_member(portal, publications):
+    token = user_token(portal, "alice")
+    s = await read_stream(
+        f"{portal.url}/build/doi/{DOI_EMBARGO}", headers={"Authorization": f"token {token}"}
+    )
+    assert s.last["phase"] == "ready", s.log()
+    out = await run_code(s.last["url"], s.last["token"], READ)
+    assert out.split()[0] == "35"
+
+
+async def test_released_dataset_is_open_to_anonymous(portal, publications):
+    s = await read_stream(f"{portal.url}/build/doi/{DOI_RELEASED}")
+    assert s.last["phase"] == "ready", s.log()
+    out = await run_code(s.last["url"], s.last["token"], READ)
+    assert out.split()[0] == "49"
+
+
+async def test_unknown_and_malformed_doi(portal, publications):
+    unknown = await get(f"{portal.url}/build/doi/10.5555/nobody.registered.this")
+    assert unknown.code == 404
+    assert "No publication with DOI 10.5555/nobody.registered.this" in json.loads(unknown.body)["message"]
+    bad = await get(f"{portal.url}/build/doi/not-a-doi")
+    assert bad.code == 400 and "is not a DOI" in json.loads(bad.body)["message"]
+
+
+async def test_dataset_api_hides_embargoed_files(portal, publications):
+    anon = json.loads((await get(f"{portal.url}/api/datasets/local:embargoed-scan")).body)
+    assert anon["title"] and anon["files"] is None and anon["accessible"] is False
+    alice = json.loads(
+        (await get(f"{portal.url}/api/datasets/local:embargoed-scan", user_token(portal, "alice"))).body
+    )
+    assert [f["path"] for f in alice["files"]] == ["scan.nxs"]
+    listing = json.loads((await get(f"{portal.url}/api/datasets")).body)
+    assert {"local:open-scan", "local:embargoed-scan"} <= {d["pid"] for d in listing["datasets"]}
+    pub = json.loads((await get(f"{portal.url}/api/publications/{DOI_OPEN}")).body)
+    assert pub["badge_markdown"].startswith("[![launch](") and f"v2/doi/{DOI_OPEN}" in pub["badge_markdown"]
+    assert len(pub["resolved_sha"]) == 40
+
+
+async def test_cards_and_badge_render(portal, publications):
+    card = await get(f"{portal.url}/datasets/local:open-scan", accept="text/html")
+    assert card.code == 200 and b"scan.nxs" in card.body
+    hidden = await get(f"{portal.url}/datasets/local:embargoed-scan", accept="text/html")
+    assert hidden.code == 200 and b"under embargo" in hidden.body and b"scan.nxs" not in hidden.body
+    pub = await get(f"{portal.url}/publications/{DOI_OPEN}", accept="text/html")
+    assert pub.code == 200 and b"[![launch](" in pub.body
+    badge = await get(f"{portal.url}/badge/doi/{DOI_OPEN}.svg")
+    assert badge.body.startswith(b"<svg")
+
+
+async def test_preview_tree_and_thumbnail(portal, publications):
+    tree = await get(f"{portal.url}/api/preview/tree/local:open-scan?file=scan.nxs")
+    assert tree.code == 200, tree.body
+    assert b"/entry/data/counts" in tree.body
+    png = await get(
+        f"{portal.url}/api/preview/thumbnail/local:open-scan?file=scan.nxs&path=/entry/data/image"
+    )
+    assert png.code == 200 and png.body.startswith(b"\x89PNG")
+    refused = await get(f"{portal.url}/api/preview/tree/local:embargoed-scan?file=scan.nxs")
+    assert refused.code == 403
+    escape = await get(f"{portal.url}/api/preview/tree/local:open-scan?file=../embargoed-scan/scan.nxs")
+    assert escape.code in (403, 404)
+
+
+async def test_missing_dataset_folder_is_a_clear_error(portal, publications, storage_root, git_server):
+    write_scan(storage_root / "vanishing-scan", 1)
+    cli(portal, "datasets", "scan", str(storage_root))
+    cli(
+        portal,
+        "publications",
+        "add",
+        "--doi=10.5555/panbinder.vanishing",
+        f"--repo={git_server.url('paper')}",
+        "--ref=main",
+        "--dataset=local:vanishing-scan",
+    )
+    with publications.session() as session:
+        publications.get_dataset(session, "local:vanishing-scan").is_public = True
+    (storage_root / "vanishing-scan" / "scan.nxs").unlink()
+    (storage_root / "vanishing-scan").rmdir()
+    resp = await get(f"{portal.url}/build/doi/10.5555/panbinder.vanishing")
+    assert resp.code == 409
+    assert "missing" in json.loads(resp.body)["message"]
+
+
+def test_cli_launch_by_doi_prints_the_url(portal, publications):
+    proc = cli(portal, "launch", f"--doi={DOI_OPEN}")
+    assert proc.stdout.strip().startswith(f"http://127.0.0.1:{portal.hub_port}/user/pb-")
+    assert "?token=" in proc.stdout
+    refused = cli(portal, "launch", f"--doi={DOI_EMBARGO}", check=False)
+    assert refused.returncode == 2 and "embargo" in refused.stderr
+
+
+async def test_hub_refuses_unsigned_mounts(portal, publications, storage_root):
+    """A user token cannot restart a server with datasets the portal did not grant."""
+    token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
+    hub = f"http://127.0.0.1:{portal.hub_port}/hub/api"
+    client = AsyncHTTPClient()
+    auth = {"Authorization": f"token {token}"}
+    await client.fetch(f"{hub}/users/pb-forger", method="POST", body="{}", headers=auth, raise_error=False)
+    s = await read_stream(f"{portal.url}/build/doi/{DOI_OPEN}?build_only=true")
+    options = {
+        "image": s.last["imageName"],
+        "mounts": [[str(storage_root / "embargoed-scan"), "/data/stolen", True]],
+        "environment": {},
+        "signature": "0" * 64,
+    }
+    await client.fetch(
+        f"{hub}/users/pb-forger/server",
+        method="POST",
+        body=json.dumps({"user_options": options}),
+        headers=auth,
+    )
+    progress = await client.fetch(f"{hub}/users/pb-forger/server/progress", headers=auth, request_timeout=60)
+    assert b'"failed": true' in progress.body
+    assert b"launch options refused" in progress.body

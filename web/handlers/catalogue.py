@@ -1,0 +1,127 @@
+"""Dataset and publication cards, the DOI badge, and the HDF5 preview of a dataset's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from panbinder.data_mounts.access import may_access
+from panbinder.data_mounts.paths import confine, safe_join
+from panbinder.data_mounts.preview import ThumbnailCache, thumbnail, tree
+from panbinder.data_mounts.scan import SUFFIXES as HDF5_SUFFIXES
+from panbinder.errors import PanbinderError
+from panbinder.executor import run_blocking
+
+from ..api.catalogue import CatalogueHandler, _not_found, dataset_detail, publication_detail
+from .badge import badge_svg
+
+
+class DatasetPage(CatalogueHandler):
+    async def get(self, pid: str) -> None:
+        who = await self.who()
+
+        def fn(cat, session):
+            ds = cat.get_dataset(session, pid)
+            if ds is None:
+                raise _not_found("dataset", pid)
+            return dataset_detail(ds, who)
+
+        data = await self.query(fn)
+        previewable = [f["path"] for f in data["files"] or () if f["path"].lower().endswith(HDF5_SUFFIXES)]
+        self.render(
+            "dataset.html",
+            base_url=self.settings["base_url"],
+            ds=data,
+            previewable=previewable[:50],
+            pid_json=json.dumps(pid),
+        )
+
+
+class PublicationPage(CatalogueHandler):
+    async def get(self, doi: str) -> None:
+        who = await self.who()
+        base = self.public_base
+
+        def fn(cat, session):
+            pub = cat.get_publication(session, doi)
+            if pub is None:
+                raise _not_found("publication with DOI", doi)
+            return publication_detail(pub, who, base)
+
+        self.render("publication.html", base_url=self.settings["base_url"], pub=await self.query(fn))
+
+
+class DoiBadge(CatalogueHandler):
+    def get(self, doi: str) -> None:
+        self.set_header("Content-Type", "image/svg+xml")
+        self.set_header("Cache-Control", "max-age=3600")
+        self.set_cors()
+        self.finish(badge_svg("launch", "data + notebook"))
+
+
+class PreviewHandler(CatalogueHandler):
+    """?file=<relative path in the dataset>[&path=<HDF5 dataset path>&size=N]"""
+
+    async def located_file(self, pid: str) -> Path:
+        who = await self.who()
+        rel = self.get_argument("file", "")
+        if not rel:
+            raise PanbinderError(
+                "Say which file to preview: ?file=<path inside the dataset>.", reason="no_file"
+            )
+
+        def fn(cat, session):
+            ds = cat.get_dataset(session, pid)
+            if ds is None:
+                raise _not_found("dataset", pid)
+            if not may_access(ds, who):
+                raise PanbinderError(
+                    "The files of this dataset are under embargo.", reason="embargo", status_code=403
+                )
+            if not ds.location:
+                raise PanbinderError(
+                    "This dataset has no storage location here.", reason="no_location", status_code=409
+                )
+            if rel not in {f.path for f in ds.files}:
+                raise PanbinderError(
+                    f"'{rel}' is not a file of this dataset.", reason="not_found", status_code=404
+                )
+            roots = list(cat.storage_roots)
+            location = confine(ds.location, roots)
+            target = location if location.is_file() else safe_join(location, rel)
+            return confine(target, roots)
+
+        return await self.query(fn)
+
+
+class TreeAPI(PreviewHandler):
+    async def get(self, pid: str) -> None:
+        path = await self.located_file(pid)
+        self.set_cors()
+        self.finish(await run_blocking(tree, path))
+
+
+class ThumbnailAPI(PreviewHandler):
+    async def get(self, pid: str) -> None:
+        path = await self.located_file(pid)
+        dataset_path = self.get_argument("path", "")
+        if not dataset_path:
+            raise PanbinderError("Say which HDF5 dataset to draw: &path=/entry/data/data.", reason="no_path")
+        size = max(self.int_arg("size", 256, 1024), 16)
+        cache: ThumbnailCache | None = self.settings.get("thumbnail_cache")
+        if cache is not None:
+            png = await run_blocking(cache.get_or_make, path, dataset_path, size)
+        else:
+            png = await run_blocking(thumbnail, path, dataset_path, size=size)
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Cache-Control", "max-age=600")
+        self.finish(png)
+
+
+routes = [
+    (r"/datasets/(.+)", DatasetPage),
+    (r"/publications/(.+)", PublicationPage),
+    (r"/badge/doi/(.+)\.svg", DoiBadge),
+    (r"/api/preview/tree/(.+)", TreeAPI),
+    (r"/api/preview/thumbnail/(.+)", ThumbnailAPI),
+]
