@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.testing import GitServer, Portal, read_stream, remove_containers
 
 PREFIX = "panbinder-bench-data"
@@ -45,10 +46,16 @@ def make_datasets(root: Path) -> None:
         for i in range(4):
             ds[i * 256 : (i + 1) * 256, 0:256] = i + 1
     many = root / "many"
-    for i in range(10_000):
+    many.mkdir()
+    template = root / "template.h5"
+    with h5py.File(template, "w") as f:
+        f["entry/value"] = 1
+    payload = template.read_bytes()
+    template.unlink()
+    for i in range(10_000):  # copies of one small HDF5 file: the scan registers HDF5 files
         sub = many / f"d{i // 1000:02d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        (sub / f"f{i:05d}.txt").write_text(f"{i}\n")
+        sub.mkdir(exist_ok=True)
+        (sub / f"f{i:05d}.h5").write_bytes(payload)
 
 
 def cli(portal: Portal, *args: str) -> None:
@@ -110,6 +117,14 @@ async def main(runs: int) -> None:
         try:
             git.commit("paper", {"requirements.txt": "h5py==3.16.0\n"}, "paper")
             cli(portal, "datasets", "scan", str(storage))
+            catalogue = Catalogue(
+                db_url=f"sqlite:///{portal.state / 'catalogue.sqlite'}", storage_roots=[str(storage)]
+            )
+            with catalogue.session() as session:
+                for name in ("small", "huge", "many"):
+                    catalogue.get_dataset(
+                        session, f"local:{name}"
+                    ).is_public = True  # scans register closed data
             urls = {}
             for name in ("small", "huge", "many"):
                 doi = f"10.5555/bench.{name}"

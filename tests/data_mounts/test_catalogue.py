@@ -14,10 +14,10 @@ from panbinder.data_mounts.catalogue import Catalogue, normalise_doi
 from panbinder.data_mounts.models import Dataset, Publication, Technique
 from panbinder.data_mounts.paths import slug
 from panbinder.errors import PanbinderError
+from tests.shared_data import CATALOGUE
 
 from .test_importers import DATACITE
 
-CATALOGUE = Path("/work/shared/data/catalogue")
 SCICAT_DATASETS = json.loads((CATALOGUE / "scicatlive-seed/Dataset.json").read_text(encoding="utf-8"))
 PUBLISHED = json.loads((CATALOGUE / "scicatlive-seed/PublishedData.json").read_text(encoding="utf-8"))
 ESRF = json.loads((CATALOGUE / "panosc-search-api/esrf_datasets_response.json").read_text(encoding="utf-8"))

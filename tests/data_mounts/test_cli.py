@@ -14,9 +14,7 @@ import pytest
 from panbinder.data_mounts import cli
 from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.data_mounts.cli import DatasetsApp, DatasetsScanApp, PublicationsAddApp, PublicationsApp
-
-CATALOGUE = Path("/work/shared/data/catalogue")
-NEXUS = Path("/work/shared/data/nexus")
+from tests.shared_data import CATALOGUE, NEXUS
 
 
 def run(app: str, *args: str, cwd: Path, state: Path) -> subprocess.CompletedProcess:

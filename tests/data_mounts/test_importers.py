@@ -17,8 +17,8 @@ from panbinder.data_mounts.importers import (
     split_repo_url,
 )
 from panbinder.errors import PanbinderError
+from tests.shared_data import CATALOGUE
 
-CATALOGUE = Path("/work/shared/data/catalogue")
 PANOSC = CATALOGUE / "panosc-search-api"
 SCICAT = CATALOGUE / "scicatlive-seed"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,8 +12,8 @@ import pytest
 from panbinder.data_mounts import nexus
 from panbinder.data_mounts.nexus import decode, read_nexus
 from panbinder.errors import PanbinderError
+from tests.shared_data import NEXUS
 
-NEXUS = Path("/work/shared/data/nexus")
 EXPECTED = json.loads((NEXUS / "expected.json").read_text(encoding="utf-8"))["files"]
 
 

@@ -6,8 +6,9 @@ import pytest
 
 from panbinder.data_mounts import panet
 from panbinder.errors import PanbinderError
+from tests.shared_data import CATALOGUE
 
-SHARED_TERMS = "/work/shared/data/catalogue/panet/panet_terms.json"
+SHARED_TERMS = str(CATALOGUE / "panet" / "panet_terms.json")
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,9 @@ import pytest
 from panbinder.data_mounts import preview
 from panbinder.data_mounts.png import LINE_COLOUR, SIGNATURE, encode_png
 from panbinder.errors import PanbinderError
+from tests.shared_data import NEXUS as SHARED_NEXUS
 
-NEXUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "nexus"
+NEXUS = SHARED_NEXUS
 EXPECTED = json.loads((NEXUS / "expected.json").read_text())["files"]
 DIAMOND = "DLS_i03_i04_NXmx_Therm_6_2.nxs"
 

@@ -18,8 +18,8 @@ from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.data_mounts.models import Dataset, DatasetFile
 from panbinder.data_mounts.scan import is_hdf5, parse_time, sha256_file
 from panbinder.errors import PanbinderError
+from tests.shared_data import NEXUS
 
-NEXUS = Path("/work/shared/data/nexus")
 EXPECTED = json.loads((NEXUS / "expected.json").read_text(encoding="utf-8"))["files"]
 TIB = 2**40
 
