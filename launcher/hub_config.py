@@ -29,7 +29,13 @@ c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.JupyterHub.log_level = s.get("log_level", "INFO")
 
 c.JupyterHub.services = [
-    {"name": "panbinder", "api_token": os.environ["PANBINDER_HUB_TOKEN"]},
+    {
+        "name": "panbinder",
+        "api_token": os.environ["PANBINDER_HUB_TOKEN"],
+        # the portal signs users in through the Hub (whatever authenticator it runs)
+        "oauth_redirect_uri": s["portal_oauth_callback"],
+        "oauth_no_confirm": True,
+    },
     {
         "name": "idle-culler",
         "command": [
@@ -44,6 +50,8 @@ c.JupyterHub.services = [
     },
 ]
 c.JupyterHub.load_roles = [
+    # every signed-in user may sign in to the portal (it only learns their name and groups)
+    {"name": "user", "scopes": ["self", "access:services!service=panbinder"]},
     {
         "name": "panbinder",
         "scopes": ["admin:users", "admin:servers", "tokens", "read:users", "access:servers"],

@@ -96,6 +96,7 @@ class HubProcess(LoggingConfigurable):
         allowed_image_prefixes: list[str],
         cors_origin: str,
         storage_roots: list[str],
+        portal_oauth_callback: str = "",
     ) -> dict:
         hub_ip = self.hub_ip or docker_bridge_gateway()
         args = []
@@ -116,6 +117,7 @@ class HubProcess(LoggingConfigurable):
             "cull_timeout": self.cull_timeout,
             "cull_every": self.cull_every,
             "log_level": self.log_level,
+            "portal_oauth_callback": portal_oauth_callback,
             "groups": self.groups,
             "extra_config": self.extra_config,
             "spawner": {

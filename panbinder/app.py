@@ -156,9 +156,16 @@ class ServeApp(PanbinderBase):
     keepalive_interval = Float(20.0, help="Seconds between keepalive comments on idle event streams.").tag(
         config=True
     )
+    public_url = Unicode(
+        "", help="URL users reach the portal at, without the base_url (default: http://ip:port)."
+    ).tag(config=True)
     start_hub = Bool(True, help="Start JupyterHub as a child process (False: use a running Hub).").tag(
         config=True
     )
+
+    @default("public_url")
+    def _public_url_default(self) -> str:
+        return f"http://{self.ip}:{self.port}"
 
     def start(self) -> None:
         try:
@@ -194,6 +201,7 @@ class ServeApp(PanbinderBase):
                 allowed_image_prefixes=[prefix],
                 cors_origin=self.cors_allow_origin,
                 storage_roots=list(catalogue.storage_roots),
+                portal_oauth_callback=f"{self.public_url}{self.base_url}oauth_callback",
             )
             hub.start(
                 state_dir=self.state,
@@ -212,7 +220,14 @@ class ServeApp(PanbinderBase):
                 base_url=self.base_url,
                 cors_allow_origin=self.cors_allow_origin,
                 keepalive_interval=self.keepalive_interval,
-                identity=HubIdentity(hub_url=hub.public_url, api_token=token),
+                identity=HubIdentity(
+                    hub_url=hub.public_url,
+                    public_hub_url=ctx.launcher.public_url or hub.public_url,
+                    api_token=token,
+                    portal_url=self.public_url,
+                    base_url=self.base_url,
+                ),
+                cookie_secret=self.secret("portal-cookie-secret"),
                 thumbnail_cache=ThumbnailCache(self.state / "thumbnails"),
             )
             server = HTTPServer(app, xheaders=True)

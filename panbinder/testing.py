@@ -320,5 +320,35 @@ def remove_containers(prefix: str) -> None:
         client.close()
 
 
+def session_prefix(base: str) -> str:
+    """A container name prefix of this process, so parallel runs do not clean up each other."""
+    return f"{base}{os.getpid()}"
+
+
+def remove_stale_containers(base: str) -> None:
+    """Remove containers that earlier runs (named ``<base><pid>…``) left when their process died."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        for c in client.containers.list(all=True, filters={"name": base}):
+            rest = c.name[len(base) :] if c.name.startswith(base) else ""
+            pid = rest.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                c.remove(force=True)
+    finally:
+        client.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def cleanup_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tornado import web
 
+from . import auth
 from .api import build
 from .api import catalogue as catalogue_api
 from .handlers import badge, base, health, pages
@@ -26,6 +27,7 @@ def make_app(
     keepalive_interval: float = 20.0,
     identity: object = None,
     thumbnail_cache: object = None,
+    cookie_secret: str = "",
 ) -> web.Application:
     routes = [
         *pages.routes,
@@ -34,6 +36,7 @@ def make_app(
         *health.routes,
         *catalogue_pages.routes,
         *catalogue_api.routes,
+        *auth.routes,
     ]
     prefixed = [(base_url.rstrip("/") + path, handler) for path, handler in routes]
     return web.Application(
@@ -50,5 +53,6 @@ def make_app(
         keepalive_interval=keepalive_interval,
         identity=identity,
         thumbnail_cache=thumbnail_cache,
+        cookie_secret=cookie_secret or None,
         compress_response=False,
     )

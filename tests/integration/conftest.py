@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import h5py
+import numpy as np
 import pytest
 
-from panbinder.testing import GitServer, Portal, notebook, remove_containers
+from panbinder.testing import (
+    GitServer,
+    Portal,
+    notebook,
+    remove_containers,
+    remove_stale_containers,
+    session_prefix,
+)
 
-PREFIX = "panbinder-it"
+PREFIX = session_prefix("panbinder-it")
 CORS_ORIGIN = "https://pages.example.org"
+HUB_PASSWORD = "test-password-for-the-dummy-authenticator"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -34,13 +48,15 @@ def storage_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def portal(tmp_path_factory, request, storage_root):
-    remove_containers(PREFIX)
+    remove_stale_containers("panbinder-it")
     p = Portal(
         state=tmp_path_factory.mktemp("state"),
         container_prefix=PREFIX,
         config=f"""
         c.Catalogue.storage_roots = [{str(storage_root)!r}]
         c.HubProcess.groups = {{"proposal-42": ["alice"]}}
+        c.HubProcess.authenticator_class = "dummy"
+        c.HubProcess.extra_config = {{"DummyAuthenticator": {{"password": {HUB_PASSWORD!r}}}}}
         c.ServeApp.keepalive_interval = 1.0
         c.ServeApp.cors_allow_origin = {CORS_ORIGIN!r}
         c.GitProvider.allow_local = True
@@ -79,3 +95,82 @@ def fresh_repo(git_server, request):
     name = f"fresh-{request.node.name[:40]}"
     git_server.commit(name, ANALYSIS_FILES, "initial")
     return name
+
+
+DOI_OPEN = "10.5555/panbinder.open"
+DOI_EMBARGO = "10.5555/panbinder.embargo"
+DOI_RELEASED = "10.5555/panbinder.released"
+
+
+def write_scan(folder, value: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with h5py.File(folder / "scan.nxs", "w") as f:
+        f.attrs["default"] = "entry"
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        entry["title"] = f"scan with value {value}"
+        entry["start_time"] = "2024-03-01T10:00:00"
+        data = entry.create_group("data")
+        data.attrs["NX_class"] = "NXdata"
+        data.attrs["signal"] = "counts"
+        data["counts"] = np.arange(100) * value
+        data["image"] = np.outer(np.arange(64), np.arange(64)).astype("float32")
+    # writable for everyone on the host: only the read-only mount may stop a write
+    folder.chmod(0o777)
+    (folder / "scan.nxs").chmod(0o666)
+
+
+def cli(portal, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    config = portal.state / "panbinder_config.py"
+    proc = subprocess.run(
+        [sys.executable, "-m", "panbinder.app", *args, f"--config={config}", f"--state-dir={portal.state}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def catalogue_of(portal, storage_root):
+    from panbinder.data_mounts.catalogue import Catalogue
+
+    cat = Catalogue(
+        db_url=f"sqlite:///{portal.state / 'catalogue.sqlite'}", storage_roots=[str(storage_root)]
+    )
+    cat.start()
+    return cat
+
+
+@pytest.fixture(scope="session")
+def publications(portal, git_server, storage_root):
+    """Three datasets (open, embargoed, embargo ended) and a publication for each."""
+    write_scan(storage_root / "open-scan", 3)
+    write_scan(storage_root / "embargoed-scan", 5)
+    write_scan(storage_root / "released-scan", 7)
+    cli(portal, "datasets", "scan", str(storage_root))
+    cat = catalogue_of(portal, storage_root)
+    now = datetime.now(UTC)
+    with cat.session() as s:
+        for pid, public, release in (
+            ("local:open-scan", True, None),
+            ("local:embargoed-scan", False, now + timedelta(days=365)),
+            ("local:released-scan", False, now - timedelta(days=1)),
+        ):
+            ds = cat.get_dataset(s, pid)
+            assert ds is not None, pid
+            ds.is_public, ds.release_date, ds.groups, ds.proposal_id = public, release, ["proposal-42"], "42"
+    git_server.commit(
+        "paper",
+        {"requirements.txt": "h5py==3.16.0\n", "figure.ipynb": "{}", "README.md": "paper code\n"},
+        "paper",
+    )
+    repo = git_server.url("paper")
+    for doi, pid in (
+        (DOI_OPEN, "local:open-scan"),
+        (DOI_EMBARGO, "local:embargoed-scan"),
+        (DOI_RELEASED, "local:released-scan"),
+    ):
+        cli(portal, "publications", "add", f"--doi={doi}", f"--repo={repo}", "--ref=main", f"--dataset={pid}")
+    return cat

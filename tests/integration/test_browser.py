@@ -10,6 +10,8 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import async_playwright
 
+from .conftest import DOI_EMBARGO, HUB_PASSWORD
+
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM_ARGS = [
@@ -59,3 +61,17 @@ async def test_launch_page_shows_a_failure_message(portal, git_server, analysis_
 def page_shot(portal, name: str):
     """Screenshots stay with the test portal's state, to look at after a run."""
     return portal.state / f"browser-{name}.png"
+
+
+async def test_embargoed_doi_signs_in_through_the_hub_and_launches(portal, publications):
+    """Anonymous: the page says why and offers to sign in; after the Hub's login, it launches."""
+    async with browser_page(f"{portal.url}/v2/doi/{DOI_EMBARGO}") as page:
+        message = await page.locator("#message").inner_text()
+        assert "under embargo" in message and "Nothing was launched" in message
+        await page.click("#login")
+        await page.fill("input[name=username]", "alice")
+        await page.fill("input[name=password]", HUB_PASSWORD)
+        await page.click("input[type=submit], button[type=submit]")
+        await page.wait_for_url(re.compile(r".*/user/pb-[0-9a-f]+/lab.*"), timeout=180_000)
+        await page.wait_for_selector(".jp-LabShell", timeout=60_000)
+        await page.screenshot(path=str(page_shot(portal, "embargo-signed-in")))

@@ -9,15 +9,15 @@ import docker
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import Portal, read_stream, remove_containers
+from panbinder.testing import Portal, read_stream, remove_containers, remove_stale_containers, session_prefix
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
-PREFIX = "panbinder-cull"
+PREFIX = session_prefix("panbinder-cull")
 
 
 @pytest.fixture(scope="module")
 def culling_portal(tmp_path_factory):
-    remove_containers(PREFIX)
+    remove_stale_containers("panbinder-cull")
     p = Portal(
         state=tmp_path_factory.mktemp("cull-state"),
         container_prefix=PREFIX,

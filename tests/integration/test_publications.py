@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
-import h5py
-import numpy as np
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.testing import read_stream, run_code
 
+from .conftest import DOI_EMBARGO, DOI_OPEN, DOI_RELEASED, cli, write_scan
+
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
-DOI_OPEN = "10.5555/panbinder.open"
-DOI_EMBARGO = "10.5555/panbinder.embargo"
-DOI_RELEASED = "10.5555/panbinder.released"
 READ = (
     "import h5py, json, os\n"
     "m = json.load(open('/data/MANIFEST.json'))\n"
@@ -27,80 +23,6 @@ READ = (
     "with h5py.File(os.path.join(ds['path'], 'scan.nxs')) as f:\n"
     "    print(int(f['/entry/data/counts'][7]), os.environ['PANBINDER_DATA'], ds['pid'])\n"
 )
-
-
-def write_scan(folder, value: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with h5py.File(folder / "scan.nxs", "w") as f:
-        f.attrs["default"] = "entry"
-        entry = f.create_group("entry")
-        entry.attrs["NX_class"] = "NXentry"
-        entry["title"] = f"scan with value {value}"
-        entry["start_time"] = "2024-03-01T10:00:00"
-        data = entry.create_group("data")
-        data.attrs["NX_class"] = "NXdata"
-        data.attrs["signal"] = "counts"
-        data["counts"] = np.arange(100) * value
-        data["image"] = np.outer(np.arange(64), np.arange(64)).astype("float32")
-    # writable for everyone on the host: only the read-only mount may stop a write
-    folder.chmod(0o777)
-    (folder / "scan.nxs").chmod(0o666)
-
-
-def cli(portal, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    config = portal.state / "panbinder_config.py"
-    proc = subprocess.run(
-        [sys.executable, "-m", "panbinder.app", *args, f"--config={config}", f"--state-dir={portal.state}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def catalogue_of(portal, storage_root):
-    from panbinder.data_mounts.catalogue import Catalogue
-
-    cat = Catalogue(
-        db_url=f"sqlite:///{portal.state / 'catalogue.sqlite'}", storage_roots=[str(storage_root)]
-    )
-    cat.start()
-    return cat
-
-
-@pytest.fixture(scope="module")
-def publications(portal, git_server, storage_root):
-    """Three datasets (open, embargoed, embargo ended) and a publication for each."""
-    write_scan(storage_root / "open-scan", 3)
-    write_scan(storage_root / "embargoed-scan", 5)
-    write_scan(storage_root / "released-scan", 7)
-    cli(portal, "datasets", "scan", str(storage_root))
-    cat = catalogue_of(portal, storage_root)
-    now = datetime.now(UTC)
-    with cat.session() as s:
-        for pid, public, release in (
-            ("local:open-scan", True, None),
-            ("local:embargoed-scan", False, now + timedelta(days=365)),
-            ("local:released-scan", False, now - timedelta(days=1)),
-        ):
-            ds = cat.get_dataset(s, pid)
-            assert ds is not None, pid
-            ds.is_public, ds.release_date, ds.groups, ds.proposal_id = public, release, ["proposal-42"], "42"
-    git_server.commit(
-        "paper",
-        {"requirements.txt": "h5py==3.16.0\n", "figure.ipynb": "{}", "README.md": "paper code\n"},
-        "paper",
-    )
-    repo = git_server.url("paper")
-    for doi, pid in (
-        (DOI_OPEN, "local:open-scan"),
-        (DOI_EMBARGO, "local:embargoed-scan"),
-        (DOI_RELEASED, "local:released-scan"),
-    ):
-        cli(portal, "publications", "add", f"--doi={doi}", f"--repo={repo}", "--ref=main", f"--dataset={pid}")
-    return cat
 
 
 def user_token(portal, name: str) -> str:
@@ -266,12 +188,19 @@ async def test_hub_refuses_unsigned_mounts(portal, publications, storage_root):
         "environment": {},
         "signature": "0" * 64,
     }
-    await client.fetch(
+    resp = await client.fetch(
         f"{hub}/users/pb-forger/server",
         method="POST",
         body=json.dumps({"user_options": options}),
         headers=auth,
+        raise_error=False,
     )
-    progress = await client.fetch(f"{hub}/users/pb-forger/server/progress", headers=auth, request_timeout=60)
-    assert b'"failed": true' in progress.body
-    assert b"launch options refused" in progress.body
+    assert resp.code in (201, 202), resp.body
+    # the spawn fails at once; the progress stream may already be gone, so also ask the Hub
+    progress = await client.fetch(
+        f"{hub}/users/pb-forger/server/progress", headers=auth, request_timeout=60, raise_error=False
+    )
+    assert progress.code == 400 or b'"failed": true' in progress.body
+    user = json.loads((await client.fetch(f"{hub}/users/pb-forger", headers=auth)).body)
+    assert not user["servers"]
+    assert "launch options refused" in (portal.state / "logs" / "jupyterhub.log").read_text()

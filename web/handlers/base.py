@@ -5,13 +5,27 @@ from __future__ import annotations
 import html
 import json
 from typing import Any
+from urllib.parse import quote
 
+from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from panbinder.errors import PanbinderError
 
 
-class BaseHandler(web.RequestHandler):
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """Signed-in users come from the Hub's OAuth cookie (with JupyterHub's XSRF rules for
+    requests that are not page views, such as the launch page's event stream)."""
+
+    @property
+    def hub_auth(self):
+        identity = self.settings.get("identity")
+        return identity.auth if identity is not None else None
+
+    @hub_auth.setter
+    def hub_auth(self, value) -> None:  # HubOAuthenticated assigns it; ours comes from settings
+        pass
+
     @property
     def log(self):
         return self.settings["log"]
@@ -50,9 +64,16 @@ class BaseHandler(web.RequestHandler):
             self.finish(json.dumps({"status": status_code, "reason": reason, "message": message}))
         else:
             self.set_header("Content-Type", "text/html; charset=utf-8")
+            login = ""
+            if status_code == 403 and reason == "embargo" and "Authorization" not in self.request.headers:
+                target = quote(self.request.uri, safe="")
+                login = (
+                    f"<p><a id='login' href='{self.settings['base_url']}login?next={target}'>Sign in</a></p>"
+                )
             self.finish(
                 f"<!doctype html><title>{status_code}</title><h1>{status_code}</h1>"
-                f"<p>{html.escape(message)}</p><p><a href='{self.settings['base_url']}'>panbinder home</a></p>"
+                f"<p id='message'>{html.escape(message)}</p>{login}"
+                f"<p><a href='{self.settings['base_url']}'>panbinder home</a></p>"
             )
 
     def _handle_request_exception(self, e: BaseException) -> None:
