@@ -1,0 +1,136 @@
+"""The group/dataset tree of an HDF5/NeXus file as JSON-able data, for a dataset card.
+
+Reads metadata, attributes and only tiny values; external links are described, never followed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from .h5files import beside, decode_text, dtype_name, jsonable, open_file, read_attributes, virtual_sources
+
+MAX_VALUE_STRING_BYTES = 256  # fixed-length string datasets up to this size are shown in the tree
+MAX_NODES = 50_000  # whole-tree cap, on top of max_children and max_depth
+
+
+def tree(path: str | Path, *, max_children: int = 200, max_depth: int = 12) -> dict:
+    """The group/dataset tree of an HDF5 file, as JSON-able data (the root group's node).
+
+    Every node has name, path, kind (group, dataset, datatype, external_link, soft_link or
+    missing) and attributes, plus NX_class when set. Datasets add shape, dtype, chunks,
+    compression, is_virtual and `value` when tiny; virtual ones list their sources, each with a
+    `missing` flag, and are `missing` themselves when any source is.
+    A group or object reached again through a hard link names its first path in `same_as`, and
+    a group's `truncated` counts children cut by max_children, max_depth or the node cap.
+    """
+    path = Path(path)
+    with open_file(path) as file:
+        walker = _TreeWalker(file, path.absolute().parent, max_children, max_depth)
+        root = walker.group(file["/"], "/", "/", 0)
+    root["file"] = path.name
+    return root
+
+
+class _TreeWalker:
+    def __init__(self, file: h5py.File, folder: Path, max_children: int, max_depth: int) -> None:
+        self.file, self.folder = file, folder
+        self.max_children, self.max_depth = max_children, max_depth
+        self.seen: dict[int, str] = {}  # object identity (equal for hard links) -> first path
+        self.nodes = 0
+
+    def group(self, group: h5py.Group, name: str, path: str, depth: int) -> dict:
+        node = self._object(group, name, path, "group")
+        if "same_as" in node:
+            return node
+        total = len(group)
+        children: list[dict] = []
+        if depth < self.max_depth:
+            for child in group:
+                if len(children) >= self.max_children or self.nodes >= MAX_NODES:
+                    break
+                children.append(self.child(group, child, f"{path.rstrip('/')}/{child}", depth + 1))
+        node["children"] = children
+        if total > len(children):
+            node["truncated"] = total - len(children)
+        return node
+
+    def child(self, parent: h5py.Group, name: str, path: str, depth: int) -> dict:
+        self.nodes += 1
+        try:
+            link = parent.get(name, getlink=True)
+        except Exception:
+            link = None
+        if isinstance(link, h5py.ExternalLink):
+            target = beside(self.folder, link.filename)
+            return {
+                "name": name,
+                "path": path,
+                "kind": "external_link",
+                "file": decode_text(link.filename),
+                "target": decode_text(link.path),
+                "missing": not target.is_file(),
+            }
+        if isinstance(link, h5py.SoftLink):
+            missing = parent.get(link.path, getlink=True) is None
+            return {"name": name, "path": path, "kind": "soft_link", "target": link.path, "missing": missing}
+        try:
+            obj = parent[name]
+        except Exception as error:
+            return {"name": name, "path": path, "kind": "missing", "error": type(error).__name__}
+        if isinstance(obj, h5py.Group):
+            return self.group(obj, name, path, depth)
+        if isinstance(obj, h5py.Dataset):
+            return self.dataset(obj, name, path)
+        node = self._object(obj, name, path, "datatype")
+        node["dtype"] = dtype_name(obj.dtype)
+        return node
+
+    def dataset(self, ds: h5py.Dataset, name: str, path: str) -> dict:
+        node = self._object(ds, name, path, "dataset")
+        node.update(
+            shape=None if ds.shape is None else list(ds.shape),  # None: an HDF5 null dataspace
+            dtype=dtype_name(ds.dtype),
+            chunks=list(ds.chunks) if ds.chunks else None,
+            compression=ds.compression,
+            is_virtual=ds.is_virtual,
+        )
+        if ds.is_virtual:
+            sources = virtual_sources(self.file, ds, self.folder)
+            node["missing"] = any(source["missing"] for source in sources)
+            node["virtual_sources"] = sources[: self.max_children]
+            if len(sources) > self.max_children:
+                node["virtual_sources_truncated"] = len(sources) - self.max_children
+        elif _is_tiny(ds):
+            try:
+                node["value"] = jsonable(ds[()])
+            except Exception as error:
+                node["value_error"] = type(error).__name__
+        return node
+
+    def _object(self, obj: h5py.HLObject, name: str, path: str, kind: str) -> dict:
+        node: dict[str, Any] = {"name": name, "path": path, "kind": kind}
+        first = self.seen.setdefault(hash(obj.id), path)
+        if first != path:
+            node["same_as"] = first
+            if kind == "group":  # described once; this also stops hard-link cycles
+                nx_class = obj.attrs.get("NX_class")
+                if nx_class is not None:
+                    node["NX_class"] = jsonable(nx_class)
+                return node
+        attributes = read_attributes(obj)
+        if isinstance(attributes.get("NX_class"), str):
+            node["NX_class"] = attributes["NX_class"]
+        node["attributes"] = attributes
+        return node
+
+
+def _is_tiny(ds: h5py.Dataset) -> bool:
+    if ds.size is None or ds.size == 1:  # a null dataspace reads as h5py.Empty: shown as null
+        return True
+    if ds.size == 0:
+        return False
+    info = h5py.check_string_dtype(ds.dtype)
+    return info is not None and info.length is not None and ds.size * info.length <= MAX_VALUE_STRING_BYTES
