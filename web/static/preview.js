@@ -1,31 +1,55 @@
-// Dataset card: show the HDF5 tree of a file and a thumbnail of a dataset picked from it.
+// Dataset card: the HDF5 tree of a file, and a thumbnail of a numeric dataset picked from it.
 (function () {
   const cfg = window.PANBINDER;
   const select = document.getElementById("preview-file");
   const treeEl = document.getElementById("tree");
   const thumb = document.getElementById("thumb");
+  const note = document.createElement("p");
+  thumb.after(note);
   const enc = encodeURIComponent;
-  function render(node, depth, out, file) {
-    const pad = "  ".repeat(depth);
-    const shape = node.shape ? " " + JSON.stringify(node.shape) + " " + (node.dtype || "") : "";
-    const flag = node.missing ? " (source missing)" : "";
+  const NUMERIC = /^(u?int|float|complex|bool)/;
+  function drawable(node) {
+    return node.kind === "dataset" && !node.missing && NUMERIC.test(node.dtype || "") &&
+      (node.shape || []).some((n) => n > 1);
+  }
+  function show(file, node) {
+    note.textContent = node.path + " " + JSON.stringify(node.shape) + " " + node.dtype;
+    const url = cfg.base + "api/preview/thumbnail/" + cfg.pid + "?file=" + enc(file) + "&path=" + enc(node.path);
+    fetch(url).then(async (r) => {
+      if (r.ok) {
+        thumb.src = URL.createObjectURL(await r.blob());
+      } else {
+        thumb.removeAttribute("src");
+        note.textContent = (await r.json()).message;
+      }
+    });
+  }
+  function render(node, depth, file, found) {
     const line = document.createElement("div");
-    line.textContent = pad + (node.name || "/") + shape + flag;
-    if (node.kind === "dataset" && node.shape && node.shape.length >= 1 && !node.missing) {
+    const shape = node.shape ? " " + JSON.stringify(node.shape) + " " + (node.dtype || "") : "";
+    const value = node.value !== undefined ? " = " + JSON.stringify(node.value) : "";
+    const flag = node.missing ? " (source file missing)" : "";
+    line.textContent = "  ".repeat(depth) + (node.name || "/") + shape + value + flag;
+    if (drawable(node)) {
       line.className = "drawable";
-      line.onclick = () => {
-        thumb.src = cfg.base + "api/preview/thumbnail/" + cfg.pid + "?file=" + enc(file) + "&path=" + enc(node.path);
-      };
+      line.onclick = () => show(file, node);
+      if (!found.first || (node.shape.length >= 2 && found.first.shape.length < 2)) found.first = node;
     }
-    out.appendChild(line);
-    (node.children || []).forEach((c) => render(c, depth + 1, out, file));
+    treeEl.appendChild(line);
+    (node.children || []).forEach((c) => render(c, depth + 1, file, found));
   }
   function load() {
     const file = select.value;
     treeEl.textContent = "loading...";
     fetch(cfg.base + "api/preview/tree/" + cfg.pid + "?file=" + enc(file))
       .then((r) => r.json())
-      .then((data) => { treeEl.textContent = ""; if (data.message) { treeEl.textContent = data.message; } else { render(data, 0, treeEl, file); } });
+      .then((data) => {
+        treeEl.textContent = "";
+        if (data.message) { treeEl.textContent = data.message; return; }
+        const found = {};
+        render(data, 0, file, found);
+        if (found.first) show(file, found.first);
+      });
   }
   select.addEventListener("change", load);
   load();
