@@ -26,10 +26,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from panbinder.data_mounts.catalogue import Catalogue
-from panbinder.testing import GitServer, Portal, read_stream, remove_containers
+from panbinder.testing import GitServer, Portal, remove_containers, timed_launch
 
 PREFIX = "panbinder-bench-data"
 
@@ -66,24 +65,6 @@ def cli(portal: Portal, *args: str) -> None:
         capture_output=True,
         timeout=1800,
     )
-
-
-async def launch_once(url: str) -> float:
-    start = time.monotonic()
-    s = await read_stream(url)
-    if s.last.get("phase") != "ready":
-        raise RuntimeError(s.log())
-    client = AsyncHTTPClient()
-    while True:
-        try:
-            await client.fetch(
-                s.last["url"] + "api/status",
-                headers={"Authorization": f"token {s.last['token']}"},
-                request_timeout=2,
-            )
-            return time.monotonic() - start
-        except (HTTPClientError, OSError):
-            await asyncio.sleep(0.02)
 
 
 def preview_figures(path: Path) -> tuple[float, float, float]:
@@ -138,11 +119,11 @@ async def main(runs: int) -> None:
                     f"--dataset=local:{name}",
                 )
                 urls[name] = f"{portal.url}/build/doi/{doi}"
-            await launch_once(urls["small"])  # builds the image once; the rest are cached launches
+            await timed_launch(urls["small"])  # builds the image once; the rest are cached launches
             times: dict[str, list[float]] = {k: [] for k in urls}
             for _ in range(runs):
                 for name, url in urls.items():
-                    times[name].append(await launch_once(url))
+                    times[name].append(await timed_launch(url))
             med = {k: statistics.median(v) for k, v in times.items()}
             for name in urls:
                 print(

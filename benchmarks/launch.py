@@ -19,9 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-
-from panbinder.testing import GitServer, Portal, free_port, notebook, read_stream, remove_containers
+from panbinder.testing import (
+    GitServer,
+    Portal,
+    free_port,
+    notebook,
+    read_stream,
+    remove_containers,
+    timed_launch,
+    wait_status,
+)
 
 PREFIX = "panbinder-bench"
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
@@ -30,19 +37,6 @@ FILES = {
     "figure.ipynb": notebook("import tabulate\nprint(tabulate.__version__)"),
     "data.txt": "1 2 3\n",
 }
-
-
-async def wait_status(url: str, token: str = "", timeout: float = 60) -> None:
-    client = AsyncHTTPClient()
-    headers = {"Authorization": f"token {token}"} if token else {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            await client.fetch(url, headers=headers, request_timeout=2)
-            return
-        except (HTTPClientError, OSError):
-            await asyncio.sleep(0.02)
-    raise TimeoutError(url)
 
 
 async def floor_once(image: str) -> float:
@@ -86,15 +80,6 @@ async def floor_once(image: str) -> float:
     return elapsed
 
 
-async def launch_once(build_url: str) -> float:
-    start = time.monotonic()
-    s = await read_stream(build_url)
-    if s.last.get("phase") != "ready":
-        raise RuntimeError(s.log())
-    await wait_status(s.last["url"] + "api/status", s.last["token"])
-    return time.monotonic() - start
-
-
 async def build_time(url: str) -> float:
     s = await read_stream(url + "?build_only=true")
     if s.last.get("phase") != "built":
@@ -115,12 +100,12 @@ def start_portal(tmp: str, label: str, pool_size: int) -> Portal:
 async def compare(url: str, image: str, runs: int, settle: float) -> tuple[list[float], list[float]]:
     """Alternate floor and launch runs; ``settle`` lets background refills finish first."""
     floors, launches = [], []
-    await launch_once(url)  # warm-up: image local, Hub and pool have seen it
+    await timed_launch(url)  # warm-up: image local, Hub and pool have seen it
     for _ in range(runs):
         await asyncio.sleep(settle)
         floors.append(await floor_once(image))
         await asyncio.sleep(settle)
-        launches.append(await launch_once(url))
+        launches.append(await timed_launch(url))
     return floors, launches
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 
@@ -305,6 +305,30 @@ async def run_code(server_url: str, token: str, code: str, timeout: float = 60) 
         await client.fetch(
             f"{base}/api/kernels/{kernel_id}", method="DELETE", headers=auth, raise_error=False
         )
+
+
+async def wait_status(url: str, token: str = "", timeout: float = 60) -> None:
+    """Poll a Jupyter server's /api/status until it answers 200."""
+    client = AsyncHTTPClient()
+    headers = {"Authorization": f"token {token}"} if token else {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            await client.fetch(url, headers=headers, request_timeout=2)
+            return
+        except (HTTPClientError, OSError):
+            await asyncio.sleep(0.02)
+    raise TimeoutError(url)
+
+
+async def timed_launch(build_url: str) -> float:
+    """Seconds from GET /build/... to a launched server whose /api/status answers."""
+    start = time.monotonic()
+    s = await read_stream(build_url)
+    if s.last.get("phase") != "ready":
+        raise RuntimeError(s.log())
+    await wait_status(s.last["url"] + "api/status", s.last["token"])
+    return time.monotonic() - start
 
 
 def remove_containers(prefix: str) -> None:

@@ -98,6 +98,31 @@ class CatalogueHandler(BaseHandler):
     def public_base(self) -> str:
         return f"{self.request.protocol}://{self.request.host}{self.settings['base_url']}"
 
+    async def dataset_card(self, pid: str) -> dict:
+        """One dataset as this user may see it (404 when unknown)."""
+        who = await self.who()
+
+        def fn(cat, session):
+            ds = cat.get_dataset(session, pid)
+            if ds is None:
+                raise _not_found("dataset", pid)
+            return dataset_detail(ds, who)
+
+        return await self.query(fn)
+
+    async def publication_card(self, doi: str) -> dict:
+        """One publication with its datasets and launch badge (404 when unknown)."""
+        who = await self.who()
+        base = self.public_base
+
+        def fn(cat, session):
+            pub = cat.get_publication(session, doi)
+            if pub is None:
+                raise _not_found("publication with DOI", doi)
+            return publication_detail(pub, who, base)
+
+        return await self.query(fn)
+
     def int_arg(self, name: str, default: int, top: int) -> int:
         raw = self.get_argument(name, str(default))
         if not raw.isdigit():
@@ -127,16 +152,9 @@ class DatasetListAPI(CatalogueHandler):
 
 class DatasetAPI(CatalogueHandler):
     async def get(self, pid: str) -> None:
-        who = await self.who()
-
-        def fn(cat, session):
-            ds = cat.get_dataset(session, pid)
-            if ds is None:
-                raise _not_found("dataset", pid)
-            return dataset_detail(ds, who)
-
+        card = await self.dataset_card(pid)
         self.set_cors()
-        self.finish(await self.query(fn))
+        self.finish(card)
 
 
 class PublicationListAPI(CatalogueHandler):
@@ -158,17 +176,9 @@ class PublicationListAPI(CatalogueHandler):
 
 class PublicationAPI(CatalogueHandler):
     async def get(self, doi: str) -> None:
-        who = await self.who()
-        base = self.public_base
-
-        def fn(cat, session):
-            pub = cat.get_publication(session, doi)
-            if pub is None:
-                raise _not_found("publication with DOI", doi)
-            return publication_detail(pub, who, base)
-
+        card = await self.publication_card(doi)
         self.set_cors()
-        self.finish(await self.query(fn))
+        self.finish(card)
 
 
 routes = [

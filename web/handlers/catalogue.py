@@ -12,21 +12,13 @@ from panbinder.data_mounts.scan import SUFFIXES as HDF5_SUFFIXES
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
 
-from ..api.catalogue import CatalogueHandler, _not_found, dataset_detail, publication_detail
+from ..api.catalogue import CatalogueHandler, _not_found
 from .badge import badge_svg
 
 
 class DatasetPage(CatalogueHandler):
     async def get(self, pid: str) -> None:
-        who = await self.who()
-
-        def fn(cat, session):
-            ds = cat.get_dataset(session, pid)
-            if ds is None:
-                raise _not_found("dataset", pid)
-            return dataset_detail(ds, who)
-
-        data = await self.query(fn)
+        data = await self.dataset_card(pid)
         previewable = [f["path"] for f in data["files"] or () if f["path"].lower().endswith(HDF5_SUFFIXES)]
         self.render(
             "dataset.html",
@@ -39,16 +31,8 @@ class DatasetPage(CatalogueHandler):
 
 class PublicationPage(CatalogueHandler):
     async def get(self, doi: str) -> None:
-        who = await self.who()
-        base = self.public_base
-
-        def fn(cat, session):
-            pub = cat.get_publication(session, doi)
-            if pub is None:
-                raise _not_found("publication with DOI", doi)
-            return publication_detail(pub, who, base)
-
-        self.render("publication.html", base_url=self.settings["base_url"], pub=await self.query(fn))
+        card = await self.publication_card(doi)
+        self.render("publication.html", base_url=self.settings["base_url"], pub=card)
 
 
 class DoiBadge(CatalogueHandler):
