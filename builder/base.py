@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from traitlets import Int
 from traitlets.config import LoggingConfigurable
 
 from panbinder.events import Event
 from panbinder.registry_cache import ImageRef
+
+from .cancel import CancelToken
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,37 @@ class Builder(LoggingConfigurable):
 
     ``build`` yields ``fetching``/``building``/``pushing`` events with log lines and ends with
     exactly one ``built`` or ``failed`` event. It knows nothing of JupyterHub or HTTP.
+
+    ``cancel`` is called (on the event loop) when the build must stop: its timeout passed or
+    nobody waits for it. It should stop the work at once (kill processes); the manager then
+    cancels the ``build`` iteration, which must end promptly. The default does nothing, which
+    suits builders whose work is all in ``build``'s awaits; builders that run processes
+    ``track`` each build's ``CancelToken`` and the default ``cancel`` fires it.
     """
+
+    max_repo_size = Int(
+        1024**3,
+        help="Largest repository checkout in bytes (its .git folder included) that is built; a larger "
+        "one fails before anything is built (0: no limit).",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._cancel_tokens: dict[str, CancelToken] = {}
+
+    def track(self, request: BuildRequest) -> CancelToken:
+        """A new token for this build, fired by ``cancel``; ``untrack`` it when the build ends."""
+        token = self._cancel_tokens[request.build_id] = CancelToken()
+        return token
+
+    def untrack(self, request: BuildRequest) -> None:
+        self._cancel_tokens.pop(request.build_id, None)
+
+    def cancel(self, request: BuildRequest) -> None:
+        """Stop the build of ``request`` now; safe to call for a build that already ended."""
+        token = self._cancel_tokens.get(request.build_id)
+        if token is not None:
+            token.cancel()
 
     async def build(self, request: BuildRequest) -> AsyncIterator[Event]:
         raise NotImplementedError

@@ -4,6 +4,15 @@ repo2docker's own engine needs the ``buildx`` plug-in. Docker engines from 18.09
 BuildKit built in, and ``DOCKER_BUILDKIT=1 docker build`` reaches it with any client that
 still speaks it (Debian's does). Registered as entry point ``panbinder-buildkit`` in the
 ``repo2docker.engines`` group.
+
+Limits: BuildKit in dockerd ignores ``docker build --memory`` and ``--cpu-quota`` (checked on
+dockerd 20.10 with cgroup v1: a ``RUN`` step sees no memory or CPU limit), so this engine does
+not pass ``container_limits`` on. What bounds a build here is the number of concurrent builds,
+the build timeout and the repository size cap (``BuildManager`` and ``Repo2DockerBuilder``);
+memory and CPU for all builds together are bounded by the cgroup dockerd runs in (for example
+a systemd slice with ``MemoryMax=`` and ``CPUQuota=``).
+Every ``docker`` process is registered with the build thread's ``CancelToken`` (see
+``cancel.py``), so a cancelled or timed-out build stops at once.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from typing import IO, Any
 from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError
 from traitlets import Unicode, default
+
+from . import cancel
 
 
 def _lines(stream: IO[bytes]) -> Iterator[str]:
@@ -44,6 +55,9 @@ def run_streaming(
         stderr=subprocess.STDOUT,
         env=env,
     )
+    token = cancel.current()
+    if token is not None:
+        token.register(proc)
     feeder = None
     if stdin_file is not None:
 
@@ -64,8 +78,12 @@ def run_streaming(
             yield line
     finally:
         code = proc.wait()
+        if token is not None:
+            token.unregister(proc)
         if feeder is not None:
             feeder.join(timeout=5)
+    if token is not None:
+        token.check()
     if code != 0:
         raise BuildError(f"{args[1]} exited with {code}:\n{''.join(tail)}")
 

@@ -1,24 +1,37 @@
-"""Share builds: concurrent requests for the same image attach to one running build."""
+"""Share and schedule builds: one build per image, a bounded number at once, each time-limited.
+
+Concurrent requests for the same image attach to one build. New builds wait in a FIFO for one
+of ``concurrent_builds`` slots and their followers see ``waiting`` events with their position.
+A repository may have at most ``builds_per_repo`` builds running or waiting. A build that runs
+longer than ``build_timeout`` is stopped through ``Builder.cancel`` (which kills its processes)
+and ends with a failed event; so is a build nobody follows any more, if
+``cancel_when_abandoned`` is set.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from traitlets import Any as AnyTrait
-from traitlets import Unicode
+from traitlets import Bool, Float, Int, Unicode, observe
 from traitlets.config import LoggingConfigurable
 
+from panbinder.errors import PanbinderError
 from panbinder.events import Event
 from panbinder.executor import log_task_exception, run_blocking
 
 from .base import BuildRequest
+from .build_logs import log_file_name, write_log
+from .queue import SlotQueue
+
+__all__ = ["BuildJob", "BuildManager", "log_file_name"]
 
 
-@dataclass
+@dataclass(eq=False)
 class BuildJob:
     request: BuildRequest
     history: list[Event] = field(default_factory=list)
@@ -26,6 +39,10 @@ class BuildJob:
     started: float = field(default_factory=time.monotonic)
     task: asyncio.Task | None = None
     result: Event | None = None
+    slot: asyncio.Future | None = None
+    consumer: asyncio.Task | None = None
+    stop_reason: str = ""  # "timeout" or "abandoned" once stopped
+    position: tuple[int, int] | None = None
 
     def publish(self, event: Event) -> None:
         self.history.append(event)
@@ -33,98 +50,235 @@ class BuildJob:
             q.put_nowait(event)
 
 
-def log_file_name(request: BuildRequest) -> str:
-    """One file per image: <image name with / as _>@<tag>.log (the latest build of it)."""
-    return f"{request.image.name.replace('/', '_')}@{request.image.tag}.log"
-
-
-def _write_log(path: Path, events: list[Event]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for event in events:
-            f.write(f"[{event.phase}] {event.message.rstrip()}\n" if event.message else f"[{event.phase}]\n")
-
-
 class BuildManager(LoggingConfigurable):
     builder = AnyTrait(help="The Builder that does the work.")
     log_dir = Unicode(
         "", help="Where build logs are kept, one per image (empty: <state_dir>/build-logs)."
     ).tag(config=True)
+    log_max_bytes = Int(
+        2 * 1024 * 1024, help="Largest kept build log in bytes; a longer log keeps its start and its end."
+    ).tag(config=True)
+    logs_kept = Int(500, help="Number of build logs kept; the oldest are removed (0: keep all).").tag(
+        config=True
+    )
+    concurrent_builds = Int(2, help="Builds that run at once; later builds wait for a slot.").tag(config=True)
+    builds_per_repo = Int(
+        3, help="Builds (running and waiting) one repository URL may have at once; more are refused."
+    ).tag(config=True)
+    build_timeout = Float(
+        3600.0, help="Seconds a build may run (not counting the wait for a slot) before it is stopped."
+    ).tag(config=True)
+    cancel_when_abandoned = Bool(
+        False,
+        help="""Stop a build when the last request following it goes away.
+
+        Off by default, as in BinderHub, whose builds run to the end: a finished build fills the
+        image cache, so the reader who reloads the page or comes back later launches at once
+        instead of waiting for the same build again, and the build timeout still bounds every
+        build. Turn it on where build capacity is scarcer than readers' patience. A request
+        that arrives after the stop starts a new build.""",
+    ).tag(config=True)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.jobs: dict[str, BuildJob] = {}
-        self.on_finish: list = []  # callbacks(job, outcome, seconds) for metrics
+        self.queue = SlotQueue(self.concurrent_builds)
+        self.on_finish: list[Callable[[BuildJob, str, float], None]] = []  # (job, outcome, seconds)
+
+    @observe("concurrent_builds")
+    def _resize(self, change) -> None:
+        if hasattr(self, "queue"):  # set later in __init__ when this comes from the config
+            self.queue.resize(change["new"])
 
     @property
     def running(self) -> int:
-        return len(self.jobs)
+        return len(self.queue.running)
+
+    @property
+    def queued(self) -> int:
+        return len(self.queue.waiting)
+
+    def attach(self, request: BuildRequest) -> tuple[BuildJob, bool]:
+        """The running or waiting job for this image, or a new one. Returns (job, joined_existing).
+
+        Raises PanbinderError (429) when the repository already has ``builds_per_repo`` builds.
+        """
+        job = self.jobs.get(request.image.full)
+        if job is not None:
+            return job, True
+        same_repo = sum(1 for j in self.jobs.values() if j.request.repo_url == request.repo_url)
+        if same_repo >= self.builds_per_repo:
+            raise PanbinderError(
+                f"This repository already has {same_repo} builds running or waiting, the most this "
+                "service allows at once; try again when one of them has finished.",
+                reason="build_quota",
+                log_message=f"quota: {same_repo} builds of {request.repo_url}",
+                status_code=429,
+            )
+        return self._start(request), False
 
     def _start(self, request: BuildRequest) -> BuildJob:
         job = BuildJob(request)
         self.jobs[request.image.full] = job
-
-        async def run() -> None:
-            fields = {"build_id": request.build_id, "image": request.image.full, "repo": request.repo_url}
-            self.log.info("build started", extra={**fields, "phase": "building"})
-            # job.result stays None until the final event is published: followers that attach
-            # meanwhile subscribe and receive it
-            result: Event | None = None
-            try:
-                async for event in self.builder.build(request):
-                    if event.phase in ("built", "failed"):
-                        result = event  # published last, after the log is kept
-                        break
-                    job.publish(event)
-            except Exception as e:  # a bug in a builder must still end the stream
-                self.log.exception("builder crashed", extra={"build_id": request.build_id})
-                result = Event("failed", f"The build stopped unexpectedly ({type(e).__name__}); try again.")
-            finally:
-                result = result or Event("failed", "The build ended without a result; try again.")
-                if self.log_dir:
-                    name = log_file_name(request)
-                    if result.phase == "failed":
-                        result = Event("failed", result.message, {**result.extra, "build_log": name})
-                    try:
-                        await run_blocking(_write_log, Path(self.log_dir, name), [*job.history, result])
-                    except OSError as e:
-                        self.log.warning("could not keep the build log %s: %s", name, e)
-                self.jobs.pop(request.image.full, None)
-                job.result = result
-                job.publish(result)
-                seconds = time.monotonic() - job.started
-                self.log.info(
-                    "build %s in %.1f s", result.phase, seconds, extra={**fields, "phase": result.phase}
-                )
-                for cb in self.on_finish:
-                    cb(job, result.phase, seconds)
-
-        job.task = asyncio.create_task(run(), name=f"build-{request.build_id}")
+        job.slot = self.queue.enter(job)
+        self._announce_positions()
+        job.task = asyncio.create_task(self._run(job), name=f"build-{request.build_id}")
         job.task.add_done_callback(lambda t: log_task_exception(t, self.log))
         return job
 
-    def attach(self, request: BuildRequest) -> tuple[BuildJob, bool]:
-        """The running job for this image, or a new one. Returns (job, joined_existing)."""
-        job = self.jobs.get(request.image.full)
-        if job is not None:
-            return job, True
-        return self._start(request), False
+    def _announce_positions(self) -> None:
+        total = len(self.queue.waiting)
+        for job in self.queue.waiting:
+            place = (self.queue.position(job) or 0, total)
+            if place != job.position:
+                job.position = place
+                job.publish(
+                    Event(
+                        "waiting",
+                        f"Waiting for a build slot: position {place[0]} of {total}\n",
+                        {"position": place[0], "queue_length": total},
+                    )
+                )
 
-    async def follow(self, job: BuildJob) -> AsyncIterator[Event]:
-        """Every event of the job so far, then new ones, ending with built or failed."""
+    def stop(self, job: BuildJob, reason: str) -> None:
+        """Stop a waiting or running build; it ends with a failed event saying why."""
+        if job.result is not None or job.stop_reason or (job.consumer and job.consumer.done()):
+            return
+        job.stop_reason = reason
+        self.log.info("stopping build (%s)", reason, extra={"build_id": job.request.build_id})
+        if self.jobs.get(job.request.image.full) is job:
+            del self.jobs[job.request.image.full]  # a new request starts a new build
+        if job.consumer is None:
+            self.queue.leave(job)
+            self._announce_positions()
+            return
+        try:
+            self.builder.cancel(job.request)
+        except Exception:
+            self.log.exception("cancelling build %s failed", job.request.build_id)
+        job.consumer.cancel()
+
+    async def _consume(self, job: BuildJob) -> Event | None:
+        async for event in self.builder.build(job.request):
+            if event.phase in ("built", "failed"):
+                return event  # published last, after the log is kept
+            job.publish(event)
+        return None
+
+    async def _build(self, job: BuildJob) -> Event | None:
+        await asyncio.wait([job.slot])
+        if job.slot.cancelled() or job.stop_reason:
+            return None
+        job.started = time.monotonic()
+        fields = {"build_id": job.request.build_id, "image": job.request.image.full, "phase": "building"}
+        self.log.info("build started", extra={**fields, "repo": job.request.repo_url})
+        timer = asyncio.get_running_loop().call_later(self.build_timeout, self.stop, job, "timeout")
+        job.consumer = asyncio.create_task(self._consume(job), name=f"consume-{job.request.build_id}")
+        try:
+            await asyncio.wait([job.consumer])
+        finally:
+            timer.cancel()
+            if not job.consumer.done():  # the manager itself is being cancelled
+                self.builder.cancel(job.request)
+                job.consumer.cancel()
+            self.queue.leave(job)
+            self._announce_positions()
+        return None if job.consumer.cancelled() else job.consumer.result()
+
+    async def _run(self, job: BuildJob) -> None:
+        # job.result stays None until the final event is published: followers that attach
+        # meanwhile subscribe and receive it
+        result: Event | None = None
+        try:
+            result = await self._build(job)
+        except Exception as e:  # a bug in a builder must still end the stream
+            self.log.exception("builder crashed", extra={"build_id": job.request.build_id})
+            result = Event("failed", f"The build stopped unexpectedly ({type(e).__name__}); try again.")
+        finally:
+            await self._finish(job, self._final_event(job, result))
+
+    def _final_event(self, job: BuildJob, result: Event | None) -> Event:
+        if job.stop_reason == "timeout":
+            minutes = self.build_timeout / 60
+            limit = f"{minutes:g} minutes" if minutes >= 1 else f"{self.build_timeout:g} seconds"
+            return Event(
+                "failed",
+                f"The build took longer than this service's limit of {limit} and was stopped. Make it "
+                "faster (fewer or lighter dependencies, less work in postBuild) or ask the operators "
+                "for a longer limit.",
+                {"reason": "build_timeout"},
+            )
+        if job.stop_reason == "abandoned":
+            return Event(
+                "failed",
+                "The build was cancelled because nobody was waiting for it any more; open the link "
+                "again to start it anew.",
+                {"reason": "build_cancelled"},
+            )
+        return result or Event("failed", "The build ended without a result; try again.")
+
+    async def _finish(self, job: BuildJob, result: Event) -> None:
+        request = job.request
+        if self.log_dir:
+            name = log_file_name(request)
+            if result.phase == "failed":
+                result = Event("failed", result.message, {**result.extra, "build_log": name})
+            try:
+                await run_blocking(
+                    write_log,
+                    Path(self.log_dir),
+                    name,
+                    [*job.history, result],
+                    max_bytes=self.log_max_bytes,
+                    keep=self.logs_kept,
+                )
+            except OSError as e:
+                self.log.warning("could not keep the build log %s: %s", name, e)
+        if self.jobs.get(request.image.full) is job:
+            del self.jobs[request.image.full]
+        job.result = result
+        job.publish(result)
+        seconds = time.monotonic() - job.started
+        outcome = job.stop_reason or result.phase
+        fields = {"build_id": request.build_id, "image": request.image.full, "phase": result.phase}
+        self.log.info("build %s in %.1f s", outcome, seconds, extra=fields)
+        for cb in self.on_finish:
+            try:
+                cb(job, outcome, seconds)
+            except Exception:
+                self.log.exception("build finish callback failed")
+
+    async def follow(self, job: BuildJob, *, until: asyncio.Event | None = None) -> AsyncIterator[Event]:
+        """Every event of the job so far, then new ones, ending with built or failed.
+
+        Ends early, without a final event, when ``until`` is set (the requester went away).
+        """
         queue: asyncio.Queue = asyncio.Queue()
         backlog = list(job.history)
         if job.result is None:
             job.listeners.add(queue)
+        stopper = asyncio.ensure_future(until.wait()) if until is not None else None
         try:
             for event in backlog:
                 yield event
                 if event.phase in ("built", "failed"):
                     return
             while True:
-                event = await queue.get()
+                if stopper is None:
+                    event = await queue.get()
+                else:
+                    getter = asyncio.ensure_future(queue.get())
+                    await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        return
+                    event = getter.result()
                 yield event
                 if event.phase in ("built", "failed"):
                     return
         finally:
+            if stopper is not None:
+                stopper.cancel()
             job.listeners.discard(queue)
+            if self.cancel_when_abandoned and job.result is None and not job.listeners:
+                self.stop(job, "abandoned")

@@ -13,13 +13,17 @@ from typing import Any
 
 from repo2docker.app import Repo2Docker
 from repo2docker.contentproviders import Git as GitContent
-from traitlets import Int, List, Unicode, default
+from traitlets import Enum, Int, List, Unicode, default
 
+from panbinder.errors import PanbinderError
 from panbinder.events import Event
 from panbinder.executor import run_blocking
 
+from . import cancel
 from .base import Builder, BuildRequest
-from .buildpack import PackSettings, configured_pack
+from .buildpacks import PackSettings, configured_packs
+from .cancel import CancelToken
+from .checkout import check_checkout_size
 from .engine import BuildKitEngine
 
 _DONE = object()
@@ -96,6 +100,33 @@ class Repo2DockerBuilder(Builder):
         config=True
     )
     log_tail_lines = Int(40, help="Log lines attached to a failed event.").tag(config=True)
+    python_version = Unicode("3.11", help="The Python version of base_image (its python3).").tag(config=True)
+    runtime_policy = Enum(
+        ["notice", "refuse"],
+        "notice",
+        help="runtime.txt (or Pipfile / environment.yml) asking for a Python other than python_version: "
+        "'notice' builds with python_version and says so in the build log; 'refuse' fails the build.",
+    ).tag(config=True)
+    conda_policy = Enum(
+        ["pip", "refuse", "mirror"],
+        "pip",
+        help="environment.yml without conda: 'pip' installs its dependencies with pip when every one "
+        "exists on the package index (else fails listing them); 'refuse' fails; 'mirror' would use "
+        "conda_channel_mirror (not available yet: fails with a message).",
+    ).tag(config=True)
+    conda_channel_mirror = Unicode("", help="Conda channel mirror URL for conda_policy='mirror'.").tag(
+        config=True
+    )
+    allowed_base_images = List(
+        Unicode(),
+        ["panbinder-base:bookworm-1"],
+        help="Images a repository's Dockerfile may name in FROM (local images; nothing is pulled).",
+    ).tag(config=True)
+    extra_buildpacks = List(
+        Unicode(),
+        help="Extra build packs ('module:Class'), tried before the built-in ones, after those of the "
+        "'panbinder.buildpacks' entry point group.",
+    ).tag(config=True)
 
     @default("ca_bundle")
     def _ca_bundle_default(self) -> str:
@@ -109,10 +140,15 @@ class Repo2DockerBuilder(Builder):
             index_url=self.index_url,
             extra_index_urls=tuple(self.extra_index_urls),
             uid=self.user_id,
+            python_version=self.python_version,
+            runtime_policy=self.runtime_policy,
+            conda_policy=self.conda_policy,
+            conda_channel_mirror=self.conda_channel_mirror,
+            allowed_base_images=tuple(self.allowed_base_images),
         )
 
     def _make_r2d(self, request: BuildRequest, log: logging.Logger, workdir: str) -> Repo2Docker:
-        pack = configured_pack(self.pack_settings())
+        packs = configured_packs(self.pack_settings(), log=log, extra=self.extra_buildpacks)
         r2d = Repo2Docker(
             repo=request.repo_url,
             ref=request.resolved_ref,
@@ -120,8 +156,8 @@ class Repo2DockerBuilder(Builder):
             engine="panbinder-buildkit",
             content_providers=[GitContent],
             base_image=self.base_image,
-            buildpacks=[pack],
-            default_buildpack=pack,
+            buildpacks=packs,
+            default_buildpack=packs[-1],
             user_id=self.user_id,
             user_name=self.user_name,
             # repo2docker's default CMD names the classic notebook, which these images do not have
@@ -146,11 +182,24 @@ class Repo2DockerBuilder(Builder):
             engine.docker_cli = self.docker_cli
         return engine
 
-    def _build_blocking(self, request: BuildRequest, log: logging.Logger, push_line: Any) -> None:
-        with tempfile.TemporaryDirectory(prefix="panbinder-build-") as tmp:
+    def _build_blocking(
+        self, request: BuildRequest, log: logging.Logger, push_line: Any, token: CancelToken | None = None
+    ) -> None:
+        token = token or CancelToken()
+        with tempfile.TemporaryDirectory(prefix="panbinder-build-") as tmp, cancel.bound(token):
             workdir = os.path.join(tmp, "repo")
+            token.workdir = workdir  # cancel() also stops git working there
             r2d = self._make_r2d(request, log, workdir)
+            fetch = r2d.fetch
+
+            def fetch_and_measure(url: str, ref: str, checkout_path: str) -> None:
+                fetch(url, ref, checkout_path)
+                token.check()
+                check_checkout_size(checkout_path, self.max_repo_size)  # before anything is built
+
+            r2d.fetch = fetch_and_measure
             r2d.build()
+            token.check()
             if not self._engine(r2d).inspect_image(request.image.full):
                 raise RuntimeError("repo2docker finished without producing the image")
             push_line(None)
@@ -168,9 +217,11 @@ class Repo2DockerBuilder(Builder):
         def push_line(line: str | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, ("pushing", line))
 
+        token = self.track(request)
+
         async def work() -> None:
             try:
-                await run_blocking(self._build_blocking, request, log, push_line)
+                await run_blocking(self._build_blocking, request, log, push_line, token)
                 queue.put_nowait(_DONE)
             except BaseException as e:  # reported as a failed event below
                 queue.put_nowait(e)
@@ -192,7 +243,9 @@ class Repo2DockerBuilder(Builder):
                     lines = list(tail)
                     yield Event(
                         "failed",
-                        failure_message(lines, str(item)),
+                        item.message
+                        if isinstance(item, PanbinderError)
+                        else failure_message(lines, str(item)),
                         {"log_tail": lines[-self.log_tail_lines :]},
                     )
                     return
@@ -205,6 +258,7 @@ class Repo2DockerBuilder(Builder):
         finally:
             if not task.done():
                 await asyncio.wait([task])
+            self.untrack(request)
             log.handlers.clear()
             logging.Logger.manager.loggerDict.pop(log.name, None)
 

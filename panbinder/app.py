@@ -20,6 +20,7 @@ from traitlets.config import Application
 
 from . import __version__, logs
 from .builder.manager import BuildManager
+from .builder.policy import SpecPolicy
 from .builder.providers import GitProvider
 from .builder.r2d import Repo2DockerBuilder
 from .data_mounts.catalogue import Catalogue
@@ -34,6 +35,7 @@ COMPONENTS = [
     Registry,
     Repo2DockerBuilder,
     BuildManager,
+    SpecPolicy,
     GitProvider,
     HubLauncher,
     ServerPool,
@@ -113,7 +115,11 @@ class PanbinderBase(Application):
         if hasattr(launcher, "signing_key") and not launcher.signing_key:
             launcher.signing_key = self.secret("launch-signing-key")
         return PipelineContext(
-            registry=registry, manager=manager, launcher=launcher, image_prefix=self.image_prefix
+            registry=registry,
+            manager=manager,
+            launcher=launcher,
+            image_prefix=self.image_prefix,
+            policy=SpecPolicy(parent=self, log=self.log),
         )
 
     @property
@@ -191,9 +197,13 @@ class ServeApp(PanbinderBase):
         metrics.BUILDS_IN_PROGRESS.set_function(lambda: ctx.manager.running)
         pool = getattr(ctx.launcher, "pool", None)
         metrics.POOL_SERVERS.set_function(lambda: pool.count if pool is not None else 0)
-        ctx.manager.on_finish.append(
-            lambda job, outcome, sec: metrics.BUILD_TIME.labels(outcome).observe(sec)
-        )
+        metrics.BUILD_QUEUE.set_function(lambda: ctx.manager.queued)
+
+        def count_build(job, outcome: str, seconds: float) -> None:
+            metrics.BUILD_TIME.labels(job.result.phase if job.result else outcome).observe(seconds)
+            metrics.BUILDS.labels(outcome).inc()
+
+        ctx.manager.on_finish.append(count_build)
         if self.start_hub:
             prefix = f"{ctx.registry.host}/{self.image_prefix}"
             settings = hub.settings(

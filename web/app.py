@@ -10,7 +10,7 @@ from tornado import web
 from . import auth
 from .api import build
 from .api import catalogue as catalogue_api
-from .handlers import badge, base, health, pages
+from .handlers import badge, base, build_logs, health, pages
 from .handlers import catalogue as catalogue_pages
 from .pipeline import PipelineContext
 
@@ -32,6 +32,7 @@ def make_app(
     routes = [
         *pages.routes,
         *build.routes,
+        *build_logs.routes,
         *badge.routes,
         *health.routes,
         *catalogue_pages.routes,

@@ -9,6 +9,10 @@ LAUNCH_TIME = Histogram(
     "panbinder_launch_seconds", "Time from launch request to running server", ["status"], buckets=BUCKETS
 )
 BUILDS_IN_PROGRESS = Gauge("panbinder_builds_in_progress", "Builds running now")
+BUILD_QUEUE = Gauge("panbinder_build_queue_length", "Builds waiting for a build slot")
+BUILDS = Counter(
+    "panbinder_builds_total", "Finished builds by outcome (built, failed, timeout, abandoned)", ["outcome"]
+)
 LAUNCHES_IN_PROGRESS = Gauge("panbinder_launches_in_progress", "Launches running now")
 REQUESTS = Counter("panbinder_build_requests_total", "Requests to /build by outcome", ["provider", "outcome"])
 CACHE_HITS = Counter("panbinder_image_cache_total", "Registry lookups by result", ["result"])

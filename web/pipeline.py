@@ -6,6 +6,7 @@ events; the HTTP handler only formats them.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from panbinder.builder import BuildRequest, RepoProvider
 from panbinder.builder.manager import BuildManager
+from panbinder.builder.policy import SpecPolicy
 from panbinder.data_mounts.mounts import MountPlan
 from panbinder.errors import PanbinderError
 from panbinder.events import Event
@@ -28,6 +30,12 @@ class PipelineContext:
     manager: BuildManager
     launcher: Launcher
     image_prefix: str
+    policy: SpecPolicy | None = None
+
+    def check_policy(self, provider: RepoProvider) -> None:
+        """Raise PanbinderError (403) for a repository the ban/allow lists refuse."""
+        if self.policy is not None:
+            self.policy.check(provider.repo_url, provider.unresolved_ref)
 
 
 async def resolve_image(ctx: PipelineContext, provider: RepoProvider):
@@ -49,8 +57,17 @@ async def run_pipeline(
     build_only: bool = False,
     log=None,
     plan: MountPlan | None = None,
+    abandoned: asyncio.Event | None = None,
 ) -> AsyncIterator[Event]:
+    """Events of one request; when ``abandoned`` is set (the client left) it stops following
+    the build (which the manager may then cancel) and launches nothing."""
     build_id = secrets.token_hex(4)
+    try:
+        ctx.check_policy(provider)
+    except PanbinderError as e:
+        metrics.REQUESTS.labels(provider.name, "failed").inc()
+        yield Event("failed", e.message, {"reason": e.reason})
+        return
     yield Event("waiting", f"Resolving {provider.unresolved_ref} in {provider.repo_url}\n")
     try:
         resolved, image = await resolve_image(ctx, provider)
@@ -74,16 +91,24 @@ async def run_pipeline(
             unresolved_ref=provider.unresolved_ref,
             image=image,
         )
-        job, joined = ctx.manager.attach(request)
+        try:
+            job, joined = ctx.manager.attach(request)
+        except PanbinderError as e:  # the repository's build quota
+            metrics.REQUESTS.labels(provider.name, "failed").inc()
+            yield Event("failed", e.message, {"reason": e.reason})
+            return
         if joined:
             yield Event("waiting", "The same image is already being built; following that build.\n")
-        async for event in ctx.manager.follow(job):
+        async for event in ctx.manager.follow(job, until=abandoned):
             if event.phase == "built":
                 event = Event("built", event.message, {**event.extra, "imageName": image.full})
             yield event
             if event.phase == "failed":
                 metrics.REQUESTS.labels(provider.name, "failed").inc()
                 return
+    if abandoned is not None and abandoned.is_set():
+        metrics.REQUESTS.labels(provider.name, "abandoned").inc()
+        return
     if build_only:
         metrics.REQUESTS.labels(provider.name, "built").inc()
         return

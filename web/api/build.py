@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 from tornado.iostream import StreamClosedError
 
@@ -19,8 +20,18 @@ _END = object()
 class BuildHandler(BaseHandler):
     closed = False
 
+    def initialize(self) -> None:
+        self.abandoned = asyncio.Event()  # the client left: stop following the build
+
     def on_connection_close(self) -> None:
         self.closed = True
+        self.abandoned.set()
+
+    def log_url(self, name: str) -> str:
+        return (
+            f"{self.request.protocol}://{self.request.host}{self.settings['base_url']}"
+            f"build-logs/{quote(name, safe='@')}"
+        )
 
     def ready_extra(self, provider_name: str, provider, spec: str, resolved: str) -> dict:
         host = f"{self.request.protocol}://{self.request.host}{self.settings['base_url']}"
@@ -53,6 +64,7 @@ class BuildHandler(BaseHandler):
         # access and mounts are settled before the stream starts: refusals are plain 4xx answers
         who = await self.settings["identity"].identify(self)
         plan = await provider.prepare(who)
+        self.settings["pipeline"].check_policy(provider)  # a refused repository gets a 403
 
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
@@ -64,7 +76,12 @@ class BuildHandler(BaseHandler):
         async def produce() -> None:
             try:
                 async for event in run_pipeline(
-                    self.settings["pipeline"], provider, build_only=build_only, log=self.log, plan=plan
+                    self.settings["pipeline"],
+                    provider,
+                    build_only=build_only,
+                    log=self.log,
+                    plan=plan,
+                    abandoned=self.abandoned,
                 ):
                     queue.put_nowait(event)
             except Exception:
@@ -91,6 +108,12 @@ class BuildHandler(BaseHandler):
             if item.phase == "ready":
                 extra = self.ready_extra(provider_name, provider, spec, resolved)
                 item = Event("ready", item.message, {**item.extra, **extra})
+            elif item.phase == "failed" and item.extra.get("build_log"):
+                item = Event(
+                    "failed",
+                    item.message,
+                    {**item.extra, "build_log_url": self.log_url(item.extra["build_log"])},
+                )
             await self.send(item)
         if last is None or (
             last.phase not in ("ready", "failed") and not (build_only and last.phase == "built")

@@ -22,6 +22,7 @@ class LaunchPageHandler(BaseHandler):
         provider = provider_cls(spec, parent=self.settings["app"])  # 4xx on a malformed spec
         # refusals (unknown DOI, embargo) show here as a page, before any event stream starts
         await provider.prepare(await self.settings["identity"].identify(self))
+        self.settings["pipeline"].check_policy(provider)
         query = self.request.query
         if self.hub_auth is not None:  # the event stream is not a page view: it carries the XSRF token
             query = "&".join(q for q in (query, f"_xsrf={quote(self.xsrf_token)}") if q)

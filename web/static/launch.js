@@ -27,6 +27,14 @@
     }
     if (ev.phase === "failed") {
       status.textContent = "Failed: " + (ev.message || "unknown error");
+      if (ev.build_log_url) {
+        const link = document.createElement("a");
+        link.id = "build-log-link";
+        link.href = ev.build_log_url;
+        link.textContent = "full build log";
+        status.appendChild(document.createTextNode(" "));
+        status.appendChild(link);
+      }
       source.close();
     } else if (ev.phase === "ready") {
       source.close();

@@ -1,0 +1,197 @@
+"""environment.yml without conda: its dependencies installed with pip when all exist on the index.
+
+Conda channels are unreachable on this deployment. ``PackSettings.conda_policy`` decides:
+
+- ``"pip"`` (default): the ``pip:`` section plus every conda package whose name (after a small
+  rename map) exists on the package index become a requirements file; ``python`` goes through the
+  runtime policy, ``pip`` is dropped. When some names do not exist, the build fails listing them.
+- ``"refuse"``: environment.yml is refused with a message.
+- ``"mirror"``: a conda channel mirror is not supported on this deployment yet (clear message).
+
+As in repo2docker, ``environment.yml`` (or ``.yaml``) is read from ``binder/`` or ``.binder/``
+when that folder exists; the repository itself is not ``pip install``-ed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+import yaml
+
+from panbinder.errors import PanbinderError
+
+from .python_pip import DebianPipBuildPack
+from .settings import PackSettings, notice, write_generated
+
+# conda-forge names whose PyPI distribution is called differently
+CONDA_TO_PIP = {
+    "pytables": "tables",
+    "pytorch": "torch",
+    "py-opencv": "opencv-python",
+    "opencv": "opencv-python",
+    "matplotlib-base": "matplotlib",
+    "msgpack-python": "msgpack",
+    "pyqt": "PyQt5",
+    "python-graphviz": "graphviz",
+    "jupyter_core": "jupyter-core",
+    "tensorflow-base": "tensorflow",
+}
+DROPPED = {"pip"}
+CONDA_SPEC_RE = re.compile(r"^\s*(?:[\w.\-/:]+::)?([A-Za-z0-9_.\-]+)\s*(.*)$")
+
+
+def conda_to_pip(spec: str) -> tuple[str, str]:
+    """("name", "pip version specifier") for a conda match spec like ``numpy=1.26`` or ``h5py >=3``."""
+    m = CONDA_SPEC_RE.match(spec)
+    if not m:
+        raise ValueError(spec)
+    name, rest = m.group(1), m.group(2).strip()
+    if not rest:
+        return name, ""
+    version = rest.split()[0] if rest[0] not in "<>=!~" else rest.replace(" ", "")
+    if version.startswith("=") and not version.startswith("=="):  # "=1.26" or "=1.26=py_0"
+        version = "==" + version[1:].split("=")[0].rstrip("*").rstrip(".") + ".*"
+    elif version[0] not in "<>=!~":  # "numpy 1.26 py_0": name, version, build
+        version = "==" + version.rstrip("*").rstrip(".") + ".*"
+    return name, version
+
+
+def exists_on_index(name: str, settings: PackSettings, index: str = "") -> bool:
+    """HEAD ``<index>/<name>/`` (simple API) from the builder process; index: the main one."""
+    index = (index or settings.lookup_index).rstrip("/") + "/"
+    normalized = re.sub(r"[-_.]+", "-", name).lower()
+    url = f"{index}{normalized}/"
+    context = ssl.create_default_context(cafile=settings.ca_bundle or None)
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=20, context=context) as resp:
+            return 200 <= resp.status < 300
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return False
+        raise PanbinderError(
+            f"The package index {index} answered {e.code} when panbinder checked "
+            f"'{name}' for environment.yml. Try again later or contact the operators.",
+            reason="index_unavailable",
+            status_code=503,
+        ) from e
+    except (urllib.error.URLError, OSError) as e:
+        raise PanbinderError(
+            f"The package index {index} could not be reached to check environment.yml's "
+            "packages. Try again later or contact the operators.",
+            reason="index_unavailable",
+            log_message=f"lookup of {url} failed: {e}",
+            status_code=503,
+        ) from e
+
+
+def pip_requirements(env: dict, exists: Any) -> tuple[list[str], list[str], list[str]]:
+    """(requirements, python requests, conda names missing from the index) for an environment."""
+    requirements: list[str] = []
+    pythons: list[str] = []
+    candidates: list[tuple[str, str, str]] = []  # (conda name, pip name, version)
+    for dep in env.get("dependencies") or []:
+        if isinstance(dep, dict):
+            requirements.extend(str(p) for p in dep.get("pip") or [])
+            continue
+        name, version = conda_to_pip(str(dep))
+        if name.lower() == "python":
+            if version:
+                pin = version.removesuffix(".*")
+                pythons.append(pin.removeprefix("==") if pin.count("=") == 2 and "," not in pin else pin)
+            continue
+        if name.lower() in DROPPED:
+            continue
+        candidates.append((name, CONDA_TO_PIP.get(name.lower(), name), version))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(exists, [pip for _, pip, _ in candidates]))
+    missing = [conda for (conda, _, _), ok in zip(candidates, found, strict=True) if not ok]
+    converted = [pip + version for (_, pip, version), ok in zip(candidates, found, strict=True) if ok]
+    return converted + requirements, pythons, missing
+
+
+class EnvironmentYmlPipBuildPack(DebianPipBuildPack):
+    """environment.yml installed with pip (see the module docstring for the policy)."""
+
+    def detect(self) -> bool:
+        return self._path() is not None
+
+    def is_python_package(self) -> bool:
+        return False
+
+    def _path(self) -> str | None:
+        for name in ("environment.yml", "environment.yaml"):
+            path = self.binder_path(name)
+            if os.path.exists(path):
+                return path
+        return None
+
+    def lookup(self, name: str) -> bool:
+        """Whether ``name`` is on the package index or one of the extra indexes."""
+        indexes = [self.settings.lookup_index, *self.settings.extra_index_urls]
+        return any(exists_on_index(name, self.settings, index) for index in indexes)
+
+    @lru_cache
+    def _converted(self) -> tuple[str, list[str], list[str]]:
+        source = self._path() or "environment.yml"
+        policy = self.settings.conda_policy
+        if policy == "refuse":
+            raise PanbinderError(
+                f"{source} needs conda, which is not available on this deployment. "
+                "List the packages in requirements.txt instead.",
+                reason="conda_unavailable",
+                status_code=422,
+            )
+        if policy == "mirror":
+            raise PanbinderError(
+                f"{source} needs conda, and conda channel mirror support is not available on this "
+                "deployment yet. List the packages in requirements.txt instead, or ask the operators.",
+                reason="conda_mirror_unsupported",
+                log_message=f"conda_policy='mirror' (mirror {self.settings.conda_channel_mirror!r}) "
+                "is not implemented",
+                status_code=422,
+            )
+        try:
+            with open(source, encoding="utf-8") as f:
+                env = yaml.safe_load(f) or {}
+            if not isinstance(env, dict):
+                raise ValueError("the top level is not a mapping")
+            reqs, pythons, missing = pip_requirements(env, self.lookup)
+        except (yaml.YAMLError, ValueError) as e:
+            raise PanbinderError(
+                f"{source} could not be read ({e}). Fix the file.",
+                reason="bad_environment_yml",
+                status_code=422,
+            ) from e
+        if missing:
+            raise PanbinderError(
+                f"{source} lists conda packages that have no pip package of the same name on "
+                f"{self.settings.lookup_index}: {', '.join(missing)}. Conda is not available on this "
+                "deployment: replace them with pip packages (in the 'pip:' section or requirements.txt) "
+                "or Debian packages (apt.txt).",
+                reason="conda_only_packages",
+                status_code=422,
+            )
+        return source, reqs, pythons
+
+    def requested_pythons(self) -> list[tuple[str, str]]:
+        source, _, pythons = self._converted()
+        return [*super().requested_pythons(), *((p, source) for p in pythons)]
+
+    @lru_cache
+    def _requirements(self) -> str | None:
+        source, reqs, _ = self._converted()
+        notice(
+            self,
+            f"conda channels are not reachable on this deployment: installing the {len(reqs)} "
+            f"dependencies of {source} with pip instead ({', '.join(reqs) or 'none'}).",
+        )
+        text = f"# converted by panbinder from {source}\n" + "".join(r + "\n" for r in reqs)
+        return write_generated("requirements-from-environment.yml.txt", text)

@@ -1,0 +1,212 @@
+"""requirements.txt, setup.py / pyproject.toml and runtime.txt: Debian's Python in a venv, pip.
+
+Derived from repo2docker's ``BaseImage``, which already handles apt.txt, postBuild and start.
+The single-user server (jupyterhub + jupyterlab) is installed before the repository's files
+arrive, so that layer is shared by every image; requirements.txt is copied and installed on
+its own, so a commit that changes only code or notebooks rebuilds in seconds.
+
+The rules follow repo2docker's ``PythonBuildPack`` exactly:
+
+- ``requirements.txt`` is read from ``binder/`` or ``.binder/`` when that folder exists, else
+  from the root.
+- The repository is a Python package, and is installed with ``pip install .`` after the full
+  copy, when there is *no* binder folder and the root has ``setup.py``, or a ``pyproject.toml``
+  with both a ``[project]`` and a ``[build-system]`` table. This happens whether or not
+  requirements.txt mentions the repository.
+- requirements.txt is installed before the repository is copied (its own cached layer) unless
+  the repository is a package or a line refers to local files (``-e .``, ``-r other.txt``, ...);
+  then it is installed after the full copy, before ``pip install .``.
+- ``runtime.txt`` ``python-X.Y`` picks the Python; here only the base image's Python exists, so
+  ``PackSettings.runtime_policy`` decides between a notice in the build log and a refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import tomllib
+from functools import lru_cache
+
+from repo2docker.buildpacks.base import BaseImage
+
+from panbinder.errors import PanbinderError
+
+from .runtime import check_python, read_runtime
+from .settings import CA_IN_IMAGE, VENV, PackSettings, env_value, notice
+
+LAB_OVERRIDES = json.dumps(
+    {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
+)
+PIP_CACHE = "--mount=type=cache,target=/tmp/pip-cache,uid={uid},gid={uid}"
+# Lines that make pip read other files of the repository: install after the full copy.
+LOCAL_REFERENCE_RE = re.compile(r"^\s*(-e\s|--editable|-r\s|-c\s|--requirement|\.|/|file:)")
+
+
+class DebianPipBuildPack(BaseImage):
+    """requirements.txt, setup.py/pyproject.toml, runtime.txt + apt.txt/postBuild/start (BaseImage)."""
+
+    settings = PackSettings()
+    build_log = None  # the build's logger, set by configured_packs(); notices go there
+
+    def detect(self) -> bool:
+        return True
+
+    def _pip(self) -> str:
+        return f"PIP_CACHE_DIR=/tmp/pip-cache {VENV}/bin/pip install --no-warn-script-location"
+
+    # --- Python version -------------------------------------------------------------------
+
+    def requested_pythons(self) -> list[tuple[str, str]]:
+        """(version request, file that made it); subclasses add their own sources."""
+        name, version = read_runtime(self)
+        if name is None:
+            return []
+        if name != "python":
+            raise PanbinderError(
+                f"runtime.txt names '{name}', which this deployment cannot build. "
+                f"Use 'python-{self.settings.python_version}' or remove runtime.txt.",
+                reason="unsupported_runtime",
+                status_code=422,
+            )
+        return [(version, self.binder_path("runtime.txt"))] if version else []
+
+    @lru_cache
+    def check_runtime(self) -> None:
+        for requested, source in self.requested_pythons():
+            message = check_python(requested, source, self.settings)
+            if message:
+                notice(self, message)
+
+    # --- environment ----------------------------------------------------------------------
+
+    @lru_cache
+    def get_build_env(self) -> list[tuple[str, str]]:
+        env = [*super().get_build_env(), ("VIRTUAL_ENV", VENV), ("PIP_DISABLE_PIP_VERSION_CHECK", "1")]
+        if self.settings.ca_bundle:
+            for name in (
+                "PIP_CERT",
+                "REQUESTS_CA_BUNDLE",
+                "SSL_CERT_FILE",
+                "NODE_EXTRA_CA_CERTS",
+                "CURL_CA_BUNDLE",
+            ):
+                env.append((name, CA_IN_IMAGE))
+        if self.settings.index_url:
+            env.append(("PIP_INDEX_URL", self.settings.index_url))
+        if self.settings.extra_index_urls:
+            env.append(("PIP_EXTRA_INDEX_URL", " ".join(self.settings.extra_index_urls)))
+        return [(name, env_value(value)) for name, value in env + list(self.settings.extra_env)]
+
+    @lru_cache
+    def get_path(self) -> list[str]:
+        return [*super().get_path(), f"{VENV}/bin"]
+
+    @lru_cache
+    def get_build_script_files(self) -> dict[str, str]:
+        files = dict(super().get_build_script_files())
+        if self.settings.ca_bundle:
+            files[os.path.abspath(self.settings.ca_bundle)] = CA_IN_IMAGE
+        return files
+
+    @lru_cache
+    def get_build_scripts(self) -> list[tuple[str, str]]:
+        self.check_runtime()
+        server = " ".join(shlex.quote(r) for r in self.settings.server_requirements)
+        drop = " ".join(shlex.quote(p) for p in self.settings.drop_packages)
+        cache = PIP_CACHE.format(uid=self.settings.uid)
+        scripts = [
+            ("root", f"install -d -o ${{NB_USER}} -g ${{NB_USER}} {VENV}"),
+            # the entrypoint runs a login shell, whose /etc/profile resets PATH
+            (
+                "root",
+                "echo 'export PATH=\"${HOME}/.local/bin:${REPO_DIR}/.local/bin:"
+                f"{VENV}/bin:${{PATH}}\"' > /etc/profile.d/00-panbinder-venv.sh",
+            ),
+            (
+                "${NB_USER}",
+                f"{cache} python3 -m venv {VENV} && {self._pip()} --upgrade pip && "
+                f"{self._pip()} {server}" + (f" && {VENV}/bin/pip uninstall -y -q {drop}" if drop else ""),
+            ),
+            # no calls home from JupyterLab: facility networks often forbid them
+            (
+                "${NB_USER}",
+                f"mkdir -p {VENV}/share/jupyter/lab/settings && echo '{LAB_OVERRIDES}' "
+                f"> {VENV}/share/jupyter/lab/settings/overrides.json",
+            ),
+        ]
+        return [*super().get_build_scripts(), *scripts]
+
+    # --- packages -------------------------------------------------------------------------
+
+    def _requirements(self) -> str | None:
+        """The requirements file to install (subclasses return a converted one)."""
+        path = self.binder_path("requirements.txt")
+        return path if os.path.exists(path) else None
+
+    @lru_cache
+    def is_python_package(self) -> bool:
+        """repo2docker's rule: no binder folder, and setup.py or a buildable pyproject.toml."""
+        if self.binder_dir:
+            return False
+        if os.path.exists("setup.py"):
+            return True
+        if os.path.exists("pyproject.toml"):
+            try:
+                with open("pyproject.toml", "rb") as f:
+                    pyproject = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise PanbinderError(
+                    f"pyproject.toml is not valid TOML ({e}). Fix it so the repository can be installed.",
+                    reason="bad_pyproject",
+                    status_code=422,
+                ) from e
+            return "project" in pyproject and "build-system" in pyproject
+        return False
+
+    def _requirements_are_local(self, path: str) -> bool:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return any(LOCAL_REFERENCE_RE.match(line) for line in f)
+
+    def _preassemble_requirements(self) -> str | None:
+        """The requirements file when it can be installed before the repository is copied."""
+        req = self._requirements()
+        if req and not self.is_python_package() and not self._requirements_are_local(req):
+            return req
+        return None
+
+    def _install_requirements(self, path: str) -> str:
+        cache = PIP_CACHE.format(uid=self.settings.uid)
+        drop = " ".join(shlex.quote(p) for p in self.settings.drop_packages)
+        quoted = shlex.quote(path)
+        return f"{cache} {self._pip()} -r {quoted}" + (
+            f" && ({VENV}/bin/pip uninstall -y -q {drop} || true)" if drop else ""
+        )
+
+    @lru_cache
+    def get_preassemble_script_files(self) -> dict[str, str]:
+        files = dict(super().get_preassemble_script_files())
+        req = self._preassemble_requirements()
+        if req:
+            files[req] = req
+        return files
+
+    @lru_cache
+    def get_preassemble_scripts(self) -> list[tuple[str, str]]:
+        scripts = list(super().get_preassemble_scripts())
+        req = self._preassemble_requirements()
+        if req:
+            scripts.append(("${NB_USER}", self._install_requirements(req)))
+        return scripts
+
+    @lru_cache
+    def get_assemble_scripts(self) -> list[tuple[str, str]]:
+        scripts = list(super().get_assemble_scripts())
+        req = self._requirements()
+        if req and not self._preassemble_requirements():
+            scripts.append(("${NB_USER}", self._install_requirements(req)))
+        if self.is_python_package():
+            cache = PIP_CACHE.format(uid=self.settings.uid)
+            scripts.append(("${NB_USER}", f"{cache} {self._pip()} ."))
+        return scripts

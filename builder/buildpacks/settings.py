@@ -1,0 +1,69 @@
+"""What every build pack shares: the deployment's settings, image paths and build-log notices."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+VENV = "/srv/venv"
+CA_IN_IMAGE = "/etc/panbinder/ca-bundle.crt"
+DEFAULT_INDEX = "https://pypi.org/simple/"
+# Files panbinder writes into the checkout (and so into the build context), e.g. a requirements
+# file converted from Pipfile.lock or environment.yml.
+GENERATED_DIR = ".panbinder"
+# Build-log lines that start with this are notices for the reader (the launch page shows them).
+NOTICE_PREFIX = "panbinder notice: "
+
+
+def env_value(value: str) -> str:
+    """Quote a value for repo2docker's ``ENV name=value`` lines when Docker would split it."""
+    if re.search(r'[\s"\\]', value):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value
+
+
+@dataclass(frozen=True)
+class PackSettings:
+    """What the deployment decides for every image (filled from Repo2DockerBuilder's traits)."""
+
+    server_requirements: tuple[str, ...] = ("jupyterhub==6.1.1", "jupyterlab==4.6.6")
+    # Packages that slow every server start and that no Jupyter schema needs (see README).
+    drop_packages: tuple[str, ...] = ("rfc3987-syntax", "lark")
+    ca_bundle: str = ""
+    index_url: str = ""
+    extra_index_urls: tuple[str, ...] = ()
+    uid: int = 1000
+    extra_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Python of the base image (Debian bookworm's python3).
+    python_version: str = "3.11"
+    runtime_policy: str = "notice"  # "notice" | "refuse"
+    conda_policy: str = "pip"  # "pip" | "refuse" | "mirror"
+    conda_channel_mirror: str = ""
+    allowed_base_images: tuple[str, ...] = ("panbinder-base:bookworm-1",)
+
+    @property
+    def lookup_index(self) -> str:
+        """The simple-API index that package names are checked against."""
+        return (self.index_url or DEFAULT_INDEX).rstrip("/") + "/"
+
+
+def notice(pack: Any, message: str) -> None:
+    """Log ``message`` once per build pack instance, to the build's log when the pack has one."""
+    seen = pack.__dict__.setdefault("_panbinder_notices", set())
+    if message in seen:
+        return
+    seen.add(message)
+    log = getattr(pack, "build_log", None) or logging.getLogger("panbinder.buildpacks")
+    log.info(NOTICE_PREFIX + message + "\n", extra={"phase": "building"})
+
+
+def write_generated(filename: str, text: str) -> str:
+    """Write a converted file into the checkout (the build context); returns its relative path."""
+    os.makedirs(GENERATED_DIR, exist_ok=True)
+    path = os.path.join(GENERATED_DIR, filename)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
