@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
 
 from . import cancel
 
@@ -94,6 +94,10 @@ class BuildKitEngine(DockerEngine):
         "when present, else the first `docker` on PATH.",
     ).tag(config=True)
 
+    no_cache = Bool(
+        False, help="Build without the layer cache (`--no-cache`), as `panbinder rebuild --fresh` does."
+    ).tag(config=True)
+
     @default("docker_cli")
     def _docker_cli_default(self) -> str:
         debian = "/usr/bin/docker"
@@ -120,7 +124,7 @@ class BuildKitEngine(DockerEngine):
         platform: str | None = None,
         **kwargs: Any,
     ) -> Iterator[str]:
-        args = [self.docker_cli, "build", "--progress=plain"]
+        args = [self.docker_cli, "build", "--progress=plain", *(["--no-cache"] if self.no_cache else [])]
         for key, value in (buildargs or {}).items():
             args += ["--build-arg", f"{key}={value}"]
         for image in cache_from or []:

@@ -13,6 +13,7 @@ from typing import Any
 
 from repo2docker.app import Repo2Docker
 from repo2docker.contentproviders import Git as GitContent
+from traitlets import Any as AnyTrait
 from traitlets import Enum, Int, List, Unicode, default
 
 from panbinder.errors import PanbinderError
@@ -25,6 +26,7 @@ from .buildpacks import PackSettings, configured_packs
 from .cancel import CancelToken
 from .checkout import check_checkout_size
 from .engine import BuildKitEngine
+from .lock import LockCapture
 
 _DONE = object()
 # Log lines that explain a failure better than the last line does.
@@ -122,6 +124,12 @@ class Repo2DockerBuilder(Builder):
         ["panbinder-base:bookworm-1"],
         help="Images a repository's Dockerfile may name in FROM (local images; nothing is pulled).",
     ).tag(config=True)
+    on_built = AnyTrait(
+        None,
+        allow_none=True,
+        help="Callable on_built(image, digest, lock) called (in the build thread) after each push "
+        "with the image's environment lock; set by the application (the catalogue records it).",
+    )
     extra_buildpacks = List(
         Unicode(),
         help="Extra build packs ('module:Class'), tried before the built-in ones, after those of the "
@@ -203,8 +211,12 @@ class Repo2DockerBuilder(Builder):
             if not self._engine(r2d).inspect_image(request.image.full):
                 raise RuntimeError("repo2docker finished without producing the image")
             push_line(None)
+            lock = LockCapture(self, request, self._engine(r2d).docker_cli)  # runs during the push
+            pushed = []
             for line in self._engine(r2d).push(request.image.full):
                 push_line(line)
+                pushed.append(line)
+            lock.finish(pushed)
 
     async def build(self, request: BuildRequest) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()

@@ -26,6 +26,7 @@ from panbinder.executor import run_blocking
 
 from . import db, importers, panet
 from .importers import DatasetRecord, PublicationRecord, normalise_doi
+from .locks import LockStore
 from .models import Dataset, Publication, Technique
 from .paths import confine, resolved_roots, safe_join, slug
 from .scan import ScanReport, run_scan, sync_files
@@ -36,7 +37,7 @@ SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 __all__ = ["Catalogue", "Resolver", "ScanReport", "normalise_doi"]
 
 
-class Catalogue(LoggingConfigurable):
+class Catalogue(LockStore, LoggingConfigurable):
     db_url = Unicode(
         "",
         help="SQLAlchemy URL of the catalogue database, e.g. postgresql://user@host/panbinder. "

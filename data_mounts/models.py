@@ -1,4 +1,4 @@
-"""Catalogue tables: datasets (with techniques and a per-file manifest) and publications.
+"""Catalogue tables: datasets (with techniques and a per-file manifest), publications, image locks.
 
 Dates are stored as naive UTC in portable ``DATETIME``/``TIMESTAMP`` columns and always read
 back as timezone-aware UTC datetimes (``UTCDateTime``); naive datetimes given to the models
@@ -196,3 +196,22 @@ class Publication(Base):
 
     def __repr__(self) -> str:
         return f"<Publication {self.doi!r}>"
+
+
+class ImageLock(Base):
+    """The environment lock of one built image (``builder/lock.py``), by full image name.
+
+    ``lock`` is the lock as JSON text; ``digest`` the registry's manifest digest after the push.
+    Rebuilding the same image name replaces its row.
+    """
+
+    __tablename__ = "image_locks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image: Mapped[str] = mapped_column(String(512), unique=True)
+    digest: Mapped[str] = mapped_column(String(128), default="")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lock: Mapped[str] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"<ImageLock {self.image!r}>"

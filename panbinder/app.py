@@ -108,6 +108,8 @@ class PanbinderBase(Application):
 
         registry = Registry(parent=self, log=self.log)
         builder = self.builder_class(parent=self, log=self.log)
+        if getattr(builder, "on_built", False) is None:  # record each build's lock in the catalogue
+            builder.on_built = lambda image, digest, lock: self.catalogue.record_lock(image, digest, lock)
         manager = BuildManager(parent=self, log=self.log, builder=builder)
         if not manager.log_dir:
             manager.log_dir = str(self.state / "build-logs")
@@ -354,6 +356,10 @@ class PanbinderApp(PanbinderBase):
             "panbinder.data_mounts.cli.PublicationsApp",
             "Register publications: add, import FILE.",
         ),
+        "rebuild": ("panbinder.rebuild.RebuildApp", "Rebuild an image from its lock (--frozen) or afresh."),
+        "archive": ("panbinder.archive_cli.ArchiveApp", "Archive a publication or image: archive DOI|IMAGE."),
+        "restore": ("panbinder.archive_cli.RestoreApp", "Restore an archive: restore ARCHIVE."),
+        "registry": ("panbinder.archive_cli.RegistryApp", "Registry maintenance: registry gc [--apply]."),
     }
 
     classes = [PanbinderBase, ServeApp, BuildApp, LaunchApp, *COMPONENTS]

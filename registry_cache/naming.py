@@ -49,3 +49,24 @@ def image_ref(*, registry: str, prefix: str, provider: str, repo_url: str, ref: 
     name = f"{prefix}{provider}-{repo_slug(repo_url)}-{digest}"
     tag = _NON_ALNUM.sub("-", ref.lower())[:128]
     return ImageRef(registry=registry, name=name, tag=tag)
+
+
+def derived_ref(image: ImageRef, kind: str, stamp: str) -> ImageRef:
+    """A rebuild of ``image`` in the same repository: tag ``<tag>-<kind>-<stamp>``.
+
+    ``kind`` is e.g. "frozen" or "fresh", ``stamp`` a UTC timestamp like 20260101T120000Z; the
+    original tag is kept as the prefix (cut so the tag stays within Docker's 128 characters).
+    """
+    suffix = "-" + _NON_ALNUM.sub("-", f"{kind}-{stamp}".lower()).strip("-")
+    return ImageRef(registry=image.registry, name=image.name, tag=image.tag[: 128 - len(suffix)] + suffix)
+
+
+def parse_image(full: str) -> ImageRef:
+    """``[registry/]name:tag`` back into an ImageRef (the registry is the first part with a ':' or '.')."""
+    rest, sep, tag = full.rpartition(":")
+    if not sep or "/" in tag:
+        rest, tag = full, "latest"
+    first, slash, remainder = rest.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return ImageRef(registry=first, name=remainder, tag=tag)
+    return ImageRef(registry="", name=rest, tag=tag)

@@ -1,0 +1,265 @@
+"""Environment locks: what exactly went into a built image, read from the image itself.
+
+A lock is a JSON-able dict (``LOCK_VERSION`` 1)::
+
+    {"lock_version": 1, "image": ..., "digest": "sha256:...", "created": "<ISO UTC>",
+     "repo": {"url": ..., "commit": ...}, "python": "3.11.2",
+     "pip": ["name==1.0", ...],            # `pip freeze --all` of /srv/venv, sorted
+     "dpkg": {"package": "version", ...},  # dpkg-query of the whole image
+     "base_image": {"name": ..., "id": "sha256:..."},
+     "repo2docker": "2026.4.0", "panbinder": "0.1.0"}
+
+The lock is not baked into the image (a final step writing it would re-run for every commit):
+it is read with one ``docker run --rm`` (about half a second) while the image is pushed, and
+the application stores it in the catalogue (``image_locks``). ``environment()`` is the part
+two locks must share to describe the same environment (no names, digests or timestamps).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from panbinder import __version__
+from panbinder.errors import PanbinderError
+
+from .buildpacks.settings import VENV
+
+LOCK_VERSION = 1
+SEPARATOR = "----panbinder-lock----"
+# Reads the versions inside the image; the sections come out in this order.
+PROBE = (
+    "python3 -c 'import platform; print(platform.python_version())'; "
+    f"echo {SEPARATOR}; {VENV}/bin/python -m pip freeze --all --disable-pip-version-check; "
+    f"echo {SEPARATOR}; dpkg-query -W -f '${{Package}}=${{Version}}\\n'"
+)
+DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+_NAME_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _docker(docker_cli: str, *args: str, timeout: float = 120) -> str:
+    proc = subprocess.run([docker_cli, *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise PanbinderError(
+            f"docker {args[0]} failed: {proc.stderr.strip()[-300:]}. Check that the image exists locally.",
+            reason="lock",
+        )
+    return proc.stdout
+
+
+def parse_probe(output: str) -> dict[str, Any]:
+    """The python / pip / dpkg sections of ``PROBE``'s output."""
+    parts = output.split(SEPARATOR + "\n")
+    if len(parts) != 3:
+        raise PanbinderError(
+            "The image did not report its package versions; is it a panbinder image with /srv/venv?",
+            reason="lock",
+            log_message=f"unexpected lock probe output: {output[:500]!r}",
+        )
+    python, pip, dpkg = parts
+    return {
+        "python": python.strip(),
+        "pip": sorted(line.strip() for line in pip.splitlines() if line.strip()),
+        "dpkg": parse_dpkg(dpkg),
+    }
+
+
+def parse_dpkg(text: str) -> dict[str, str]:
+    """``package=version`` lines into a dict."""
+    found = {}
+    for line in text.splitlines():
+        name, sep, version = line.strip().partition("=")
+        if sep and name:
+            found[name] = version
+    return found
+
+
+def normalise_name(name: str) -> str:
+    """PEP 503 normalised project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_freeze(lines: list[str]) -> dict[str, str]:
+    """``pip freeze`` lines into {normalised name: version or the rest of the line}."""
+    found = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-e "):
+            found[normalise_name(line.rsplit("=", 1)[-1])] = line
+            continue
+        m = _NAME_RE.match(line)
+        if not m:
+            continue
+        rest = line[m.end() :].strip()
+        found[normalise_name(m.group(1))] = rest.removeprefix("==")
+    return found
+
+
+def image_id(image: str, *, docker_cli: str) -> str:
+    return _docker(docker_cli, "image", "inspect", "--format", "{{.Id}}", image).strip()
+
+
+def dpkg_of(image: str, *, docker_cli: str) -> dict[str, str]:
+    """The Debian packages of a local image (its base image, for example)."""
+    probe = "dpkg-query -W -f '${Package}=${Version}\\n'"
+    out = _docker(docker_cli, "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", image, "-c", probe)
+    return parse_dpkg(out)
+
+
+def pushed_digest(push_lines: list[str]) -> str:
+    """The manifest digest ``docker push`` printed last ("" when it printed none)."""
+    for line in reversed(push_lines):
+        m = DIGEST_RE.search(line)
+        if m:
+            return m.group(1)
+    return ""
+
+
+def capture_lock(
+    image: str,
+    *,
+    docker_cli: str,
+    base_image: str = "",
+    repo_url: str = "",
+    commit: str = "",
+    digest: str = "",
+) -> dict[str, Any]:
+    """Run the probe in ``image`` (a local image) and return its lock."""
+    import repo2docker
+
+    out = _docker(docker_cli, "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", image, "-c", PROBE)
+    lock: dict[str, Any] = {
+        "lock_version": LOCK_VERSION,
+        "image": image,
+        "digest": digest,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "repo": {"url": repo_url, "commit": commit},
+        **parse_probe(out),
+        "base_image": {
+            "name": base_image,
+            "id": image_id(base_image, docker_cli=docker_cli) if base_image else "",
+        },
+        "repo2docker": repo2docker.__version__,
+        "panbinder": __version__,
+    }
+    return lock
+
+
+class LockCapture:
+    """Capture a built image's lock in a thread while it is pushed; ``finish`` hands it on.
+
+    ``builder.on_built(image, digest, lock)`` receives it; any failure (the probe, the callback)
+    is logged as a warning and never fails the build.
+    """
+
+    def __init__(self, builder: Any, request: Any, docker_cli: str) -> None:
+        self.builder, self.image = builder, request.image.full
+        self.lock: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if builder.on_built is None:
+            return
+        args = {
+            "docker_cli": docker_cli,
+            "base_image": builder.base_image,
+            "repo_url": request.repo_url,
+            "commit": request.resolved_ref,
+        }
+        self.thread = threading.Thread(target=self._run, args=(args,), name=f"lock-{self.image}", daemon=True)
+        self.thread.start()
+
+    def _run(self, args: dict[str, str]) -> None:
+        try:
+            self.lock = capture_lock(self.image, **args)
+        except BaseException as e:  # reported by finish()
+            self.error = e
+
+    def finish(self, push_lines: list[str]) -> None:
+        """After the push: add the pushed digest and call ``on_built``."""
+        if self.thread is None:
+            return
+        self.thread.join(timeout=300)
+        try:
+            if self.lock is None:
+                raise self.error or TimeoutError("the lock probe did not finish")
+            digest = pushed_digest(push_lines)
+            self.lock["digest"] = digest
+            self.builder.on_built(self.image, digest, self.lock)
+        except Exception as e:  # the image is built and pushed: a missing lock is only a warning
+            self.builder.log.warning(
+                "could not record the environment lock of %s: %s", self.image, e, extra={"image": self.image}
+            )
+
+
+def environment(lock: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two locks to describe the same environment."""
+    return {
+        "python": lock.get("python"),
+        "pip": parse_freeze(lock.get("pip", [])),
+        "dpkg": dict(lock.get("dpkg", {})),
+        "base_image": dict(lock.get("base_image", {})).get("id"),
+    }
+
+
+def _diff(a: dict[str, str], b: dict[str, str]) -> dict[str, Any]:
+    return {
+        "added": {k: b[k] for k in sorted(b.keys() - a.keys())},
+        "removed": {k: a[k] for k in sorted(a.keys() - b.keys())},
+        "changed": {k: [a[k], b[k]] for k in sorted(a.keys() & b.keys()) if a[k] != b[k]},
+    }
+
+
+def diff_locks(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Packages added, removed and changed from lock ``a`` to lock ``b`` (pip and dpkg), and python."""
+    ea, eb = environment(a), environment(b)
+    result = {"pip": _diff(ea["pip"], eb["pip"]), "dpkg": _diff(ea["dpkg"], eb["dpkg"])}
+    if ea["python"] != eb["python"]:
+        result["python"] = [ea["python"], eb["python"]]
+    if ea["base_image"] != eb["base_image"]:
+        result["base_image"] = [ea["base_image"], eb["base_image"]]
+    return result
+
+
+def is_empty(diff: dict[str, Any]) -> bool:
+    """True when ``diff_locks`` found no difference at all."""
+    return not any(
+        (isinstance(part, dict) and any(part.values())) or isinstance(part, list) for part in diff.values()
+    )
+
+
+def format_diff(diff: dict[str, Any]) -> str:
+    """Human-readable lines, one per difference."""
+    lines = []
+    for kind in ("pip", "dpkg"):
+        part = diff.get(kind, {})
+        for name, version in part.get("added", {}).items():
+            lines.append(f"{kind}: + {name} {version}")
+        for name, version in part.get("removed", {}).items():
+            lines.append(f"{kind}: - {name} {version}")
+        for name, (old, new) in part.get("changed", {}).items():
+            lines.append(f"{kind}: ~ {name} {old} -> {new}")
+    for key in ("python", "base_image"):
+        if key in diff:
+            lines.append(f"{key}: {diff[key][0]} -> {diff[key][1]}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "LOCK_VERSION",
+    "LockCapture",
+    "capture_lock",
+    "diff_locks",
+    "dpkg_of",
+    "environment",
+    "format_diff",
+    "is_empty",
+    "parse_dpkg",
+    "parse_freeze",
+    "parse_probe",
+    "pushed_digest",
+]

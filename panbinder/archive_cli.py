@@ -1,0 +1,262 @@
+"""``panbinder archive``, ``panbinder restore`` and ``panbinder registry gc``.
+
+``archive DOI|IMAGE`` writes one self-describing folder (see registry_cache/archive.py) that
+lets a publication be launched again when its repository and its cached image are gone.
+``restore ARCHIVE`` checks every checksum first, then pushes the image under today's names for
+launch by DOI and by URL, keeps the repository as a bare clone under
+``Archive.repo_mirror_root`` and registers the publication again if the catalogue lost it.
+Errors print ``error: <message>`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from traitlets import Bool
+
+from .app import PanbinderBase
+from .data_mounts.catalogue import Catalogue
+from .data_mounts.cli import CatalogueCommand, GroupCommand
+from .data_mounts.models import Dataset, Publication
+from .registry_cache import ImageRef, Registry, image_ref
+from .registry_cache.archive import Archive, ArchivedImage, ArchiveError, verify_bag
+from .registry_cache.retention import GC_COMMAND, RegistryAdmin, Retention, select_removals
+
+DATASET_FIELDS = (
+    "pid title facility instrument scientific_field data_type proposal_id owners groups "
+    "creation_date release_date is_public location size file_count"
+).split()
+DATE_FIELDS = ("creation_date", "release_date")
+
+
+def publication_metadata(pub: Publication) -> dict:
+    """The publication and its datasets' metadata as JSON-ready data (no data files)."""
+    datasets = []
+    for ds in pub.datasets:
+        record = {f: getattr(ds, f) for f in DATASET_FIELDS}
+        for f in DATE_FIELDS:
+            record[f] = record[f].isoformat() if record[f] else None
+        datasets.append(record)
+    return {
+        "doi": pub.doi,
+        "title": pub.title,
+        "authors": list(pub.authors or []),
+        "year": pub.year,
+        "repo_url": pub.repo_url,
+        "ref": pub.ref,
+        "resolved_sha": pub.resolved_sha,
+        "datasets": datasets,
+    }
+
+
+class ArchiveCommand(CatalogueCommand):
+    classes = [PanbinderBase, Catalogue, Archive, Registry]
+
+    def make_archive(self) -> Archive:
+        archive = Archive(parent=self, log=self.log)
+        archive.root = archive.root or str(self.state / "archives")
+        archive.repo_mirror_root = archive.repo_mirror_root or str(self.state / "repo-mirrors")
+        return archive
+
+
+class ArchiveApp(ArchiveCommand):
+    name = "panbinder-archive"
+    description = "Archive a publication (DOI) or an image: image, repository bundle, lock, metadata."
+    usage = "panbinder archive DOI|IMAGE [--to ROOT] [--tar]"
+    tar = Bool(False, help="Write one tarball instead of a folder.").tag(config=True)
+    aliases = {**CatalogueCommand.aliases, "to": "Archive.root"}
+    flags = {**PanbinderBase.flags, "tar": ({"ArchiveApp": {"tar": True}}, "Write a tarball.")}
+
+    def run(self) -> None:
+        target = self.one_file()
+        archive, registry, catalogue = (
+            self.make_archive(),
+            Registry(parent=self, log=self.log),
+            self.make_catalogue(),
+        )
+        with catalogue.session() as session:
+            pub = catalogue.get_publication(session, target)
+            metadata = publication_metadata(pub) if pub is not None else None
+        if metadata is not None:
+            image = self.publication_image(registry, metadata)
+            label = metadata["doi"]
+        else:
+            if "/" not in target or ":" not in target.rsplit("/", 1)[-1]:
+                self.fail(f"{target} is neither a registered DOI nor an image name with a tag.")
+            image, label = self.labelled_image(archive, target), target
+        lock = self.lock(catalogue, image.image)
+        print(archive.create(label=label, image=image, metadata=metadata, lock=lock, tar=self.tar))
+
+    def publication_image(self, registry: Registry, pub: dict) -> ArchivedImage:
+        """The publication's image: its ``doi`` name, else its ``git`` name at the pinned commit."""
+        for provider in ("doi", "git"):
+            ref = image_ref(
+                registry=registry.host,
+                prefix=self.image_prefix,
+                provider=provider,
+                repo_url=pub["repo_url"],
+                ref=pub["resolved_sha"],
+            )
+            if asyncio.run(registry.exists(ref)) or _local(ref.full):
+                return ArchivedImage(provider, pub["repo_url"], pub["resolved_sha"], ref.full)
+        self.fail(f"No image of {pub['doi']} is in the registry; launch it once to build it, then archive.")
+
+    def labelled_image(self, archive: Archive, image: str) -> ArchivedImage:
+        archive.ensure_local(image)
+        out = subprocess.run(
+            [archive.docker, "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+            capture_output=True,
+            text=True,
+        )
+        labels = json.loads(out.stdout or "null") or {}
+        try:
+            return ArchivedImage(
+                labels["org.panbinder.provider"],
+                labels["org.panbinder.repo"],
+                labels["org.panbinder.ref"],
+                image,
+            )
+        except KeyError:
+            self.fail(f"{image} has no org.panbinder.* labels; archive images built by panbinder only.")
+
+    def lock(self, catalogue, image: str) -> dict | None:
+        """The lock the catalogue recorded for ``image`` (full name), if this version has locks."""
+        get_lock = getattr(catalogue, "get_lock", None)
+        if get_lock is None:
+            return None
+        try:
+            return get_lock(image)
+        except Exception as e:  # a lock is a bonus; never fail the archive for it
+            self.log.warning("no lock from the catalogue for %s: %s", image, e)
+            return None
+
+
+class RestoreApp(ArchiveCommand):
+    name = "panbinder-restore"
+    description = "Verify an archive, push its image, keep its repository and re-register its publication."
+    usage = "panbinder restore ARCHIVE"
+
+    def run(self) -> None:
+        path = Path(self.one_file())
+        archive, registry = self.make_archive(), Registry(parent=self, log=self.log)
+        with tempfile.TemporaryDirectory(prefix="panbinder-restore-") as scratch:
+            bag = archive.open(path, Path(scratch))
+            verify_bag(bag)
+            archived = archive.describe(bag)
+            meta_path = bag / "data" / "publication.json"
+            metadata = json.loads(meta_path.read_text()) if meta_path.exists() else None
+            providers = ("doi", "git") if metadata is not None else ()  # doi names only for a DOI
+            targets = archived.names(registry=registry.host, prefix=self.image_prefix, providers=providers)
+            mirror = archive.restore_repository(bag)
+            archive.load_and_push(bag, targets)
+            lock_path = bag / "data" / "lock.json"
+            if lock_path.exists():
+                self.record_lock(registry, targets, json.loads(lock_path.read_text()))
+        for target in targets:
+            print(f"image: {target.full}")
+        print(f"repository: {mirror} (serve this folder, e.g. git daemon --base-path, for launches by URL)")
+        if metadata is not None:
+            print(f"publication: {metadata['doi']} ({self.restore_publication(metadata)})")
+
+    def record_lock(self, registry: Registry, targets: list[ImageRef], lock: dict) -> None:
+        """Record the archived lock for the pushed names, if this version of the catalogue has locks."""
+        record = getattr(self.make_catalogue(), "record_lock", None)
+        if record is None:
+            return
+        for target in targets:
+            try:
+                record(target.full, asyncio.run(registry.digest(target)) or "", lock)
+            except Exception as e:  # the image is restored; the lock is a bonus
+                self.log.warning("could not record the lock of %s: %s", target.full, e)
+
+    def restore_publication(self, meta: dict) -> str:
+        catalogue = self.make_catalogue()
+        with catalogue.session() as session:
+            existing = catalogue.get_publication(session, meta["doi"])
+            if existing is not None and existing.resolved_sha != meta["resolved_sha"]:
+                return f"registered here with commit {existing.resolved_sha}; left as it is"
+            if existing is not None:
+                return "already registered"
+            datasets = []
+            for record in meta["datasets"]:
+                ds = catalogue.get_dataset(session, record["pid"])
+                if ds is None:
+                    values = {f: record.get(f) for f in DATASET_FIELDS if record.get(f) is not None}
+                    for f in DATE_FIELDS:
+                        if values.get(f):
+                            values[f] = datetime.fromisoformat(values[f])
+                    ds = Dataset(**values)
+                    session.add(ds)
+                datasets.append(ds)
+            fields = ("doi", "title", "authors", "year", "repo_url", "ref", "resolved_sha")
+            session.add(Publication(**{f: meta[f] for f in fields}, datasets=datasets))
+        return "registered again from the archive"
+
+
+class RegistryGcApp(ArchiveCommand):
+    name = "panbinder-registry-gc"
+    description = "Remove idle cached images from the registry (dry run unless --apply)."
+    usage = "panbinder registry gc [--apply]"
+    classes = [PanbinderBase, Catalogue, Retention, Registry]
+    apply = Bool(False, help="Delete the selected manifests (default: only list them).").tag(config=True)
+    flags = {**PanbinderBase.flags, "apply": ({"RegistryGcApp": {"apply": True}}, "Really delete.")}
+    aliases = {**CatalogueCommand.aliases, "max-idle-days": "Retention.max_idle_days"}
+
+    def run(self) -> None:
+        asyncio.run(self.gc())
+
+    def pinned(self, registry: Registry) -> set[str]:
+        catalogue, pinned = self.make_catalogue(), set()
+        with catalogue.session() as session:
+            for pub in catalogue.list_publications(session, limit=10**9):
+                for provider in ("doi", "git"):
+                    ref = image_ref(
+                        registry=registry.host,
+                        prefix=self.image_prefix,
+                        provider=provider,
+                        repo_url=pub.repo_url,
+                        ref=pub.resolved_sha,
+                    )
+                    pinned.add(f"{ref.name}:{ref.tag}")
+        return pinned
+
+    async def gc(self) -> None:
+        from .builder.manager import BuildManager
+
+        registry, retention = Registry(parent=self, log=self.log), Retention(parent=self, log=self.log)
+        log_dir = Path(BuildManager(parent=self, log=self.log).log_dir or self.state / "build-logs")
+        admin = RegistryAdmin(registry)
+        images = await retention.inventory(admin, self.image_prefix, log_dir)
+        pinned = self.pinned(registry)
+        removals = select_removals(
+            images, pinned, now=datetime.now(UTC), max_idle_days=retention.max_idle_days
+        )
+        for image in images:
+            state = "remove" if image in removals else "pinned" if image.key in pinned else "keep"
+            when = image.last_used.isoformat(timespec="seconds") if image.last_used else "-"
+            print(f"{state:7} {image.key}  last used {when} ({image.source})")
+        if not self.apply:
+            print(f"dry run: {len(removals)} image(s) would be removed; add --apply to remove them.")
+            return
+        for image in removals:
+            await admin.delete(image.name, image.digest)
+        print(f"removed {len(removals)} manifest(s). Reclaim their blobs with: {GC_COMMAND}")
+
+
+class RegistryApp(GroupCommand):
+    name = "panbinder-registry"
+    description = "Registry maintenance: gc."
+    subcommands = {"gc": (RegistryGcApp, RegistryGcApp.description)}
+    classes = [PanbinderBase, Retention, RegistryGcApp]
+
+
+def _local(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
+__all__ = ["ArchiveApp", "ArchiveError", "RegistryApp", "RestoreApp"]

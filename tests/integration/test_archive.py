@@ -1,0 +1,135 @@
+"""Archive a publication, lose its image, repository and registration, restore, launch by DOI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from panbinder.registry_cache import Registry, image_ref
+from panbinder.registry_cache.retention import RegistryAdmin
+from panbinder.testing import read_stream, run_code
+
+from .conftest import catalogue_of, cli, write_scan
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+
+DOI = "10.5555/panbinder.archived"
+REPO = "archived-paper"
+READ = (
+    "import h5py, json, os\n"
+    "m = json.load(open('/data/MANIFEST.json'))\n"
+    "ds = m['datasets'][0]\n"
+    "with h5py.File(os.path.join(ds['path'], 'scan.nxs')) as f:\n"
+    "    print(int(f['/entry/data/counts'][7]), ds['pid'])\n"
+)
+
+
+@pytest.fixture(scope="module")
+def archived_publication(portal, git_server, storage_root, publications):
+    """A publication of its own (repository, dataset), built once, so that it can be destroyed."""
+    write_scan(storage_root / "archived-scan", 11)
+    cli(portal, "datasets", "scan", str(storage_root))
+    cat = catalogue_of(portal, storage_root)
+    with cat.session() as s:
+        cat.get_dataset(s, "local:archived-scan").is_public = True
+    sha = git_server.commit(
+        REPO,
+        {"requirements.txt": "h5py==3.16.0\n", "figure.ipynb": "{}", "README.md": "archived paper\n"},
+        "paper",
+    )
+    repo = git_server.url(REPO)
+    cli(
+        portal,
+        "publications",
+        "add",
+        f"--doi={DOI}",
+        f"--repo={repo}",
+        "--ref=main",
+        "--dataset=local:archived-scan",
+    )
+    cli(portal, "build", repo, sha)  # the git name only: archive and restore add the doi name
+    return cat, repo, sha
+
+
+def run(*args: str) -> str:
+    return subprocess.run(list(args), capture_output=True, text=True).stdout
+
+
+def names(repo: str, sha: str):
+    registry = Registry()
+    return registry, [
+        image_ref(registry=registry.host, prefix="panbinder/v1-", provider=p, repo_url=repo, ref=sha)
+        for p in ("doi", "git")
+    ]
+
+
+async def forget_image(repo: str, sha: str) -> None:
+    registry, refs = names(repo, sha)
+    for ref in refs:
+        digest = await registry.digest(ref)
+        if digest:
+            await RegistryAdmin(registry).delete(ref.name, digest)
+        run("docker", "rmi", "-f", ref.full)
+        assert await registry.digest(ref) is None
+
+
+async def test_archive_restore_launch_by_doi(portal, git_server, archived_publication, tmp_path):
+    cat, repo, sha = archived_publication
+    out = cli(portal, "archive", DOI, f"--to={tmp_path}").stdout.strip().splitlines()[-1]
+    bag = tmp_path / out.rsplit("/", 1)[-1]
+    assert bag.is_dir(), out
+    files = (bag / "manifest-sha256.txt").read_text()
+    for name in ("data/image.tar", "data/repo.bundle", "data/publication.json", "data/archive.json"):
+        assert name in files
+
+    # everything is lost: image (registry and engine), repository, registration
+    await forget_image(repo, sha)
+    shutil.rmtree(git_server.base / REPO)
+    with cat.session() as s:
+        s.delete(cat.get_publication(s, DOI))
+
+    # a tampered archive is refused before anything is loaded
+    pub_json = bag / "data" / "publication.json"
+    original = pub_json.read_bytes()
+    pub_json.write_bytes(original.replace(b"archived-scan", b"embargoed-scan"))
+    proc = cli(portal, "restore", str(bag), check=False)
+    assert proc.returncode == 2
+    assert "data/publication.json" in proc.stderr and "does not match" in proc.stderr
+    registry, refs = names(repo, sha)
+    assert [await registry.digest(r) for r in refs] == [None, None]
+    pub_json.write_bytes(original)
+
+    restored = cli(portal, "restore", str(bag)).stdout
+    assert "registered again from the archive" in restored
+    for ref in refs:
+        assert await registry.digest(ref), restored
+    mirror = next(line.split()[1] for line in restored.splitlines() if line.startswith("repository:"))
+    assert run("git", "ls-remote", f"file://{mirror}", "main").split()[0] == sha
+
+    s = await read_stream(f"{portal.url}/build/doi/{DOI}")
+    assert s.last["phase"] == "ready", s.log()
+    assert "building" not in s.phases
+    out = await run_code(s.last["url"], s.last["token"], READ)
+    assert out.split() == ["77", "local:archived-scan"]
+
+
+async def test_archive_tarball_roundtrip_verifies(portal, archived_publication, tmp_path):
+    _cat, repo, sha = archived_publication
+    registry, refs = names(repo, sha)
+    if not await registry.digest(refs[1]):
+        pytest.fail("the image of the archived publication is missing")
+    out = cli(portal, "archive", DOI, f"--to={tmp_path}", "--tar").stdout.strip().splitlines()[-1]
+    assert out.endswith(".tar")
+    restored = cli(portal, "restore", out).stdout
+    assert "already registered" in restored
+
+
+def test_registry_gc_dry_run_pins_publications(portal, archived_publication):
+    _cat, repo, sha = archived_publication
+    _registry, refs = names(repo, sha)
+    out = cli(portal, "registry", "gc", "--max-idle-days=0").stdout
+    lines = out.splitlines()
+    assert f"pinned  {refs[1].name}:{refs[1].tag}" in "\n".join(lines)
+    assert lines[-1].startswith("dry run:"), out

@@ -1,0 +1,96 @@
+"""Locks for real: a build records its lock in the catalogue; a frozen rebuild reproduces it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from panbinder.testing import read_stream
+
+from .conftest import catalogue_of
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+
+FILES = {
+    "requirements.txt": "tabulate==0.9.0\n",
+    "apt.txt": "jq\n",
+    "analysis.py": "import tabulate\nprint(tabulate.__version__)\n",
+}
+
+
+def rebuild(portal, *args: str) -> subprocess.CompletedProcess:
+    config = portal.state / "panbinder_config.py"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "panbinder.app",
+            "rebuild",
+            *args,
+            f"--config={config}",
+            f"--state-dir={portal.state}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+@pytest.fixture(scope="module")
+def locked_image(portal, git_server, storage_root):
+    sha = git_server.commit("locked", FILES, "locked")
+    url = portal.build_url(git_server.url("locked"), "main", "build_only=true")
+    s = asyncio.run(read_stream(url, timeout=900))
+    assert s.last["phase"] == "built", s.log()
+    image = s.last["imageName"]
+    cat = catalogue_of(portal, storage_root)
+    try:
+        lock = cat.get_lock(image)
+    finally:
+        cat.close()
+    return image, sha, lock
+
+
+def test_build_records_its_lock_in_the_catalogue(locked_image, git_server):
+    image, sha, lock = locked_image
+    assert lock is not None, "no lock recorded"
+    assert lock["image"] == image and lock["repo"] == {"url": git_server.url("locked"), "commit": sha}
+    assert lock["digest"].startswith("sha256:")
+    assert lock["python"].startswith("3.")
+    assert "tabulate==0.9.0" in lock["pip"] and any(p.startswith("jupyterlab==") for p in lock["pip"])
+    assert "jq" in lock["dpkg"] and "bash" in lock["dpkg"]
+    assert lock["base_image"]["name"] == "panbinder-base:bookworm-1"
+    assert lock["base_image"]["id"].startswith("sha256:")
+    assert lock["repo2docker"] and lock["panbinder"]
+
+
+def test_frozen_rebuild_reports_an_identical_lock(locked_image, portal, storage_root):
+    image, _, _ = locked_image
+    proc = rebuild(portal, "--frozen", image)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
+    assert "lock: identical" in proc.stdout, proc.stdout
+    rebuilt = next(line for line in proc.stdout.splitlines() if line.startswith("frozen rebuild of"))
+    frozen_image = rebuilt.rsplit(": ", 1)[1]
+    assert frozen_image.startswith(image + "-frozen-")
+    cat = catalogue_of(portal, storage_root)
+    try:
+        assert cat.get_lock(frozen_image) is not None
+    finally:
+        cat.close()
+
+
+def test_fresh_rebuild_prints_the_differences(locked_image, portal):
+    image, _, _ = locked_image
+    proc = rebuild(portal, "--fresh", image)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
+    assert f"fresh rebuild of {image}: {image}-fresh-" in proc.stdout
+    assert "differences (recorded -> rebuilt):" in proc.stdout
+
+
+def test_rebuild_without_a_lock_says_what_to_do(portal):
+    proc = rebuild(portal, "--frozen", "127.0.0.1:5000/panbinder/v1-never-built:0000")
+    assert proc.returncode == 2
+    assert "No lock is recorded for 127.0.0.1:5000/panbinder/v1-never-built:0000" in proc.stderr

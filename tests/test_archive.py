@@ -1,0 +1,100 @@
+"""Archive manifests (write, verify, tampering named) and retention selection, without docker."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from panbinder.registry_cache.archive import ArchiveError, verify_bag, write_bag
+from panbinder.registry_cache.retention import CachedImage, log_mtime, select_removals
+
+
+def make_bag(tmp_path):
+    bag = tmp_path / "bag"
+    (bag / "data" / "sub").mkdir(parents=True)
+    (bag / "data" / "image.tar").write_bytes(b"x" * (3 * 1024 * 1024 + 7))
+    (bag / "data" / "sub" / "publication.json").write_text('{"doi": "10.5555/x"}\n')
+    write_bag(bag, {"External-Identifier": "10.5555/x"})
+    return bag
+
+
+def test_manifest_lists_every_payload_file_with_its_sha256(tmp_path):
+    bag = make_bag(tmp_path)
+    lines = (bag / "manifest-sha256.txt").read_text().splitlines()
+    expected = hashlib.sha256((bag / "data" / "image.tar").read_bytes()).hexdigest()
+    pub = hashlib.sha256((bag / "data" / "sub" / "publication.json").read_bytes()).hexdigest()
+    assert lines == [f"{expected}  data/image.tar", f"{pub}  data/sub/publication.json"]
+    assert (bag / "bagit.txt").read_text().startswith("BagIt-Version: 1.0\n")
+    info = (bag / "bag-info.txt").read_text()
+    assert f"Payload-Oxum: {3 * 1024 * 1024 + 7 + 21}.2\n" in info
+    assert "External-Identifier: 10.5555/x\n" in info
+    verify_bag(bag)
+
+
+def test_tampered_file_is_named(tmp_path):
+    bag = make_bag(tmp_path)
+    with (bag / "data" / "sub" / "publication.json").open("a") as f:
+        f.write(" ")
+    with pytest.raises(ArchiveError, match=r"data/sub/publication\.json .*does not match"):
+        verify_bag(bag)
+
+
+def test_missing_and_extra_files_are_named(tmp_path):
+    bag = make_bag(tmp_path)
+    (bag / "data" / "extra.txt").write_text("smuggled")
+    with pytest.raises(ArchiveError, match=r"data/extra\.txt is in the archive .* not in its manifest"):
+        verify_bag(bag)
+    (bag / "data" / "extra.txt").unlink()
+    (bag / "data" / "image.tar").unlink()
+    with pytest.raises(ArchiveError, match=r"data/image\.tar is missing"):
+        verify_bag(bag)
+
+
+def test_not_an_archive_and_bad_manifest_lines(tmp_path):
+    with pytest.raises(ArchiveError, match="not a panbinder archive"):
+        verify_bag(tmp_path)
+    bag = make_bag(tmp_path)
+    (bag / "manifest-sha256.txt").write_text(f"{'0' * 64}  ../../etc/passwd\n")
+    with pytest.raises(ArchiveError, match="bad line"):
+        verify_bag(bag)
+
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def image(name: str, tag: str, digest: str, days_ago: float | None) -> CachedImage:
+    when = None if days_ago is None else NOW - timedelta(days=days_ago)
+    return CachedImage(name, tag, digest, when, "build log" if when else "unknown")
+
+
+def test_retention_removes_only_idle_unpinned_images():
+    images = [
+        image("p/v1-git-a", "old", "sha256:1", 200),
+        image("p/v1-git-a", "new", "sha256:2", 3),
+        image("p/v1-doi-b", "pinned", "sha256:3", 900),
+        image("p/v1-git-c", "unknown", "sha256:4", None),
+    ]
+    removed = select_removals(images, {"p/v1-doi-b:pinned"}, now=NOW, max_idle_days=90)
+    assert [i.key for i in removed] == ["p/v1-git-a:old"]
+
+
+def test_retention_never_deletes_a_digest_shared_with_a_pinned_or_kept_tag():
+    images = [
+        image("p/v1-doi-b", "idle-alias", "sha256:3", 900),
+        image("p/v1-doi-b", "pinned", "sha256:3", 900),
+        image("p/v1-git-a", "idle", "sha256:5", 500),
+        image("p/v1-git-a", "fresh-alias", "sha256:5", 1),
+        image("p/v1-git-z", "idle", "sha256:3", 500),  # same digest, other repository: its own manifest
+    ]
+    removed = select_removals(images, {"p/v1-doi-b:pinned"}, now=NOW, max_idle_days=90)
+    assert [i.key for i in removed] == ["p/v1-git-z:idle"]
+    assert select_removals(images, {i.key for i in images}, now=NOW, max_idle_days=0) == []
+
+
+def test_idle_time_comes_from_the_build_log_file(tmp_path):
+    log = tmp_path / "panbinder_v1-git-a@abc.log"
+    log.write_text("[built]\n")
+    assert log_mtime(tmp_path, "panbinder/v1-git-a", "abc") is not None
+    assert log_mtime(tmp_path, "panbinder/v1-git-a", "other") is None

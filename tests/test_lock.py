@@ -1,0 +1,206 @@
+"""Environment locks: parsing, diffs, derived tags, the frozen pack's inputs, catalogue storage."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from panbinder.builder import lock as lock_module
+from panbinder.builder.base import BuildRequest
+from panbinder.builder.buildpacks.frozen import FROZEN_IN_IMAGE, apt_pins, frozen_pack, frozen_requirements
+from panbinder.builder.buildpacks.settings import PackSettings
+from panbinder.builder.lock import (
+    SEPARATOR,
+    LockCapture,
+    diff_locks,
+    format_diff,
+    is_empty,
+    parse_freeze,
+    parse_probe,
+    pushed_digest,
+)
+from panbinder.data_mounts.catalogue import Catalogue
+from panbinder.errors import PanbinderError
+from panbinder.registry_cache import ImageRef
+from panbinder.registry_cache.naming import derived_ref, parse_image
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def lock(pip: list[str], dpkg: dict[str, str], **extra) -> dict:
+    return {
+        "lock_version": 1,
+        "image": "127.0.0.1:5000/x:1",
+        "digest": DIGEST,
+        "created": "2026-01-01T00:00:00+00:00",
+        "python": "3.11.2",
+        "pip": pip,
+        "dpkg": dpkg,
+        "base_image": {"name": "panbinder-base:bookworm-1", "id": "sha256:base"},
+        **extra,
+    }
+
+
+def test_parse_probe_splits_the_three_sections():
+    out = (
+        f"3.11.2\n{SEPARATOR}\ntabulate==0.9.0\nJinja2==3.1.6\n{SEPARATOR}\nbash=5.2.15-2+b2\nlibc6=2.36-9\n"
+    )
+    parsed = parse_probe(out)
+    assert parsed == {
+        "python": "3.11.2",
+        "pip": ["Jinja2==3.1.6", "tabulate==0.9.0"],
+        "dpkg": {"bash": "5.2.15-2+b2", "libc6": "2.36-9"},
+    }
+
+
+def test_parse_probe_refuses_other_output():
+    with pytest.raises(PanbinderError, match="did not report its package versions"):
+        parse_probe("sh: 1: /srv/venv/bin/python: not found\n")
+
+
+def test_parse_freeze_normalises_names_and_keeps_local_lines():
+    found = parse_freeze(["Jinja2==3.1.6", "zope.interface==6.0", "mypkg @ file:///home/jovyan", "", "# c"])
+    assert found == {"jinja2": "3.1.6", "zope-interface": "6.0", "mypkg": "@ file:///home/jovyan"}
+
+
+def test_diff_locks_reports_added_removed_changed():
+    a = lock(["numpy==1.26.4", "tabulate==0.9.0", "six==1.16.0"], {"curl": "7.88.1-10", "vim": "2:9.0"})
+    b = lock(
+        ["numpy==2.0.0", "tabulate==0.9.0", "h5py==3.16.0"],
+        {"curl": "7.88.1-10+deb12u5", "less": "590-2"},
+        digest="sha256:other",
+        created="2030-01-01T00:00:00+00:00",
+    )
+    diff = diff_locks(a, b)
+    assert diff["pip"] == {
+        "added": {"h5py": "3.16.0"},
+        "removed": {"six": "1.16.0"},
+        "changed": {"numpy": ["1.26.4", "2.0.0"]},
+    }
+    assert diff["dpkg"] == {
+        "added": {"less": "590-2"},
+        "removed": {"vim": "2:9.0"},
+        "changed": {"curl": ["7.88.1-10", "7.88.1-10+deb12u5"]},
+    }
+    assert not is_empty(diff)
+    text = format_diff(diff)
+    assert "pip: ~ numpy 1.26.4 -> 2.0.0" in text and "dpkg: + less 590-2" in text
+    assert "pip: - six 1.16.0" in text
+
+
+def test_identical_environments_ignore_names_digests_and_times():
+    a = lock(["tabulate==0.9.0"], {"bash": "5.2"})
+    b = lock(["tabulate==0.9.0"], {"bash": "5.2"}, image="y:frozen", digest="sha256:x", created="later")
+    diff = diff_locks(a, b)
+    assert is_empty(diff) and format_diff(diff) == ""
+
+
+def test_python_and_base_image_changes_count():
+    a = lock([], {})
+    b = lock([], {}, python="3.12.1", base_image={"name": "panbinder-base:bookworm-2", "id": "sha256:new"})
+    diff = diff_locks(a, b)
+    assert diff["python"] == ["3.11.2", "3.12.1"] and diff["base_image"] == ["sha256:base", "sha256:new"]
+    assert not is_empty(diff)
+
+
+def test_pushed_digest_takes_the_last_one():
+    lines = ["abc: Pushed\n", f"f13: digest: {DIGEST} size: 2203\n", "done\n"]
+    assert pushed_digest(lines) == DIGEST
+    assert pushed_digest(["nothing\n"]) == ""
+
+
+def test_derived_ref_keeps_name_and_prefixes_the_tag():
+    image = ImageRef(registry="127.0.0.1:5000", name="panbinder/v1-git-x-0123456789", tag="a" * 40)
+    frozen = derived_ref(image, "frozen", "20260101T120000Z")
+    assert frozen == ImageRef(
+        registry="127.0.0.1:5000",
+        name="panbinder/v1-git-x-0123456789",
+        tag="a" * 40 + "-frozen-20260101t120000z",
+    )
+    long = derived_ref(ImageRef("", "n", "b" * 128), "fresh", "20260101T120000Z")
+    assert len(long.tag) == 128 and long.tag.endswith("-fresh-20260101t120000z")
+
+
+@pytest.mark.parametrize(
+    ("full", "expected"),
+    [
+        ("127.0.0.1:5000/panbinder/v1-git-x:abc", ImageRef("127.0.0.1:5000", "panbinder/v1-git-x", "abc")),
+        ("panbinder-base:bookworm-1", ImageRef("", "panbinder-base", "bookworm-1")),
+        ("localhost/a/b", ImageRef("localhost", "a/b", "latest")),
+        ("registry.example.org/a", ImageRef("registry.example.org", "a", "latest")),
+    ],
+)
+def test_parse_image_round_trips(full, expected):
+    assert parse_image(full) == expected
+    if ":" in full.rsplit("/", 1)[-1]:
+        assert parse_image(full).full == full
+
+
+def test_frozen_requirements_leave_out_the_repository_itself():
+    text = frozen_requirements(["pip==25.0", "mypkg @ file:///home/jovyan", "-e git+x#egg=y", "six==1.16.0"])
+    assert text == "pip==25.0\nsix==1.16.0\n"
+
+
+def test_apt_pins_are_the_packages_the_base_image_lacks_in_that_version():
+    image = {"bash": "5.2", "curl": "7.88.1-10", "libc6": "2.36-9+deb12u1"}
+    base = {"bash": "5.2", "libc6": "2.36-9"}
+    assert apt_pins(image, base) == ["curl=7.88.1-10", "libc6=2.36-9+deb12u1"]
+
+
+def test_frozen_pack_installs_the_lock_instead_of_the_server_requirements(tmp_path):
+    req = tmp_path / "frozen.txt"
+    req.write_text("six==1.16.0\n")
+    pack_class = frozen_pack(PackSettings(ca_bundle=""), requirements_file=str(req), pins=["curl=7.88.1-10"])
+    pack = pack_class(base_image="panbinder-base:bookworm-1")
+    scripts = pack.get_build_scripts()
+    assert (
+        scripts[0][0] == "root" and "apt-get install" in scripts[0][1] and "curl=7.88.1-10" in scripts[0][1]
+    )
+    server = next(s for _, s in scripts if "python3 -m venv" in s)
+    assert f"-r {FROZEN_IN_IMAGE}" in server and "jupyterlab==" not in server
+    assert pack.get_build_script_files()[str(req)] == FROZEN_IN_IMAGE
+
+
+def test_catalogue_records_and_replaces_locks(tmp_path):
+    cat = Catalogue(db_url=f"sqlite:///{tmp_path}/catalogue.sqlite")
+    cat.start()
+    try:
+        assert cat.get_lock("r/x:1") is None
+        cat.record_lock("r/x:1", DIGEST, lock(["six==1.16.0"], {}))
+        assert cat.get_lock("r/x:1")["pip"] == ["six==1.16.0"]
+        cat.record_lock("r/x:1", "sha256:new", lock(["six==1.17.0"], {}))
+        assert cat.get_lock("r/x:1")["pip"] == ["six==1.17.0"]
+        assert cat.get_lock("r/x:2") is None
+    finally:
+        cat.close()
+
+
+class FakeBuilder:
+    base_image = "panbinder-base:bookworm-1"
+
+    def __init__(self, on_built) -> None:
+        self.on_built = on_built
+        self.log = logging.getLogger("test-lock-capture")
+
+
+def request_for(image: str) -> BuildRequest:
+    return BuildRequest("b1", "git", "git://h/r", "a" * 40, "main", parse_image(image))
+
+
+def test_lock_capture_hands_the_lock_and_pushed_digest_on(monkeypatch):
+    seen = []
+    monkeypatch.setattr(lock_module, "capture_lock", lambda image, **kw: {"image": image, **kw})
+    capture = LockCapture(FakeBuilder(lambda *a: seen.append(a)), request_for("r/x:1"), "docker")
+    capture.finish([f"1: digest: {DIGEST} size: 1\n"])
+    [(image, digest, got)] = seen
+    assert image == "r/x:1" and digest == DIGEST and got["digest"] == DIGEST
+    assert got["commit"] == "a" * 40 and got["repo_url"] == "git://h/r"
+
+
+def test_a_failed_lock_capture_is_only_a_warning(caplog):
+    seen = []
+    capture = LockCapture(FakeBuilder(lambda *a: seen.append(a)), request_for("r/x:1"), "/bin/false")
+    capture.finish([])  # does not raise
+    assert seen == [] and "could not record the environment lock of r/x:1" in caplog.text
+    LockCapture(FakeBuilder(None), request_for("r/x:1"), "/bin/false").finish([])  # no callback: nothing
