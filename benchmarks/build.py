@@ -16,6 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from panbinder.registry_cache import Registry
+from panbinder.registry_cache.naming import parse_image
+from panbinder.registry_cache.retention import RegistryAdmin
 from panbinder.testing import GitServer, Portal, read_stream, remove_containers, timed_launch
 
 PREFIX = "panbinder-bench-build"
@@ -73,6 +76,10 @@ async def main(keep_cache: bool) -> None:
             archive_root = Path(tmp, "archives")
             archive = cli_seconds(portal, "archive", image, f"--to={archive_root}")
             print(f"archive:                              {archive:7.2f} s")
+            # as after a registry wipe: the image is gone from the registry and from the engine
+            ref = parse_image(image)
+            digest = await Registry(url=f"http://{ref.registry}").digest(ref)
+            await RegistryAdmin(Registry(url=f"http://{ref.registry}")).delete(ref.name, digest)
             subprocess.run([DOCKER, "rmi", "-f", image], capture_output=True)
             bundle = next(p for p in archive_root.iterdir() if p.is_dir() or p.suffix == ".tar")
             restore = cli_seconds(portal, "restore", str(bundle))
