@@ -35,6 +35,9 @@ format: setup
 
 bench: setup
 	@$(PY) benchmarks/launch.py
+	@$(PY) benchmarks/data_launch.py
+	@$(PY) benchmarks/preview.py
+	@$(PY) benchmarks/build.py
 
 stop:
 	@bash scripts/stop.sh
