@@ -31,6 +31,11 @@ class RepoProvider(LoggingConfigurable):
 
     name = "base"
 
+    @property
+    def image_provider(self) -> str:
+        """The provider whose naming the image uses (a DOI launches its repository's image)."""
+        return self.name
+
     def __init__(self, spec: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.spec = spec

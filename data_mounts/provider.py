@@ -20,6 +20,7 @@ from .mounts import MountPlan, plan_mounts
 
 class DoiProvider(RepoProvider):
     name = "doi"
+    image_provider = "git"  # the very image a launch of the repository URL at that commit uses
 
     def parse(self, spec: str) -> tuple[str, str]:
         doi = normalise_doi(unquote(spec))

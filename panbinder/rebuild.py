@@ -101,7 +101,7 @@ class RebuildApp(PanbinderBase):
             repo_url, sha = pub.repo_url, pub.resolved_sha
         host = Registry(parent=self, log=self.log).host
         return image_ref(
-            registry=host, prefix=self.image_prefix, provider="doi", repo_url=repo_url, ref=sha
+            registry=host, prefix=self.image_prefix, provider="git", repo_url=repo_url, ref=sha
         ).full
 
     async def rebuild(self, target: str) -> int:

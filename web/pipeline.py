@@ -43,7 +43,7 @@ async def resolve_image(ctx: PipelineContext, provider: RepoProvider):
     image = image_ref(
         registry=ctx.registry.host,
         prefix=ctx.image_prefix,
-        provider=provider.name,
+        provider=provider.image_provider,
         repo_url=provider.repo_url,
         ref=resolved,
     )

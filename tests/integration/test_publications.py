@@ -57,6 +57,7 @@ async def test_launch_by_doi_mounts_datasets_read_only(portal, publications):
     s = await read_stream(f"{portal.url}/build/doi/{DOI_OPEN}")
     assert s.last["phase"] == "ready", s.log()
     assert s.last["binder_persistent_request"] == f"v2/doi/{DOI_OPEN}"
+    assert "/panbinder/v1-git-" in s.last["image"]  # the same image a launch of the repository URL uses
     ready = s.last
     out = await run_code(ready["url"], ready["token"], READ)
     assert out.split() == ["21", "/data", "local:open-scan"]
