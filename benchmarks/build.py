@@ -1,7 +1,7 @@
 """Build benchmark for one medium repository (numpy, h5py, matplotlib), all in one run:
 cold build (empty BuildKit cache), code-only commit rebuild (target <= 2 s), requirements change
-rebuild, and, when the archive commands exist, archive and restore times with the cached launch
-they are compared against (target: restore + launch <= 2x cached launch).
+rebuild, and archive and restore times (after a registry wipe) with the cached launch they are
+compared against (target: restore + launch <= 2x cached launch).
 
     python benchmarks/build.py [--keep-build-cache]
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from panbinder.registry_cache import Registry
 from panbinder.registry_cache.naming import parse_image
 from panbinder.registry_cache.retention import RegistryAdmin
-from panbinder.testing import GitServer, Portal, read_stream, remove_containers, timed_launch
+from panbinder.testing import Portal, read_stream, running_git, running_portal, timed_launch
 
 PREFIX = "panbinder-bench-build"
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
@@ -46,50 +46,39 @@ def cli_seconds(portal: Portal, *args: str) -> float:
 
 
 async def main(keep_cache: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp:
-        git = GitServer(Path(tmp, "git"))
-        git.start()
-        portal = Portal(state=Path(tmp, "state"), container_prefix=PREFIX, config="c.ServerPool.size = 0\n")
-        portal.start()
-        try:
-            name = f"medium-{int(time.time())}"
-            git.commit(name, {"requirements.txt": REQUIREMENTS, "analysis.py": "print(1)\n"}, "initial")
-            url = portal.build_url(git.url(name), "main")
-            if not keep_cache:
-                subprocess.run([DOCKER, "builder", "prune", "-af"], check=True, capture_output=True)
-            cold, _ = await build_seconds(url)
-            git.commit(name, {"analysis.py": "print(2)\n"}, "code only")
-            code_only, image = await build_seconds(url)
-            git.commit(name, {"requirements.txt": REQUIREMENTS + "tabulate==0.9.0\n"}, "one more requirement")
-            req_change, _ = await build_seconds(url)
-            print(f"cold build ({'warm' if keep_cache else 'empty'} build cache): {cold:7.2f} s")
-            print(f"code-only commit rebuild:             {code_only:7.2f} s  (target <= 2 s)")
-            print(f"requirements change rebuild:          {req_change:7.2f} s")
-            cached = min([await timed_launch(url) for _ in range(3)])
-            print(f"cached launch (best of 3):            {cached:7.2f} s")
-            help_text = subprocess.run(
-                [sys.executable, "-m", "panbinder.app", "--help"], capture_output=True, text=True
-            ).stdout
-            if "archive" not in help_text:
-                print("archive/restore: not available in this version")
-                return
-            archive_root = Path(tmp, "archives")
-            archive = cli_seconds(portal, "archive", image, f"--to={archive_root}")
-            print(f"archive:                              {archive:7.2f} s")
-            # as after a registry wipe: the image is gone from the registry and from the engine
-            ref = parse_image(image)
-            digest = await Registry(url=f"http://{ref.registry}").digest(ref)
-            await RegistryAdmin(Registry(url=f"http://{ref.registry}")).delete(ref.name, digest)
-            subprocess.run([DOCKER, "rmi", "-f", image], capture_output=True)
-            bundle = next(p for p in archive_root.iterdir() if p.is_dir() or p.suffix == ".tar")
-            restore = cli_seconds(portal, "restore", str(bundle))
-            launch = await timed_launch(url)
-            print(f"restore:                              {restore:7.2f} s")
-            print(f"restore + launch / cached launch:     {(restore + launch) / cached:7.2f}  (target <= 2)")
-        finally:
-            portal.stop()
-            git.stop()
-            remove_containers(PREFIX)
+    with (
+        tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp,
+        running_git(Path(tmp, "git")) as git,
+        running_portal(Path(tmp, "state"), prefix=PREFIX, config="c.ServerPool.size = 0\n") as portal,
+    ):
+        name = f"medium-{int(time.time())}"
+        git.commit(name, {"requirements.txt": REQUIREMENTS, "analysis.py": "print(1)\n"}, "initial")
+        url = portal.build_url(git.url(name), "main")
+        if not keep_cache:
+            subprocess.run([DOCKER, "builder", "prune", "-af"], check=True, capture_output=True)
+        cold, _ = await build_seconds(url)
+        git.commit(name, {"analysis.py": "print(2)\n"}, "code only")
+        code_only, image = await build_seconds(url)
+        git.commit(name, {"requirements.txt": REQUIREMENTS + "tabulate==0.9.0\n"}, "one more requirement")
+        req_change, _ = await build_seconds(url)
+        print(f"cold build ({'warm' if keep_cache else 'empty'} build cache): {cold:7.2f} s")
+        print(f"code-only commit rebuild:             {code_only:7.2f} s  (target <= 2 s)")
+        print(f"requirements change rebuild:          {req_change:7.2f} s")
+        cached = min([await timed_launch(url) for _ in range(3)])
+        print(f"cached launch (best of 3):            {cached:7.2f} s")
+        archive_root = Path(tmp, "archives")
+        archive = cli_seconds(portal, "archive", image, f"--to={archive_root}")
+        print(f"archive:                              {archive:7.2f} s")
+        # as after a registry wipe: the image is gone from the registry and from the engine
+        ref = parse_image(image)
+        digest = await Registry(url=f"http://{ref.registry}").digest(ref)
+        await RegistryAdmin(Registry(url=f"http://{ref.registry}")).delete(ref.name, digest)
+        subprocess.run([DOCKER, "rmi", "-f", image], capture_output=True)
+        bundle = next(p for p in archive_root.iterdir() if p.is_dir() or p.suffix == ".tar")
+        restore = cli_seconds(portal, "restore", str(bundle))
+        launch = await timed_launch(url)
+        print(f"restore:                              {restore:7.2f} s")
+        print(f"restore + launch / cached launch:     {(restore + launch) / cached:7.2f}  (target <= 2)")
 
 
 if __name__ == "__main__":

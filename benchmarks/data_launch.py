@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from panbinder.data_mounts.catalogue import Catalogue
-from panbinder.testing import GitServer, Portal, remove_containers, timed_launch
+from panbinder.testing import Portal, running_git, running_portal, timed_launch
 
 PREFIX = "panbinder-bench-data"
 
@@ -87,15 +87,11 @@ async def main(runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp:
         storage = Path(tmp, "storage")
         make_datasets(storage)
-        git = GitServer(Path(tmp, "git"))
-        git.start()
-        portal = Portal(
-            state=Path(tmp, "state"),
-            container_prefix=PREFIX,
-            config=f"c.Catalogue.storage_roots = [{str(storage)!r}]\nc.ServerPool.size = 0\n",
-        )
-        portal.start()
-        try:
+        config = f"c.Catalogue.storage_roots = [{str(storage)!r}]\nc.ServerPool.size = 0\n"
+        with (
+            running_git(Path(tmp, "git")) as git,
+            running_portal(Path(tmp, "state"), prefix=PREFIX, config=config) as portal,
+        ):
             git.commit("paper", {"requirements.txt": "h5py==3.16.0\n"}, "paper")
             cli(portal, "datasets", "scan", str(storage))
             catalogue = Catalogue(
@@ -137,10 +133,6 @@ async def main(runs: int) -> None:
                 f"preview of the terabyte-shaped dataset: {seconds:.3f} s, tracemalloc peak {peak:.1f} MB, "
                 f"max RSS growth {rss:.1f} MB  (targets < 1 s, < 200 MB)"
             )
-        finally:
-            portal.stop()
-            git.stop()
-            remove_containers(PREFIX)
 
 
 if __name__ == "__main__":

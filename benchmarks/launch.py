@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 
 from panbinder.testing import (
-    GitServer,
-    Portal,
     free_port,
     notebook,
     read_stream,
-    remove_containers,
+    running_git,
+    running_portal,
     timed_launch,
     wait_status,
 )
@@ -87,14 +86,8 @@ async def build_time(url: str) -> float:
     return s.seconds
 
 
-def start_portal(tmp: str, label: str, pool_size: int) -> Portal:
-    portal = Portal(
-        state=Path(tmp, f"state-{label}"),
-        container_prefix=PREFIX,
-        config=f"c.HubProcess.mem_limit = '2G'\nc.HubProcess.cpu_limit = 1.0\nc.ServerPool.size = {pool_size}\n",
-    )
-    portal.start()
-    return portal
+def portal_config(pool_size: int) -> str:
+    return f"c.HubProcess.mem_limit = '2G'\nc.HubProcess.cpu_limit = 1.0\nc.ServerPool.size = {pool_size}\n"
 
 
 async def compare(url: str, image: str, runs: int, settle: float) -> tuple[list[float], list[float]]:
@@ -122,13 +115,10 @@ def report(label: str, floors: list[float], launches: list[float]) -> None:
 
 
 async def main(runs: int, keep_cache: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp:
-        git = GitServer(Path(tmp, "git"))
-        git.start()
-        portal = start_portal(tmp, "pool", pool_size=1)
-        try:
-            name = f"bench-{int(time.time())}"
-            git.commit(name, FILES, "initial")
+    with tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp, running_git(Path(tmp, "git")) as git:
+        name = f"bench-{int(time.time())}"
+        git.commit(name, FILES, "initial")
+        with running_portal(Path(tmp, "state-pool"), prefix=PREFIX, config=portal_config(1)) as portal:
             url = portal.build_url(git.url(name), "main")
             if not keep_cache:
                 subprocess.run([DOCKER, "builder", "prune", "-af"], check=True, capture_output=True)
@@ -137,18 +127,12 @@ async def main(runs: int, keep_cache: bool) -> None:
             code_only = await build_time(url)
             image = (await read_stream(url + "?build_only=true")).last["imageName"]
             pooled = await compare(url, image, runs, settle=3.0)
-            portal.stop()
-            portal = start_portal(tmp, "nopool", pool_size=0)
-            url = portal.build_url(git.url(name), "main")
-            cold_launch = await compare(url, image, runs, settle=0.5)
-            print(f"cold build (new repo, {'warm' if keep_cache else 'empty'} build cache): {cold:6.2f} s")
-            print(f"code-only rebuild:                                {code_only:6.2f} s")
-            report("pre-started server", *pooled)
-            report("new server, pool off", *cold_launch)
-        finally:
-            portal.stop()
-            git.stop()
-            remove_containers(PREFIX)
+        with running_portal(Path(tmp, "state-nopool"), prefix=PREFIX, config=portal_config(0)) as portal:
+            cold_launch = await compare(portal.build_url(git.url(name), "main"), image, runs, settle=0.5)
+        print(f"cold build (new repo, {'warm' if keep_cache else 'empty'} build cache): {cold:6.2f} s")
+        print(f"code-only rebuild:                                {code_only:6.2f} s")
+        report("pre-started server", *pooled)
+        report("new server, pool off", *cold_launch)
 
 
 if __name__ == "__main__":

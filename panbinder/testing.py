@@ -17,6 +17,8 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -329,6 +331,29 @@ async def timed_launch(build_url: str) -> float:
         raise RuntimeError(s.log())
     await wait_status(s.last["url"] + "api/status", s.last["token"])
     return time.monotonic() - start
+
+
+@contextmanager
+def running_git(base: Path) -> Iterator[GitServer]:
+    """A git daemon serving ``base`` for the length of the block."""
+    server = GitServer(base)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def running_portal(state: Path, *, prefix: str, config: str = "") -> Iterator[Portal]:
+    """``panbinder serve`` for the length of the block; its containers are removed afterwards."""
+    portal = Portal(state=state, container_prefix=prefix, config=config)
+    try:
+        portal.start()
+        yield portal
+    finally:
+        portal.stop()
+        remove_containers(prefix)
 
 
 def remove_containers(prefix: str) -> None:
