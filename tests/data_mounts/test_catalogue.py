@@ -47,14 +47,6 @@ def storage(tmp_path) -> Path:
     return root
 
 
-@pytest.fixture
-def cat(tmp_path, storage):
-    c = Catalogue(db_url=f"sqlite:///{tmp_path}/c.sqlite", storage_roots=[str(storage)])
-    c.start()
-    yield c
-    c.close()
-
-
 def count(cat, model) -> int:
     with cat.session() as s:
         return s.scalar(select(func.count()).select_from(model))

@@ -64,14 +64,6 @@ def storage(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def cat(tmp_path, storage):
-    c = Catalogue(db_url=f"sqlite:///{tmp_path}/c.sqlite", storage_roots=[str(storage)])
-    c.start()
-    yield c
-    c.close()
-
-
 def datasets(cat) -> dict[str, Dataset]:
     with cat.session() as s:
         rows = s.scalars(select(Dataset)).all()
