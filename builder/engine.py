@@ -5,12 +5,13 @@ BuildKit built in, and ``DOCKER_BUILDKIT=1 docker build`` reaches it with any cl
 still speaks it (Debian's does). Registered as entry point ``panbinder-buildkit`` in the
 ``repo2docker.engines`` group.
 
-Limits: BuildKit in dockerd ignores ``docker build --memory`` and ``--cpu-quota`` (checked on
-dockerd 20.10 with cgroup v1: a ``RUN`` step sees no memory or CPU limit), so this engine does
-not pass ``container_limits`` on. What bounds a build here is the number of concurrent builds,
-the build timeout and the repository size cap (``BuildManager`` and ``Repo2DockerBuilder``);
-memory and CPU for all builds together are bounded by the cgroup dockerd runs in (for example
-a systemd slice with ``MemoryMax=`` and ``CPUQuota=``).
+Limits: BuildKit in dockerd ignores ``docker build --memory``, ``--cpu-quota`` and
+``--cgroup-parent`` (checked on dockerd 20.10 with cgroup v1: a ``RUN`` step sees no memory or
+CPU limit and runs in ``/docker/buildkit/<step id>`` whatever the parent), so this engine does
+not pass ``container_limits`` on. Instead a build that ``BuildManager`` limits gets the build
+argument ``no_proxy`` with a marker (see ``limits.py``), by which the manager's watcher finds
+the build's ``RUN`` steps and writes the limits into their cgroups.
+
 Every ``docker`` process is registered with the build thread's ``CancelToken`` (see
 ``cancel.py``), so a cancelled or timed-out build stops at once.
 """
@@ -29,7 +30,7 @@ from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError
 from traitlets import Bool, Unicode, default
 
-from . import cancel
+from . import cancel, limits
 
 
 def _lines(stream: IO[bytes]) -> Iterator[str]:
@@ -125,7 +126,8 @@ class BuildKitEngine(DockerEngine):
         **kwargs: Any,
     ) -> Iterator[str]:
         args = [self.docker_cli, "build", "--progress=plain", *(["--no-cache"] if self.no_cache else [])]
-        for key, value in (buildargs or {}).items():
+        step_args = limits.build_args_for(tag) if tag else {}
+        for key, value in {**(buildargs or {}), **step_args}.items():
             args += ["--build-arg", f"{key}={value}"]
         for image in cache_from or []:
             args += ["--cache-from", image]

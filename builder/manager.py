@@ -5,19 +5,22 @@ of ``concurrent_builds`` slots and their followers see ``waiting`` events with t
 A repository may have at most ``builds_per_repo`` builds running or waiting. A build that runs
 longer than ``build_timeout`` is stopped through ``Builder.cancel`` (which kills its processes)
 and ends with a failed event; so is a build nobody follows any more, if
-``cancel_when_abandoned`` is set.
+``cancel_when_abandoned`` is set. Each ``RUN`` step of a build runs under
+``build_memory_limit``, ``build_cpu_limit`` and ``build_pids_limit`` (see ``limits.py``); a
+build killed for memory ends with a failed event that says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Float, Int, Unicode, observe
+from traitlets import Bool, Float, Int, Unicode, default, observe, validate
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
@@ -26,6 +29,7 @@ from panbinder.executor import log_task_exception, run_blocking
 
 from .base import BuildRequest
 from .build_logs import log_file_name, write_log
+from .limits import LimitReport, StepLimiter, StepLimits, limit_failure_message, parse_size
 from .queue import SlotQueue
 
 __all__ = ["BuildJob", "BuildManager", "log_file_name"]
@@ -79,9 +83,48 @@ class BuildManager(LoggingConfigurable):
         that arrives after the stop starts a new build.""",
     ).tag(config=True)
 
+    build_memory_limit = Unicode(
+        "4G",
+        help="""Memory each RUN step of a build may use, like "512M" or "4G" (powers of 1024;
+        "" or "0": no limit). Enforced by the kernel: the limit is written into the cgroup of
+        each step's container (memory.limit_in_bytes and, with swap accounting, no swap beyond
+        it on cgroup v1; memory.max and memory.swap.max = 0 on cgroup v2), so a step that needs
+        more is killed and the build fails with a message naming this setting. COPY and the
+        image export are done by dockerd and are not counted. Needs root on the docker host
+        (the BuildKit state folder and the cgroup file system); otherwise a warning is logged
+        and builds run without memory, CPU or process limits.""",
+    ).tag(config=True)
+    build_cpu_limit = Float(
+        help="""CPUs each RUN step of a build may use, like 1.5 (0: no limit; default: the number
+        of cores). Enforced as a CFS quota in the step's cgroup (cpu.cfs_quota_us per 100 ms
+        cpu.cfs_period_us on cgroup v1, cpu.max on v2): a step that wants more runs slower.""",
+    ).tag(config=True)
+    build_pids_limit = Int(
+        4096,
+        help="""Processes and threads each RUN step of a build may have at once (pids.max of the
+        step's cgroup; 0: no limit). A fork beyond it fails and the build fails with a message
+        naming this setting.""",
+    ).tag(config=True)
+    buildkit_executor_dir = Unicode(
+        "",
+        help="""The folder where dockerd's BuildKit writes the runc bundle of each RUN step, which
+        is how build limits find a build's steps (empty: <docker root dir>/buildkit/executor,
+        with the root dir from `docker info`).""",
+    ).tag(config=True)
+
+    @default("build_cpu_limit")
+    def _cpu_default(self) -> float:
+        return float(os.cpu_count() or 1)
+
+    @validate("build_memory_limit")
+    def _check_memory(self, proposal) -> str:
+        parse_size(proposal["value"])  # a ValueError names the bad value
+        return proposal["value"]
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.jobs: dict[str, BuildJob] = {}
+        self._limiter: StepLimiter | None = None
         self.queue = SlotQueue(self.concurrent_builds)
         self.on_finish: list[Callable[[BuildJob, str, float], None]] = []  # (job, outcome, seconds)
 
@@ -158,12 +201,44 @@ class BuildManager(LoggingConfigurable):
             self.log.exception("cancelling build %s failed", job.request.build_id)
         job.consumer.cancel()
 
+    def step_limits(self) -> StepLimits:
+        return StepLimits(
+            memory=parse_size(self.build_memory_limit),
+            cpu=max(0.0, self.build_cpu_limit),
+            pids=max(0, self.build_pids_limit),
+        )
+
+    def _limit(self, request: BuildRequest) -> LimitReport | None:
+        limits = self.step_limits()
+        if limits.empty:
+            return None
+        if self._limiter is None:
+            self._limiter = StepLimiter(self.buildkit_executor_dir, log=self.log)
+        return self._limiter.register(request.image.full, request.build_id, limits)
+
     async def _consume(self, job: BuildJob) -> Event | None:
-        async for event in self.builder.build(job.request):
-            if event.phase in ("built", "failed"):
-                return event  # published last, after the log is kept
-            job.publish(event)
-        return None
+        request, result = job.request, None
+        report = self._limit(request)
+        try:
+            async for event in self.builder.build(request):
+                if event.phase in ("built", "failed"):
+                    result = event  # published last, after the log is kept
+                    break
+                job.publish(event)
+        finally:
+            if report is not None:  # a few reads of cgroup files: quick
+                self._limiter.unregister(request.image.full, request.build_id)
+                for problem in dict.fromkeys(report.problems):
+                    self.log.warning("build limits: %s", problem, extra={"build_id": request.build_id})
+        if report is not None and result is not None and result.phase == "failed":
+            result = self._explain_limits(result, report)
+        return result
+
+    def _explain_limits(self, result: Event, report: LimitReport) -> Event:
+        message = limit_failure_message(report, list(result.extra.get("log_tail", [])))
+        if not message:
+            return result
+        return Event("failed", message, {**result.extra, "reason": "build_limit"})
 
     async def _build(self, job: BuildJob) -> Event | None:
         await asyncio.wait([job.slot])
