@@ -9,17 +9,23 @@ A lock is a JSON-able dict (``LOCK_VERSION`` 1)::
      "base_image": {"name": ..., "id": "sha256:..."},
      "repo2docker": "2026.4.0", "panbinder": "0.1.0"}
 
-The lock is not baked into the image (a final step writing it would re-run for every commit):
-it is read with one ``docker run --rm`` (about half a second) while the image is pushed, and
-the application stores it in the catalogue (``image_locks``). ``environment()`` is the part
-two locks must share to describe the same environment (no names, digests or timestamps).
+No build step writes the lock (such a step would re-run for every commit): it is read with one
+``docker run --rm`` (about half a second) while the image is pushed. Then the image gets it as
+the label ``org.panbinder.lock`` (``lock_label``: compact JSON, sorted keys, everything but the
+image's own ``digest``, which cannot be known before the image exists) by a label-only build and
+a second push (``labelling.py``), and the application stores the full lock, with the digest of
+that final push, in the catalogue (``image_locks``). ``image_lock`` reads the label of a local
+image. ``environment()`` is the part two locks must share to describe the same environment (no
+names, digests or timestamps).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,8 +33,14 @@ from panbinder import __version__
 from panbinder.errors import PanbinderError
 
 from .buildpacks.settings import VENV
+from .cancel import BuildCancelled
 
 LOCK_VERSION = 1
+LABEL = "org.panbinder.lock"
+# Lock fields that only exist once the image does, so the image's label cannot hold them.
+NOT_IN_LABEL = ("digest",)
+# label(image, {key: value}) -> digest of the labelled push
+Labeller = Callable[[str, dict[str, str]], str]
 SEPARATOR = "----panbinder-lock----"
 # Reads the versions inside the image; the sections come out in this order.
 PROBE = (
@@ -150,19 +162,84 @@ def capture_lock(
     return lock
 
 
+def lock_label(lock: dict[str, Any]) -> str:
+    """The value of the ``org.panbinder.lock`` label: compact JSON with sorted keys, ASCII only,
+    without the fields an image cannot know about itself (``NOT_IN_LABEL``)."""
+    kept = {key: value for key, value in lock.items() if key not in NOT_IN_LABEL}
+    return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+
+def parse_lock_label(text: str | None) -> dict[str, Any] | None:
+    """The lock in a label value, or None when it is absent or not a lock."""
+    if not text:
+        return None
+    try:
+        lock = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(lock, dict) or not isinstance(lock.get("lock_version"), int):
+        return None
+    return lock
+
+
+def repo_digest(image: str, repo_digests: list[str]) -> str:
+    """The registry digest of ``image`` ("name:tag" or "name@digest") among an image's RepoDigests."""
+    if "@" in image:
+        return image.rpartition("@")[2]
+    name, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:
+        name = image
+    for entry in repo_digests:
+        entry_name, _, digest = entry.partition("@")
+        if entry_name == name:
+            return digest
+    return ""
+
+
+def lock_from_inspect(image: str, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The label lock in one ``docker image inspect`` record, with ``digest`` from its RepoDigests
+    ("" when the image was never pushed or pulled under that name)."""
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    lock = parse_lock_label(labels.get(LABEL))
+    if lock is not None:
+        lock["digest"] = repo_digest(image, info.get("RepoDigests") or [])
+    return lock
+
+
+def image_lock(image: str, *, docker_cli: str = "docker") -> dict[str, Any] | None:
+    """The lock in the ``org.panbinder.lock`` label of a local image; None when the image is not
+    local, has no such label or cannot be read. Never raises."""
+    try:
+        proc = subprocess.run(
+            [docker_cli, "image", "inspect", "--format", "{{json .}}", image],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            return None
+        info = json.loads(proc.stdout)
+        return lock_from_inspect(image, info) if isinstance(info, dict) else None
+    except Exception:  # a missing client, a timeout, odd output: no lock
+        return None
+
+
 class LockCapture:
     """Capture a built image's lock in a thread while it is pushed; ``finish`` hands it on.
 
-    ``builder.on_built(image, digest, lock)`` receives it; any failure (the probe, the callback)
-    is logged as a warning and never fails the build.
+    ``label(image, labels)``, when given, writes the lock into the image's labels and pushes it
+    again (``labelling.label_and_push``), returning the new digest. Then
+    ``builder.on_built(image, digest, lock)`` receives the lock with the digest of the last push.
+    Any failure (the probe, the labelling, the callback) is logged as a warning and never fails
+    the build; a failed labelling leaves the unlabelled image as first pushed.
     """
 
-    def __init__(self, builder: Any, request: Any, docker_cli: str) -> None:
-        self.builder, self.image = builder, request.image.full
+    def __init__(self, builder: Any, request: Any, docker_cli: str, *, label: Labeller | None = None) -> None:
+        self.builder, self.image, self.label = builder, request.image.full, label
         self.lock: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
-        if builder.on_built is None:
+        if builder.on_built is None and label is None:
             return
         args = {
             "docker_cli": docker_cli,
@@ -179,21 +256,46 @@ class LockCapture:
         except BaseException as e:  # reported by finish()
             self.error = e
 
-    def finish(self, push_lines: list[str]) -> None:
-        """After the push: add the pushed digest and call ``on_built``."""
+    def _warn(self, message: str, error: BaseException) -> None:
+        self.builder.log.warning(message, self.image, error, extra={"image": self.image})
+
+    def finish(self, push_lines: list[str], emit: Callable[[str], None] | None = None) -> None:
+        """After the push: label the image and push it again (if asked), then call ``on_built``.
+
+        ``emit`` receives one build-log line about the labelling.
+        """
         if self.thread is None:
             return
         self.thread.join(timeout=300)
+        if self.lock is None:
+            error = self.error or TimeoutError("the lock probe did not finish")
+            self._warn("could not record the environment lock of %s: %s", error)
+            return
+        digest = pushed_digest(push_lines)
+        if self.label is not None:
+            digest = self._label(self.label, self.lock, digest, emit)
+        self.lock["digest"] = digest
+        if self.builder.on_built is None:
+            return
         try:
-            if self.lock is None:
-                raise self.error or TimeoutError("the lock probe did not finish")
-            digest = pushed_digest(push_lines)
-            self.lock["digest"] = digest
             self.builder.on_built(self.image, digest, self.lock)
         except Exception as e:  # the image is built and pushed: a missing lock is only a warning
-            self.builder.log.warning(
-                "could not record the environment lock of %s: %s", self.image, e, extra={"image": self.image}
-            )
+            self._warn("could not record the environment lock of %s: %s", e)
+
+    def _label(
+        self, label: Labeller, lock: dict[str, Any], digest: str, emit: Callable[[str], None] | None
+    ) -> str:
+        """Write the lock label; the digest of the labelled push, or ``digest`` when that failed."""
+        try:
+            labelled = label(self.image, {LABEL: lock_label(lock)})
+        except BuildCancelled:
+            raise
+        except Exception as e:  # the unlabelled image is pushed: keep it
+            self._warn("could not write the environment lock into the labels of %s: %s", e)
+            return digest
+        if emit is not None:
+            emit(f"Labelled {self.image} with its environment lock ({LABEL}): {labelled or 'no digest'}\n")
+        return labelled
 
 
 def environment(lock: dict[str, Any]) -> dict[str, Any]:
@@ -250,6 +352,7 @@ def format_diff(diff: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "LABEL",
     "LOCK_VERSION",
     "LockCapture",
     "capture_lock",
@@ -257,9 +360,13 @@ __all__ = [
     "dpkg_of",
     "environment",
     "format_diff",
+    "image_lock",
     "is_empty",
+    "lock_from_inspect",
+    "lock_label",
     "parse_dpkg",
     "parse_freeze",
+    "parse_lock_label",
     "parse_probe",
     "pushed_digest",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ from typing import Any
 from repo2docker.app import Repo2Docker
 from repo2docker.contentproviders import Git as GitContent
 from traitlets import Any as AnyTrait
-from traitlets import Enum, Int, List, Unicode, default
+from traitlets import Bool, Enum, Int, List, Unicode, default
 
 from panbinder.errors import PanbinderError
 from panbinder.events import Event
@@ -26,6 +27,7 @@ from .buildpacks import PackSettings, configured_packs
 from .cancel import CancelToken
 from .checkout import check_checkout_size
 from .engine import BuildKitEngine
+from .labelling import label_and_push
 from .lock import LockCapture
 
 _DONE = object()
@@ -130,6 +132,12 @@ class Repo2DockerBuilder(Builder):
         help="Callable on_built(image, digest, lock) called (in the build thread) after each push "
         "with the image's environment lock; set by the application (the catalogue records it).",
     )
+    label_lock = Bool(
+        True,
+        help="After each push, write the image's environment lock into its label org.panbinder.lock "
+        "(a label-only build and a second push of config and manifest, about 0.2 s) so the image "
+        "describes itself. A failure is a warning; the unlabelled image stays pushed.",
+    ).tag(config=True)
     extra_buildpacks = List(
         Unicode(),
         help="Extra build packs ('module:Class'), tried before the built-in ones, after those of the "
@@ -211,12 +219,14 @@ class Repo2DockerBuilder(Builder):
             if not self._engine(r2d).inspect_image(request.image.full):
                 raise RuntimeError("repo2docker finished without producing the image")
             push_line(None)
-            lock = LockCapture(self, request, self._engine(r2d).docker_cli)  # runs during the push
+            docker_cli = self._engine(r2d).docker_cli
+            label = functools.partial(label_and_push, docker_cli=docker_cli) if self.label_lock else None
+            lock = LockCapture(self, request, docker_cli, label=label)  # the probe runs during the push
             pushed = []
             for line in self._engine(r2d).push(request.image.full):
                 push_line(line)
                 pushed.append(line)
-            lock.finish(pushed)
+            lock.finish(pushed, emit=push_line)
 
     async def build(self, request: BuildRequest) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()

