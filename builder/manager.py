@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Float, Int, Unicode, default, observe, validate
+from traitlets import Bool, Float, Int, TraitError, Unicode, default, observe, validate
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
@@ -118,7 +118,10 @@ class BuildManager(LoggingConfigurable):
 
     @validate("build_memory_limit")
     def _check_memory(self, proposal) -> str:
-        parse_size(proposal["value"])  # a ValueError names the bad value
+        try:
+            parse_size(proposal["value"])
+        except ValueError as e:
+            raise TraitError(f"BuildManager.build_memory_limit: {e}") from None
         return proposal["value"]
 
     def __init__(self, **kwargs) -> None:
