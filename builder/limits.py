@@ -290,7 +290,7 @@ class StepLimiter:
     def _run(self) -> None:
         problem = self._setup()
         if problem:
-            problem = f"build limits are not enforced: {problem}"
+            problem = f"not enforced: {problem}"
         while True:
             with self._lock:
                 if problem:

@@ -197,7 +197,7 @@ def test_limiter_reports_what_it_cannot_do(tmp_path):
     limiter = StepLimiter(str(tmp_path / "missing"), layout=CgroupLayout(v1={"memory": str(tmp_path)}))
     report = limiter.register("img:tag", "b3", StepLimits(memory=MiB))
     wait_until(lambda: report.problems)
-    assert "cannot read BuildKit's executor folder" in report.problems[0]
+    assert report.problems[0].startswith("not enforced: cannot read BuildKit's executor folder")
     limiter.unregister("img:tag", "b3")
 
 
