@@ -6,7 +6,8 @@ Conda channels are unreachable on this deployment. ``PackSettings.conda_policy``
   rename map) exists on the package index become a requirements file; ``python`` goes through the
   runtime policy, ``pip`` is dropped. When some names do not exist, the build fails listing them.
 - ``"refuse"``: environment.yml is refused with a message.
-- ``"mirror"``: a conda channel mirror is not supported on this deployment yet (clear message).
+- ``"mirror"``: the conda packages are solved and installed from ``conda_channel_mirror`` with
+  py-rattler in the image (conda_mirror.py, conda_mirror_pack.py, conda_env_install.py).
 
 As in repo2docker, ``environment.yml`` (or ``.yaml``) is read from ``binder/`` or ``.binder/``
 when that folder exists; the repository itself is not ``pip install``-ed.
@@ -27,6 +28,7 @@ import yaml
 
 from panbinder.errors import PanbinderError
 
+from .conda_mirror_pack import CondaMirrorMixin
 from .python_pip import DebianPipBuildPack
 from .settings import PackSettings, notice, write_generated
 
@@ -117,8 +119,8 @@ def pip_requirements(env: dict, exists: Any) -> tuple[list[str], list[str], list
     return converted + requirements, pythons, missing
 
 
-class EnvironmentYmlPipBuildPack(DebianPipBuildPack):
-    """environment.yml installed with pip (see the module docstring for the policy)."""
+class EnvironmentYmlPipBuildPack(CondaMirrorMixin, DebianPipBuildPack):
+    """environment.yml installed with pip, or from a conda channel mirror (see the module docstring)."""
 
     def detect(self) -> bool:
         return self._path() is not None
@@ -149,15 +151,6 @@ class EnvironmentYmlPipBuildPack(DebianPipBuildPack):
                 reason="conda_unavailable",
                 status_code=422,
             )
-        if policy == "mirror":
-            raise PanbinderError(
-                f"{source} needs conda, and conda channel mirror support is not available on this "
-                "deployment yet. List the packages in requirements.txt instead, or ask the operators.",
-                reason="conda_mirror_unsupported",
-                log_message=f"conda_policy='mirror' (mirror {self.settings.conda_channel_mirror!r}) "
-                "is not implemented",
-                status_code=422,
-            )
         try:
             with open(source, encoding="utf-8") as f:
                 env = yaml.safe_load(f) or {}
@@ -182,11 +175,15 @@ class EnvironmentYmlPipBuildPack(DebianPipBuildPack):
         return source, reqs, pythons
 
     def requested_pythons(self) -> list[tuple[str, str]]:
+        if self.uses_mirror():  # python, if any, comes from the mirror
+            return super().requested_pythons()
         source, _, pythons = self._converted()
         return [*super().requested_pythons(), *((p, source) for p in pythons)]
 
     @lru_cache
     def _requirements(self) -> str | None:
+        if self.uses_mirror():  # the 'pip:' section is installed by CondaMirrorMixin
+            return None
         source, reqs, _ = self._converted()
         notice(
             self,

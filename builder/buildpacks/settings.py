@@ -42,6 +42,11 @@ class PackSettings:
     runtime_policy: str = "notice"  # "notice" | "refuse"
     conda_policy: str = "pip"  # "pip" | "refuse" | "mirror"
     conda_channel_mirror: str = ""
+    # Filled from the ``CondaMirror`` traits (conda_mirror.py): channel name -> URL overrides,
+    # channels used when environment.yml names none, and the pinned py-rattler for the image.
+    conda_channel_urls: tuple[tuple[str, str], ...] = ()
+    conda_default_channels: tuple[str, ...] = ("conda-forge",)
+    rattler_requirement: str = "py-rattler==0.28.0"
     allowed_base_images: tuple[str, ...] = ("panbinder-base:bookworm-1",)
 
     @property
