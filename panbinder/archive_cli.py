@@ -2,9 +2,11 @@
 
 ``archive DOI|IMAGE`` writes one self-describing folder (see registry_cache/archive.py) that
 lets a publication be launched again when its repository and its cached image are gone.
-``restore ARCHIVE`` checks every checksum first, then pushes the image under today's names for
-launch by DOI and by URL, keeps the repository as a bare clone under
-``Archive.repo_mirror_root`` and registers the publication again if the catalogue lost it.
+``restore ARCHIVE`` checks the archive first (every file it reads against its checksum), then
+puts the image back into the registry under the repository's name in today's scheme (the one
+launches by URL and by DOI use) with its archived digest, pulls it into the local engine, keeps
+the repository as a bare clone under ``Archive.repo_mirror_root`` and registers the publication
+again if the catalogue lost it. ``restore --verify-only`` checks every byte and changes nothing.
 Errors print ``error: <message>`` and exit with status 2.
 """
 
@@ -23,9 +25,11 @@ from .app import PanbinderBase
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.cli import CatalogueCommand, GroupCommand
 from .data_mounts.models import Dataset, Publication
+from .errors import PanbinderError
 from .registry_cache import ImageRef, Registry, image_ref
 from .registry_cache.archive import Archive, ArchivedImage, ArchiveError, verify_bag
 from .registry_cache.retention import GC_COMMAND, RegistryAdmin, Retention, select_removals
+from .registry_cache.transfer import RegistryClient
 
 DATASET_FIELDS = (
     "pid title facility instrument scientific_field data_type proposal_id owners groups "
@@ -63,6 +67,9 @@ class ArchiveCommand(CatalogueCommand):
         archive.repo_mirror_root = archive.repo_mirror_root or str(self.state / "repo-mirrors")
         return archive
 
+    def client(self, registry: Registry) -> RegistryClient:
+        return RegistryClient(registry.url, registry.auth_headers(), timeout=max(registry.timeout, 120))
+
 
 class ArchiveApp(ArchiveCommand):
     name = "panbinder-archive"
@@ -88,13 +95,15 @@ class ArchiveApp(ArchiveCommand):
         else:
             if "/" not in target or ":" not in target.rsplit("/", 1)[-1]:
                 self.fail(f"{target} is neither a registered DOI nor an image name with a tag.")
-            image, label = self.labelled_image(archive, target), target
+            image, label = self.labelled_image(archive, registry, target), target
         lock = self.lock(catalogue, image.image)
-        print(archive.create(label=label, image=image, metadata=metadata, lock=lock, tar=self.tar))
+        client = self.client(registry)
+        print(archive.create(client, label=label, image=image, metadata=metadata, lock=lock, tar=self.tar))
 
     def publication_image(self, registry: Registry, pub: dict) -> ArchivedImage:
-        """The publication's image: its ``doi`` name, else its ``git`` name at the pinned commit."""
-        for provider in ("doi", "git"):
+        """The publication's image: its repository's ``git`` name at the pinned commit (launches by
+        DOI use it), else a ``doi`` name that earlier versions built."""
+        for provider in ("git", "doi"):
             ref = image_ref(
                 registry=registry.host,
                 prefix=self.image_prefix,
@@ -106,14 +115,14 @@ class ArchiveApp(ArchiveCommand):
                 return ArchivedImage(provider, pub["repo_url"], pub["resolved_sha"], ref.full)
         self.fail(f"No image of {pub['doi']} is in the registry; launch it once to build it, then archive.")
 
-    def labelled_image(self, archive: Archive, image: str) -> ArchivedImage:
-        archive.ensure_local(image)
-        out = subprocess.run(
-            [archive.docker, "image", "inspect", "--format", "{{json .Config.Labels}}", image],
-            capture_output=True,
-            text=True,
-        )
-        labels = json.loads(out.stdout or "null") or {}
+    def labelled_image(self, archive: Archive, registry: Registry, image: str) -> ArchivedImage:
+        """Provider, repository and commit from the labels of ``image`` (pushed first if only local)."""
+        client = self.client(registry)
+        try:
+            archive.ensure_in_registry(client, image)
+            labels = (archive.image_config(client, image).get("config") or {}).get("Labels") or {}
+        except PanbinderError as e:
+            self.fail(e.message)
         try:
             return ArchivedImage(
                 labels["org.panbinder.provider"],
@@ -125,12 +134,10 @@ class ArchiveApp(ArchiveCommand):
             self.fail(f"{image} has no org.panbinder.* labels; archive images built by panbinder only.")
 
     def lock(self, catalogue, image: str) -> dict | None:
-        """The lock the catalogue recorded for ``image`` (full name), if this version has locks."""
-        get_lock = getattr(catalogue, "get_lock", None)
-        if get_lock is None:
-            return None
+        """The lock the catalogue recorded for ``image`` (full name); None lets the archive take the
+        one in the image's labels."""
         try:
-            return get_lock(image)
+            return catalogue.get_lock(image)
         except Exception as e:  # a lock is a bonus; never fail the archive for it
             self.log.warning("no lock from the catalogue for %s: %s", image, e)
             return None
@@ -139,38 +146,49 @@ class ArchiveApp(ArchiveCommand):
 class RestoreApp(ArchiveCommand):
     name = "panbinder-restore"
     description = "Verify an archive, push its image, keep its repository and re-register its publication."
-    usage = "panbinder restore ARCHIVE"
+    usage = "panbinder restore ARCHIVE [--verify-only]"
+    verify_only = Bool(
+        False, help="Check every byte of the archive against its manifest; restore nothing."
+    ).tag(config=True)
+    flags = {
+        **PanbinderBase.flags,
+        "verify-only": ({"RestoreApp": {"verify_only": True}}, "Only check the archive (fixity audit)."),
+    }
 
     def run(self) -> None:
         path = Path(self.one_file())
         archive, registry = self.make_archive(), Registry(parent=self, log=self.log)
+        client = self.client(registry)
         with tempfile.TemporaryDirectory(prefix="panbinder-restore-") as scratch:
             bag = archive.open(path, Path(scratch))
-            verify_bag(bag)
+            if self.verify_only:
+                verify_bag(bag)
+                print(f"{path}: every file matches its sha256 checksum")
+                return
             archived = archive.describe(bag)
+            targets = archived.names(registry=registry.host, prefix=self.image_prefix)
+            manifest, missing = archive.prepare(bag, client, targets[0])  # nothing changed before this
             meta_path = bag / "data" / "publication.json"
             metadata = json.loads(meta_path.read_text()) if meta_path.exists() else None
-            providers = ("doi", "git") if metadata is not None else ()  # doi names only for a DOI
-            targets = archived.names(registry=registry.host, prefix=self.image_prefix, providers=providers)
             mirror = archive.restore_repository(bag)
-            archive.load_and_push(bag, targets)
+            archive.push(bag, client, manifest, targets, missing)
+            archive.load(targets[0], manifest)
             lock_path = bag / "data" / "lock.json"
             if lock_path.exists():
-                self.record_lock(registry, targets, json.loads(lock_path.read_text()))
+                self.record_lock(targets, manifest.digest, json.loads(lock_path.read_text()))
         for target in targets:
-            print(f"image: {target.full}")
+            print(f"image: {target.full}@{manifest.digest}")
+        print(f"uploaded {len(missing)} of {len(manifest.blobs())} blobs; the registry had the others")
         print(f"repository: {mirror} (serve this folder, e.g. git daemon --base-path, for launches by URL)")
         if metadata is not None:
             print(f"publication: {metadata['doi']} ({self.restore_publication(metadata)})")
 
-    def record_lock(self, registry: Registry, targets: list[ImageRef], lock: dict) -> None:
-        """Record the archived lock for the pushed names, if this version of the catalogue has locks."""
-        record = getattr(self.make_catalogue(), "record_lock", None)
-        if record is None:
-            return
+    def record_lock(self, targets: list[ImageRef], digest: str, lock: dict) -> None:
+        """Record the archived lock for the pushed names (the digest is the archived one)."""
+        record = self.make_catalogue().record_lock
         for target in targets:
             try:
-                record(target.full, asyncio.run(registry.digest(target)) or "", lock)
+                record(target.full, digest, lock)
             except Exception as e:  # the image is restored; the lock is a bonus
                 self.log.warning("could not record the lock of %s: %s", target.full, e)
 

@@ -3,15 +3,21 @@
 An archive is a BagIt-like folder (RFC 8493 layout, without tag manifests)::
 
     bagit.txt  bag-info.txt  manifest-sha256.txt
-    data/archive.json      provider, repository URL, pinned commit, original image name
-    data/image.tar         ``docker save`` of the image
+    data/archive.json      format 2: provider, repository URL, pinned commit, image name and digest
+    data/image/            the image as the registry stores it, an OCI image layout: oci-layout,
+                           index.json and blobs/sha256/<digest> (manifest, configuration,
+                           compressed layers: restored byte for byte, so the digest stays the same)
     data/repo.bundle       ``git bundle`` of the repository: the pinned commit (ref
                            refs/panbinder/archived) plus HEAD, branches and tags of the time
     data/publication.json  the publication and its datasets' metadata (no data files), if any
     data/lock.json         the environment lock, if one exists
 
-Checksums are computed streaming. ``verify_bag`` is run before anything is restored. The calls
-to docker and git here block; callers run them in a CLI or through ``run_blocking``.
+Checksums are computed streaming. Before anything is restored, every file of the bag is checked
+against the manifest (``check_bag``: none missing, none extra) and every file that the restore
+reads is verified; an image layer the registry already holds under its digest is not read at
+all (the digest is the content's checksum). ``verify_bag`` checks every byte (fixity audits).
+The calls to docker, git and the registry here block; callers run them in a CLI or through
+``run_blocking``.
 """
 
 from __future__ import annotations
@@ -28,15 +34,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from traitlets import Unicode
+from traitlets import Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
 
-from .naming import ImageRef, image_ref, repo_slug
+from .naming import ImageRef, image_ref, parse_image, repo_slug
+from .transfer import (
+    Blob,
+    Manifest,
+    RegistryClient,
+    TransferError,
+    blob_path,
+    export_image,
+    import_image,
+    missing_blobs,
+    read_layout,
+)
 
 ARCHIVED_REF = "refs/panbinder/archived"
-LOCK_PATH_IN_IMAGE = "/srv/panbinder/lock.json"
+FORMAT = 2
+IMAGE_DIR = "data/image"
+LOCK_LABEL = "org.panbinder.lock"
 CHUNK = 1024 * 1024
 
 
@@ -61,13 +80,17 @@ def payload_files(bag: Path) -> list[str]:
     return sorted(p.relative_to(bag).as_posix() for p in data.rglob("*") if p.is_file())
 
 
-def write_bag(bag: Path, info: dict[str, str]) -> None:
-    """Write ``bagit.txt``, ``manifest-sha256.txt`` and ``bag-info.txt`` for ``bag/data``."""
+def write_bag(bag: Path, info: dict[str, str], known: dict[str, str] | None = None) -> None:
+    """Write ``bagit.txt``, ``manifest-sha256.txt`` and ``bag-info.txt`` for ``bag/data``.
+
+    ``known`` maps paths to checksums already verified on the way in (content-addressed blobs).
+    """
+    known = known or {}
     lines, total = [], 0
     for rel in payload_files(bag):
         path = bag / rel
         total += path.stat().st_size
-        lines.append(f"{sha256_file(path)}  {rel}\n")
+        lines.append(f"{known.get(rel) or sha256_file(path)}  {rel}\n")
     (bag / "manifest-sha256.txt").write_text("".join(lines))
     (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
     fields = {**info, "Payload-Oxum": f"{total}.{len(lines)}", "Bagging-Date": _today()}
@@ -87,23 +110,34 @@ def read_manifest(bag: Path) -> dict[str, str]:
     return entries
 
 
-def verify_bag(bag: Path) -> None:
-    """Raise ArchiveError naming the first file that is missing, extra or does not match."""
+def check_bag(bag: Path) -> dict[str, str]:
+    """The manifest entries, after checking that no file is missing or extra (no file is read)."""
     entries = read_manifest(bag)
     extra = sorted(set(payload_files(bag)) - set(entries))
     if extra:
         raise ArchiveError(
             f"{extra[0]} is in the archive {bag} but not in its manifest; nothing was restored."
         )
-    for rel, digest in entries.items():
-        path = bag / rel
-        if not path.is_file():
+    for rel in entries:
+        if not (bag / rel).is_file():
             raise ArchiveError(f"{rel} is missing from the archive {bag}; nothing was restored.")
-        if sha256_file(path) != digest:
+    return entries
+
+
+def verify_files(bag: Path, entries: dict[str, str], paths: Iterable[str]) -> None:
+    """Raise ArchiveError naming the first of ``paths`` whose sha256 differs from the manifest."""
+    for rel in paths:
+        if sha256_file(bag / rel) != entries[rel]:
             raise ArchiveError(
                 f"{rel} in the archive {bag} does not match its sha256 checksum; the archive is "
                 "damaged or was changed. Nothing was restored; use another copy of the archive."
             )
+
+
+def verify_bag(bag: Path) -> None:
+    """Check every file of the bag, byte for byte; raise ArchiveError naming the first bad one."""
+    entries = check_bag(bag)
+    verify_files(bag, entries, entries)
 
 
 # archive description ---------------------------------------------------------------------------
@@ -111,24 +145,32 @@ def verify_bag(bag: Path) -> None:
 
 @dataclass(frozen=True)
 class ArchivedImage:
-    provider: str  # provider the image was named for ("doi" or "git")
+    provider: str  # provider the image was named for ("git" today)
     repo_url: str
     sha: str
     image: str  # the full name the image had when it was archived
+    digest: str = ""  # its manifest digest in the registry
 
-    def names(
-        self, *, registry: str, prefix: str, providers: Iterable[str] = ("doi", "git")
-    ) -> list[ImageRef]:
-        """Names under which the image is launchable (by DOI and by URL), in today's scheme."""
-        wanted = list(dict.fromkeys([self.provider, *providers]))
+    def names(self, *, registry: str, prefix: str) -> list[ImageRef]:
+        """Names under which the image is launchable again, in today's scheme: the repository's
+        ``git`` name (used by launches by URL and by DOI) and its own provider's name."""
         return [
             image_ref(registry=registry, prefix=prefix, provider=p, repo_url=self.repo_url, ref=self.sha)
-            for p in wanted
+            for p in dict.fromkeys(["git", self.provider])
         ]
 
 
 def archive_name(label: str, sha: str) -> str:
     return f"{repo_slug(label, 60)}-{sha[:12]}"
+
+
+def lock_from_config(config: dict) -> dict | None:
+    """The environment lock stored in an image configuration's labels, if any."""
+    labels = (config.get("config") or {}).get("Labels") or {}
+    try:
+        return json.loads(labels[LOCK_LABEL])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _today() -> str:
@@ -156,35 +198,32 @@ class Archive(LoggingConfigurable):
         "by URL, or use file:// URLs when GitProvider.allow_local is set.",
     ).tag(config=True)
     docker = Unicode("docker", help="The docker command.").tag(config=True)
+    transfers = Int(4, help="Blobs copied at the same time between the registry and an archive.").tag(
+        config=True
+    )
 
     # writing
 
-    def ensure_local(self, image: str) -> None:
-        """Pull ``image`` from its registry unless the local engine has it."""
-        if subprocess.run([self.docker, "image", "inspect", image], capture_output=True).returncode != 0:
-            _run(self.docker, "pull", "-q", image, what=f"docker pull {image}")
-
-    def read_lock_from_image(self, image: str) -> dict | None:
-        """The lock file inside the image, or None (never fails on a missing lock)."""
-        proc = subprocess.run([self.docker, "create", image], capture_output=True, text=True)
-        if proc.returncode != 0:
-            return None
-        cid = proc.stdout.strip()
+    def ensure_in_registry(self, client: RegistryClient, image: str) -> None:
+        """Push ``image`` from the local engine when the registry does not have it."""
         try:
-            out = subprocess.run([self.docker, "cp", f"{cid}:{LOCK_PATH_IN_IMAGE}", "-"], capture_output=True)
-            if out.returncode != 0:
-                return None
-            with tempfile.TemporaryFile() as f:
-                f.write(out.stdout)
-                f.seek(0)
-                with tarfile.open(fileobj=f) as tar:
-                    member = tar.next()
-                    data = tar.extractfile(member) if member else None
-                    return json.loads(data.read()) if data else None
-        except (OSError, ValueError, tarfile.TarError):
-            return None
-        finally:
-            subprocess.run([self.docker, "rm", "-f", cid], capture_output=True)
+            client.get_manifest(parse_image(image))
+        except TransferError:
+            if subprocess.run([self.docker, "image", "inspect", image], capture_output=True).returncode:
+                raise ArchiveError(
+                    f"{image} is neither in the registry nor in the local engine; launch it once to "
+                    "build it, then archive it."
+                ) from None
+            _run(self.docker, "push", "-q", image, what=f"docker push {image}")
+
+    def image_config(self, client: RegistryClient, image: str) -> dict:
+        """The image configuration (labels, history...) as the registry stores it."""
+        ref = parse_image(image)
+        config = client.get_manifest(ref).blobs()[0]
+        with tempfile.TemporaryDirectory(prefix="panbinder-config-") as tmp:
+            path = Path(tmp) / "config.json"
+            client.download_blob(ref.name, config, path)
+            return json.loads(path.read_text())
 
     def mirror_path(self, repo_url: str) -> Path:
         """Where ``restore`` keeps the repository of ``repo_url``."""
@@ -202,34 +241,16 @@ class Archive(LoggingConfigurable):
                     raise
                 self.log.warning("%s cannot be cloned; bundling the restored mirror %s", repo_url, mirror)
                 _run("git", "clone", "--bare", "--quiet", str(mirror), str(bare), what=f"git clone {mirror}")
-                _run(
-                    "git",
-                    "-C",
-                    str(bare),
-                    "fetch",
-                    "--quiet",
-                    str(mirror),
-                    "+refs/*:refs/*",
-                    what="git fetch",
-                )
-            git = ("git", "-C", str(bare))
+                _run(*_git(bare), "fetch", "--quiet", str(mirror), "+refs/*:refs/*", what="git fetch")
+            git = _git(bare)
             _run(*git, "cat-file", "-e", f"{sha}^{{commit}}", what=f"finding commit {sha} in {repo_url}")
             _run(*git, "update-ref", ARCHIVED_REF, sha, what="git update-ref")
-            _run(
-                *git,
-                "bundle",
-                "create",
-                "--quiet",
-                str(dest),
-                ARCHIVED_REF,
-                "HEAD",
-                "--branches",
-                "--tags",
-                what="git bundle create",
-            )
+            bundle = ("bundle", "create", "--quiet", str(dest), ARCHIVED_REF, "HEAD", "--branches", "--tags")
+            _run(*git, *bundle, what="git bundle create")
 
     def create(
         self,
+        client: RegistryClient,
         *,
         label: str,
         image: ArchivedImage,
@@ -247,31 +268,33 @@ class Archive(LoggingConfigurable):
         try:
             data = work / "data"
             data.mkdir()
-            self.ensure_local(image.image)
-            _run(
-                self.docker,
-                "save",
-                "-o",
-                str(data / "image.tar"),
-                image.image,
-                what=f"docker save {image.image}",
-            )
+            self.ensure_in_registry(client, image.image)
+            try:
+                manifest = export_image(
+                    client, parse_image(image.image), work / IMAGE_DIR, workers=self.transfers
+                )
+            except TransferError as e:
+                raise ArchiveError(f"Copying {image.image} from the registry failed: {e.message}") from None
             self.bundle_repository(image.repo_url, image.sha, data / "repo.bundle")
             if lock is None:
-                lock = self.read_lock_from_image(image.image)
+                lock = lock_from_config(
+                    json.loads(blob_path(work / IMAGE_DIR, manifest.blobs()[0]).read_bytes())
+                )
             if lock is not None:
                 _write_json(data / "lock.json", lock)
             if metadata is not None:
                 _write_json(data / "publication.json", metadata)
-            _write_json(data / "archive.json", {"format": 1, "label": label, **image.__dict__})
-            write_bag(
-                work,
-                {
-                    "Source-Organization": "panbinder",
-                    "External-Identifier": label,
-                    "External-Description": f"{image.repo_url} at {image.sha}; image {image.image}",
-                },
-            )
+            described = {**image.__dict__, "digest": manifest.digest}
+            _write_json(data / "archive.json", {"format": FORMAT, "label": label, **described})
+            known = {  # blobs are named by their sha256 and were checked on download
+                f"{IMAGE_DIR}/blobs/sha256/{b.hex}": b.hex for b in [*manifest.blobs(), _self_blob(manifest)]
+            }
+            info = {
+                "Source-Organization": "panbinder",
+                "External-Identifier": label,
+                "External-Description": f"{image.repo_url} at {image.sha}; image {image.image}@{manifest.digest}",
+            }
+            write_bag(work, info, known)
             if tar:
                 out = final.with_name(final.name + ".tar")
                 with tarfile.open(out, "w") as tf:
@@ -301,16 +324,67 @@ class Archive(LoggingConfigurable):
         return folders[0]
 
     def describe(self, bag: Path) -> ArchivedImage:
-        info = json.loads((bag / "data" / "archive.json").read_text())
-        return ArchivedImage(info["provider"], info["repo_url"], info["sha"], info["image"])
+        try:
+            info = json.loads((bag / "data" / "archive.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ArchiveError(f"{bag}/data/archive.json is unreadable: {e}") from None
+        if info.get("format") != FORMAT:
+            raise ArchiveError(
+                f"{bag} is an archive of format {info.get('format')!r}; this panbinder restores format "
+                f"{FORMAT}. Restore it with the panbinder version that wrote it."
+            )
+        return ArchivedImage(info["provider"], info["repo_url"], info["sha"], info["image"], info["digest"])
 
-    def load_and_push(self, bag: Path, targets: list[ImageRef]) -> None:
-        archived = self.describe(bag)
-        _run(self.docker, "load", "-q", "-i", str(bag / "data" / "image.tar"), what="docker load")
+    def prepare(self, bag: Path, client: RegistryClient, target: ImageRef) -> tuple[Manifest, list[Blob]]:
+        """Check the bag before anything changes: no file missing or extra, every file except the
+        image layers verified, and the layers the registry lacks (the ones uploaded) verified too.
+        Returns the image manifest and the blobs to upload."""
+        entries = check_bag(bag)
+        blobs_dir = f"{IMAGE_DIR}/blobs/sha256/"
+        # blobs named by their own digest are read (and verified) only if they are uploaded
+        named = {rel for rel, d in entries.items() if rel.startswith(blobs_dir) and rel.endswith("/" + d)}
+        verify_files(bag, entries, [rel for rel in entries if rel not in named])
+        try:
+            manifest = read_layout(bag / IMAGE_DIR)
+            missing = missing_blobs(client, target.name, manifest)
+        except TransferError as e:
+            raise ArchiveError(f"{e.message} Nothing was restored.") from None
+        for blob in manifest.blobs():
+            rel = blob_path(bag / IMAGE_DIR, blob).relative_to(bag).as_posix()
+            if entries.get(rel) != blob.hex:  # named by its digest, and the manifest agrees
+                raise ArchiveError(f"{rel} is not listed with its own digest in the manifest of {bag}.")
+        verify_files(
+            bag, entries, [blob_path(bag / IMAGE_DIR, b).relative_to(bag).as_posix() for b in missing]
+        )
+        return manifest, missing
+
+    def push(
+        self,
+        bag: Path,
+        client: RegistryClient,
+        manifest: Manifest,
+        targets: list[ImageRef],
+        missing: list[Blob],
+    ) -> None:
+        """Upload the missing blobs and put the archived manifest under every target name."""
+        first = targets[0]
+        try:
+            import_image(client, bag / IMAGE_DIR, manifest, first, missing, workers=self.transfers)
+            for target in targets[1:]:
+                others = missing_blobs(client, target.name, manifest)
+                import_image(client, bag / IMAGE_DIR, manifest, target, others, mount_from=first.name)
+        except TransferError as e:
+            raise ArchiveError(f"Pushing the archived image failed: {e.message}") from None
         for target in targets:
-            _run(self.docker, "tag", archived.image, target.full, what=f"docker tag {target.full}")
-            _run(self.docker, "push", "-q", target.full, what=f"docker push {target.full}")
-            self.log.info("pushed %s", target.full)
+            self.log.info("pushed %s@%s", target.full, manifest.digest)
+
+    def load(self, target: ImageRef, manifest: Manifest) -> None:
+        """Make the local engine hold ``target`` (a pull of what it lacks; a tag if it has the image)."""
+        image_id = manifest.blobs()[0].digest
+        if subprocess.run([self.docker, "image", "inspect", image_id], capture_output=True).returncode == 0:
+            _run(self.docker, "tag", image_id, target.full, what=f"docker tag {target.full}")
+            return
+        _run(self.docker, "pull", "-q", target.full, what=f"docker pull {target.full}")
 
     def restore_repository(self, bag: Path) -> Path:
         """Clone the bundle into ``repo_mirror_root/<slug>.git`` (fetch into it if it exists)."""
@@ -319,16 +393,18 @@ class Archive(LoggingConfigurable):
         root.mkdir(parents=True, exist_ok=True)
         dest = self.mirror_path(archived.repo_url)
         bundle = str(bag / "data" / "repo.bundle")
-        if dest.exists():
-            _run(
-                "git", "-C", str(dest), "fetch", "--quiet", bundle, "+refs/*:refs/*", what="git fetch bundle"
-            )
-        else:
+        if not dest.exists():
             _run("git", "clone", "--bare", "--quiet", bundle, str(dest), what="git clone bundle")
-            _run(
-                "git", "-C", str(dest), "fetch", "--quiet", bundle, "+refs/*:refs/*", what="git fetch bundle"
-            )
+        _run(*_git(dest), "fetch", "--quiet", bundle, "+refs/*:refs/*", what="git fetch bundle")
         return dest
+
+
+def _git(repo: Path) -> tuple[str, ...]:
+    return ("git", "-C", str(repo))
+
+
+def _self_blob(manifest: Manifest) -> Blob:
+    return Blob(manifest.digest, len(manifest.body), manifest.media_type)
 
 
 def _write_json(path: Path, value: object) -> None:

@@ -36,12 +36,15 @@ class Registry(LoggingConfigurable):
         """host[:port] as used in image names."""
         return self.url.split("://", 1)[-1].rstrip("/")
 
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header for this registry (empty without a user name)."""
+        if not self.username:
+            return {}
+        cred = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return {"Authorization": f"Basic {cred}"}
+
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": MANIFEST_TYPES}
-        if self.username:
-            cred = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-            headers["Authorization"] = f"Basic {cred}"
-        return headers
+        return {"Accept": MANIFEST_TYPES, **self.auth_headers()}
 
     async def digest(self, image: ImageRef) -> str | None:
         """The manifest digest of ``image``, or None when the registry does not have it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -98,3 +99,104 @@ def test_idle_time_comes_from_the_build_log_file(tmp_path):
     log.write_text("[built]\n")
     assert log_mtime(tmp_path, "panbinder/v1-git-a", "abc") is not None
     assert log_mtime(tmp_path, "panbinder/v1-git-a", "other") is None
+
+
+# OCI layout and restore selection (registry_cache/transfer.py, archive.py) ------------------------
+
+
+def write_layout(layout, manifest_body: bytes, blobs: dict[str, bytes]):
+    from panbinder.registry_cache.transfer import Manifest, blob_path
+
+    manifest = Manifest(manifest_body, "application/vnd.docker.distribution.manifest.v2+json")
+    for content in [*blobs.values(), manifest_body]:
+        path = blob_path(layout, "sha256:" + hashlib.sha256(content).hexdigest())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    entry = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest_body)}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return manifest
+
+
+def image_manifest(config: bytes, layers: list[bytes]) -> bytes:
+    def desc(content: bytes, media_type: str) -> dict:
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        return {"mediaType": media_type, "digest": digest, "size": len(content)}
+
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": desc(config, "application/vnd.docker.container.image.v1+json"),
+            "layers": [desc(layer, "application/vnd.docker.image.rootfs.diff.tar.gzip") for layer in layers],
+        }
+    ).encode()
+
+
+def test_layout_roundtrip_lists_config_then_layers(tmp_path):
+    from panbinder.registry_cache.transfer import read_layout
+
+    config, layers = b'{"config": {}}', [b"layer one", b"layer two"]
+    written = write_layout(
+        tmp_path, image_manifest(config, layers), {"c": config, "a": layers[0], "b": layers[1]}
+    )
+    manifest = read_layout(tmp_path)
+    assert manifest.digest == written.digest
+    assert [b.size for b in manifest.blobs()] == [len(config), len(layers[0]), len(layers[1])]
+    assert manifest.blobs()[1].digest == "sha256:" + hashlib.sha256(b"layer one").hexdigest()
+
+
+def test_layout_with_a_changed_manifest_is_refused(tmp_path):
+    from panbinder.registry_cache.transfer import TransferError, read_layout
+
+    config = b"{}"
+    manifest = write_layout(tmp_path, image_manifest(config, [b"x"]), {"c": config, "x": b"x"})
+    path = tmp_path / "blobs" / "sha256" / manifest.digest[7:]
+    path.write_bytes(path.read_bytes().replace(b'"schemaVersion": 2', b'"schemaVersion": 2 '))
+    with pytest.raises(TransferError, match="does not match its digest"):
+        read_layout(tmp_path)
+
+
+def test_index_manifests_and_bad_digests_are_refused():
+    from panbinder.registry_cache.transfer import Blob, Manifest, TransferError
+
+    index = Manifest(b'{"manifests": []}', "application/vnd.oci.image.index.v1+json")
+    with pytest.raises(TransferError, match="single-platform"):
+        index.blobs()
+    with pytest.raises(TransferError, match="malformed"):
+        _ = Blob("sha256:../../etc/passwd", 1, "").hex
+
+
+def test_check_bag_reads_nothing_and_verify_files_names_the_file(tmp_path):
+    from panbinder.registry_cache.archive import check_bag, verify_files
+
+    bag = make_bag(tmp_path)
+    (bag / "data" / "image.tar").write_bytes(b"y" * 10)  # changed, but check_bag does not read it
+    entries = check_bag(bag)
+    verify_files(bag, entries, ["data/sub/publication.json"])
+    with pytest.raises(ArchiveError, match=r"data/image\.tar .*does not match"):
+        verify_files(bag, entries, entries)
+
+
+def test_restored_names_are_todays_git_name_and_the_archived_provider():
+    from panbinder.registry_cache.archive import ArchivedImage
+
+    sha = "a" * 40
+    archived = ArchivedImage("doi", "https://example.org/r.git", sha, "old/name:tag", "sha256:" + "b" * 64)
+    names = archived.names(registry="reg:5000", prefix="panbinder/v1-")
+    assert [n.name.split("/")[1].split("-")[1] for n in names] == ["git", "doi"]
+    assert {n.tag for n in names} == {sha}
+    assert (
+        ArchivedImage("git", "https://example.org/r.git", sha, "x:y").names(registry="r", prefix="p/")[0].tag
+        == sha
+    )
+
+
+def test_lock_from_config_labels():
+    from panbinder.registry_cache.archive import LOCK_LABEL, lock_from_config
+
+    assert lock_from_config({"config": {"Labels": {LOCK_LABEL: '{"python": "3.11.2"}'}}}) == {
+        "python": "3.11.2"
+    }
+    assert lock_from_config({"config": {"Labels": None}}) is None
+    assert lock_from_config({"config": {"Labels": {LOCK_LABEL: "not json"}}}) is None

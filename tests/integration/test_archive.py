@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 
 import pytest
 
-from panbinder.registry_cache import Registry, image_ref
+from panbinder.registry_cache import ImageRef, Registry, image_ref
 from panbinder.registry_cache.retention import RegistryAdmin
+from panbinder.registry_cache.transfer import RegistryClient
 from panbinder.testing import read_stream, run_code
 
 from .conftest import catalogue_of, cli, write_scan
@@ -49,7 +52,7 @@ def archived_publication(portal, git_server, storage_root, publications):
         "--ref=main",
         "--dataset=local:archived-scan",
     )
-    cli(portal, "build", repo, sha)  # the git name only: archive and restore add the doi name
+    cli(portal, "build", repo, sha)  # its git name, the one launches by DOI use
     return cat, repo, sha
 
 
@@ -66,11 +69,17 @@ def names(repo: str, sha: str):
 
 
 async def forget_image(repo: str, sha: str) -> None:
+    """As after a registry wipe: the manifests, the blobs of the repositories and the local image."""
     registry, refs = names(repo, sha)
+    client = RegistryClient(registry.url)
     for ref in refs:
         digest = await registry.digest(ref)
         if digest:
+            blobs = client.get_manifest(ref).blobs()
             await RegistryAdmin(registry).delete(ref.name, digest)
+            for blob in blobs:
+                status, _, body = client._request("DELETE", f"{client.url}/v2/{ref.name}/blobs/{blob.digest}")
+                assert status in (202, 404), body
         run("docker", "rmi", "-f", ref.full)
         assert await registry.digest(ref) is None
 
@@ -81,8 +90,13 @@ async def test_archive_restore_launch_by_doi(portal, git_server, archived_public
     bag = tmp_path / out.rsplit("/", 1)[-1]
     assert bag.is_dir(), out
     files = (bag / "manifest-sha256.txt").read_text()
-    for name in ("data/image.tar", "data/repo.bundle", "data/publication.json", "data/archive.json"):
+    for name in ("data/image/oci-layout", "data/image/index.json", "data/repo.bundle"):
         assert name in files
+    for name in ("data/publication.json", "data/archive.json", "data/lock.json"):
+        assert name in files
+    registry, refs = names(repo, sha)
+    published = await registry.digest(refs[1])
+    assert json.loads((bag / "data" / "archive.json").read_text())["digest"] == published
 
     # everything is lost: image (registry and engine), repository, registration
     await forget_image(repo, sha)
@@ -90,21 +104,36 @@ async def test_archive_restore_launch_by_doi(portal, git_server, archived_public
     with cat.session() as s:
         s.delete(cat.get_publication(s, DOI))
 
-    # a tampered archive is refused before anything is loaded
+    # a tampered archive is refused before anything is restored: metadata, or an image layer
     pub_json = bag / "data" / "publication.json"
     original = pub_json.read_bytes()
     pub_json.write_bytes(original.replace(b"archived-scan", b"embargoed-scan"))
     proc = cli(portal, "restore", str(bag), check=False)
     assert proc.returncode == 2
     assert "data/publication.json" in proc.stderr and "does not match" in proc.stderr
-    registry, refs = names(repo, sha)
-    assert [await registry.digest(r) for r in refs] == [None, None]
     pub_json.write_bytes(original)
+    index = json.loads((bag / "data" / "image" / "index.json").read_text())
+    manifest = json.loads(
+        (bag / "data" / "image" / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text()
+    )
+    layer = bag / "data" / "image" / "blobs" / "sha256" / manifest["layers"][-1]["digest"][7:]
+    kept = layer.read_bytes()
+    layer.write_bytes(kept[:-1] + bytes([kept[-1] ^ 1]))
+    proc = cli(portal, "restore", str(bag), check=False)
+    assert proc.returncode == 2
+    assert f"data/image/blobs/sha256/{layer.name}" in proc.stderr and "does not match" in proc.stderr
+    assert [await registry.digest(r) for r in refs] == [None, None]
+    assert not list((portal.state / "repo-mirrors").glob(f"*{REPO}*"))
+    layer.write_bytes(kept)
 
     restored = cli(portal, "restore", str(bag)).stdout
     assert "registered again from the archive" in restored
-    for ref in refs:
-        assert await registry.digest(ref), restored
+    assert await registry.digest(refs[1]) == published, restored  # byte for byte: the same digest
+    assert f"uploaded {len(manifest['layers']) + 1} of {len(manifest['layers']) + 1} blobs" in restored
+    assert (
+        run("docker", "image", "inspect", "--format", "{{.Id}}", refs[1].full).strip()
+        == manifest["config"]["digest"]
+    )
     mirror = next(line.split()[1] for line in restored.splitlines() if line.startswith("repository:"))
     assert run("git", "ls-remote", f"file://{mirror}", "main").split()[0] == sha
 
@@ -122,8 +151,11 @@ async def test_archive_tarball_roundtrip_verifies(portal, archived_publication, 
         pytest.fail("the image of the archived publication is missing")
     out = cli(portal, "archive", DOI, f"--to={tmp_path}", "--tar").stdout.strip().splitlines()[-1]
     assert out.endswith(".tar")
+    audit = cli(portal, "restore", "--verify-only", out).stdout
+    assert "every file matches its sha256 checksum" in audit
     restored = cli(portal, "restore", out).stdout
     assert "already registered" in restored
+    assert "uploaded 0 of" in restored  # the registry had every blob: nothing was read or sent
 
 
 def test_registry_gc_dry_run_pins_publications(portal, archived_publication):
@@ -133,3 +165,26 @@ def test_registry_gc_dry_run_pins_publications(portal, archived_publication):
     lines = out.splitlines()
     assert f"pinned  {refs[1].name}:{refs[1].tag}" in "\n".join(lines)
     assert lines[-1].startswith("dry run:"), out
+
+
+async def test_registry_gc_apply_removes_only_idle_unpinned_images(portal, archived_publication):
+    """Under a prefix of its own (the registry is shared): a pinned and an unpinned copy."""
+    _cat, repo, sha = archived_publication
+    registry, refs = names(repo, sha)
+    client = RegistryClient(registry.url)
+    source = refs[1]
+    manifest = client.get_manifest(source)
+    prefix = f"panbinder-gc{os.getpid()}/v1-"
+    pinned = image_ref(registry=registry.host, prefix=prefix, provider="git", repo_url=repo, ref=sha)
+    idle = ImageRef(registry.host, f"{prefix}git-unpublished-0123456789", sha)
+    for ref in (pinned, idle):
+        for blob in manifest.blobs():
+            assert client.mount_blob(ref.name, blob, source.name)
+        client.put_manifest(ref, manifest)
+
+    out = cli(portal, "registry", "gc", "--max-idle-days=0", f"--PanbinderBase.image_prefix={prefix}", "--apply").stdout
+    assert f"pinned  {pinned.name}:{pinned.tag}" in out, out
+    assert f"remove  {idle.name}:{idle.tag}" in out, out
+    assert "removed 1 manifest(s)" in out, out
+    assert await registry.digest(idle) is None
+    assert await registry.digest(pinned) == manifest.digest

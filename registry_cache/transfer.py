@@ -1,0 +1,304 @@
+"""Copy an image between a registry and an OCI image layout folder, blob for blob.
+
+Archives keep an image exactly as the registry stores it: the manifest bytes, the configuration
+and the compressed layers, each named by its sha256 digest (OCI image layout 1.0.0). Copying it
+back uploads only the blobs the registry lacks and puts the very same manifest bytes: a restored
+image has the digest it was published with, and nothing is recompressed.
+
+The calls here block (``http.client``); callers run them in a CLI or through ``run_blocking``.
+Blob transfers stream in chunks and check sha256 and size on the way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from panbinder.errors import PanbinderError
+
+from .naming import ImageRef
+
+CHUNK = 1024 * 1024
+LAYOUT_FILE = {"imageLayoutVersion": "1.0.0"}
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+class TransferError(PanbinderError):
+    pass
+
+
+@dataclass(frozen=True)
+class Blob:
+    digest: str  # "sha256:<hex>"
+    size: int
+    media_type: str
+
+    @property
+    def hex(self) -> str:
+        algorithm, _, hexdigest = self.digest.partition(":")
+        if (
+            algorithm != "sha256"
+            or len(hexdigest) != 64
+            or not all(c in "0123456789abcdef" for c in hexdigest)
+        ):
+            raise TransferError(f"unsupported or malformed blob digest {self.digest!r}")
+        return hexdigest
+
+
+@dataclass(frozen=True)
+class Manifest:
+    body: bytes  # the exact bytes the registry served (their sha256 is the image digest)
+    media_type: str
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.body).hexdigest()
+
+    def blobs(self) -> list[Blob]:
+        """The configuration first, then the layers."""
+        data = json.loads(self.body)
+        if self.media_type not in MANIFEST_MEDIA_TYPES or "config" not in data:
+            raise TransferError(
+                f"only single-platform image manifests can be archived (got {self.media_type})"
+            )
+        parts = [data["config"], *data.get("layers", [])]
+        return [Blob(p["digest"], int(p["size"]), p.get("mediaType", "")) for p in parts]
+
+
+def blob_path(layout: Path, blob: Blob | str) -> Path:
+    digest = blob if isinstance(blob, str) else blob.digest
+    return layout / "blobs" / "sha256" / Blob(digest, 0, "").hex
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class RegistryClient:
+    """The blob and manifest half of the distribution v2 API, over one HTTP(S) connection per call."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 120) -> None:
+        self.url = url.rstrip("/")
+        self.headers = dict(headers or {})
+        self.timeout = timeout
+
+    def _connection(self, url: str) -> http.client.HTTPConnection:
+        parts = urlsplit(url)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        return cls(parts.netloc, timeout=self.timeout)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: object = None,
+        headers: dict[str, str] | None = None,
+        sink: Callable[[bytes], None] | None = None,
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """(status, headers, body); with ``sink`` the body is streamed to it. Follows redirects."""
+        for _ in range(5):
+            conn = self._connection(url)
+            try:
+                parts = urlsplit(url)
+                path = parts.path + (f"?{parts.query}" if parts.query else "")
+                same_host = url.startswith(self.url)
+                all_headers = {**(self.headers if same_host else {}), **(headers or {})}
+                conn.request(method, path, body=body, headers=all_headers)
+                resp = conn.getresponse()
+                if resp.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
+                    url = urljoin(url, resp.getheader("Location", ""))
+                    continue
+                if sink is not None and resp.status == 200:
+                    while chunk := resp.read(CHUNK):
+                        sink(chunk)
+                    return resp.status, resp.headers, b""
+                return resp.status, resp.headers, resp.read()
+            except OSError as e:
+                raise TransferError(
+                    f"The registry at {self.url} cannot be reached ({e}); check Registry.url."
+                ) from None
+            finally:
+                conn.close()
+        raise TransferError(f"too many redirects from the registry at {self.url}")
+
+    def _fail(self, what: str, status: int, body: bytes) -> TransferError:
+        detail = body.decode("utf-8", "replace").strip()[:300]
+        return TransferError(f"The registry at {self.url} refused {what} (HTTP {status}): {detail}")
+
+    def get_manifest(self, image: ImageRef) -> Manifest:
+        accept = ", ".join(MANIFEST_MEDIA_TYPES)
+        url = f"{self.url}/v2/{image.name}/manifests/{image.tag}"
+        status, headers, body = self._request("GET", url, headers={"Accept": accept})
+        if status == 404:
+            raise TransferError(f"{image.full} is not in the registry.")
+        if status != 200:
+            raise self._fail(f"the manifest of {image.full}", status, body)
+        return Manifest(body, (headers.get("Content-Type") or "").split(";")[0].strip())
+
+    def put_manifest(self, image: ImageRef, manifest: Manifest) -> str:
+        url = f"{self.url}/v2/{image.name}/manifests/{image.tag}"
+        headers = {"Content-Type": manifest.media_type}
+        status, _, body = self._request("PUT", url, body=manifest.body, headers=headers)
+        if status not in (200, 201):
+            raise self._fail(f"the manifest of {image.full}", status, body)
+        return manifest.digest
+
+    def has_blob(self, name: str, blob: Blob) -> bool:
+        status, _, _ = self._request("HEAD", f"{self.url}/v2/{name}/blobs/{blob.digest}")
+        return status == 200
+
+    def download_blob(self, name: str, blob: Blob, dest: Path) -> None:
+        """Stream ``blob`` into ``dest`` (written under a temporary name, renamed when it checks out)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+
+                def sink(chunk: bytes) -> None:
+                    h.update(chunk)
+                    out.write(chunk)
+
+                status, _, body = self._request("GET", f"{self.url}/v2/{name}/blobs/{blob.digest}", sink=sink)
+            if status != 200:
+                raise self._fail(f"blob {blob.digest} of {name}", status, body)
+            if "sha256:" + h.hexdigest() != blob.digest:
+                raise TransferError(f"blob {blob.digest} of {name} arrived damaged (checksum differs)")
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def mount_blob(self, name: str, blob: Blob, source: str) -> bool:
+        """Link ``blob`` from repository ``source`` into ``name`` without sending it; False when the
+        registry does not have it there (the upload it opened instead is cancelled)."""
+        query = urlencode({"mount": blob.digest, "from": source})
+        status, headers, body = self._request(
+            "POST", f"{self.url}/v2/{name}/blobs/uploads/?{query}", body=b""
+        )
+        if status == 201:
+            return True
+        if status != 202:
+            raise self._fail(f"mounting {blob.digest} into {name}", status, body)
+        self._request("DELETE", urljoin(self.url + "/", headers.get("Location", "")))
+        return False
+
+    def upload_blob(self, name: str, blob: Blob, path: Path) -> None:
+        """Put ``blob`` (the file ``path``) into repository ``name`` in one streamed PUT."""
+        status, headers, body = self._request("POST", f"{self.url}/v2/{name}/blobs/uploads/", body=b"")
+        if status != 202:
+            raise self._fail(f"an upload to {name}", status, body)
+        location = urljoin(self.url + "/", headers.get("Location", ""))
+        location += ("&" if "?" in location else "?") + urlencode({"digest": blob.digest})
+        with path.open("rb") as f:
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)}
+            status, _, body = self._request("PUT", location, body=f, headers=headers)
+        if status not in (201, 204):
+            raise self._fail(f"blob {blob.digest} for {name}", status, body)
+
+
+# layouts -----------------------------------------------------------------------------------------
+
+
+def export_image(client: RegistryClient, image: ImageRef, layout: Path, *, workers: int = 4) -> Manifest:
+    """Write ``image`` from the registry into the OCI image layout folder ``layout``."""
+    manifest = client.get_manifest(image)
+    blobs = manifest.blobs()
+    layout.mkdir(parents=True, exist_ok=True)
+    (layout / "oci-layout").write_text(json.dumps(LAYOUT_FILE) + "\n")
+    blob_path(layout, manifest.digest).parent.mkdir(parents=True, exist_ok=True)
+    blob_path(layout, manifest.digest).write_bytes(manifest.body)
+    _parallel(workers, (lambda b=b: client.download_blob(image.name, b, blob_path(layout, b)) for b in blobs))
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": manifest.media_type,
+                "digest": manifest.digest,
+                "size": len(manifest.body),
+                "annotations": {REF_NAME: image.tag},
+            }
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return manifest
+
+
+def read_layout(layout: Path) -> Manifest:
+    """The one image manifest of an OCI image layout folder."""
+    try:
+        index = json.loads((layout / "index.json").read_text())
+        (entry,) = index["manifests"]
+        body = blob_path(layout, entry["digest"]).read_bytes()
+    except (OSError, ValueError, KeyError) as e:
+        raise TransferError(f"{layout} is not a one-image OCI layout: {e}") from None
+    manifest = Manifest(body, entry.get("mediaType", ""))
+    if manifest.digest != entry["digest"]:
+        raise TransferError(f"the manifest in {layout} does not match its digest {entry['digest']}")
+    return manifest
+
+
+def missing_blobs(client: RegistryClient, name: str, manifest: Manifest) -> list[Blob]:
+    """The blobs of ``manifest`` that repository ``name`` does not have."""
+    blobs = manifest.blobs()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        present = list(pool.map(lambda b: client.has_blob(name, b), blobs))
+    return [b for b, ok in zip(blobs, present, strict=True) if not ok]
+
+
+def import_image(
+    client: RegistryClient,
+    layout: Path,
+    manifest: Manifest,
+    image: ImageRef,
+    missing: list[Blob],
+    *,
+    mount_from: str = "",
+    workers: int = 4,
+) -> str:
+    """Put ``missing`` blobs into ``image``'s repository (linked from ``mount_from`` when the
+    registry has them there, else uploaded from ``layout``), then the manifest."""
+
+    def put(blob: Blob) -> None:
+        if not (mount_from and client.mount_blob(image.name, blob, mount_from)):
+            client.upload_blob(image.name, blob, blob_path(layout, blob))
+
+    _parallel(workers, (lambda b=b: put(b) for b in missing))
+    return client.put_manifest(image, manifest)
+
+
+def _parallel(workers: int, calls: Iterable[Callable[[], None]]) -> None:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for future in [pool.submit(call) for call in calls]:
+            future.result()
+
+
+__all__ = [
+    "Blob",
+    "Manifest",
+    "RegistryClient",
+    "TransferError",
+    "blob_path",
+    "export_image",
+    "import_image",
+    "missing_blobs",
+    "read_layout",
+    "sha256_of",
+]
