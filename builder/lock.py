@@ -25,6 +25,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -286,6 +287,7 @@ class LockCapture:
         self, label: Labeller, lock: dict[str, Any], digest: str, emit: Callable[[str], None] | None
     ) -> str:
         """Write the lock label; the digest of the labelled push, or ``digest`` when that failed."""
+        start = time.monotonic()
         try:
             labelled = label(self.image, {LABEL: lock_label(lock)})
         except BuildCancelled:
@@ -294,7 +296,10 @@ class LockCapture:
             self._warn("could not write the environment lock into the labels of %s: %s", e)
             return digest
         if emit is not None:
-            emit(f"Labelled {self.image} with its environment lock ({LABEL}): {labelled or 'no digest'}\n")
+            seconds, shown = time.monotonic() - start, labelled or "no digest printed"
+            emit(
+                f"Labelled with its environment lock ({LABEL}) and pushed again in {seconds:.2f} s: {shown}\n"
+            )
         return labelled
 
 

@@ -10,9 +10,9 @@ package versions. Both push to a tag of their own, ``<tag>-frozen-<UTC time>`` o
 The lock is the one the catalogue recorded for the image; when it has none (another
 deployment's image, a lost catalogue), the lock in the image's ``org.panbinder.lock`` label,
 pulled from the registry first when the image is not local. A DOI stands for its publication's
-image: the repository at the pinned commit, named as the portal names it. The build log goes to stderr, the report to stdout. Exit status: 0 when done
-(for ``--frozen``: and identical), 1 when the frozen lock differs or the build failed, 2 for
-usage errors and unknown images.
+image: the repository at the pinned commit, named as the portal names it. The build log goes to
+stderr, the report to stdout. Exit status: 0 when done (for ``--frozen``: and identical), 1 when
+the frozen lock differs or the build failed, 2 for usage errors and unknown images.
 """
 
 from __future__ import annotations

@@ -1,24 +1,56 @@
-"""Locks for real: a build records its lock in the catalogue; a frozen rebuild reproduces it."""
+"""Locks for real: a build records its lock in the catalogue and in the image's label; a frozen
+rebuild reproduces it, from the catalogue or from the label."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
+from panbinder.builder.lock import LABEL, image_lock
+from panbinder.registry_cache.naming import parse_image
 from panbinder.testing import read_stream
 
 from .conftest import catalogue_of
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 FILES = {
     "requirements.txt": "tabulate==0.9.0\n",
     "apt.txt": "jq\n",
     "analysis.py": "import tabulate\nprint(tabulate.__version__)\n",
 }
+
+
+def docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=600)
+
+
+def inspect(image: str) -> dict:
+    proc = docker("image", "inspect", "--format", "{{json .}}", image)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def registry_get(image: str, path: str) -> tuple[bytes, dict]:
+    ref = parse_image(image)
+    req = urllib.request.Request(f"http://{ref.registry}/v2/{ref.name}/{path}", headers={"Accept": MANIFEST})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.read(), dict(resp.headers)
+
+
+def registry_image(image: str) -> tuple[str, dict]:
+    """The registry's current manifest digest for the image's tag, and its image config."""
+    body, headers = registry_get(image, f"manifests/{parse_image(image).tag}")
+    config, _ = registry_get(image, f"blobs/{json.loads(body)['config']['digest']}")
+    return headers["Docker-Content-Digest"], json.loads(config)
 
 
 def rebuild(portal, *args: str) -> subprocess.CompletedProcess:
@@ -65,6 +97,43 @@ def test_build_records_its_lock_in_the_catalogue(locked_image, git_server):
     assert lock["base_image"]["name"] == "panbinder-base:bookworm-1"
     assert lock["base_image"]["id"].startswith("sha256:")
     assert lock["repo2docker"] and lock["panbinder"]
+
+
+def test_the_built_image_carries_its_lock_as_a_label(locked_image):
+    image, _, lock = locked_image
+    labels = inspect(image)["Config"]["Labels"]
+    assert LABEL in labels, sorted(labels)
+    label = json.loads(labels[LABEL])
+    assert "tabulate==0.9.0" in label["pip"] and "jq" in label["dpkg"]
+    assert "digest" not in label
+    assert label == {key: value for key, value in lock.items() if key != "digest"}
+    assert labels[LABEL] == json.dumps(label, sort_keys=True, separators=(",", ":"))
+    assert image_lock(image, docker_cli=DOCKER) == lock
+
+
+def test_the_catalogue_has_the_registry_digest_of_the_labelled_image(locked_image):
+    image, _, lock = locked_image
+    digest, config = registry_image(image)
+    assert lock["digest"] == digest
+    assert config["config"]["Labels"][LABEL] == inspect(image)["Config"]["Labels"][LABEL]
+    assert f"{image.rsplit(':', 1)[0]}@{digest}" in inspect(image)["RepoDigests"]
+
+
+def test_frozen_rebuild_uses_the_label_when_the_catalogue_has_no_lock(locked_image, portal, storage_root):
+    image, _, _ = locked_image
+    copy = image + "-copy"  # the catalogue knows no lock for this name; the registry has the image
+    for args in (("tag", image, copy), ("push", copy), ("rmi", copy)):
+        proc = docker(*args)
+        assert proc.returncode == 0, proc.stderr
+    proc = rebuild(portal, "--frozen", copy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
+    assert "lock: identical" in proc.stdout, proc.stdout
+    assert docker("image", "inspect", copy).returncode == 0, "the image was not pulled"
+    cat = catalogue_of(portal, storage_root)
+    try:
+        assert cat.get_lock(copy) is None
+    finally:
+        cat.close()
 
 
 def test_frozen_rebuild_reports_an_identical_lock(locked_image, portal, storage_root):
