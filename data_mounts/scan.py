@@ -27,7 +27,6 @@ from panbinder.errors import PanbinderError
 
 from .importers import FileRecord
 from .models import Dataset, DatasetFile
-from .nexus import read_nexus
 from .paths import confine
 
 CHUNK_SIZE = 8 * 1024 * 1024
@@ -140,6 +139,8 @@ def _clean(text: str | None) -> str:
 
 def describe(found: Found, log: logging.Logger) -> tuple[dict, list[str]]:
     """Dataset metadata from the first file that has each field; earliest start time."""
+    from .nexus import read_nexus  # h5py loads only when a scan runs, not with every command
+
     meta: dict = {"title": "", "instrument": "", "facility": "", "pid": "", "creation_date": None}
     unreadable = []
     for _rel, path in found.files:

@@ -401,3 +401,24 @@ def _alive(pid: int) -> bool:
 
 def cleanup_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def forget_image(image: str, *, blobs: bool, docker: str = "docker") -> None:
+    """Lose ``image`` as a registry wipe would: its manifest (and with ``blobs`` its repository's
+    links to the blobs, so every blob must be sent again) and the local engine's copy."""
+    from .registry_cache.naming import parse_image
+    from .registry_cache.transfer import RegistryClient, TransferError
+
+    ref = parse_image(image)
+    client = RegistryClient(f"http://{ref.registry}")
+    try:
+        manifest = client.get_manifest(ref)
+    except TransferError:
+        manifest = None
+    if manifest is not None:
+        doomed = [f"manifests/{manifest.digest}"] + [f"blobs/{b.digest}" for b in manifest.blobs() if blobs]
+        for path in doomed:
+            status, _, body = client._request("DELETE", f"{client.url}/v2/{ref.name}/{path}")
+            if status not in (202, 404):
+                raise RuntimeError(f"DELETE {path} of {ref.name}: HTTP {status} {body[:200]!r}")
+    subprocess.run([docker, "rmi", "-f", image], capture_output=True)

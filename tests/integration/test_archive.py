@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from panbinder.registry_cache import ImageRef, Registry, image_ref
-from panbinder.registry_cache.retention import RegistryAdmin
 from panbinder.registry_cache.transfer import RegistryClient
+from panbinder.testing import forget_image as forget
 from panbinder.testing import read_stream, run_code
 
 from .conftest import catalogue_of, cli, write_scan
@@ -71,16 +71,8 @@ def names(repo: str, sha: str):
 async def forget_image(repo: str, sha: str) -> None:
     """As after a registry wipe: the manifests, the blobs of the repositories and the local image."""
     registry, refs = names(repo, sha)
-    client = RegistryClient(registry.url)
     for ref in refs:
-        digest = await registry.digest(ref)
-        if digest:
-            blobs = client.get_manifest(ref).blobs()
-            await RegistryAdmin(registry).delete(ref.name, digest)
-            for blob in blobs:
-                status, _, body = client._request("DELETE", f"{client.url}/v2/{ref.name}/blobs/{blob.digest}")
-                assert status in (202, 404), body
-        run("docker", "rmi", "-f", ref.full)
+        forget(ref.full, blobs=True)
         assert await registry.digest(ref) is None
 
 
@@ -182,7 +174,9 @@ async def test_registry_gc_apply_removes_only_idle_unpinned_images(portal, archi
             assert client.mount_blob(ref.name, blob, source.name)
         client.put_manifest(ref, manifest)
 
-    out = cli(portal, "registry", "gc", "--max-idle-days=0", f"--PanbinderBase.image_prefix={prefix}", "--apply").stdout
+    out = cli(
+        portal, "registry", "gc", "--max-idle-days=0", f"--PanbinderBase.image_prefix={prefix}", "--apply"
+    ).stdout
     assert f"pinned  {pinned.name}:{pinned.tag}" in out, out
     assert f"remove  {idle.name}:{idle.tag}" in out, out
     assert "removed 1 manifest(s)" in out, out
