@@ -44,6 +44,9 @@ RATTLER_CACHE = "--mount=type=cache,target=" + RATTLER_CACHE_DIR + ",uid={uid},g
 PIP_CACHE = "--mount=type=cache,target=/tmp/pip-cache,uid={uid},gid={uid}"
 # conda_env_install.py prints this, then a JSON object, when the solve or the download fails.
 ERROR_MARKER = "panbinder-conda-error: "
+# PATH after the build scripts, in the order of the login shell's profile scripts: the server's
+# virtualenv before the environment's bin, so the server and its jupyter commands stay in /srv/venv.
+RUNTIME_PATH = f"${{HOME}}/.local/bin:${{REPO_DIR}}/.local/bin:{VENV}/bin:{CONDA_PREFIX}/bin:${{PATH}}"
 KERNEL_NAME = "python3"
 KERNEL_DISPLAY_NAME = "Python 3 (environment.yml)"
 ANACONDA_ORG_RE = re.compile(r"^https?://conda\.anaconda\.org/(.+?)/*$")

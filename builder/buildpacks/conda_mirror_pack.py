@@ -95,9 +95,10 @@ class CondaMirrorMixin:
     # --- repo2docker hooks ------------------------------------------------------------------
 
     @lru_cache
-    def get_path(self) -> list[str]:
-        path = list(super().get_path())  # type: ignore[misc]
-        return [*path, f"{CONDA_PREFIX}/bin"] if self.uses_mirror() else path
+    def get_env(self) -> list[tuple[str, str]]:
+        # get_env, not get_path: an ENV before the server's layer would change that layer's key
+        env = list(super().get_env())  # type: ignore[misc]
+        return [*env, ("PATH", conda_mirror.RUNTIME_PATH)] if self.uses_mirror() else env
 
     @lru_cache
     def get_build_scripts(self) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ import json
 import subprocess
 import tarfile
 import threading
+import uuid
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -120,8 +121,10 @@ class QuietHandler(SimpleHTTPRequestHandler):
 def mirror(tmp_path_factory):
     """A conda channel mirror with the channel conda-forge, on the docker bridge's gateway."""
     root = tmp_path_factory.mktemp("conda-mirror")
+    # a path of its own in every run, so the solve step never comes from the layer cache
+    base = f"mirror-{uuid.uuid4().hex[:12]}"
     write_channel(
-        root / "conda-forge",
+        root / base / "conda-forge",
         [
             conda_package(
                 "panbinder-probe",
@@ -137,7 +140,7 @@ def mirror(tmp_path_factory):
     server = ThreadingHTTPServer((bridge_gateway(), 0), functools.partial(QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://{server.server_address[0]}:{server.server_address[1]}"
+    yield f"http://{server.server_address[0]}:{server.server_address[1]}/{base}"
     server.shutdown()
     server.server_close()
 
