@@ -163,7 +163,7 @@ def conda_plan(env: dict, source: str, settings: PackSettings) -> CondaPlan:
     """The plan for a parsed environment.yml; PanbinderError for a channel the mirror lacks."""
     specs: list[str] = []
     pip: list[str] = []
-    named = [str(c) for c in env.get("channels") or []]
+    named = [str(c) for c in env.get("channels") or []] or list(settings.conda_default_channels)
     for dep in env.get("dependencies") or []:
         if isinstance(dep, dict):
             pip.extend(str(p) for p in dep.get("pip") or [])
@@ -172,7 +172,7 @@ def conda_plan(env: dict, source: str, settings: PackSettings) -> CondaPlan:
         specs.append(spec)
         if channel:
             named.append(channel)
-    named = _unique(named or settings.conda_default_channels)
+    named = _unique(named)
     try:
         channels = tuple((c, channel_url(c, settings)) for c in named)
     except UnknownChannel as e:

@@ -1,0 +1,259 @@
+"""environment.yml with conda_policy='mirror': channel URLs, the plan, the Dockerfile, failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from repo2docker.buildpacks.base import BuildPack
+from repo2docker.engine import BuildError
+from traitlets.config import Config
+
+from panbinder.builder.buildpacks import NOTICE_PREFIX, EnvironmentYmlPipBuildPack, PackSettings, configure
+from panbinder.builder.buildpacks import conda_env_install as installer
+from panbinder.builder.buildpacks.conda_mirror import (
+    ERROR_MARKER,
+    CondaMirror,
+    UnknownChannel,
+    channel_url,
+    conda_plan,
+    error_report,
+    failure_error,
+    split_spec,
+)
+from panbinder.errors import PanbinderError
+
+BUILD_ARGS = {"NB_USER": "jovyan", "NB_UID": "1000"}
+MIRROR = "https://conda.example.org/mirror/"
+SETTINGS = PackSettings(
+    conda_policy="mirror",
+    conda_channel_mirror=MIRROR,
+    conda_channel_urls=(("defaults", "https://conda.example.org/pkgs/main/"),),
+)
+ENV = """
+channels: [conda-forge, bioconda]
+dependencies:
+  - python=3.11
+  - bioconda::samtools >=1.19
+  - numpy
+  - pip:
+      - tabulate==0.9.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("channel", "url"),
+    [
+        ("conda-forge", "https://conda.example.org/mirror/conda-forge"),
+        ("conda-forge/label/dev", "https://conda.example.org/mirror/conda-forge/label/dev"),
+        ("defaults", "https://conda.example.org/pkgs/main"),
+        ("https://conda.example.org/mirror/bioconda/", "https://conda.example.org/mirror/bioconda"),
+        ("https://conda.example.org/pkgs/main/", "https://conda.example.org/pkgs/main"),
+        ("https://conda.anaconda.org/conda-forge", "https://conda.example.org/mirror/conda-forge"),
+    ],
+)
+def test_channel_urls_on_the_mirror(channel, url):
+    assert channel_url(channel, SETTINGS) == url
+
+
+@pytest.mark.parametrize(
+    "channel", ["https://elsewhere.example/conda-forge", "https://repo.anaconda.com/pkgs/main"]
+)
+def test_channels_off_the_mirror_are_unknown(channel):
+    with pytest.raises(UnknownChannel):
+        channel_url(channel, SETTINGS)
+
+
+def test_mapped_channels_need_no_mirror():
+    settings = PackSettings(conda_channel_urls=(("conda-forge", "http://m.example/cf"),))
+    assert channel_url("conda-forge", settings) == "http://m.example/cf"
+    with pytest.raises(UnknownChannel):
+        channel_url("bioconda", settings)
+
+
+@pytest.mark.parametrize(
+    ("spec", "parts"),
+    [
+        ("numpy", (None, "numpy", "numpy")),
+        ("h5py >=3.10", (None, "h5py", "h5py >=3.10")),
+        ("conda-forge::numpy=1.26", ("conda-forge", "numpy", "numpy=1.26")),
+        (
+            "http://m.example:8000/cf::numpy 1.26 py_0",
+            ("http://m.example:8000/cf", "numpy", "numpy 1.26 py_0"),
+        ),
+    ],
+)
+def test_split_spec(spec, parts):
+    assert split_spec(spec) == parts
+
+
+def test_plan_maps_channels_and_keeps_pip_apart():
+    import yaml
+
+    plan = conda_plan(yaml.safe_load(ENV), "binder/environment.yml", SETTINGS)
+    assert plan.channels == (
+        ("conda-forge", "https://conda.example.org/mirror/conda-forge"),
+        ("bioconda", "https://conda.example.org/mirror/bioconda"),
+    )
+    assert plan.specs == ("python=3.11", "samtools >=1.19", "numpy")
+    assert plan.pip == ("tabulate==0.9.0",)
+    assert plan.with_python == ("ipykernel", "pip")
+    data = json.loads(plan.to_json())
+    assert data["prefix"] == "/srv/conda/envs/notebook"
+    assert data["mirror"] == "https://conda.example.org/mirror"
+    assert data["channels"] == [url for _, url in plan.channels]
+
+
+def test_plan_defaults_and_channel_specs():
+    plan = conda_plan({"dependencies": ["ipykernel", "bioconda::samtools"]}, "environment.yml", SETTINGS)
+    assert [name for name, _ in plan.channels] == ["conda-forge", "bioconda"]
+    assert plan.with_python == ()  # ipykernel already listed, no pip section
+
+
+def test_configured_traits_fill_the_pack_settings():
+    config = Config()
+    config.CondaMirror.channel_urls = {"defaults": "https://c.example/main"}
+    config.CondaMirror.default_channels = ["defaults"]
+    settings = CondaMirror(config=config).apply(PackSettings(conda_policy="mirror"))
+    assert settings.conda_channel_urls == (("defaults", "https://c.example/main"),)
+    assert settings.conda_default_channels == ("defaults",)
+    assert settings.rattler_requirement == "py-rattler==0.28.0"
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def pack(**settings):
+    return configure(EnvironmentYmlPipBuildPack, PackSettings(**settings), logging.getLogger("test.conda"))
+
+
+def render(repo, env: str = ENV, **settings) -> str:
+    (repo / "environment.yml").write_text(env)
+    merged = {"conda_policy": "mirror", "conda_channel_mirror": MIRROR, **settings}
+    return pack(**merged)(base_image="b").render(BUILD_ARGS)
+
+
+def test_dockerfile_order_keeps_the_layers_shared(repo, caplog):
+    with caplog.at_level(logging.INFO, logger="test.conda"):
+        df = render(repo)
+    server = df.index("jupyterhub==6.1.1")
+    rattler = df.index("/srv/conda/rattler/bin/pip install --no-warn-script-location -q py-rattler==0.28.0")
+    solve = df.index(
+        "/srv/conda/rattler/bin/python .panbinder/conda_env_install.py .panbinder/conda-environment.json"
+    )
+    copy = df.index("COPY --chown=1000:1000 src/ ")
+    assert server < rattler < solve < copy
+    assert "/srv/conda" not in df[:server]  # the server's layer is the same as in every image
+    assert "--mount=type=cache,target=/tmp/rattler-cache,uid=1000,gid=1000" in df
+    assert "-m ipykernel install --prefix /srv/venv --name python3" in df
+    assert (
+        "ENV PATH=${HOME}/.local/bin:${REPO_DIR}/.local/bin:/srv/venv/bin:/srv/conda/envs/notebook/bin:${PATH}"
+        in df
+    )
+    assert "/srv/conda/envs/notebook/bin/python -m pip install --no-warn-script-location -r" in df
+    assert (repo / ".panbinder/conda_env_install.py").read_text().startswith('"""Solve and install')
+    assert NOTICE_PREFIX + "installing the conda packages of environment.yml (python=3.11" in caplog.text
+    assert (
+        "from the conda channel mirror https://conda.example.org/mirror (channels: conda-forge ->"
+        in caplog.text
+    )
+
+
+def test_no_pip_lookup_and_no_runtime_check_with_the_mirror(repo):
+    env = ENV.replace("python=3.11", "python=3.9")  # python comes from the mirror
+    df = render(repo, env, runtime_policy="refuse", index_url="http://unreachable.invalid/simple")
+    assert (repo / ".panbinder/requirements-from-environment.yml.txt").read_text().splitlines()[1:] == [
+        "tabulate==0.9.0"
+    ]
+    assert "python=3.9" in (repo / ".panbinder/conda-environment.json").read_text()
+    assert "conda_env_install.py" in df
+
+
+def test_local_pip_references_wait_for_the_full_copy(repo):
+    df = render(repo, "dependencies:\n  - numpy\n  - pip:\n    - -e .\n")
+    assert df.index("-r .panbinder/requirements-from-environment.yml.txt") > df.index(
+        "COPY --chown=1000:1000 src/ "
+    )
+
+
+def test_channel_off_the_mirror_is_refused_before_building(repo):
+    with pytest.raises(PanbinderError) as e:
+        render(repo, "channels: [https://private.example/chan]\ndependencies: [numpy]\n")
+    assert "asks for the conda channel 'https://private.example/chan'" in e.value.message
+
+
+REPORT = {
+    "kind": "missing",
+    "missing": ["nothere", "alsonot"],
+    "detail": "No candidates were found for nothere *.",
+}
+
+
+def test_error_report_is_read_from_a_buildkit_line():
+    line = f"#14 1.234 {ERROR_MARKER}{json.dumps(REPORT)}\n"
+    assert error_report(line) == REPORT
+    assert error_report("#14 1.234 panbinder: solving numpy\n") is None
+    assert error_report(f"#14 {ERROR_MARKER}{{not json\n") is None
+
+
+@pytest.mark.parametrize(
+    ("report", "fragments", "status"),
+    [
+        (
+            REPORT,
+            ["does not have in the channels conda-forge, bioconda: nothere, alsonot", MIRROR.rstrip("/")],
+            422,
+        ),
+        ({"kind": "unsolvable", "detail": "conflict"}, ["cannot be installed together", ": conflict."], 422),
+        (
+            {"kind": "unavailable", "detail": "404"},
+            ["could not provide the channels", "contact the operators"],
+            503,
+        ),
+    ],
+)
+def test_failure_messages(report, fragments, status):
+    import yaml
+
+    error = failure_error(report, conda_plan(yaml.safe_load(ENV), "environment.yml", SETTINGS))
+    for fragment in fragments:
+        assert fragment in error.message
+    assert error.status_code == status
+
+
+def test_failed_solve_becomes_the_failed_message(repo, monkeypatch):
+    def fake_build(self, *args, **kwargs):
+        yield "#14 0.5 panbinder: solving nothere\n"
+        yield f"#14 0.6 {ERROR_MARKER}{json.dumps(REPORT)}\n"
+        raise BuildError("docker build exited with 1")
+
+    monkeypatch.setattr(BuildPack, "build", fake_build)
+    (repo / "environment.yml").write_text(ENV)
+    bp = pack(conda_policy="mirror", conda_channel_mirror=MIRROR)(base_image="b")
+    with pytest.raises(PanbinderError) as e:
+        list(bp.build(None, "img", 0, BUILD_ARGS, [], {}))
+    assert "nothere, alsonot" in e.value.message and e.value.reason == "conda_packages_missing"
+
+
+def test_other_build_failures_pass_through(repo, monkeypatch):
+    def fake_build(self, *args, **kwargs):
+        yield "#9 E: Unable to locate package nope\n"
+        raise BuildError("docker build exited with 100")
+
+    monkeypatch.setattr(BuildPack, "build", fake_build)
+    (repo / "environment.yml").write_text(ENV)
+    with pytest.raises(BuildError):
+        list(
+            pack(conda_policy="mirror", conda_channel_mirror=MIRROR)(base_image="b").build(
+                None, "i", 0, {}, [], {}
+            )
+        )
+
+
+def test_installer_reads_names_from_specs():
+    specs = ["numpy >=1.2", "python=3.11", "conda-forge::H5py", "samtools[build=h1]", "pip"]
+    assert installer.spec_names(specs) == ["numpy", "python", "h5py", "samtools", "pip"]
