@@ -208,6 +208,11 @@ def test_error_report_is_read_from_a_buildkit_line():
             ["does not have in the channels conda-forge, bioconda: nothere, alsonot", MIRROR.rstrip("/")],
             422,
         ),
+        (
+            {"kind": "missing", "missing": ["ipykernel"]},
+            ["has python, and panbinder adds ipykernel", "have it"],
+            422,
+        ),
         ({"kind": "unsolvable", "detail": "conflict"}, ["cannot be installed together", ": conflict."], 422),
         (
             {"kind": "unavailable", "detail": "404"},

@@ -248,21 +248,31 @@ def error_report(line: str) -> dict | None:
     return report if isinstance(report, dict) else None
 
 
+def _missing_error(missing: list[str], plan: CondaPlan, detail: str) -> PanbinderError:
+    channels = ", ".join(name for name, _ in plan.channels)
+    if missing and set(missing) <= set(plan.with_python):
+        message = (
+            f"The environment of {plan.source} has python, and panbinder adds {', '.join(missing)} to "
+            f"run notebooks in it, but the conda channel mirror {plan.mirror} does not have "
+            f"{'them' if len(missing) > 1 else 'it'} in the channels {channels}. Add a channel that "
+            "has it to environment.yml, or ask the operators to add it to the mirror."
+        )
+    else:
+        message = (
+            f"{plan.source} lists conda packages that the conda channel mirror {plan.mirror} does not "
+            f"have in the channels {channels}: {', '.join(missing)}. Check the names, move them to the "
+            "'pip:' section, or ask the operators to add them to the mirror."
+        )
+    return PanbinderError(message, reason="conda_packages_missing", log_message=detail, status_code=422)
+
+
 def failure_error(report: dict, plan: CondaPlan) -> PanbinderError:
     """The failed event's message for a report of conda_env_install.py."""
     channels = ", ".join(name for name, _ in plan.channels)
     detail = str(report.get("detail", "")).strip()[:500]
     kind = report.get("kind")
     if kind == "missing":
-        missing = ", ".join(str(m) for m in report.get("missing") or [])
-        return PanbinderError(
-            f"{plan.source} lists conda packages that the conda channel mirror {plan.mirror} does not "
-            f"have in the channels {channels}: {missing}. Check the names, move them to the 'pip:' "
-            "section, or ask the operators to add them to the mirror.",
-            reason="conda_packages_missing",
-            log_message=detail,
-            status_code=422,
-        )
+        return _missing_error([str(m) for m in report.get("missing") or []], plan, detail)
     if kind == "unsolvable":
         return PanbinderError(
             f"The conda packages of {plan.source} cannot be installed together from the conda channel "
