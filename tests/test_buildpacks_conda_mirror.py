@@ -150,6 +150,7 @@ def test_dockerfile_order_keeps_the_layers_shared(repo, caplog):
     assert "/srv/conda" not in df[:server]  # the server's layer is the same as in every image
     assert "--mount=type=cache,target=/tmp/rattler-cache,uid=1000,gid=1000" in df
     assert "-m ipykernel install --prefix /srv/venv --name python3" in df
+    assert "/srv/conda/envs/notebook/etc/conda/activate.d/*.sh" in df  # login shells activate it
     assert (
         "ENV PATH=${HOME}/.local/bin:${REPO_DIR}/.local/bin:/srv/venv/bin:/srv/conda/envs/notebook/bin:${PATH}"
         in df

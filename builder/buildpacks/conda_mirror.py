@@ -47,6 +47,13 @@ ERROR_MARKER = "panbinder-conda-error: "
 # PATH after the build scripts, in the order of the login shell's profile scripts: the server's
 # virtualenv before the environment's bin, so the server and its jupyter commands stay in /srv/venv.
 RUNTIME_PATH = f"${{HOME}}/.local/bin:${{REPO_DIR}}/.local/bin:{VENV}/bin:{CONDA_PREFIX}/bin:${{PATH}}"
+# The login shell's activation of the environment, as conda's: CONDA_PREFIX, its bin on PATH and
+# the packages' etc/conda/activate.d scripts. Sorted before 00-panbinder-venv.sh, which then puts
+# /srv/venv/bin in front.
+LOGIN_PROFILE = (
+    f'export CONDA_PREFIX={CONDA_PREFIX} PATH="{CONDA_PREFIX}/bin:${{PATH}}"; '
+    f'for f in {CONDA_PREFIX}/etc/conda/activate.d/*.sh; do [ -r "$f" ] && . "$f"; done; unset f'
+)
 KERNEL_NAME = "python3"
 KERNEL_DISPLAY_NAME = "Python 3 (environment.yml)"
 ANACONDA_ORG_RE = re.compile(r"^https?://conda\.anaconda\.org/(.+?)/*$")
@@ -193,15 +200,14 @@ def conda_plan(env: dict, source: str, settings: PackSettings) -> CondaPlan:
 
 
 def rattler_build_scripts(settings: PackSettings) -> list[tuple[str, str]]:
-    """Steps before the repository's files: the prefix's parent, PATH for login shells, py-rattler."""
+    """Steps before the repository's files: the prefix's parent, the login activation, py-rattler."""
     cache = PIP_CACHE.format(uid=settings.uid)
     requirement = shlex.quote(settings.rattler_requirement)
     return [
         (
             "root",
             f"install -d -o ${{NB_USER}} -g ${{NB_USER}} {CONDA_DIR} {CONDA_DIR}/envs && "
-            # sorted before 00-panbinder-venv.sh, which then puts /srv/venv/bin in front of it
-            f"echo 'export PATH=\"{CONDA_PREFIX}/bin:${{PATH}}\"' > /etc/profile.d/00-panbinder-conda.sh",
+            f"echo {shlex.quote(LOGIN_PROFILE)} > /etc/profile.d/00-panbinder-conda.sh",
         ),
         (
             "${NB_USER}",

@@ -98,7 +98,9 @@ class CondaMirrorMixin:
     def get_env(self) -> list[tuple[str, str]]:
         # get_env, not get_path: an ENV before the server's layer would change that layer's key
         env = list(super().get_env())  # type: ignore[misc]
-        return [*env, ("PATH", conda_mirror.RUNTIME_PATH)] if self.uses_mirror() else env
+        if not self.uses_mirror():
+            return env
+        return [*env, ("CONDA_PREFIX", CONDA_PREFIX), ("PATH", conda_mirror.RUNTIME_PATH)]
 
     @lru_cache
     def get_build_scripts(self) -> list[tuple[str, str]]:

@@ -2,7 +2,7 @@
 
 No conda channel is reachable here, so the test makes its own: two small ``noarch: generic``
 conda packages (``panbinder-probe``, a shell command, depends on ``panbinder-probe-data``,
-which holds a marker file) with their repodata, served over HTTP as the channel
+which holds a marker file and an activate.d script) with their repodata, served over HTTP as the channel
 ``conda-forge`` of a mirror. Build steps run on docker's default bridge network, where the
 host's loopback is out of reach, so the server listens on the bridge's gateway address
 (docker0, e.g. 172.17.0.1). py-rattler itself comes from the package index, like any pip
@@ -37,6 +37,8 @@ from panbinder.testing import (
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
 PREFIX = session_prefix("panbinder-cm")
+ACTIVATE = "etc/conda/activate.d/panbinder-probe.sh"
+ACTIVATE_SH = b'export PANBINDER_PROBE_HOME="${CONDA_PREFIX}/share/panbinder-probe"\n'
 PROBE = (
     b'#!/bin/sh\necho "panbinder-probe ran with $(cat "$(dirname "$0")/../share/panbinder-probe/marker")"\n'
 )
@@ -133,7 +135,10 @@ def mirror(tmp_path_factory):
                 {"bin/panbinder-probe": (PROBE, 0o755)},
             ),
             conda_package(
-                "panbinder-probe-data", "1.2", [], {"share/panbinder-probe/marker": (b"marker-1.2\n", 0o644)}
+                "panbinder-probe-data",
+                "1.2",
+                [],
+                {"share/panbinder-probe/marker": (b"marker-1.2\n", 0o644), ACTIVATE: (ACTIVATE_SH, 0o644)},
             ),
         ],
     )
@@ -171,7 +176,8 @@ PROBE_CODE = (
     "import os, shutil, subprocess, tabulate; "
     "print(subprocess.run(['panbinder-probe'], capture_output=True, text=True, check=True).stdout.strip()); "
     "print(open('/srv/conda/envs/notebook/share/panbinder-probe/marker').read().strip()); "
-    "print(shutil.which('panbinder-probe'), shutil.which('jupyterhub-singleuser'), tabulate.__version__)"
+    "print(shutil.which('panbinder-probe'), shutil.which('jupyterhub-singleuser'), tabulate.__version__); "
+    "print(os.environ.get('PANBINDER_PROBE_HOME'))"
 )
 
 
@@ -188,6 +194,7 @@ async def test_environment_from_the_mirror_is_usable_in_the_server(mirror_portal
         "panbinder-probe ran with marker-1.2",
         "marker-1.2",
         "/srv/conda/envs/notebook/bin/panbinder-probe /srv/venv/bin/jupyterhub-singleuser 0.9.0",
+        "/srv/conda/envs/notebook/share/panbinder-probe",  # set by the package's activate.d script
     ]
 
 
