@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import types
 
 import pytest
 from repo2docker.buildpacks.base import BuildPack
@@ -263,3 +265,79 @@ def test_other_build_failures_pass_through(repo, monkeypatch):
 def test_installer_reads_names_from_specs():
     specs = ["numpy >=1.2", "python=3.11", "conda-forge::H5py", "samtools[build=h1]", "pip"]
     assert installer.spec_names(specs) == ["numpy", "python", "h5py", "samtools", "pip"]
+
+
+class FakeRattler:
+    """Just enough of py-rattler's API for conda_env_install.run (the real one runs in images)."""
+
+    class SolverError(Exception):
+        pass
+
+    def __init__(self, available: set[str]) -> None:
+        self.available = available
+        self.calls: list = []
+        self.exceptions = self
+        self.Client = types.SimpleNamespace(default_client=lambda: None)
+        self.VirtualPackage = types.SimpleNamespace(detect=lambda: [])
+        self.Subdir = type("Subdir", (str,), {"current": staticmethod(lambda: "linux-64")})
+        self.GatewayError = self.FetchRepoDataError = self.InstallerError = self.TransactionError = OSError
+
+    def record(self, name: str) -> types.SimpleNamespace:
+        return types.SimpleNamespace(name=types.SimpleNamespace(normalized=name), version="1", channel="c")
+
+    def Gateway(self, **kwargs) -> types.SimpleNamespace:
+        async def query(channels, platforms, names, recursive):
+            return [[self.record(n) for n in names if n in self.available]]
+
+        return types.SimpleNamespace(query=query)
+
+    async def solve(self, channels, specs, **kwargs):
+        self.calls.append(list(specs))
+        names = installer.spec_names(list(specs))
+        if not set(names) <= self.available:
+            raise self.SolverError("No candidates were found")
+        return [self.record(n) for n in names]
+
+    async def install(self, records, prefix, **kwargs):
+        self.calls.append(("install", [r.name.normalized for r in records], prefix))
+
+
+PLAN = {
+    "source": "environment.yml",
+    "mirror": "http://m.example",
+    "channels": ["http://m.example/conda-forge"],
+    "specs": ["python=3.11", "numpy"],
+    "with_python": ["ipykernel", "pip"],
+    "prefix": "/srv/conda/envs/notebook",
+    "cache": "/tmp/rattler-cache",
+}
+
+
+def fake_rattler(monkeypatch, available: set[str]) -> FakeRattler:
+    fake = FakeRattler(available)
+    monkeypatch.setitem(sys.modules, "rattler", fake)
+    monkeypatch.setitem(sys.modules, "rattler.exceptions", fake)
+    return fake
+
+
+async def test_installer_adds_the_kernel_when_the_solution_has_python(monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    fake = fake_rattler(monkeypatch, {"python", "numpy", "ipykernel", "pip"})
+    await installer.run(PLAN)
+    assert fake.calls == [
+        ["python=3.11", "numpy"],
+        ["python=3.11", "numpy", "ipykernel", "pip"],
+        ("install", ["python", "numpy", "ipykernel", "pip"], "/srv/conda/envs/notebook"),
+    ]
+    fake.calls.clear()
+    await installer.run({**PLAN, "specs": ["numpy"]})  # no python in the solution: no kernel
+    assert fake.calls == [["numpy"], ("install", ["numpy"], "/srv/conda/envs/notebook")]
+
+
+async def test_installer_reports_the_missing_names(monkeypatch, capsys):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    fake_rattler(monkeypatch, {"python"})
+    with pytest.raises(SystemExit):
+        await installer.run(PLAN)
+    report = error_report(capsys.readouterr().out.splitlines()[-1])
+    assert report["kind"] == "missing" and report["missing"] == ["numpy"]

@@ -2,8 +2,8 @@
 
 No conda channel is reachable here, so the test makes its own: two small ``noarch: generic``
 conda packages (``panbinder-probe``, a shell command, depends on ``panbinder-probe-data``,
-which holds a marker file and an activate.d script) with their repodata, served over HTTP as the channel
-``conda-forge`` of a mirror. Build steps run on docker's default bridge network, where the
+which holds a marker file and an activate.d script) with their repodata, served over HTTP as
+the channel ``conda-forge`` of a mirror. Build steps run on docker's default bridge network, where the
 host's loopback is out of reach, so the server listens on the bridge's gateway address
 (docker0, e.g. 172.17.0.1). py-rattler itself comes from the package index, like any pip
 package.
