@@ -3,10 +3,12 @@
 No conda or mamba binary is reachable, so images get py-rattler (the rattler conda solver and
 installer, from the package index) in a virtualenv of its own, in a layer before the
 repository's files that every such image shares. ``conda_env_install.py`` (copied into the
-build context) then runs in the image: it solves environment.yml's conda dependencies against the mirror's channels and
-installs them into ``CONDA_PREFIX``. This module does the parts that need no rattler: the
-channel URLs, the plan written into the build context, the shell steps and the reading of a
-failed solve back from the build log.
+build context) then runs in the image: it solves environment.yml's conda dependencies against
+the mirror's channels and installs them into ``CONDA_PREFIX``. This module does the parts that
+need no rattler: the channel URLs, the plan written into the build context, the shell steps
+and the reading of a failed solve back from the build log. TLS: rattler trusts the
+deployment's CA bundle (``Repo2DockerBuilder.ca_bundle``, in the image as ``SSL_CERT_FILE``),
+so a mirror behind an internal CA needs that CA in the bundle; without one, its built-in roots.
 
 Channels: a name in environment.yml (``conda-forge``, ``defaults``, ``bioconda``...) becomes
 ``<conda_channel_mirror>/<name>`` unless ``CondaMirror.channel_urls`` maps it to a URL of its
@@ -81,7 +83,7 @@ class CondaMirror(Configurable):
     ).tag(config=True)
 
     def apply(self, settings: PackSettings) -> PackSettings:
-        """``settings`` with these traits filled in (Repo2DockerBuilder.pack_settings calls it)."""
+        """``settings`` with these traits filled in (for Repo2DockerBuilder.pack_settings)."""
         return replace(
             settings,
             conda_channel_urls=tuple(sorted(self.channel_urls.items())),
