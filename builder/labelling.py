@@ -7,11 +7,12 @@ config and the manifest; every layer is already in the registry. Label values tr
 command-line argument, never through the Dockerfile, so JSON needs no quoting or escaping (a
 25 KB value with quotes, backslashes, ``$`` and non-ASCII text comes back byte for byte).
 
-Measured on dockerd 20.10 with a 6 KB and a 25 KB lock: label-only build about 0.09 s, second
-push about 0.07 s, removing the unlabelled image about 0.02 s. Rewriting the config blob and
-manifest through the registry HTTP API and then ``docker pull`` took about 0.08 s in all, but needs
-the registry's URL scheme and credentials beside the docker client's, and both manifest formats;
-this way the docker client that pushed the image does everything.
+Measured on dockerd 20.10 (code-only rebuilds of a small repository, lock of 6 to 25 KB): the
+inspect of the unlabelled image about 0.02 s, the label-only build about 0.10 s, the second push
+about 0.08 s, so 0.2 to 0.3 s per build; the unlabelled image is removed in the background.
+Rewriting the config blob and manifest through the registry HTTP API and then ``docker pull``
+took about 0.08 s less, but needs the registry's URL scheme and credentials beside the docker
+client's, and both manifest formats; this way the docker client that pushed the image does it all.
 
 When the build or the push fails, the name points to the unlabelled image again (as pushed
 first) and the error is raised for the caller to report.
@@ -23,6 +24,7 @@ import io
 import os
 import subprocess
 import tempfile
+import threading
 
 from .engine import run_streaming
 from .lock import image_id, pushed_digest
@@ -37,7 +39,11 @@ def label_build_args(image: str, labels: dict[str, str], *, docker_cli: str) -> 
 
 
 def _quiet(docker_cli: str, *args: str) -> None:
-    subprocess.run([docker_cli, *args], capture_output=True, timeout=60)
+    """Run a docker command whose failure changes nothing that matters (best effort)."""
+    try:
+        subprocess.run([docker_cli, *args], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        pass
 
 
 def _drop(unused: str, kept: str, docker_cli: str) -> None:
@@ -67,7 +73,8 @@ def label_and_push(image: str, labels: dict[str, str], *, docker_cli: str) -> st
             _quiet(docker_cli, "tag", unlabelled, image)
             _drop(labelled, unlabelled, docker_cli)
             raise
-    _drop(unlabelled, labelled, docker_cli)
+    # tidying up need not delay the build (about 0.02 s)
+    threading.Thread(target=_drop, args=(unlabelled, labelled, docker_cli), daemon=True).start()
     return pushed_digest(pushed)
 
 
