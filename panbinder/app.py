@@ -19,6 +19,7 @@ from traitlets import Bool, Float, Int, Type, Unicode, default
 from traitlets.config import Application
 
 from . import __version__, logs
+from .builder.buildpacks.conda_mirror import CondaMirror
 from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
 from .builder.providers import GitProvider
@@ -34,6 +35,7 @@ from .registry_cache import Registry
 COMPONENTS = [
     Registry,
     Repo2DockerBuilder,
+    CondaMirror,
     BuildManager,
     SpecPolicy,
     GitProvider,
