@@ -63,7 +63,7 @@ def docker_cli(builder: Repo2DockerBuilder) -> str:
     return builder.docker_cli or ("/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker")
 
 
-def label_lock(image: str, *, docker_cli: str) -> dict[str, Any] | None:
+def lock_in_label(image: str, *, docker_cli: str) -> dict[str, Any] | None:
     """The lock in ``image``'s label, pulling the image first when it is not local (None if absent)."""
     lock = image_lock(image, docker_cli=docker_cli)
     if lock is not None:
@@ -127,7 +127,7 @@ class RebuildApp(PanbinderBase):
         recorded = self.catalogue.get_lock(image)
         if recorded is not None:
             return recorded
-        recorded = await run_blocking(label_lock, image, docker_cli=docker_cli(builder))
+        recorded = await run_blocking(lock_in_label, image, docker_cli=docker_cli(builder))
         if recorded is None:
             raise PanbinderError(
                 f"No lock is recorded for {image}, neither in the catalogue nor in the image's {LABEL} "
