@@ -135,7 +135,7 @@ class Repo2DockerBuilder(Builder):
     label_lock = Bool(
         True,
         help="After each push, write the image's environment lock into its label org.panbinder.lock "
-        "(a label-only build and a second push of config and manifest, about 0.2 s) so the image "
+        "(a label-only build and a second push of config and manifest, 0.2 to 0.3 s) so the image "
         "describes itself. A failure is a warning; the unlabelled image stays pushed.",
     ).tag(config=True)
     extra_buildpacks = List(
