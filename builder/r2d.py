@@ -24,6 +24,7 @@ from panbinder.executor import run_blocking
 from . import cancel
 from .base import Builder, BuildRequest
 from .buildpacks import PackSettings, configured_packs
+from .buildpacks.conda_mirror import CondaMirror
 from .cancel import CancelToken
 from .checkout import check_checkout_size
 from .engine import BuildKitEngine
@@ -115,12 +116,14 @@ class Repo2DockerBuilder(Builder):
         ["pip", "refuse", "mirror"],
         "pip",
         help="environment.yml without conda: 'pip' installs its dependencies with pip when every one "
-        "exists on the package index (else fails listing them); 'refuse' fails; 'mirror' would use "
-        "conda_channel_mirror (not available yet: fails with a message).",
+        "exists on the package index (else fails listing them); 'refuse' fails; 'mirror' solves and "
+        "installs them with py-rattler from conda_channel_mirror (see CondaMirror).",
     ).tag(config=True)
-    conda_channel_mirror = Unicode("", help="Conda channel mirror URL for conda_policy='mirror'.").tag(
-        config=True
-    )
+    conda_channel_mirror = Unicode(
+        "",
+        help="Base URL of the conda channel mirror for conda_policy='mirror'; channel <name> is "
+        "<mirror>/<name> (CondaMirror.channel_urls overrides single channels).",
+    ).tag(config=True)
     allowed_base_images = List(
         Unicode(),
         ["panbinder-base:bookworm-1"],
@@ -150,7 +153,7 @@ class Repo2DockerBuilder(Builder):
         return host if os.path.exists(host) else ""
 
     def pack_settings(self) -> PackSettings:
-        return PackSettings(
+        settings = PackSettings(
             server_requirements=tuple(self.server_requirements),
             ca_bundle=self.ca_bundle,
             index_url=self.index_url,
@@ -162,6 +165,7 @@ class Repo2DockerBuilder(Builder):
             conda_channel_mirror=self.conda_channel_mirror,
             allowed_base_images=tuple(self.allowed_base_images),
         )
+        return CondaMirror(parent=self).apply(settings)
 
     def _make_r2d(self, request: BuildRequest, log: logging.Logger, workdir: str) -> Repo2Docker:
         packs = configured_packs(self.pack_settings(), log=log, extra=self.extra_buildpacks)

@@ -164,13 +164,15 @@ def archive_name(label: str, sha: str) -> str:
     return f"{repo_slug(label, 60)}-{sha[:12]}"
 
 
-def lock_from_config(config: dict) -> dict | None:
-    """The environment lock stored in an image configuration's labels, if any."""
+def lock_from_config(config: dict, *, digest: str = "") -> dict | None:
+    """The environment lock in an image configuration's ``org.panbinder.lock`` label (written by
+    builder/lock.py without the digest, which is not known before the push), with ``digest``."""
     labels = (config.get("config") or {}).get("Labels") or {}
     try:
-        return json.loads(labels[LOCK_LABEL])
+        lock = json.loads(labels[LOCK_LABEL])
     except (KeyError, TypeError, ValueError):
         return None
+    return {**lock, "digest": digest} if isinstance(lock, dict) else None
 
 
 def _today() -> str:
@@ -277,9 +279,8 @@ class Archive(LoggingConfigurable):
                 raise ArchiveError(f"Copying {image.image} from the registry failed: {e.message}") from None
             self.bundle_repository(image.repo_url, image.sha, data / "repo.bundle")
             if lock is None:
-                lock = lock_from_config(
-                    json.loads(blob_path(work / IMAGE_DIR, manifest.blobs()[0]).read_bytes())
-                )
+                config = json.loads(blob_path(work / IMAGE_DIR, manifest.blobs()[0]).read_bytes())
+                lock = lock_from_config(config, digest=manifest.digest)
             if lock is not None:
                 _write_json(data / "lock.json", lock)
             if metadata is not None:

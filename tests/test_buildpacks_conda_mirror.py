@@ -341,3 +341,18 @@ async def test_installer_reports_the_missing_names(monkeypatch, capsys):
         await installer.run(PLAN)
     report = error_report(capsys.readouterr().out.splitlines()[-1])
     assert report["kind"] == "missing" and report["missing"] == ["numpy"]
+
+
+def test_builder_settings_carry_the_conda_mirror_traits():
+    from traitlets.config import Config
+
+    from panbinder.builder.r2d import Repo2DockerBuilder
+
+    c = Config()
+    c.Repo2DockerBuilder.conda_policy = "mirror"
+    c.CondaMirror.channel_urls = {"conda-forge": "https://conda.facility.example/cf"}
+    c.CondaMirror.default_channels = ["conda-forge", "facility"]
+    settings = Repo2DockerBuilder(config=c).pack_settings()
+    assert settings.conda_policy == "mirror"
+    assert settings.conda_channel_urls == (("conda-forge", "https://conda.facility.example/cf"),)
+    assert settings.conda_default_channels == ("conda-forge", "facility")
