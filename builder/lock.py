@@ -7,7 +7,13 @@ A lock is a JSON-able dict (``LOCK_VERSION`` 1)::
      "pip": ["name==1.0", ...],            # `pip freeze --all` of /srv/venv, sorted
      "dpkg": {"package": "version", ...},  # dpkg-query of the whole image
      "base_image": {"name": ..., "id": "sha256:..."},
-     "repo2docker": "2026.4.0", "panbinder": "0.1.0"}
+     "repo2docker": "2026.4.0", "panbinder": "0.1.0",
+     # only in images with a conda environment (environment.yml from the mirror):
+     "conda": {"name": "<version>=<build> <channel URL>/<subdir>", ...},
+     "conda_pip": ["name==1.0", ...]}     # `pip freeze --all` of its Python, if it has one
+
+The conda sections are read by the same probe (``buildpacks/conda_mirror_lock.py``); older locks
+without them still load and compare.
 
 No build step writes the lock (such a step would re-run for every commit): it is read with one
 ``docker run --rm`` (about half a second) while the image is pushed. Then the image gets it as
@@ -33,6 +39,12 @@ from typing import Any
 from panbinder import __version__
 from panbinder.errors import PanbinderError
 
+from .buildpacks.conda_mirror_lock import (
+    CONDA_META_PROBE,
+    CONDA_PIP_PROBE,
+    conda_environment,
+    parse_conda_meta,
+)
 from .buildpacks.settings import VENV
 from .cancel import BuildCancelled
 
@@ -47,8 +59,10 @@ SEPARATOR = "----panbinder-lock----"
 PROBE = (
     "python3 -c 'import platform; print(platform.python_version())'; "
     f"echo {SEPARATOR}; {VENV}/bin/python -m pip freeze --all --disable-pip-version-check; "
-    f"echo {SEPARATOR}; dpkg-query -W -f '${{Package}}=${{Version}}\\n'"
+    f"echo {SEPARATOR}; dpkg-query -W -f '${{Package}}=${{Version}}\\n'; "
+    f"echo {SEPARATOR}; {CONDA_META_PROBE}; echo {SEPARATOR}; {CONDA_PIP_PROBE}"
 )
+DIFF_KINDS = ("pip", "dpkg", "conda", "conda_pip")
 DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 _NAME_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -63,21 +77,28 @@ def _docker(docker_cli: str, *args: str, timeout: float = 120) -> str:
     return proc.stdout
 
 
+def _freeze_lines(text: str) -> list[str]:
+    return sorted(line.strip() for line in text.splitlines() if line.strip())
+
+
 def parse_probe(output: str) -> dict[str, Any]:
-    """The python / pip / dpkg sections of ``PROBE``'s output."""
+    """The python / pip / dpkg sections of ``PROBE``'s output, and the conda and conda_pip sections
+    when the image has them (an older probe's output has only the first three)."""
     parts = output.split(SEPARATOR + "\n")
-    if len(parts) != 3:
+    if len(parts) not in (3, 5):
         raise PanbinderError(
             "The image did not report its package versions; is it a panbinder image with /srv/venv?",
             reason="lock",
             log_message=f"unexpected lock probe output: {output[:500]!r}",
         )
-    python, pip, dpkg = parts
-    return {
-        "python": python.strip(),
-        "pip": sorted(line.strip() for line in pip.splitlines() if line.strip()),
-        "dpkg": parse_dpkg(dpkg),
-    }
+    python, pip, dpkg, conda, conda_pip = [*parts, "", ""][:5]
+    found: dict[str, Any] = {"python": python.strip(), "pip": _freeze_lines(pip), "dpkg": parse_dpkg(dpkg)}
+    conda_packages = parse_conda_meta(conda)
+    if conda_packages is not None:
+        found["conda"] = conda_packages
+    if conda_pip.strip():
+        found["conda_pip"] = _freeze_lines(conda_pip)
+    return found
 
 
 def parse_dpkg(text: str) -> dict[str, str]:
@@ -309,6 +330,8 @@ def environment(lock: dict[str, Any]) -> dict[str, Any]:
         "python": lock.get("python"),
         "pip": parse_freeze(lock.get("pip", [])),
         "dpkg": dict(lock.get("dpkg", {})),
+        "conda": conda_environment(lock.get("conda") or {}),
+        "conda_pip": parse_freeze(lock.get("conda_pip") or []),
         "base_image": dict(lock.get("base_image", {})).get("id"),
     }
 
@@ -322,9 +345,10 @@ def _diff(a: dict[str, str], b: dict[str, str]) -> dict[str, Any]:
 
 
 def diff_locks(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Packages added, removed and changed from lock ``a`` to lock ``b`` (pip and dpkg), and python."""
+    """Packages added, removed and changed from lock ``a`` to lock ``b`` (pip, dpkg, conda and the
+    conda environment's pip), and python."""
     ea, eb = environment(a), environment(b)
-    result = {"pip": _diff(ea["pip"], eb["pip"]), "dpkg": _diff(ea["dpkg"], eb["dpkg"])}
+    result: dict[str, Any] = {kind: _diff(ea[kind], eb[kind]) for kind in DIFF_KINDS}
     if ea["python"] != eb["python"]:
         result["python"] = [ea["python"], eb["python"]]
     if ea["base_image"] != eb["base_image"]:
@@ -342,7 +366,7 @@ def is_empty(diff: dict[str, Any]) -> bool:
 def format_diff(diff: dict[str, Any]) -> str:
     """Human-readable lines, one per difference."""
     lines = []
-    for kind in ("pip", "dpkg"):
+    for kind in DIFF_KINDS:
         part = diff.get(kind, {})
         for name, version in part.get("added", {}).items():
             lines.append(f"{kind}: + {name} {version}")

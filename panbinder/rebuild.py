@@ -46,7 +46,7 @@ DOI_RE = re.compile(r"^(doi:|https?://(dx\.)?doi\.org/)?10\.\d{4,9}/\S+$", re.IG
 class RebuildBuilder(Repo2DockerBuilder):
     """Repo2DockerBuilder with an optional frozen pack and without the layer cache on demand."""
 
-    frozen: dict[str, Any] | None = None  # {"requirements_file": path, "pins": [...]}
+    frozen: dict[str, Any] | None = None  # {"requirements_file": path, "pins": [...], "lock": {...}}
     no_cache = False
 
     def _make_r2d(self, request, log, workdir):
@@ -165,7 +165,7 @@ class RebuildApp(PanbinderBase):
         with open(path, "w", encoding="utf-8") as f:
             f.write(frozen_requirements(lock.get("pip", [])))
         base = dpkg_of(builder.base_image, docker_cli=docker_cli(builder))
-        return {"requirements_file": path, "pins": apt_pins(lock.get("dpkg", {}), base)}
+        return {"requirements_file": path, "pins": apt_pins(lock.get("dpkg", {}), base), "lock": lock}
 
     async def build(
         self, builder: Repo2DockerBuilder, lock: dict[str, Any], target: ImageRef

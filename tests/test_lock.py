@@ -20,6 +20,7 @@ from panbinder.builder.cancel import BuildCancelled
 from panbinder.builder.labelling import label_and_push, label_build_args
 from panbinder.builder.lock import (
     LABEL,
+    PROBE,
     SEPARATOR,
     LockCapture,
     diff_locks,
@@ -69,6 +70,77 @@ def test_parse_probe_splits_the_three_sections():
     }
 
 
+CONDA_META = {
+    "panbinder-probe": ["1.0", "0", "http://m.example/conda-forge/", "noarch", ""],
+    "numpy": [
+        "2.1.0",
+        "py311h1_0",
+        "",
+        "",
+        "http://m.example/conda-forge/linux-64/numpy-2.1.0-py311h1_0.conda",
+    ],
+}
+
+
+def test_parse_probe_reads_the_conda_sections():
+    out = (
+        f"3.11.2\n{SEPARATOR}\ntabulate==0.9.0\n{SEPARATOR}\nbash=5.2\n{SEPARATOR}\n{json.dumps(CONDA_META)}\n"
+        f"{SEPARATOR}\npip==25.0\nNumPy==2.1.0\n"
+    )
+    parsed = parse_probe(out)
+    assert parsed["conda"] == {
+        "numpy": "2.1.0=py311h1_0 http://m.example/conda-forge/linux-64",
+        "panbinder-probe": "1.0=0 http://m.example/conda-forge/noarch",
+    }
+    assert parsed["conda_pip"] == ["NumPy==2.1.0", "pip==25.0"]
+    assert parsed["pip"] == ["tabulate==0.9.0"] and parsed["dpkg"] == {"bash": "5.2"}
+
+
+def test_parse_probe_without_a_conda_environment_has_no_conda_sections():
+    out = f"3.11.2\n{SEPARATOR}\ntabulate==0.9.0\n{SEPARATOR}\nbash=5.2\n{SEPARATOR}\n{SEPARATOR}\n"
+    assert sorted(parse_probe(out)) == ["dpkg", "pip", "python"]
+    no_python = out.replace(f"{SEPARATOR}\n{SEPARATOR}", f"{SEPARATOR}\n{{}}\n{SEPARATOR}")
+    assert parse_probe(no_python)["conda"] == {} and "conda_pip" not in parse_probe(no_python)
+
+
+def test_unreadable_conda_meta_fails_the_lock():
+    out = f"3.11.2\n{SEPARATOR}\n{SEPARATOR}\n{SEPARATOR}\nunreadable\n{SEPARATOR}\n"
+    with pytest.raises(PanbinderError, match="conda-meta"):
+        parse_probe(out)
+
+
+@pytest.mark.docker
+def test_the_probe_reads_conda_meta_in_an_image():
+    record = {
+        "name": "panbinder-probe",
+        "version": "1.0",
+        "build": "0",
+        "channel": "http://m/cf/",
+        "subdir": "noarch",
+    }
+    meta = "/srv/conda/envs/notebook/conda-meta"
+    setup = f"mkdir -p {meta} && echo '{json.dumps(record)}' > {meta}/panbinder-probe-1.0-0.json; "
+    proc = subprocess.run(
+        [
+            DOCKER,
+            "run",
+            "--rm",
+            "--network=none",
+            "--user=root",
+            "--entrypoint=/bin/sh",
+            BASE_IMAGE,
+            "-c",
+            setup + PROBE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    parsed = parse_probe(proc.stdout)  # the base image has no /srv/venv: its pip section is empty
+    assert parsed["conda"] == {"panbinder-probe": "1.0=0 http://m/cf/noarch"}, proc.stderr
+    assert "conda_pip" not in parsed and parsed["dpkg"]["bash"]
+
+
 def test_parse_probe_refuses_other_output():
     with pytest.raises(PanbinderError, match="did not report its package versions"):
         parse_probe("sh: 1: /srv/venv/bin/python: not found\n")
@@ -109,6 +181,45 @@ def test_identical_environments_ignore_names_digests_and_times():
     b = lock(["tabulate==0.9.0"], {"bash": "5.2"}, image="y:frozen", digest="sha256:x", created="later")
     diff = diff_locks(a, b)
     assert is_empty(diff) and format_diff(diff) == ""
+
+
+def test_conda_changes_are_diffed_without_the_mirror_address():
+    conda = {
+        "pp": "1.0=0 http://m1.example/mirror/conda-forge/noarch",
+        "gone": "2=0 http://m1.example/cf/noarch",
+    }
+    a = lock([], {}, conda=conda, conda_pip=["pip==25.0", "tabulate==0.9.0"])
+    moved = {name: entry.replace("http://m1.example", "https://m2.example") for name, entry in conda.items()}
+    assert is_empty(diff_locks(a, lock([], {}, conda=moved, conda_pip=["tabulate==0.9.0", "pip==25.0"])))
+    b = lock(
+        [],
+        {},
+        conda={
+            "pp": "1.1=0 http://m1.example/mirror/conda-forge/noarch",
+            "new": "3=h1_0 http://m1.example/cf/linux-64",
+        },
+        conda_pip=["pip==25.0", "tabulate==0.9.1"],
+    )
+    diff = diff_locks(a, b)
+    assert diff["conda"] == {
+        "added": {"new": "3=h1_0 cf/linux-64"},
+        "removed": {"gone": "2=0 cf/noarch"},
+        "changed": {"pp": ["1.0=0 conda-forge/noarch", "1.1=0 conda-forge/noarch"]},
+    }
+    text = format_diff(diff)
+    assert "conda: ~ pp 1.0=0 conda-forge/noarch -> 1.1=0 conda-forge/noarch" in text
+    assert "conda: + new 3=h1_0 cf/linux-64" in text and "conda: - gone 2=0 cf/noarch" in text
+    assert "conda_pip: ~ tabulate 0.9.0 -> 0.9.1" in text
+    assert not is_empty(diff_locks(a, lock([], {}, conda={**conda, "pp": conda["pp"].replace("=0", "=1")})))
+
+
+def test_locks_without_conda_sections_still_compare():
+    old = lock(["tabulate==0.9.0"], {"bash": "5.2"})
+    assert is_empty(diff_locks(old, lock(["tabulate==0.9.0"], {"bash": "5.2"}, conda={})))
+    added = diff_locks(
+        old, lock(["tabulate==0.9.0"], {"bash": "5.2"}, conda={"pp": "1.0=0 http://m/cf/noarch"})
+    )
+    assert format_diff(added) == "conda: + pp 1.0=0 cf/noarch"
 
 
 def test_python_and_base_image_changes_count():

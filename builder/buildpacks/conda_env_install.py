@@ -5,7 +5,9 @@ panbinder wrote: ``python conda_env_install.py PLAN.json``. panbinder never impo
 
 When the solved environment has python, the plan's ``with_python`` specs (ipykernel, pip) are
 added and the environment is solved again. A failure prints ``ERROR_MARKER`` and a JSON object
-(kind "missing" with the package names that no channel has, "unsolvable", or "unavailable")
+(kind "missing" with the package names that no channel has, or for a plan pinned by an
+environment lock the ``name ==version build`` specs that no channel has; "unsolvable", or
+"unavailable")
 for panbinder to turn into the build's failed event, then exits with 1.
 """
 
@@ -62,6 +64,21 @@ async def missing_names(
     return [name for name in names if name not in present]
 
 
+def pin_key(spec: str) -> tuple[str, str, str]:
+    """(name, version, build) of a lock's pin ``name ==version build``."""
+    name, version, build = [*spec.split(), "", ""][:3]
+    return name.lower(), version.removeprefix("=="), build
+
+
+async def missing_pins(
+    gateway: Any, channels: list[str], platforms: list[Any], specs: list[str]
+) -> list[str]:
+    """The pinned specs that no channel has in that exact version and build."""
+    found = await gateway.query(channels, platforms, specs, recursive=False)
+    present = {(r.name.normalized, str(r.version), str(r.build)) for records in found for r in records}
+    return [spec for spec in specs if pin_key(spec) not in present]
+
+
 async def solve(plan: dict, gateway: Any, platforms: list[Any], specs: list[str]) -> list[Any]:
     import rattler
     from rattler.exceptions import SolverError
@@ -76,6 +93,8 @@ async def solve(plan: dict, gateway: Any, platforms: list[Any], specs: list[str]
         )
     except SolverError as e:
         missing = await missing_names(gateway, plan["channels"], platforms, specs)
+        if not missing and plan.get("pinned"):
+            missing = await missing_pins(gateway, plan["channels"], platforms, specs)
         fail("missing" if missing else "unsolvable", str(e), missing)
 
 

@@ -141,6 +141,7 @@ class CondaPlan:
     specs: tuple[str, ...]
     pip: tuple[str, ...]
     mirror: str
+    pinned: bool = False  # the specs are a lock's exact packages (a frozen rebuild)
 
     @property
     def with_python(self) -> tuple[str, ...]:
@@ -159,6 +160,7 @@ class CondaPlan:
                 "with_python": list(self.with_python),
                 "prefix": CONDA_PREFIX,
                 "cache": RATTLER_CACHE_DIR,
+                "pinned": self.pinned,
             },
             indent=1,
         )
@@ -258,7 +260,13 @@ def error_report(line: str) -> dict | None:
 
 def _missing_error(missing: list[str], plan: CondaPlan, detail: str) -> PanbinderError:
     channels = ", ".join(name for name, _ in plan.channels)
-    if missing and set(missing) <= set(plan.with_python):
+    if plan.pinned:
+        message = (
+            f"The environment lock pins conda packages that the conda channel mirror {plan.mirror} no "
+            f"longer has in the channels {channels}: {', '.join(missing) or detail}. Ask the operators to "
+            f"restore them on the mirror, or rebuild with --fresh to solve {plan.source} anew."
+        )
+    elif missing and set(missing) <= set(plan.with_python):
         message = (
             f"The environment of {plan.source} has python, and panbinder adds {', '.join(missing)} to "
             f"run notebooks in it, but the conda channel mirror {plan.mirror} does not have "

@@ -41,6 +41,10 @@ class CondaMirrorMixin:
     def uses_mirror(self) -> bool:
         return self.settings.conda_policy == "mirror"
 
+    def pin_plan(self, plan: CondaPlan) -> CondaPlan:
+        """The plan to install; the frozen pack (frozen.py) puts a lock's exact packages in it."""
+        return plan
+
     @lru_cache
     def conda_plan(self) -> CondaPlan:
         """The plan for this repository's environment.yml; says in the build log that the mirror is used."""
@@ -50,7 +54,7 @@ class CondaMirrorMixin:
                 env = yaml.safe_load(f) or {}
             if not isinstance(env, dict):
                 raise ValueError("the top level is not a mapping")
-            plan = conda_mirror.conda_plan(env, source, self.settings)
+            plan = self.pin_plan(conda_mirror.conda_plan(env, source, self.settings))
         except (yaml.YAMLError, ValueError) as e:
             raise PanbinderError(
                 f"{source} could not be read ({e}). Fix the file.",
@@ -60,7 +64,8 @@ class CondaMirrorMixin:
         channels = ", ".join(f"{name} -> {url}" for name, url in plan.channels)
         notice(
             self,
-            f"installing the conda packages of {source} ({', '.join(plan.specs) or 'none'}) from the "
+            f"installing the conda packages of {source}{' as the environment lock pins them' if plan.pinned else ''} "
+            f"({', '.join(plan.specs) or 'none'}) from the "
             f"conda channel mirror {plan.mirror} (channels: {channels}) into {CONDA_PREFIX}"
             + (f"; its 'pip:' section with pip ({', '.join(plan.pip)})" if plan.pip else "")
             + ".",

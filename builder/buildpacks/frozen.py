@@ -12,6 +12,12 @@ build:
   have in that version (``apt-get install pkg=version``): apt.txt packages, their dependencies
   and repo2docker's base packages. Packages of the base image itself come from the base image.
 
+A lock with a ``conda`` section (an environment.yml built from the conda channel mirror) gets
+``FrozenCondaBuildPack`` instead: the environment.yml pack's mirror steps, against this
+deployment's mirror settings, with the lock's exact conda packages in place of environment.yml's
+specs and the lock's versions for its 'pip:' section (``conda_mirror_lock.pinned_plan``). A
+locked package that the mirror no longer has fails the build with a message naming it.
+
 Repositories built from their own Dockerfile cannot be rebuilt frozen (they have no /srv/venv).
 """
 
@@ -21,7 +27,11 @@ import dataclasses
 import logging
 import shlex
 from functools import lru_cache
+from typing import Any
 
+from .conda_mirror import CondaPlan
+from .conda_mirror_lock import pinned_plan
+from .environment_yml import EnvironmentYmlPipBuildPack
 from .python_pip import DebianPipBuildPack
 from .settings import PackSettings
 
@@ -67,19 +77,35 @@ class FrozenPipBuildPack(DebianPipBuildPack):
         return scripts
 
 
+class FrozenCondaBuildPack(FrozenPipBuildPack, EnvironmentYmlPipBuildPack):
+    """``FrozenPipBuildPack`` plus environment.yml's conda mirror steps, pinned to the lock's packages."""
+
+    lock: dict[str, Any] | None = None  # the recorded lock (its conda and conda_pip sections)
+
+    def pin_plan(self, plan: CondaPlan) -> CondaPlan:
+        return pinned_plan(plan, self.lock or {})
+
+
 def frozen_pack(
     settings: PackSettings,
     *,
     requirements_file: str,
     pins: list[str],
+    lock: dict[str, Any] | None = None,
     log: logging.Logger | None = None,
 ) -> type:
-    """A configured ``FrozenPipBuildPack``: the server step installs ``requirements_file``."""
+    """A configured frozen pack: the server step installs ``requirements_file``; with a ``lock``
+    that has a ``conda`` section, the conda environment is installed from the mirror as locked."""
     frozen = dataclasses.replace(settings, server_requirements=("-r", FROZEN_IN_IMAGE))
-    attrs = {
+    attrs: dict[str, Any] = {
         "settings": frozen,
         "build_log": log,
         "requirements_file": requirements_file,
         "pins": tuple(pins),
     }
-    return type(FrozenPipBuildPack.__name__, (FrozenPipBuildPack,), attrs)
+    base: type = FrozenPipBuildPack
+    if lock and lock.get("conda") is not None:
+        base = FrozenCondaBuildPack
+        attrs["settings"] = dataclasses.replace(frozen, conda_policy="mirror")
+        attrs["lock"] = lock
+    return type(base.__name__, (base,), attrs)
