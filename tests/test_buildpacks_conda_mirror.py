@@ -24,6 +24,8 @@ from panbinder.builder.buildpacks.conda_mirror import (
     failure_error,
     split_spec,
 )
+from panbinder.builder.buildpacks.conda_mirror_lock import conda_pins, pinned_plan
+from panbinder.builder.buildpacks.frozen import FROZEN_IN_IMAGE, frozen_pack
 from panbinder.errors import PanbinderError
 
 BUILD_ARGS = {"NB_USER": "jovyan", "NB_UID": "1000"}
@@ -356,3 +358,105 @@ def test_builder_settings_carry_the_conda_mirror_traits():
     assert settings.conda_policy == "mirror"
     assert settings.conda_channel_urls == (("conda-forge", "https://conda.facility.example/cf"),)
     assert settings.conda_default_channels == ("conda-forge", "facility")
+
+
+# --- frozen rebuilds: the lock's conda packages pinned ----------------------------------------
+
+CONDA_LOCK = {
+    "conda": {
+        "python": "3.11.9=h1_0_cpython https://conda.example.org/mirror/conda-forge/linux-64",
+        "numpy": "2.1.0=py311h2_0 https://conda.example.org/mirror/conda-forge/linux-64",
+        "samtools": "1.21=h3_0 https://conda.example.org/mirror/bioconda/linux-64",
+        "ipykernel": "6.29.5=pyh3099207_0 https://conda.example.org/mirror/conda-forge/noarch",
+        "pip": "25.0=pyh8b19718_0 https://conda.example.org/mirror/conda-forge/noarch",
+    },
+    "conda_pip": [
+        "ipykernel==6.29.5",
+        "numpy @ file:///home/conda/feedstock",
+        "pip==25.0",
+        "tabulate==0.9.0",
+    ],
+    "pip": ["jupyterlab==4.6.6"],
+}
+PINS = (
+    "ipykernel ==6.29.5 pyh3099207_0",
+    "numpy ==2.1.0 py311h2_0",
+    "pip ==25.0 pyh8b19718_0",
+    "python ==3.11.9 h1_0_cpython",
+    "samtools ==1.21 h3_0",
+)
+
+
+def test_pinned_plan_installs_the_locked_packages_instead_of_the_specs():
+    import yaml
+
+    env = yaml.safe_load(ENV.replace("- tabulate==0.9.0", "- tabulate\n      - -e ."))
+    plan = pinned_plan(conda_plan(env, "environment.yml", SETTINGS), CONDA_LOCK)
+    assert conda_pins(CONDA_LOCK["conda"]) == list(PINS)
+    assert plan.specs == PINS and plan.pinned and plan.with_python == ()
+    assert [name for name, _ in plan.channels] == ["conda-forge", "bioconda"]
+    assert plan.pip == ("tabulate==0.9.0", "-e .")  # the lock's version; the repository itself again
+    assert json.loads(plan.to_json())["pinned"] is True
+    no_conda_python = {**CONDA_LOCK, "conda_pip": []}  # 'pip:' went into /srv/venv, frozen there
+    assert pinned_plan(conda_plan(env, "environment.yml", SETTINGS), no_conda_python).pip == ("-e .",)
+
+
+def test_frozen_pack_of_a_conda_lock_solves_the_pins_on_the_mirror(repo, tmp_path, caplog):
+    (repo / "environment.yml").write_text(ENV)
+    req = tmp_path / "frozen.txt"
+    req.write_text("jupyterlab==4.6.6\n")
+    settings = PackSettings(conda_policy="pip", conda_channel_mirror=MIRROR)  # the lock decides
+    args = {"requirements_file": str(req), "pins": ["curl=7.88.1-10"], "log": logging.getLogger("test.conda")}
+    with caplog.at_level(logging.INFO, logger="test.conda"):
+        df = frozen_pack(settings, lock=CONDA_LOCK, **args)(base_image="b").render(BUILD_ARGS)
+    assert f"-r {FROZEN_IN_IMAGE}" in df and "curl=7.88.1-10" in df and "jupyterlab==4.6.6" not in df
+    assert "conda_env_install.py .panbinder/conda-environment.json" in df
+    plan = json.loads((repo / ".panbinder/conda-environment.json").read_text())
+    assert plan["specs"] == list(PINS) and plan["pinned"] and plan["with_python"] == []
+    assert (repo / ".panbinder/requirements-from-environment.yml.txt").read_text().splitlines()[1:] == [
+        "tabulate==0.9.0"
+    ]
+    assert "environment.yml as the environment lock pins them (ipykernel ==6.29.5" in caplog.text
+    plain = frozen_pack(settings, lock={"pip": []}, **args)(base_image="b").render(BUILD_ARGS)
+    assert "conda_env_install" not in plain and f"-r {FROZEN_IN_IMAGE}" in plain
+
+
+def test_a_locked_package_gone_from_the_mirror_is_named():
+    import yaml
+
+    plan = pinned_plan(conda_plan(yaml.safe_load(ENV), "environment.yml", SETTINGS), CONDA_LOCK)
+    error = failure_error({"kind": "missing", "missing": ["numpy ==2.1.0 py311h2_0"]}, plan)
+    assert "no longer has in the channels conda-forge, bioconda: numpy ==2.1.0 py311h2_0" in error.message
+    assert "--fresh" in error.message and error.reason == "conda_packages_missing"
+
+
+async def test_installer_names_the_pins_the_mirror_lacks(monkeypatch, capsys):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    fake = fake_rattler(monkeypatch, {"python", "numpy"})
+    on_mirror = {("python", "3.11.9", "h1_0"), ("numpy", "2.0.0", "py311h2_0")}
+
+    def record(name: str, version: str, build: str) -> types.SimpleNamespace:
+        return types.SimpleNamespace(
+            name=types.SimpleNamespace(normalized=name), version=version, build=build
+        )
+
+    def gateway(**kwargs) -> types.SimpleNamespace:
+        async def query(channels, platforms, specs, recursive):
+            keys = {installer.pin_key(s) for s in specs}  # a bare name matches every version
+            return [[record(*key) for key in sorted(on_mirror) if key in keys or (key[0], "", "") in keys]]
+
+        return types.SimpleNamespace(query=query)
+
+    async def solve(channels, specs, **kwargs):
+        raise fake.SolverError("No candidates were found for numpy ==2.1.0 py311h2_0")
+
+    monkeypatch.setattr(fake, "Gateway", gateway)
+    monkeypatch.setattr(fake, "solve", solve)
+    pinned = {**PLAN, "specs": ["python ==3.11.9 h1_0", "numpy ==2.1.0 py311h2_0"], "pinned": True}
+    with pytest.raises(SystemExit):
+        await installer.run(pinned)
+    report = error_report(capsys.readouterr().out.splitlines()[-1])
+    assert report["kind"] == "missing" and report["missing"] == ["numpy ==2.1.0 py311h2_0"]
+    with pytest.raises(SystemExit):
+        await installer.run({**pinned, "pinned": False})  # unpinned: only absent names count
+    assert error_report(capsys.readouterr().out.splitlines()[-1])["kind"] == "unsolvable"
