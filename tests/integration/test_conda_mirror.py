@@ -7,10 +7,16 @@ the channel ``conda-forge`` of a mirror. Build steps run on docker's default bri
 host's loopback is out of reach, so the server listens on the bridge's gateway address
 (docker0, e.g. 172.17.0.1). py-rattler itself comes from the package index, like any pip
 package.
+
+The lock tests build the same environment once more (build only), read the ``conda`` section of
+its lock, rebuild it frozen (identical lock), publish ``panbinder-probe-data`` 1.3 and rebuild it
+fresh (the diff names the new version), then withdraw 1.2 so that a frozen rebuild fails naming
+the locked package the mirror no longer has.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import io
@@ -25,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from panbinder.builder.buildpacks import NOTICE_PREFIX
+from panbinder.builder.lock import image_lock
 from panbinder.testing import (
     Portal,
     read_stream,
@@ -33,6 +40,9 @@ from panbinder.testing import (
     run_code,
     session_prefix,
 )
+
+from .conftest import catalogue_of
+from .test_locks import DOCKER, rebuild
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
@@ -104,6 +114,28 @@ def write_channel(root: Path, packages: list) -> None:
         (root / subdir / "repodata.json").write_text(json.dumps(repodata))
 
 
+def publish(channel: Path, add: list | tuple = (), withdraw: tuple[str, ...] = ()) -> None:
+    """Add packages to the channel's noarch/ and withdraw others (by file name) from its repodata."""
+    path = channel / "noarch" / "repodata.json"
+    repodata = json.loads(path.read_text())
+    for filename, data, record in add:
+        (channel / "noarch" / filename).write_bytes(data)
+        repodata["packages"][filename] = record
+    for filename in withdraw:
+        del repodata["packages"][filename]
+    path.write_text(json.dumps(repodata))
+
+
+def probe_data(version: str):
+    marker = f"marker-{version}\n".encode()
+    return conda_package(
+        "panbinder-probe-data",
+        version,
+        [],
+        {"share/panbinder-probe/marker": (marker, 0o644), ACTIVATE: (ACTIVATE_SH, 0o644)},
+    )
+
+
 def bridge_gateway() -> str:
     out = subprocess.run(
         ["/usr/bin/docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
@@ -118,15 +150,18 @@ class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:
         pass
 
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-cache")  # repodata changes while the module runs
+        super().end_headers()
+
 
 @pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
-    """A conda channel mirror with the channel conda-forge, on the docker bridge's gateway."""
-    root = tmp_path_factory.mktemp("conda-mirror")
+def mirror_channel(tmp_path_factory) -> Path:
+    """The folder of the mirror's channel conda-forge (the tests publish into it)."""
     # a path of its own in every run, so the solve step never comes from the layer cache
-    base = f"mirror-{uuid.uuid4().hex[:12]}"
+    channel = tmp_path_factory.mktemp("conda-mirror") / f"mirror-{uuid.uuid4().hex[:12]}" / "conda-forge"
     write_channel(
-        root / base / "conda-forge",
+        channel,
         [
             conda_package(
                 "panbinder-probe",
@@ -134,14 +169,16 @@ def mirror(tmp_path_factory):
                 ["panbinder-probe-data 1.*"],
                 {"bin/panbinder-probe": (PROBE, 0o755)},
             ),
-            conda_package(
-                "panbinder-probe-data",
-                "1.2",
-                [],
-                {"share/panbinder-probe/marker": (b"marker-1.2\n", 0o644), ACTIVATE: (ACTIVATE_SH, 0o644)},
-            ),
+            probe_data("1.2"),
         ],
     )
+    return channel
+
+
+@pytest.fixture(scope="module")
+def mirror(mirror_channel):
+    """A conda channel mirror with the channel conda-forge, on the docker bridge's gateway."""
+    root, base = mirror_channel.parent.parent, mirror_channel.parent.name
     server = ThreadingHTTPServer((bridge_gateway(), 0), functools.partial(QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -208,3 +245,62 @@ async def test_package_missing_from_the_mirror_fails_naming_it(mirror_portal, mi
     message = s.last["message"]
     assert "panbinder-not-on-the-mirror" in message and mirror in message, message
     assert "panbinder-probe," not in message and "does not have in the channels conda-forge" in message
+
+
+@pytest.fixture(scope="module")
+def mirror_lock(mirror_portal, git_server, storage_root):
+    """(image, its catalogue lock) of a build-only build of ENV."""
+    git_server.commit("conda-mirror-locked", {"environment.yml": ENV}, "locked")
+    url = mirror_portal.build_url(git_server.url("conda-mirror-locked"), "main", "build_only=true")
+    s = asyncio.run(read_stream(url, timeout=900))
+    assert s.last["phase"] == "built", s.log()
+    image = s.last["imageName"]
+    cat = catalogue_of(mirror_portal, storage_root)
+    try:
+        return image, cat.get_lock(image)
+    finally:
+        cat.close()
+
+
+def test_the_lock_lists_the_conda_packages(mirror_lock, mirror):
+    image, lock = mirror_lock
+    assert lock is not None, "no lock recorded"
+    assert lock["conda"] == {
+        "panbinder-probe": f"1.0=0 {mirror}/conda-forge/noarch",
+        "panbinder-probe-data": f"1.2=0 {mirror}/conda-forge/noarch",
+    }
+    assert "conda_pip" not in lock  # the environment has no python: 'pip:' went into /srv/venv
+    assert "tabulate==0.9.0" in lock["pip"]
+    assert image_lock(image, docker_cli=DOCKER) == lock  # the label has the same conda section
+
+
+def test_frozen_rebuild_pins_the_conda_packages_and_reports_an_identical_lock(mirror_portal, mirror_lock):
+    image, _ = mirror_lock
+    proc = rebuild(mirror_portal, "--frozen", image)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
+    assert "lock: identical" in proc.stdout, proc.stdout
+    assert "panbinder-probe ==1.0 0, panbinder-probe-data ==1.2 0" in proc.stderr, proc.stderr[-5000:]
+
+
+def test_fresh_rebuild_shows_a_new_conda_version(mirror_portal, mirror_lock, mirror_channel):
+    image, _ = mirror_lock
+    publish(mirror_channel, add=[probe_data("1.3")])
+    proc = rebuild(mirror_portal, "--fresh", image)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
+    change = "conda: ~ panbinder-probe-data 1.2=0 conda-forge/noarch -> 1.3=0 conda-forge/noarch"
+    assert change in proc.stdout, proc.stdout
+    assert "conda: ~ panbinder-probe " not in proc.stdout
+
+
+def test_frozen_rebuild_names_a_locked_package_gone_from_the_mirror(
+    mirror_portal, mirror_lock, mirror_channel
+):
+    image, _ = mirror_lock
+    publish(mirror_channel, withdraw=("panbinder-probe-data-1.2-0.tar.bz2",))
+    proc = rebuild(mirror_portal, "--frozen", image)
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-5000:]
+    failed = next(
+        (line for line in proc.stderr.splitlines() if line.startswith("failed: ")), proc.stderr[-3000:]
+    )
+    assert "no longer has in the channels conda-forge: panbinder-probe-data ==1.2 0" in failed, failed
+    assert "panbinder-probe ==1.0 0" not in failed
