@@ -167,18 +167,18 @@ class RestoreApp(ArchiveCommand):
                 return
             archived = archive.describe(bag)
             targets = archived.names(registry=registry.host, prefix=self.image_prefix)
-            manifest, missing = archive.prepare(bag, client, targets[0])  # nothing changed before this
+            manifest, plan = archive.prepare(bag, client, targets[0])  # nothing changed before this
             meta_path = bag / "data" / "publication.json"
             metadata = json.loads(meta_path.read_text()) if meta_path.exists() else None
             mirror = archive.restore_repository(bag)
-            archive.push(bag, client, manifest, targets, missing)
+            archive.push(bag, client, manifest, targets, plan)
             archive.load(targets[0], manifest)
             lock_path = bag / "data" / "lock.json"
             if lock_path.exists():
                 self.record_lock(targets, manifest.digest, json.loads(lock_path.read_text()))
         for target in targets:
             print(f"image: {target.full}@{manifest.digest}")
-        print(f"uploaded {len(missing)} of {len(manifest.blobs())} blobs; the registry had the others")
+        print(f"blobs: {plan.summary()}")
         print(f"repository: {mirror} (serve this folder, e.g. git daemon --base-path, for launches by URL)")
         if metadata is not None:
             print(f"publication: {metadata['doi']} ({self.restore_publication(metadata)})")

@@ -42,13 +42,14 @@ from panbinder.errors import PanbinderError
 from .naming import ImageRef, image_ref, parse_image, repo_slug
 from .transfer import (
     Blob,
+    ImportPlan,
     Manifest,
     RegistryClient,
     TransferError,
     blob_path,
     export_image,
     import_image,
-    missing_blobs,
+    plan_import,
     read_layout,
 )
 
@@ -336,44 +337,45 @@ class Archive(LoggingConfigurable):
             )
         return ArchivedImage(info["provider"], info["repo_url"], info["sha"], info["image"], info["digest"])
 
-    def prepare(self, bag: Path, client: RegistryClient, target: ImageRef) -> tuple[Manifest, list[Blob]]:
+    def prepare(self, bag: Path, client: RegistryClient, target: ImageRef) -> tuple[Manifest, ImportPlan]:
         """Check the bag before anything changes: no file missing or extra, every file except the
-        image layers verified, and the layers the registry lacks (the ones uploaded) verified too.
-        Returns the image manifest and the blobs to upload."""
+        image blobs verified, and the blobs that will be uploaded verified too (those the registry
+        holds under their digest, in ``target``'s repository or another, are not read).
+        Returns the image manifest and how its blobs get into the registry."""
         entries = check_bag(bag)
         blobs_dir = f"{IMAGE_DIR}/blobs/sha256/"
-        # blobs named by their own digest are read (and verified) only if they are uploaded
         named = {rel for rel, d in entries.items() if rel.startswith(blobs_dir) and rel.endswith("/" + d)}
         verify_files(bag, entries, [rel for rel in entries if rel not in named])
         try:
             manifest = read_layout(bag / IMAGE_DIR)
-            missing = missing_blobs(client, target.name, manifest)
+            plan = plan_import(client, target.name, manifest, self.mount_sources(client, target))
         except TransferError as e:
             raise ArchiveError(f"{e.message} Nothing was restored.") from None
         for blob in manifest.blobs():
             rel = blob_path(bag / IMAGE_DIR, blob).relative_to(bag).as_posix()
             if entries.get(rel) != blob.hex:  # named by its digest, and the manifest agrees
                 raise ArchiveError(f"{rel} is not listed with its own digest in the manifest of {bag}.")
-        verify_files(
-            bag, entries, [blob_path(bag / IMAGE_DIR, b).relative_to(bag).as_posix() for b in missing]
-        )
-        return manifest, missing
+        uploads = [blob_path(bag / IMAGE_DIR, b).relative_to(bag).as_posix() for b in plan.uploads]
+        verify_files(bag, entries, uploads)
+        return manifest, plan
+
+    def mount_sources(self, client: RegistryClient, target: ImageRef) -> list[str]:
+        """Repositories that may hold blobs of ``target`` (images under the same prefix share the
+        base layers), closest names first."""
+        prefix = target.name.split("/", 1)[0] + "/"
+        names = [n for n in client.repositories() if n.startswith(prefix) and n != target.name]
+        return sorted(names, key=lambda n: -_shared_start(n, target.name))
 
     def push(
-        self,
-        bag: Path,
-        client: RegistryClient,
-        manifest: Manifest,
-        targets: list[ImageRef],
-        missing: list[Blob],
+        self, bag: Path, client: RegistryClient, manifest: Manifest, targets: list[ImageRef], plan: ImportPlan
     ) -> None:
-        """Upload the missing blobs and put the archived manifest under every target name."""
+        """Link and upload the blobs as planned and put the archived manifest under every target."""
         first = targets[0]
         try:
-            import_image(client, bag / IMAGE_DIR, manifest, first, missing, workers=self.transfers)
+            import_image(client, bag / IMAGE_DIR, manifest, first, plan, workers=self.transfers)
             for target in targets[1:]:
-                others = missing_blobs(client, target.name, manifest)
-                import_image(client, bag / IMAGE_DIR, manifest, target, others, mount_from=first.name)
+                more = plan_import(client, target.name, manifest, [first.name])
+                import_image(client, bag / IMAGE_DIR, manifest, target, more, workers=self.transfers)
         except TransferError as e:
             raise ArchiveError(f"Pushing the archived image failed: {e.message}") from None
         for target in targets:
@@ -402,6 +404,11 @@ class Archive(LoggingConfigurable):
 
 def _git(repo: Path) -> tuple[str, ...]:
     return ("git", "-C", str(repo))
+
+
+def _shared_start(a: str, b: str) -> int:
+    """How many leading characters ``a`` and ``b`` share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def _self_blob(manifest: Manifest) -> Blob:

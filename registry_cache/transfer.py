@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -101,7 +102,7 @@ class RegistryClient:
     def _connection(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        return cls(parts.netloc, timeout=self.timeout)
+        return cls(parts.netloc, timeout=self.timeout, blocksize=CHUNK)
 
     def _request(
         self,
@@ -141,6 +142,14 @@ class RegistryClient:
     def _fail(self, what: str, status: int, body: bytes) -> TransferError:
         detail = body.decode("utf-8", "replace").strip()[:300]
         return TransferError(f"The registry at {self.url} refused {what} (HTTP {status}): {detail}")
+
+    def repositories(self, limit: int = 1000) -> list[str]:
+        """The first ``limit`` repository names of the registry's catalogue ([] if it is closed)."""
+        status, _, body = self._request("GET", f"{self.url}/v2/_catalog?n={limit}")
+        try:
+            return list(json.loads(body).get("repositories") or []) if status == 200 else []
+        except ValueError:
+            return []
 
     def get_manifest(self, image: ImageRef) -> Manifest:
         accept = ", ".join(MANIFEST_MEDIA_TYPES)
@@ -255,12 +264,43 @@ def read_layout(layout: Path) -> Manifest:
     return manifest
 
 
+@dataclass(frozen=True)
+class ImportPlan:
+    """How each blob of an image gets into a repository."""
+
+    present: list[Blob]  # the repository has it
+    mounts: list[tuple[Blob, str]]  # another repository of the registry has it: linked, not sent
+    uploads: list[Blob]  # sent from the layout
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.present)} already in the repository, {len(self.mounts)} linked from other "
+            f"repositories, {len(self.uploads)} uploaded"
+        )
+
+
 def missing_blobs(client: RegistryClient, name: str, manifest: Manifest) -> list[Blob]:
     """The blobs of ``manifest`` that repository ``name`` does not have."""
     blobs = manifest.blobs()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        present = list(pool.map(lambda b: client.has_blob(name, b), blobs))
-    return [b for b, ok in zip(blobs, present, strict=True) if not ok]
+    return [b for b, ok in zip(blobs, _held(client, name, blobs), strict=True) if not ok]
+
+
+def plan_import(
+    client: RegistryClient, name: str, manifest: Manifest, sources: Iterable[str] = (), max_sources: int = 20
+) -> ImportPlan:
+    """Which blobs repository ``name`` has, which ``sources`` (other repositories of the same
+    registry, e.g. images sharing the base layers) can lend, and which must be uploaded."""
+    missing = missing_blobs(client, name, manifest)
+    missing_digests = {b.digest for b in missing}
+    present = [b for b in manifest.blobs() if b.digest not in missing_digests]
+    mounts: list[tuple[Blob, str]] = []
+    for source in islice((s for s in sources if s != name), max_sources):
+        if not missing:
+            break
+        held = _held(client, source, missing)
+        mounts += [(b, source) for b, ok in zip(missing, held, strict=True) if ok]
+        missing = [b for b, ok in zip(missing, held, strict=True) if not ok]
+    return ImportPlan(present, mounts, missing)
 
 
 def import_image(
@@ -268,20 +308,27 @@ def import_image(
     layout: Path,
     manifest: Manifest,
     image: ImageRef,
-    missing: list[Blob],
+    plan: ImportPlan,
     *,
-    mount_from: str = "",
     workers: int = 4,
 ) -> str:
-    """Put ``missing`` blobs into ``image``'s repository (linked from ``mount_from`` when the
-    registry has them there, else uploaded from ``layout``), then the manifest."""
+    """Link and upload the blobs as ``plan`` says (a link that fails is uploaded), then put the
+    manifest; returns the digest."""
 
-    def put(blob: Blob) -> None:
-        if not (mount_from and client.mount_blob(image.name, blob, mount_from)):
+    def mount(item: tuple[Blob, str]) -> None:
+        blob, source = item
+        if not client.mount_blob(image.name, blob, source):
             client.upload_blob(image.name, blob, blob_path(layout, blob))
 
-    _parallel(workers, (lambda b=b: put(b) for b in missing))
+    calls = [lambda i=i: mount(i) for i in plan.mounts]
+    calls += [lambda b=b: client.upload_blob(image.name, b, blob_path(layout, b)) for b in plan.uploads]
+    _parallel(workers, calls)
     return client.put_manifest(image, manifest)
+
+
+def _held(client: RegistryClient, name: str, blobs: list[Blob]) -> list[bool]:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda b: client.has_blob(name, b), blobs))
 
 
 def _parallel(workers: int, calls: Iterable[Callable[[], None]]) -> None:
@@ -292,6 +339,7 @@ def _parallel(workers: int, calls: Iterable[Callable[[], None]]) -> None:
 
 __all__ = [
     "Blob",
+    "ImportPlan",
     "Manifest",
     "RegistryClient",
     "TransferError",
@@ -299,6 +347,7 @@ __all__ = [
     "export_image",
     "import_image",
     "missing_blobs",
+    "plan_import",
     "read_layout",
     "sha256_of",
 ]

@@ -200,3 +200,31 @@ def test_lock_from_config_labels():
     assert lock_from_config({"config": {"Labels": {LOCK_LABEL: "[1]"}}}) is None
     assert lock_from_config({"config": {"Labels": None}}) is None
     assert lock_from_config({"config": {"Labels": {LOCK_LABEL: "not json"}}}) is None
+
+
+class HeldBlobs:
+    """A registry stand-in that only answers which repository holds which blob (pure planning)."""
+
+    def __init__(self, held: dict[str, set[str]]) -> None:
+        self.held = held
+
+    def has_blob(self, name, blob) -> bool:
+        return blob.digest in self.held.get(name, set())
+
+
+def test_import_plan_links_what_other_repositories_hold_and_uploads_the_rest():
+    from panbinder.registry_cache.transfer import Manifest, plan_import
+
+    config, layers = b"{}", [b"base", b"server", b"numpy", b"code"]
+    manifest = Manifest(
+        image_manifest(config, layers), "application/vnd.docker.distribution.manifest.v2+json"
+    )
+    base, numpy = manifest.blobs()[1].digest, manifest.blobs()[3].digest
+    server, code = manifest.blobs()[2].digest, manifest.blobs()[4].digest
+    client = HeldBlobs({"p/target": {base}, "p/sibling": {base, server}, "p/other": {numpy}})
+    plan = plan_import(client, "p/target", manifest, ["p/target", "p/sibling", "p/other", "p/none"])
+    assert [b.digest for b in plan.present] == [base]
+    assert [(b.digest, src) for b, src in plan.mounts] == [(server, "p/sibling"), (numpy, "p/other")]
+    assert [b.digest for b in plan.uploads] == [manifest.blobs()[0].digest, code]
+    assert plan.summary() == "1 already in the repository, 2 linked from other repositories, 2 uploaded"
+    assert plan_import(client, "p/target", manifest, [], max_sources=0).mounts == []
