@@ -8,12 +8,9 @@ A lock is a JSON-able dict (``LOCK_VERSION`` 1)::
      "dpkg": {"package": "version", ...},  # dpkg-query of the whole image
      "base_image": {"name": ..., "id": "sha256:..."},
      "repo2docker": "2026.4.0", "panbinder": "0.1.0",
-     # only in images with a conda environment (environment.yml from the mirror):
+     # with a conda environment (buildpacks/conda_mirror_lock.py); older locks lack them:
      "conda": {"name": "<version>=<build> <channel URL>/<subdir>", ...},
      "conda_pip": ["name==1.0", ...]}     # `pip freeze --all` of its Python, if it has one
-
-The conda sections are read by the same probe (``buildpacks/conda_mirror_lock.py``); older locks
-without them still load and compare.
 
 No build step writes the lock (such a step would re-run for every commit): it is read with one
 ``docker run --rm`` (about half a second) while the image is pushed. Then the image gets it as
