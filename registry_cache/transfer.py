@@ -286,7 +286,7 @@ def missing_blobs(client: RegistryClient, name: str, manifest: Manifest) -> list
 
 
 def plan_import(
-    client: RegistryClient, name: str, manifest: Manifest, sources: Iterable[str] = (), max_sources: int = 20
+    client: RegistryClient, name: str, manifest: Manifest, sources: Iterable[str] = (), max_sources: int = 5
 ) -> ImportPlan:
     """Which blobs repository ``name`` has, which ``sources`` (other repositories of the same
     registry, e.g. images sharing the base layers) can lend, and which must be uploaded."""
