@@ -33,6 +33,7 @@ from .app import PanbinderBase
 from .builder.base import BuildRequest
 from .builder.buildpacks.frozen import apt_pins, frozen_pack, frozen_requirements
 from .builder.lock import LABEL, diff_locks, dpkg_of, format_diff, image_lock, is_empty
+from .builder.manager import BuildManager
 from .builder.r2d import Repo2DockerBuilder
 from .data_mounts.catalogue import Catalogue
 from .errors import PanbinderError
@@ -85,7 +86,7 @@ class RebuildApp(PanbinderBase):
         "whether the new lock is identical, or from the repository's files (--fresh) and print "
         "the differences in package versions."
     )
-    classes = [PanbinderBase, Registry, Repo2DockerBuilder, Catalogue]
+    classes = [PanbinderBase, Registry, Repo2DockerBuilder, BuildManager, Catalogue]
     frozen = Bool(False, help="Rebuild with the exact versions of the recorded lock.").tag(config=True)
     fresh = Bool(False, help="Rebuild from the repository's files without the layer cache.").tag(config=True)
     flags = {
@@ -189,7 +190,11 @@ class RebuildApp(PanbinderBase):
             unresolved_ref=repo["commit"],
             image=target,
         )
-        async for event in builder.build(request):
+        # through a build manager: the build timeout, the step limits and the kept log apply
+        manager = BuildManager(parent=self, log=self.log, builder=builder)
+        manager.log_dir = manager.log_dir or str(self.state / "build-logs")
+        job, _ = manager.attach(request)
+        async for event in manager.follow(job):
             if event.phase == "failed":
                 print(f"failed: {event.message}", file=sys.stderr)
                 return None
