@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import sys
+import traceback
 from typing import Any, NoReturn
 
 ERROR_MARKER = "panbinder-conda-error: "
@@ -31,6 +32,15 @@ def fail(kind: str, detail: str, missing: list[str] | None = None) -> NoReturn:
     report = {"kind": kind, "missing": missing or [], "detail": " ".join(detail.split())[:800]}
     print(ERROR_MARKER + json.dumps(report), flush=True)
     sys.exit(1)
+
+
+def leave(status: int) -> NoReturn:
+    """Exit without interpreter finalization: py-rattler's runtime threads may still hold thread
+    states then, and a normal exit can abort ("PyGILState_Release ... finalizing", status 134)
+    after the work is done."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def spec_names(specs: list[str]) -> list[str]:
@@ -134,4 +144,11 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    try:
+        main(sys.argv[1])
+    except SystemExit as e:
+        leave(e.code if isinstance(e.code, int) else 1)
+    except BaseException:
+        traceback.print_exc()
+        leave(1)
+    leave(0)
