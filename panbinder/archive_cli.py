@@ -22,12 +22,15 @@ from pathlib import Path
 from traitlets import Bool
 
 from .app import PanbinderBase
+from .builder.lock import LABEL as LOCK_LABEL
+from .builder.lock import parse_lock_label
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.cli import CatalogueCommand, GroupCommand
 from .data_mounts.models import Dataset, Publication
 from .errors import PanbinderError
 from .registry_cache import ImageRef, Registry, image_ref
 from .registry_cache.archive import Archive, ArchivedImage, ArchiveError, verify_bag
+from .registry_cache.naming import parse_image
 from .registry_cache.retention import GC_COMMAND, RegistryAdmin, Retention, select_removals
 from .registry_cache.transfer import RegistryClient
 
@@ -86,6 +89,7 @@ class ArchiveApp(ArchiveCommand):
             Registry(parent=self, log=self.log),
             self.make_catalogue(),
         )
+        client = self.client(registry)
         with catalogue.session() as session:
             pub = catalogue.get_publication(session, target)
             metadata = publication_metadata(pub) if pub is not None else None
@@ -95,9 +99,9 @@ class ArchiveApp(ArchiveCommand):
         else:
             if "/" not in target or ":" not in target.rsplit("/", 1)[-1]:
                 self.fail(f"{target} is neither a registered DOI nor an image name with a tag.")
-            image, label = self.labelled_image(archive, registry, target), target
-        lock = self.lock(catalogue, image.image)
-        client = self.client(registry)
+            image, label = self.labelled_image(archive, client, target), target
+        archive.ensure_in_registry(client, image.image)
+        lock = self.lock(catalogue, image.image) or self.label_lock(archive, client, image.image)
         print(archive.create(client, label=label, image=image, metadata=metadata, lock=lock, tar=self.tar))
 
     def publication_image(self, registry: Registry, pub: dict) -> ArchivedImage:
@@ -115,9 +119,8 @@ class ArchiveApp(ArchiveCommand):
                 return ArchivedImage(provider, pub["repo_url"], pub["resolved_sha"], ref.full)
         self.fail(f"No image of {pub['doi']} is in the registry; launch it once to build it, then archive.")
 
-    def labelled_image(self, archive: Archive, registry: Registry, image: str) -> ArchivedImage:
+    def labelled_image(self, archive: Archive, client: RegistryClient, image: str) -> ArchivedImage:
         """Provider, repository and commit from the labels of ``image`` (pushed first if only local)."""
-        client = self.client(registry)
         try:
             archive.ensure_in_registry(client, image)
             labels = (archive.image_config(client, image).get("config") or {}).get("Labels") or {}
@@ -134,13 +137,23 @@ class ArchiveApp(ArchiveCommand):
             self.fail(f"{image} has no org.panbinder.* labels; archive images built by panbinder only.")
 
     def lock(self, catalogue, image: str) -> dict | None:
-        """The lock the catalogue recorded for ``image`` (full name); None lets the archive take the
-        one in the image's labels."""
+        """The lock the catalogue recorded for ``image`` (full name), if any."""
         try:
             return catalogue.get_lock(image)
         except Exception as e:  # a lock is a bonus; never fail the archive for it
             self.log.warning("no lock from the catalogue for %s: %s", image, e)
             return None
+
+    def label_lock(self, archive: Archive, client: RegistryClient, image: str) -> dict | None:
+        """The lock in the image's ``org.panbinder.lock`` label, with the image's registry digest."""
+        try:
+            labels = (archive.image_config(client, image).get("config") or {}).get("Labels") or {}
+            digest = client.get_manifest(parse_image(image)).digest
+        except PanbinderError as e:  # a lock is a bonus; never fail the archive for it
+            self.log.warning("no lock label read from %s: %s", image, e)
+            return None
+        lock = parse_lock_label(labels.get(LOCK_LABEL))
+        return {**lock, "digest": digest} if lock is not None else None
 
 
 class RestoreApp(ArchiveCommand):

@@ -10,7 +10,7 @@ An archive is a BagIt-like folder (RFC 8493 layout, without tag manifests)::
     data/repo.bundle       ``git bundle`` of the repository: the pinned commit (ref
                            refs/panbinder/archived) plus HEAD, branches and tags of the time
     data/publication.json  the publication and its datasets' metadata (no data files), if any
-    data/lock.json         the environment lock, if one exists
+    data/lock.json         the environment lock, if one exists (from the catalogue or the label)
 
 Checksums are computed streaming. Before anything is restored, every file of the bag is checked
 against the manifest (``check_bag``: none missing, none extra) and every file that the restore
@@ -56,7 +56,6 @@ from .transfer import (
 ARCHIVED_REF = "refs/panbinder/archived"
 FORMAT = 2
 IMAGE_DIR = "data/image"
-LOCK_LABEL = "org.panbinder.lock"
 CHUNK = 1024 * 1024
 
 
@@ -165,17 +164,6 @@ def archive_name(label: str, sha: str) -> str:
     return f"{repo_slug(label, 60)}-{sha[:12]}"
 
 
-def lock_from_config(config: dict, *, digest: str = "") -> dict | None:
-    """The environment lock in an image configuration's ``org.panbinder.lock`` label (written by
-    builder/lock.py without the digest, which is not known before the push), with ``digest``."""
-    labels = (config.get("config") or {}).get("Labels") or {}
-    try:
-        lock = json.loads(labels[LOCK_LABEL])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return {**lock, "digest": digest} if isinstance(lock, dict) else None
-
-
 def _today() -> str:
     return datetime.now(UTC).date().isoformat()
 
@@ -279,9 +267,6 @@ class Archive(LoggingConfigurable):
             except TransferError as e:
                 raise ArchiveError(f"Copying {image.image} from the registry failed: {e.message}") from None
             self.bundle_repository(image.repo_url, image.sha, data / "repo.bundle")
-            if lock is None:
-                config = json.loads(blob_path(work / IMAGE_DIR, manifest.blobs()[0]).read_bytes())
-                lock = lock_from_config(config, digest=manifest.digest)
             if lock is not None:
                 _write_json(data / "lock.json", lock)
             if metadata is not None:

@@ -192,16 +192,6 @@ def test_restored_names_are_todays_git_name_and_the_archived_provider():
     )
 
 
-def test_lock_from_config_labels():
-    from panbinder.registry_cache.archive import LOCK_LABEL, lock_from_config
-
-    config = {"config": {"Labels": {LOCK_LABEL: '{"python": "3.11.2"}'}}}
-    assert lock_from_config(config, digest="sha256:1") == {"python": "3.11.2", "digest": "sha256:1"}
-    assert lock_from_config({"config": {"Labels": {LOCK_LABEL: "[1]"}}}) is None
-    assert lock_from_config({"config": {"Labels": None}}) is None
-    assert lock_from_config({"config": {"Labels": {LOCK_LABEL: "not json"}}}) is None
-
-
 class HeldBlobs:
     """A registry stand-in that only answers which repository holds which blob (pure planning)."""
 

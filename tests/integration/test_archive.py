@@ -7,9 +7,12 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 
 import pytest
+from sqlalchemy import delete
 
+from panbinder.data_mounts.models import ImageLock
 from panbinder.registry_cache import ImageRef, Registry, image_ref
 from panbinder.registry_cache.transfer import RegistryClient
 from panbinder.testing import forget_image as forget
@@ -143,12 +146,19 @@ async def test_archive_restore_launch_by_doi(portal, git_server, archived_public
 
 
 async def test_archive_tarball_roundtrip_verifies(portal, archived_publication, tmp_path):
-    _cat, repo, sha = archived_publication
+    cat, repo, sha = archived_publication
     registry, refs = names(repo, sha)
-    if not await registry.digest(refs[1]):
+    digest = await registry.digest(refs[1])
+    if not digest:
         pytest.fail("the image of the archived publication is missing")
+    with cat.session() as s:  # the catalogue forgot the lock: the image's label still has it
+        s.execute(delete(ImageLock).where(ImageLock.image == refs[1].full))
     out = cli(portal, "archive", DOI, f"--to={tmp_path}", "--tar").stdout.strip().splitlines()[-1]
     assert out.endswith(".tar")
+    with tarfile.open(out) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith("/data/lock.json"))
+        lock = json.load(tf.extractfile(member))
+    assert lock["digest"] == digest and "h5py==3.16.0" in lock["pip"], lock
     audit = cli(portal, "restore", "--verify-only", out).stdout
     assert "every file matches its sha256 checksum" in audit
     restored = cli(portal, "restore", out).stdout
