@@ -126,7 +126,7 @@ class BuildKitEngine(DockerEngine):
         **kwargs: Any,
     ) -> Iterator[str]:
         args = [self.docker_cli, "build", "--progress=plain", *(["--no-cache"] if self.no_cache else [])]
-        step_args = limits.build_args_for(tag) if tag else {}
+        step_args = limits.build_args_for(tag, buildargs) if tag else {}
         for key, value in {**(buildargs or {}), **step_args}.items():
             args += ["--build-arg", f"{key}={value}"]
         for image in cache_from or []:

@@ -205,11 +205,16 @@ _markers: dict[str, str] = {}  # image tag -> marker of its limited build
 _markers_lock = threading.Lock()
 
 
-def build_args_for(tag: str) -> dict[str, str]:
-    """Build arguments that tag the RUN steps of the limited build of image ``tag``, if any."""
+def build_args_for(tag: str, buildargs: dict[str, str] | None = None) -> dict[str, str]:
+    """Build arguments that tag the RUN steps of the limited build of image ``tag``, if any. The
+    marker joins a ``no_proxy`` list the build already has (its build arguments, else the
+    environment), so a deployment behind a proxy keeps its exceptions."""
     with _markers_lock:
         value = _markers.get(tag)
-    return {MARKER_ARG: value} if value else {}
+    if not value:
+        return {}
+    given = (buildargs or {}).get(MARKER_ARG) or os.environ.get(MARKER_ARG) or os.environ.get("NO_PROXY", "")
+    return {MARKER_ARG: ",".join([*filter(None, given.split(",")), value])}
 
 
 def _read(path: Path) -> str:

@@ -169,7 +169,9 @@ def wait_until(check, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_limiter_limits_only_the_marked_steps_and_counts_oom_kills(tmp_path):
+def test_limiter_limits_only_the_marked_steps_and_counts_oom_kills(tmp_path, monkeypatch):
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
     executor, layout = fake_host(tmp_path)
     limiter = StepLimiter(str(executor), layout=layout, interval=0.005)
     report = limiter.register("img:tag", "b1", StepLimits(memory=256 * MiB, cpu=1.5, pids=300))
@@ -284,3 +286,17 @@ async def test_manager_keeps_other_failures_and_skips_limits_when_disabled():
     off.build_pids_limit = 0
     off._limiter = FakeLimiter(LimitReport(StepLimits(), oom_kills=1))
     assert (await follow_to_end(off)).message == "The build failed: exit code: 137."
+
+
+def test_the_marker_joins_the_no_proxy_list_a_deployment_has(tmp_path, monkeypatch):
+    limiter = StepLimiter(str(tmp_path), layout=fake_host(tmp_path)[1], interval=0.005)
+    limiter.register("img:proxied", "b9", StepLimits(memory=256 * MiB))
+    try:
+        monkeypatch.setenv("no_proxy", "localhost,.facility.example")
+        mark = "panbinder-build-b9.invalid"
+        assert limits.build_args_for("img:proxied") == {"no_proxy": f"localhost,.facility.example,{mark}"}
+        given = {"no_proxy": "index.facility.example"}
+        assert limits.build_args_for("img:proxied", given) == {"no_proxy": f"index.facility.example,{mark}"}
+        assert limits.step_marker({"process": {"env": [f"no_proxy=index.facility.example,{mark}"]}}) == mark
+    finally:
+        limiter.unregister("img:proxied", "b9")
