@@ -41,7 +41,7 @@ def cli_seconds(portal: Portal, *args: str) -> float:
     config = portal.state / "panbinder_config.py"
     start = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "panbinder.app", *args, f"--config={config}", f"--state-dir={portal.state}"],
+        [sys.executable, "-m", "panbinder", *args, f"--config={config}", f"--state-dir={portal.state}"],
         check=True,
         capture_output=True,
         timeout=1800,

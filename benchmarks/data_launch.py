@@ -60,7 +60,7 @@ def make_datasets(root: Path) -> None:
 def cli(portal: Portal, *args: str) -> None:
     config = portal.state / "panbinder_config.py"
     subprocess.run(
-        [sys.executable, "-m", "panbinder.app", *args, f"--config={config}", f"--state-dir={portal.state}"],
+        [sys.executable, "-m", "panbinder", *args, f"--config={config}", f"--state-dir={portal.state}"],
         check=True,
         capture_output=True,
         timeout=1800,

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from sqlalchemy.exc import SQLAlchemyError
 from traitlets import Int, List, Unicode
 
-from panbinder.app import PanbinderBase
+from panbinder.base import PanbinderBase
 from panbinder.errors import PanbinderError
 
 from . import db

@@ -7,18 +7,13 @@ lists them and ``panbinder --generate-config`` writes a commented file.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import secrets
 import signal
 import sys
-from pathlib import Path
 
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Int, Type, Unicode, default
-from traitlets.config import Application
 
-from . import __version__, logs
+from .base import PanbinderBase
 from .builder.buildpacks.conda_mirror import CondaMirror
 from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
@@ -46,15 +41,9 @@ COMPONENTS = [
 ]
 
 
-class PanbinderBase(Application):
-    version = __version__
-    config_file = Unicode("panbinder_config.py", help="Configuration file to load.").tag(config=True)
-    state_dir = Unicode(help="Directory for state: hub database, logs, pid files, secrets.").tag(config=True)
-    log_json = Bool(False, help="Write logs as JSON lines.").tag(config=True)
-    image_prefix = Unicode(
-        "panbinder/v1-",
-        help="Prefix of image names in the registry (see registry_cache/naming.py).",
-    ).tag(config=True)
+class ServiceApp(PanbinderBase):
+    """The commands that build and launch (serve, build, launch): builder, launcher, registry."""
+
     builder_class = Type(
         "panbinder.builder.r2d.Repo2DockerBuilder",
         klass="panbinder.builder.base.Builder",
@@ -65,43 +54,6 @@ class PanbinderBase(Application):
         klass="panbinder.launcher.base.Launcher",
         help="Launcher implementation (import path).",
     ).tag(config=True)
-
-    aliases = {
-        "config": "PanbinderBase.config_file",
-        "log-level": "Application.log_level",
-        "state-dir": "PanbinderBase.state_dir",
-    }
-    flags = {
-        "json-logs": ({"PanbinderBase": {"log_json": True}}, "Write logs as JSON lines."),
-        "generate-config": (
-            {"PanbinderApp": {"generate_config": True}},
-            "Write a commented panbinder_config.py with every setting and its default, then exit.",
-        ),
-    }
-
-    @default("state_dir")
-    def _state_default(self) -> str:
-        return os.path.abspath(os.environ.get("PANBINDER_STATE", ".state"))
-
-    def initialize(self, argv=None) -> None:
-        super().initialize(argv)
-        if self.subapp is not None:
-            return
-        if self.config_file and os.path.exists(self.config_file):
-            self.load_config_file(self.config_file)
-        elif self.config_file != "panbinder_config.py":
-            self.log.error("configuration file %s not found", self.config_file)
-            self.exit(1)
-        self.update_config(self.cli_config)
-        self.log = logging.getLogger("panbinder")
-        self.log.setLevel(self.log_level)
-        logs.configure(self.log, json_format=self.log_json)
-
-    @property
-    def state(self) -> Path:
-        path = Path(self.state_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     def components(self):
         from .builder.manager import BuildManager
@@ -126,35 +78,9 @@ class PanbinderBase(Application):
             policy=SpecPolicy(parent=self, log=self.log),
         )
 
-    @property
-    def catalogue(self):
-        """The dataset catalogue (migrated on first use)."""
-        if getattr(self, "_catalogue", None) is None:
-            catalogue = Catalogue(parent=self, log=self.log)
-            if not catalogue.db_url:
-                catalogue.db_url = f"sqlite:///{self.state / 'catalogue.sqlite'}"
-            catalogue.start()
-            self._catalogue = catalogue
-        return self._catalogue
 
-    def hub_connection(self, launcher) -> None:
-        """Point a launcher at the Hub that `panbinder serve` runs (URL and service token)."""
-        from .launcher.hub_process import HubProcess
-
-        launcher.api_token = launcher.api_token or self.secret("hub-service-token")
-        launcher.hub_url = HubProcess(parent=self, log=self.log).public_url
-
-    def secret(self, name: str) -> str:
-        path = self.state / "secrets" / name
-        if not path.exists():
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
-            path.chmod(0o600)
-        return path.read_text().strip()
-
-
-class ServeApp(PanbinderBase):
-    classes = [PanbinderBase, *COMPONENTS]
+class ServeApp(ServiceApp):
+    classes = [PanbinderBase, ServiceApp, *COMPONENTS]
     name = "panbinder-serve"
     description = "Run the portal and JupyterHub in the foreground."
     ip = Unicode("127.0.0.1", help="Address of the portal.").tag(config=True)
@@ -261,8 +187,8 @@ class ServeApp(PanbinderBase):
             hub.stop()
 
 
-class BuildApp(PanbinderBase):
-    classes = [PanbinderBase, *COMPONENTS]
+class BuildApp(ServiceApp):
+    classes = [PanbinderBase, ServiceApp, *COMPONENTS]
     name = "panbinder-build"
     description = "Build and push the image for REPO_URL at REF (default HEAD), printing the build log."
     provider = Unicode("git", help="Repository provider.").tag(config=True)
@@ -300,8 +226,8 @@ class BuildApp(PanbinderBase):
         return 1
 
 
-class LaunchApp(PanbinderBase):
-    classes = [PanbinderBase, *COMPONENTS]
+class LaunchApp(ServiceApp):
+    classes = [PanbinderBase, ServiceApp, *COMPONENTS]
     name = "panbinder-launch"
     description = (
         "Launch a registered publication (--doi DOI) through the running service's Hub and print "
@@ -343,48 +269,11 @@ class LaunchApp(PanbinderBase):
         return 1
 
 
-class PanbinderApp(PanbinderBase):
-    name = "panbinder"
-    description = "Reproducible notebooks for photon and neutron research facilities."
-    examples = (
-        "panbinder serve\npanbinder build https://example.org/group/repo.git main\npanbinder --help-all"
-    )
-    subcommands = {
-        "serve": (ServeApp, ServeApp.description),
-        "build": (BuildApp, BuildApp.description),
-        "launch": (LaunchApp, LaunchApp.description),
-        "datasets": ("panbinder.data_mounts.cli.DatasetsApp", "Register datasets: import FILE, scan ROOT."),
-        "publications": (
-            "panbinder.data_mounts.cli.PublicationsApp",
-            "Register publications: add, import FILE.",
-        ),
-        "rebuild": ("panbinder.rebuild.RebuildApp", "Rebuild an image from its lock (--frozen) or afresh."),
-        "archive": ("panbinder.archive_cli.ArchiveApp", "Archive a publication or image: archive DOI|IMAGE."),
-        "restore": ("panbinder.archive_cli.RestoreApp", "Restore an archive: restore ARCHIVE."),
-        "registry": ("panbinder.archive_cli.RegistryApp", "Registry maintenance: registry gc [--apply]."),
-    }
+ALL_CLASSES = [PanbinderBase, ServiceApp, ServeApp, BuildApp, LaunchApp, *COMPONENTS]
 
-    classes = [PanbinderBase, ServeApp, BuildApp, LaunchApp, *COMPONENTS]
-    generate_config = Bool(False, help="Write panbinder_config.py and exit.").tag(config=True)
+from .cli import PanbinderApp, main  # noqa: E402  (the entry point; re-exported)
 
-    def start(self) -> None:
-        if self.subapp is not None:
-            return self.subapp.start()
-        if self.generate_config:
-            path = Path(self.config_file)
-            if path.exists():
-                print(f"{path} exists; move it away first", file=sys.stderr)
-                self.exit(1)
-            path.write_text(self.generate_config_file())
-            print(f"wrote {path}")
-            return
-        self.print_help()
-        self.exit(0)
-
-
-def main(argv: list[str] | None = None) -> None:
-    PanbinderApp.launch_instance(argv)
-
+__all__ = ["ALL_CLASSES", "BuildApp", "LaunchApp", "PanbinderApp", "ServeApp", "ServiceApp", "main"]
 
 if __name__ == "__main__":
     main()

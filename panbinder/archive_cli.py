@@ -21,9 +21,7 @@ from pathlib import Path
 
 from traitlets import Bool
 
-from .app import PanbinderBase
-from .builder.lock import LABEL as LOCK_LABEL
-from .builder.lock import parse_lock_label
+from .base import PanbinderBase
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.cli import CatalogueCommand, GroupCommand
 from .data_mounts.models import Dataset, Publication
@@ -146,13 +144,15 @@ class ArchiveApp(ArchiveCommand):
 
     def label_lock(self, archive: Archive, client: RegistryClient, image: str) -> dict | None:
         """The lock in the image's ``org.panbinder.lock`` label, with the image's registry digest."""
+        from .builder.lock import LABEL, parse_lock_label  # the builder loads only when needed
+
         try:
             labels = (archive.image_config(client, image).get("config") or {}).get("Labels") or {}
             digest = client.get_manifest(parse_image(image)).digest
         except PanbinderError as e:  # a lock is a bonus; never fail the archive for it
             self.log.warning("no lock label read from %s: %s", image, e)
             return None
-        lock = parse_lock_label(labels.get(LOCK_LABEL))
+        lock = parse_lock_label(labels.get(LABEL))
         return {**lock, "digest": digest} if lock is not None else None
 
 

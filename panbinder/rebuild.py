@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from traitlets import Bool
 
-from .app import PanbinderBase
+from .base import PanbinderBase
 from .builder.base import BuildRequest
 from .builder.buildpacks.frozen import apt_pins, frozen_pack, frozen_requirements
 from .builder.lock import LABEL, diff_locks, dpkg_of, format_diff, image_lock, is_empty

@@ -163,7 +163,7 @@ class Portal:
             [
                 sys.executable,
                 "-m",
-                "panbinder.app",
+                "panbinder",
                 "serve",
                 f"--config={config}",
                 f"--state-dir={self.state}",

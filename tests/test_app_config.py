@@ -79,7 +79,7 @@ def test_generated_config_lists_the_component_options():
 
 def test_help_all_runs_and_lists_the_subcommands():
     out = subprocess.run(
-        [sys.executable, "-m", "panbinder.app", "--help-all"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "panbinder", "--help-all"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     assert "serve\n    Run the portal and JupyterHub in the foreground." in out.stdout
@@ -151,3 +151,15 @@ def test_components_use_the_configured_classes(config_file):
     assert ctx.manager.builder.index_url == "https://pypi.example.org/simple"
     assert isinstance(ctx.launcher, HubLauncher)
     assert ctx.image_prefix == "site/v1-"
+
+
+def test_maintenance_commands_do_not_load_the_builder_or_the_portal():
+    code = (
+        "import sys; from panbinder.cli import main\n"
+        "try:\n    main(['restore', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('repo2docker', 'panbinder.app', 'panbinder.web.app', 'jupyterhub')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -123,7 +123,7 @@ def write_scan(folder, value: int) -> None:
 def cli(portal, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     config = portal.state / "panbinder_config.py"
     proc = subprocess.run(
-        [sys.executable, "-m", "panbinder.app", *args, f"--config={config}", f"--state-dir={portal.state}"],
+        [sys.executable, "-m", "panbinder", *args, f"--config={config}", f"--state-dir={portal.state}"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -91,7 +91,7 @@ def test_cli_build_prints_image_and_reports_errors(portal, git_server, analysis_
         [
             sys.executable,
             "-m",
-            "panbinder.app",
+            "panbinder",
             "build",
             f"--config={config}",
             git_server.url(analysis_repo),
@@ -104,7 +104,7 @@ def test_cli_build_prints_image_and_reports_errors(portal, git_server, analysis_
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip().splitlines()[-1].startswith("127.0.0.1:5000/panbinder/v1-git-")
     bad = subprocess.run(
-        [sys.executable, "-m", "panbinder.app", "build", f"--config={config}", "not a url", "main"],
+        [sys.executable, "-m", "panbinder", "build", f"--config={config}", "not a url", "main"],
         capture_output=True,
         text=True,
         timeout=60,

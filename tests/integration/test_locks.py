@@ -59,7 +59,7 @@ def rebuild(portal, *args: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "panbinder.app",
+            "panbinder",
             "rebuild",
             *args,
             f"--config={config}",

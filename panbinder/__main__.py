@@ -1,0 +1,5 @@
+"""``python -m panbinder``: the ``panbinder`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""What every ``panbinder`` command shares: configuration file, state folder, logs, secrets and
+the catalogue.
+
+It imports only what every command needs, so that ``panbinder restore``, ``panbinder datasets``
+and the other maintenance commands start without loading the builder, the Hub launcher or the
+portal (see cli.py and app.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from traitlets import Bool, Unicode, default
+from traitlets.config import Application
+
+from . import __version__, logs
+
+
+class PanbinderBase(Application):
+    version = __version__
+    config_file = Unicode("panbinder_config.py", help="Configuration file to load.").tag(config=True)
+    state_dir = Unicode(help="Directory for state: hub database, logs, pid files, secrets.").tag(config=True)
+    log_json = Bool(False, help="Write logs as JSON lines.").tag(config=True)
+    image_prefix = Unicode(
+        "panbinder/v1-",
+        help="Prefix of image names in the registry (see registry_cache/naming.py).",
+    ).tag(config=True)
+    aliases = {
+        "config": "PanbinderBase.config_file",
+        "log-level": "Application.log_level",
+        "state-dir": "PanbinderBase.state_dir",
+    }
+    flags = {
+        "json-logs": ({"PanbinderBase": {"log_json": True}}, "Write logs as JSON lines."),
+        "generate-config": (
+            {"PanbinderApp": {"generate_config": True}},
+            "Write a commented panbinder_config.py with every setting and its default, then exit.",
+        ),
+    }
+
+    @default("state_dir")
+    def _state_default(self) -> str:
+        return os.path.abspath(os.environ.get("PANBINDER_STATE", ".state"))
+
+    def initialize(self, argv=None) -> None:
+        super().initialize(argv)
+        if self.subapp is not None:
+            return
+        if self.config_file and os.path.exists(self.config_file):
+            self.load_config_file(self.config_file)
+        elif self.config_file != "panbinder_config.py":
+            self.log.error("configuration file %s not found", self.config_file)
+            self.exit(1)
+        self.update_config(self.cli_config)
+        self.log = logging.getLogger("panbinder")
+        self.log.setLevel(self.log_level)
+        logs.configure(self.log, json_format=self.log_json)
+
+    @property
+    def state(self) -> Path:
+        path = Path(self.state_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def catalogue(self):
+        """The dataset catalogue (migrated on first use)."""
+        if getattr(self, "_catalogue", None) is None:
+            from .data_mounts.catalogue import Catalogue
+
+            catalogue = Catalogue(parent=self, log=self.log)
+            if not catalogue.db_url:
+                catalogue.db_url = f"sqlite:///{self.state / 'catalogue.sqlite'}"
+            catalogue.start()
+            self._catalogue = catalogue
+        return self._catalogue
+
+    def hub_connection(self, launcher) -> None:
+        """Point a launcher at the Hub that `panbinder serve` runs (URL and service token)."""
+        from .launcher.hub_process import HubProcess
+
+        launcher.api_token = launcher.api_token or self.secret("hub-service-token")
+        launcher.hub_url = HubProcess(parent=self, log=self.log).public_url
+
+    def secret(self, name: str) -> str:
+        path = self.state / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
