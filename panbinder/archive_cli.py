@@ -16,6 +16,7 @@ import asyncio
 import json
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,9 +184,11 @@ class RestoreApp(ArchiveCommand):
             manifest, plan = archive.prepare(bag, client, targets[0])  # nothing changed before this
             meta_path = bag / "data" / "publication.json"
             metadata = json.loads(meta_path.read_text()) if meta_path.exists() else None
-            mirror = archive.restore_repository(bag)
-            archive.push(bag, client, manifest, targets, plan)
-            archive.load(targets[0], manifest)
+            with ThreadPoolExecutor(max_workers=1) as pool:  # the repository while the image moves
+                repository = pool.submit(archive.restore_repository, bag)
+                archive.push(bag, client, manifest, targets, plan)
+                archive.load(targets[0], manifest)
+                mirror = repository.result()
             lock_path = bag / "data" / "lock.json"
             if lock_path.exists():
                 self.record_lock(targets, manifest.digest, json.loads(lock_path.read_text()))
