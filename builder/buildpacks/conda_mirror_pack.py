@@ -16,13 +16,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-import yaml
-
-from panbinder.errors import PanbinderError
-
 from . import conda_mirror
 from .conda_mirror import CONDA_PREFIX, CondaPlan
-from .settings import notice, write_generated
+from .settings import notice, parse_environment, write_generated
 
 INSTALLER_NAME = "conda_env_install.py"
 INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), INSTALLER_NAME)
@@ -49,18 +45,9 @@ class CondaMirrorMixin:
     def conda_plan(self) -> CondaPlan:
         """The plan for this repository's environment.yml; says in the build log that the mirror is used."""
         source = self._path() or "environment.yml"
-        try:
-            with open(source, encoding="utf-8") as f:
-                env = yaml.safe_load(f) or {}
-            if not isinstance(env, dict):
-                raise ValueError("the top level is not a mapping")
-            plan = self.pin_plan(conda_mirror.conda_plan(env, source, self.settings))
-        except (yaml.YAMLError, ValueError) as e:
-            raise PanbinderError(
-                f"{source} could not be read ({e}). Fix the file.",
-                reason="bad_environment_yml",
-                status_code=422,
-            ) from e
+        plan = parse_environment(
+            source, lambda env: self.pin_plan(conda_mirror.conda_plan(env, source, self.settings))
+        )
         channels = ", ".join(f"{name} -> {url}" for name, url in plan.channels)
         notice(
             self,

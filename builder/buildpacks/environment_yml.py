@@ -24,13 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
-import yaml
-
 from panbinder.errors import PanbinderError
 
 from .conda_mirror_pack import CondaMirrorMixin
 from .python_pip import DebianPipBuildPack
-from .settings import PackSettings, notice, write_generated
+from .settings import PackSettings, notice, parse_environment, write_generated
 
 # conda-forge names whose PyPI distribution is called differently
 CONDA_TO_PIP = {
@@ -151,18 +149,7 @@ class EnvironmentYmlPipBuildPack(CondaMirrorMixin, DebianPipBuildPack):
                 reason="conda_unavailable",
                 status_code=422,
             )
-        try:
-            with open(source, encoding="utf-8") as f:
-                env = yaml.safe_load(f) or {}
-            if not isinstance(env, dict):
-                raise ValueError("the top level is not a mapping")
-            reqs, pythons, missing = pip_requirements(env, self.lookup)
-        except (yaml.YAMLError, ValueError) as e:
-            raise PanbinderError(
-                f"{source} could not be read ({e}). Fix the file.",
-                reason="bad_environment_yml",
-                status_code=422,
-            ) from e
+        reqs, pythons, missing = parse_environment(source, lambda env: pip_requirements(env, self.lookup))
         if missing:
             raise PanbinderError(
                 f"{source} lists conda packages that have no pip package of the same name on "

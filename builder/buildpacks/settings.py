@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import yaml
+
+from panbinder.errors import PanbinderError
 
 VENV = "/srv/venv"
 CA_IN_IMAGE = "/etc/panbinder/ca-bundle.crt"
@@ -72,3 +77,23 @@ def write_generated(filename: str, text: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path
+
+
+T = TypeVar("T")
+
+
+def parse_environment(source: str, use: Callable[[dict[str, Any]], T]) -> T:
+    """``use`` applied to the mapping in the environment.yml ``source``. A file that is not YAML,
+    not a mapping, or that ``use`` rejects with ValueError becomes one error asking to fix it."""
+    try:
+        with open(source, encoding="utf-8") as f:
+            env = yaml.safe_load(f) or {}
+        if not isinstance(env, dict):
+            raise ValueError("the top level is not a mapping")
+        return use(env)
+    except (yaml.YAMLError, ValueError) as e:
+        raise PanbinderError(
+            f"{source} could not be read ({e}). Fix the file.",
+            reason="bad_environment_yml",
+            status_code=422,
+        ) from e
