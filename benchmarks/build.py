@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,14 +37,10 @@ async def build_seconds(url: str) -> tuple[float, str]:
 
 
 def cli_seconds(portal: Portal, *args: str) -> float:
-    config = portal.state / "panbinder_config.py"
     start = time.monotonic()
-    subprocess.run(
-        [sys.executable, "-m", "panbinder", *args, f"--config={config}", f"--state-dir={portal.state}"],
-        check=True,
-        capture_output=True,
-        timeout=1800,
-    )
+    proc = portal.command(*args, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"panbinder {args[0]} failed: {proc.stderr[-2000:]}")
     return time.monotonic() - start
 
 

@@ -17,8 +17,6 @@ import argparse
 import asyncio
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -58,13 +56,9 @@ def make_datasets(root: Path) -> None:
 
 
 def cli(portal: Portal, *args: str) -> None:
-    config = portal.state / "panbinder_config.py"
-    subprocess.run(
-        [sys.executable, "-m", "panbinder", *args, f"--config={config}", f"--state-dir={portal.state}"],
-        check=True,
-        capture_output=True,
-        timeout=1800,
-    )
+    proc = portal.command(*args, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"panbinder {args[0]} failed: {proc.stderr[-2000:]}")
 
 
 def preview_figures(path: Path) -> tuple[float, float, float]:

@@ -152,6 +152,16 @@ class Portal:
         )
         return path
 
+    def command(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run ``panbinder ARGS`` with this portal's configuration and state (output captured)."""
+        config = self.state / "panbinder_config.py"
+        return subprocess.run(
+            [sys.executable, "-m", "panbinder", *args, f"--config={config}", f"--state-dir={self.state}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def start(self, timeout: float = 90) -> None:
         config = self.write_config()
         env = dict(os.environ, PANBINDER_STATE=str(self.state))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import h5py
@@ -14,6 +14,7 @@ from panbinder.testing import (
     GitServer,
     Portal,
     notebook,
+    read_stream,
     remove_containers,
     remove_stale_containers,
     session_prefix,
@@ -120,17 +121,22 @@ def write_scan(folder, value: int) -> None:
     (folder / "scan.nxs").chmod(0o666)
 
 
-def cli(portal, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    config = portal.state / "panbinder_config.py"
-    proc = subprocess.run(
-        [sys.executable, "-m", "panbinder", *args, f"--config={config}", f"--state-dir={portal.state}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def cli(portal, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = portal.command(*args, timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
+
+
+def build_and_lock(portal, storage_root, repo_url: str) -> tuple[str, dict | None]:
+    """Build ``repo_url`` at main (build only) through ``portal``: (image, the catalogue's lock)."""
+    s = asyncio.run(read_stream(portal.build_url(repo_url, "main", "build_only=true"), timeout=900))
+    assert s.last["phase"] == "built", s.log()
+    cat = catalogue_of(portal, storage_root)
+    try:
+        return s.last["imageName"], cat.get_lock(s.last["imageName"])
+    finally:
+        cat.close()
 
 
 def catalogue_of(portal, storage_root):

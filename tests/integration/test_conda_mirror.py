@@ -16,7 +16,6 @@ the locked package the mirror no longer has.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import io
@@ -41,7 +40,7 @@ from panbinder.testing import (
     session_prefix,
 )
 
-from .conftest import catalogue_of
+from .conftest import build_and_lock
 from .test_locks import DOCKER, rebuild
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -251,15 +250,7 @@ async def test_package_missing_from_the_mirror_fails_naming_it(mirror_portal, mi
 def mirror_lock(mirror_portal, git_server, storage_root):
     """(image, its catalogue lock) of a build-only build of ENV."""
     git_server.commit("conda-mirror-locked", {"environment.yml": ENV}, "locked")
-    url = mirror_portal.build_url(git_server.url("conda-mirror-locked"), "main", "build_only=true")
-    s = asyncio.run(read_stream(url, timeout=900))
-    assert s.last["phase"] == "built", s.log()
-    image = s.last["imageName"]
-    cat = catalogue_of(mirror_portal, storage_root)
-    try:
-        return image, cat.get_lock(image)
-    finally:
-        cat.close()
+    return build_and_lock(mirror_portal, storage_root, git_server.url("conda-mirror-locked"))
 
 
 def test_the_lock_lists_the_conda_packages(mirror_lock, mirror):

@@ -3,24 +3,21 @@ rebuild reproduces it, from the catalogue or from the label."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
-import sys
-import urllib.request
 
 import pytest
 
 from panbinder.builder.lock import LABEL, image_lock
+from panbinder.registry_cache.archive import Archive
 from panbinder.registry_cache.naming import parse_image
-from panbinder.testing import read_stream
+from panbinder.registry_cache.transfer import RegistryClient
 
-from .conftest import catalogue_of
+from .conftest import build_and_lock, catalogue_of, cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
-MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 FILES = {
     "requirements.txt": "tabulate==0.9.0\n",
@@ -39,50 +36,21 @@ def inspect(image: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def registry_get(image: str, path: str) -> tuple[bytes, dict]:
-    ref = parse_image(image)
-    req = urllib.request.Request(f"http://{ref.registry}/v2/{ref.name}/{path}", headers={"Accept": MANIFEST})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return resp.read(), dict(resp.headers)
-
-
 def registry_image(image: str) -> tuple[str, dict]:
     """The registry's current manifest digest for the image's tag, and its image config."""
-    body, headers = registry_get(image, f"manifests/{parse_image(image).tag}")
-    config, _ = registry_get(image, f"blobs/{json.loads(body)['config']['digest']}")
-    return headers["Docker-Content-Digest"], json.loads(config)
+    ref = parse_image(image)
+    client = RegistryClient(f"http://{ref.registry}")
+    return client.get_manifest(ref).digest, Archive().image_config(client, image)
 
 
 def rebuild(portal, *args: str) -> subprocess.CompletedProcess:
-    config = portal.state / "panbinder_config.py"
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "panbinder",
-            "rebuild",
-            *args,
-            f"--config={config}",
-            f"--state-dir={portal.state}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    return cli(portal, "rebuild", *args, check=False, timeout=1200)
 
 
 @pytest.fixture(scope="module")
 def locked_image(portal, git_server, storage_root):
     sha = git_server.commit("locked", FILES, "locked")
-    url = portal.build_url(git_server.url("locked"), "main", "build_only=true")
-    s = asyncio.run(read_stream(url, timeout=900))
-    assert s.last["phase"] == "built", s.log()
-    image = s.last["imageName"]
-    cat = catalogue_of(portal, storage_root)
-    try:
-        lock = cat.get_lock(image)
-    finally:
-        cat.close()
+    image, lock = build_and_lock(portal, storage_root, git_server.url("locked"))
     return image, sha, lock
 
 
