@@ -29,7 +29,6 @@ from .data_mounts.models import Dataset, Publication
 from .errors import PanbinderError
 from .registry_cache import ImageRef, Registry, image_ref
 from .registry_cache.archive import Archive, ArchivedImage, ArchiveError, verify_bag
-from .registry_cache.naming import parse_image
 from .registry_cache.retention import GC_COMMAND, RegistryAdmin, Retention, select_removals
 from .registry_cache.transfer import RegistryClient
 
@@ -92,15 +91,19 @@ class ArchiveApp(ArchiveCommand):
         with catalogue.session() as session:
             pub = catalogue.get_publication(session, target)
             metadata = publication_metadata(pub) if pub is not None else None
-        if metadata is not None:
-            image = self.publication_image(registry, metadata)
-            label = metadata["doi"]
-        else:
-            if "/" not in target or ":" not in target.rsplit("/", 1)[-1]:
-                self.fail(f"{target} is neither a registered DOI nor an image name with a tag.")
-            image, label = self.labelled_image(archive, client, target), target
-        archive.ensure_in_registry(client, image.image)
-        lock = self.lock(catalogue, image.image) or self.label_lock(archive, client, image.image)
+        if metadata is None and ("/" not in target or ":" not in target.rsplit("/", 1)[-1]):
+            self.fail(f"{target} is neither a registered DOI nor an image name with a tag.")
+        published = self.publication_image(registry, metadata) if metadata is not None else None
+        name = published.image if published is not None else target
+        try:  # one look at the image in the registry (pushed there first if only local)
+            archive.ensure_in_registry(client, name)
+            digest, config = archive.registry_image(client, name)
+        except PanbinderError as e:
+            self.fail(e.message)
+        labels = (config.get("config") or {}).get("Labels") or {}
+        image = published or self.labelled_image(labels, target)
+        label = metadata["doi"] if metadata is not None else target
+        lock = self.lock(catalogue, image.image) or label_lock(labels, digest)
         print(archive.create(client, label=label, image=image, metadata=metadata, lock=lock, tar=self.tar))
 
     def publication_image(self, registry: Registry, pub: dict) -> ArchivedImage:
@@ -118,13 +121,8 @@ class ArchiveApp(ArchiveCommand):
                 return ArchivedImage(provider, pub["repo_url"], pub["resolved_sha"], ref.full)
         self.fail(f"No image of {pub['doi']} is in the registry; launch it once to build it, then archive.")
 
-    def labelled_image(self, archive: Archive, client: RegistryClient, image: str) -> ArchivedImage:
-        """Provider, repository and commit from the labels of ``image`` (pushed first if only local)."""
-        try:
-            archive.ensure_in_registry(client, image)
-            labels = (archive.image_config(client, image).get("config") or {}).get("Labels") or {}
-        except PanbinderError as e:
-            self.fail(e.message)
+    def labelled_image(self, labels: dict[str, str], image: str) -> ArchivedImage:
+        """Provider, repository and commit from the labels of ``image``."""
         try:
             return ArchivedImage(
                 labels["org.panbinder.provider"],
@@ -142,19 +140,6 @@ class ArchiveApp(ArchiveCommand):
         except Exception as e:  # a lock is a bonus; never fail the archive for it
             self.log.warning("no lock from the catalogue for %s: %s", image, e)
             return None
-
-    def label_lock(self, archive: Archive, client: RegistryClient, image: str) -> dict | None:
-        """The lock in the image's ``org.panbinder.lock`` label, with the image's registry digest."""
-        from .builder.lock import LABEL, parse_lock_label  # the builder loads only when needed
-
-        try:
-            labels = (archive.image_config(client, image).get("config") or {}).get("Labels") or {}
-            digest = client.get_manifest(parse_image(image)).digest
-        except PanbinderError as e:  # a lock is a bonus; never fail the archive for it
-            self.log.warning("no lock label read from %s: %s", image, e)
-            return None
-        lock = parse_lock_label(labels.get(LABEL))
-        return {**lock, "digest": digest} if lock is not None else None
 
 
 class RestoreApp(ArchiveCommand):
@@ -185,7 +170,7 @@ class RestoreApp(ArchiveCommand):
             meta_path = bag / "data" / "publication.json"
             metadata = json.loads(meta_path.read_text()) if meta_path.exists() else None
             with ThreadPoolExecutor(max_workers=1) as pool:  # the repository while the image moves
-                repository = pool.submit(archive.restore_repository, bag)
+                repository = pool.submit(archive.restore_repository, bag, archived.repo_url)
                 archive.push(bag, client, manifest, targets, plan)
                 archive.load(targets[0], manifest)
                 mirror = repository.result()
@@ -287,6 +272,14 @@ class RegistryApp(GroupCommand):
     description = "Registry maintenance: gc."
     subcommands = {"gc": (RegistryGcApp, RegistryGcApp.description)}
     classes = [PanbinderBase, Retention, RegistryGcApp]
+
+
+def label_lock(labels: dict[str, str], digest: str) -> dict | None:
+    """The lock in an image's ``org.panbinder.lock`` label, with the image's registry digest."""
+    from .builder.lock import LABEL, parse_lock_label  # the builder loads only when needed
+
+    lock = parse_lock_label(labels.get(LABEL))
+    return {**lock, "digest": digest} if lock is not None else None
 
 
 def _local(image: str) -> bool:

@@ -41,7 +41,7 @@ from panbinder.errors import PanbinderError
 
 from .naming import ImageRef, image_ref, parse_image, repo_slug
 from .transfer import (
-    Blob,
+    CHUNK,
     ImportPlan,
     Manifest,
     RegistryClient,
@@ -56,7 +56,6 @@ from .transfer import (
 ARCHIVED_REF = "refs/panbinder/archived"
 FORMAT = 2
 IMAGE_DIR = "data/image"
-CHUNK = 1024 * 1024
 
 
 class ArchiveError(PanbinderError):
@@ -207,14 +206,14 @@ class Archive(LoggingConfigurable):
                 ) from None
             _run(self.docker, "push", "-q", image, what=f"docker push {image}")
 
-    def image_config(self, client: RegistryClient, image: str) -> dict:
-        """The image configuration (labels, history...) as the registry stores it."""
+    def registry_image(self, client: RegistryClient, image: str) -> tuple[str, dict]:
+        """The manifest digest of ``image`` in the registry and its configuration (labels...)."""
         ref = parse_image(image)
-        config = client.get_manifest(ref).blobs()[0]
+        manifest = client.get_manifest(ref)
         with tempfile.TemporaryDirectory(prefix="panbinder-config-") as tmp:
             path = Path(tmp) / "config.json"
-            client.download_blob(ref.name, config, path)
-            return json.loads(path.read_text())
+            client.download_blob(ref.name, manifest.blobs()[0], path)
+            return manifest.digest, json.loads(path.read_text())
 
     def mirror_path(self, repo_url: str) -> Path:
         """Where ``restore`` keeps the repository of ``repo_url``."""
@@ -249,7 +248,8 @@ class Archive(LoggingConfigurable):
         lock: dict | None,
         tar: bool = False,
     ) -> Path:
-        """Write the archive for ``image`` into ``root`` and return its folder (or tarball)."""
+        """Write the archive for ``image`` (in the registry: see ``ensure_in_registry``) into
+        ``root`` and return its folder (or tarball)."""
         root = Path(self.root)
         root.mkdir(parents=True, exist_ok=True)
         final = root / archive_name(label, image.sha)
@@ -259,7 +259,6 @@ class Archive(LoggingConfigurable):
         try:
             data = work / "data"
             data.mkdir()
-            self.ensure_in_registry(client, image.image)
             try:
                 manifest = export_image(
                     client, parse_image(image.image), work / IMAGE_DIR, workers=self.transfers
@@ -274,7 +273,7 @@ class Archive(LoggingConfigurable):
             described = {**image.__dict__, "digest": manifest.digest}
             _write_json(data / "archive.json", {"format": FORMAT, "label": label, **described})
             known = {  # blobs are named by their sha256 and were checked on download
-                f"{IMAGE_DIR}/blobs/sha256/{b.hex}": b.hex for b in [*manifest.blobs(), _self_blob(manifest)]
+                f"{IMAGE_DIR}/blobs/sha256/{b.hex}": b.hex for b in [*manifest.blobs(), manifest.blob]
             }
             info = {
                 "Source-Organization": "panbinder",
@@ -374,12 +373,11 @@ class Archive(LoggingConfigurable):
             return
         _run(self.docker, "pull", "-q", target.full, what=f"docker pull {target.full}")
 
-    def restore_repository(self, bag: Path) -> Path:
+    def restore_repository(self, bag: Path, repo_url: str) -> Path:
         """Clone the bundle into ``repo_mirror_root/<slug>.git`` (fetch into it if it exists)."""
-        archived = self.describe(bag)
         root = Path(self.repo_mirror_root)
         root.mkdir(parents=True, exist_ok=True)
-        dest = self.mirror_path(archived.repo_url)
+        dest = self.mirror_path(repo_url)
         bundle = str(bag / "data" / "repo.bundle")
         if not dest.exists():
             _run("git", "clone", "--bare", "--quiet", bundle, str(dest), what="git clone bundle")
@@ -394,10 +392,6 @@ def _git(repo: Path) -> tuple[str, ...]:
 def _shared_start(a: str, b: str) -> int:
     """How many leading characters ``a`` and ``b`` share."""
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-
-
-def _self_blob(manifest: Manifest) -> Blob:
-    return Blob(manifest.digest, len(manifest.body), manifest.media_type)
 
 
 def _write_json(path: Path, value: object) -> None:

@@ -67,6 +67,11 @@ class Manifest:
     def digest(self) -> str:
         return "sha256:" + hashlib.sha256(self.body).hexdigest()
 
+    @property
+    def blob(self) -> Blob:
+        """The manifest itself as a blob of the layout."""
+        return Blob(self.digest, len(self.body), self.media_type)
+
     def blobs(self) -> list[Blob]:
         """The configuration first, then the layers."""
         data = json.loads(self.body)
@@ -81,14 +86,6 @@ class Manifest:
 def blob_path(layout: Path, blob: Blob | str) -> Path:
     digest = blob if isinstance(blob, str) else blob.digest
     return layout / "blobs" / "sha256" / Blob(digest, 0, "").hex
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 class RegistryClient:
@@ -349,5 +346,4 @@ __all__ = [
     "missing_blobs",
     "plan_import",
     "read_layout",
-    "sha256_of",
 ]

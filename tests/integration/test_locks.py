@@ -38,9 +38,7 @@ def inspect(image: str) -> dict:
 
 def registry_image(image: str) -> tuple[str, dict]:
     """The registry's current manifest digest for the image's tag, and its image config."""
-    ref = parse_image(image)
-    client = RegistryClient(f"http://{ref.registry}")
-    return client.get_manifest(ref).digest, Archive().image_config(client, image)
+    return Archive().registry_image(RegistryClient(f"http://{parse_image(image).registry}"), image)
 
 
 def rebuild(portal, *args: str) -> subprocess.CompletedProcess:
