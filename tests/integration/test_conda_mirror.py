@@ -20,7 +20,6 @@ import functools
 import hashlib
 import io
 import json
-import subprocess
 import tarfile
 import threading
 import uuid
@@ -31,6 +30,7 @@ import pytest
 
 from panbinder.builder.buildpacks import NOTICE_PREFIX
 from panbinder.builder.lock import image_lock
+from panbinder.launcher.hub_process import docker_bridge_gateway
 from panbinder.testing import (
     Portal,
     read_stream,
@@ -135,16 +135,6 @@ def probe_data(version: str):
     )
 
 
-def bridge_gateway() -> str:
-    out = subprocess.run(
-        ["/usr/bin/docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
 class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:
         pass
@@ -178,7 +168,7 @@ def mirror_channel(tmp_path_factory) -> Path:
 def mirror(mirror_channel):
     """A conda channel mirror with the channel conda-forge, on the docker bridge's gateway."""
     root, base = mirror_channel.parent.parent, mirror_channel.parent.name
-    server = ThreadingHTTPServer((bridge_gateway(), 0), functools.partial(QuietHandler, directory=str(root)))
+    server = ThreadingHTTPServer((docker_bridge_gateway(), 0), functools.partial(QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://{server.server_address[0]}:{server.server_address[1]}/{base}"
