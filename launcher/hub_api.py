@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +33,11 @@ class HubLauncher(Launcher):
     ).tag(config=True)
     signing_key = Unicode(
         "", help="Key for signing launch options (generated in the state directory when empty)."
+    ).tag(config=True)
+    signature_lifetime = Int(
+        300,
+        help="Seconds signed launch options stay valid: the Hub must start the server within this "
+        "time; afterwards they cannot be replayed.",
     ).tag(config=True)
     user_prefix = Unicode("pb-", help="Prefix of temporary user names.").tag(config=True)
     token_expires_in = Int(24 * 3600, help="Seconds a launched server's access token stays valid.").tag(
@@ -133,7 +139,7 @@ class HubLauncher(Launcher):
             self._api(f"/users/{quote(user)}/server"),
             method="POST",
             headers={"Authorization": f"token {self.api_token}"},
-            body=json.dumps({"user_options": self.user_options(request)}),
+            body=json.dumps({"user_options": self.user_options(request, user)}),
             request_timeout=self.launch_timeout,
         )
         resp = await AsyncHTTPClient().fetch(req, raise_error=False)
@@ -150,15 +156,19 @@ class HubLauncher(Launcher):
                 yield ev["message"].rstrip("\n") + "\n"
         raise SpawnFailed("the Hub's progress stream ended before the server was ready")
 
-    def user_options(self, request: LaunchRequest) -> dict:
-        """What the spawner gets: the image, and signed mounts and environment if any."""
-        options: dict = {"image": request.image.full}
-        if request.mounts or request.environment:
-            env = dict(request.environment)
-            options["mounts"] = signing.to_options(request.mounts)
-            options["environment"] = env
-            options["signature"] = signing.sign(self.signing_key, request.image.full, request.mounts, env)
-        return options
+    def user_options(self, request: LaunchRequest, user: str) -> dict:
+        """What the spawner gets: the image, and mounts and environment (if any) signed for
+        ``user`` until ``signature_lifetime`` seconds from now."""
+        if not (request.mounts or request.environment):
+            return {"image": request.image.full}
+        fields = signing.SignedFields(
+            image=request.image.full,
+            mounts=tuple(request.mounts),
+            environment=dict(request.environment),
+            user=user,
+            expires=int(time.time()) + self.signature_lifetime,
+        )
+        return signing.signed_options(self.signing_key, fields)
 
     def server_url(self, user: str) -> str:
         return f"{(self.public_url or self.hub_url).rstrip('/')}/user/{quote(user)}/"

@@ -47,37 +47,37 @@ class PanbinderSpawner(DockerSpawner):
         raise web.HTTPError(400, f"Image {image} is not one this service built")
 
     def apply_launch_options(self) -> None:
-        """Check the portal's signature and confinement again, then set mounts and environment."""
+        """Check the portal's signature (made for this Hub user, not expired) and confinement
+        again, then set mounts and environment."""
         from panbinder.data_mounts import signing
         from panbinder.data_mounts.mounts import MANIFEST_PATH
         from panbinder.data_mounts.paths import confine
 
         opts = self.user_options or {}
-        mounts = signing.from_options(opts.get("mounts", []))
-        environment = opts.get("environment", {})
-        if not isinstance(environment, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in environment.items()
-        ):
-            raise web.HTTPError(400, "environment must map strings to strings")
-        if not mounts and not environment:
+        fields = signing.fields_from_options(opts)
+        if not fields.mounts and not fields.environment:
             return
-        signing.verify(
-            self.signing_key, opts.get("signature", ""), opts.get("image", ""), mounts, environment
-        )
+        signing.verify(self.signing_key, opts.get("signature", ""), fields, user=self.user.name)
         volumes = {}
-        for m in mounts:
+        for m in fields.mounts:
             if not m.read_only or not m.container_path.startswith("/data/"):
                 raise web.HTTPError(400, "datasets are mounted read-only under /data/")
             roots = [self.manifest_dir] if m.container_path == MANIFEST_PATH else self.storage_roots
             volumes[str(confine(m.host_path, roots))] = {"bind": m.container_path, "mode": "ro"}
         self.read_only_volumes = volumes
-        self.environment = {**self.environment, **environment}
+        self.environment = {**self.environment, **fields.environment}
 
     async def start(self):
+        from panbinder.errors import PanbinderError
+
         try:
             self.apply_launch_options()
-        except Exception as e:  # PanbinderError or a malformed option: refuse to start
-            raise web.HTTPError(403, f"launch options refused: {e}") from e
+        except PanbinderError as e:  # refuse to start; the operator's detail goes to the log only
+            self.log.warning("launch options refused for %s: %s", self.user.name, e.log_message)
+            raise web.HTTPError(e.status_code, f"launch options refused: {e.message}") from e
+        except Exception as e:  # a malformed option
+            self.log.warning("launch options refused for %s: %s", self.user.name, e)
+            raise web.HTTPError(403, "launch options refused: they are malformed") from e
         ip, port = await super().start()
         await self._wait_ready(ip, port)
         return ip, port

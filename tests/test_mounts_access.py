@@ -1,4 +1,4 @@
-"""Access rules, launch-option signing and mount planning (pure logic, tmp folders)."""
+"""Access rules, launch-option parsing and mount planning (pure logic, tmp folders)."""
 
 from __future__ import annotations
 
@@ -64,23 +64,6 @@ def test_embargoed_dataset_only_for_owners_groups_and_proposal():
     assert may_access(ds, Identity("bob"), NOW)
     assert may_access(ds, Identity("carol", frozenset({"team"})), NOW)
     assert may_access(ds, Identity("dan", frozenset({"42"})), NOW)
-
-
-def test_signature_covers_image_mounts_and_environment():
-    mounts = (MountSpec("/s/a", "/data/a"),)
-    sig = signing.sign("k", "img:1", mounts, {"A": "1"})
-    signing.verify("k", sig, "img:1", mounts, {"A": "1"})
-    for args in (
-        ("img:2", mounts, {"A": "1"}),
-        ("img:1", (MountSpec("/s/b", "/data/a"),), {"A": "1"}),
-        ("img:1", mounts, {"A": "2"}),
-    ):
-        with pytest.raises(PanbinderError) as e:
-            signing.verify("k", sig, *args)
-        assert e.value.status_code == 403
-    with pytest.raises(PanbinderError):
-        signing.verify("", sig, "img:1", mounts, {"A": "1"})
-    assert signing.from_options(signing.to_options(mounts)) == mounts
 
 
 @pytest.mark.parametrize("bad", ["x", [["a"]], [[1, "/data/a", True]]])
