@@ -19,6 +19,7 @@ from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
 from .builder.providers import GitProvider
 from .builder.r2d import Repo2DockerBuilder
+from .builder.url_guard import RepoGuard
 from .data_mounts.catalogue import Catalogue
 from .errors import PanbinderError
 from .events import Event
@@ -34,6 +35,7 @@ COMPONENTS = [
     BuildManager,
     SpecPolicy,
     GitProvider,
+    RepoGuard,
     HubLauncher,
     ServerPool,
     HubProcess,
@@ -93,7 +95,9 @@ class ServeApp(ServiceApp):
         config=True
     )
     public_url = Unicode(
-        "", help="URL users reach the portal at, without the base_url (default: http://ip:port)."
+        "",
+        help="URL users reach the portal at, without the base_url (default: http://ip:port); "
+        "absolute links (launch URLs, badges, build logs) start with it, never with the Host header.",
     ).tag(config=True)
     start_hub = Bool(True, help="Start JupyterHub as a child process (False: use a running Hub).").tag(
         config=True
@@ -157,6 +161,7 @@ class ServeApp(ServiceApp):
                 pipeline=ctx,
                 app=self,
                 log=self.log,
+                public_url=self.public_url,
                 base_url=self.base_url,
                 cors_allow_origin=self.cors_allow_origin,
                 keepalive_interval=self.keepalive_interval,

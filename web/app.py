@@ -13,6 +13,7 @@ from .api import catalogue as catalogue_api
 from .handlers import badge, base, build_logs, health, pages
 from .handlers import catalogue as catalogue_pages
 from .pipeline import PipelineContext
+from .urls import public_base
 
 HERE = Path(__file__).parent
 
@@ -22,6 +23,7 @@ def make_app(
     pipeline: PipelineContext,
     app: object,
     log: logging.Logger,
+    public_url: str,
     base_url: str = "/",
     cors_allow_origin: str = "",
     keepalive_interval: float = 20.0,
@@ -29,6 +31,7 @@ def make_app(
     thumbnail_cache: object = None,
     cookie_secret: str = "",
 ) -> web.Application:
+    """``public_url`` (scheme, host, port) starts every absolute link the portal hands out."""
     routes = [
         *pages.routes,
         *build.routes,
@@ -46,10 +49,12 @@ def make_app(
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
         static_url_prefix=base_url + "static/",
+        static_handler_class=base.StaticHandler,
         pipeline=pipeline,
         app=app,
         log=log,
         base_url=base_url,
+        public_base=public_base(public_url, base_url),
         cors_allow_origin=cors_allow_origin,
         keepalive_interval=keepalive_interval,
         identity=identity,

@@ -18,7 +18,8 @@ from tornado.httpclient import AsyncHTTPClient
 from panbinder.data_mounts.access import ANONYMOUS, Identity
 from panbinder.errors import PanbinderError
 
-from .handlers.base import BaseHandler
+from .handlers.base import BaseHandler, SecurityHeaders
+from .urls import local_next
 
 OAUTH_CLIENT_ID = "service-panbinder"
 
@@ -79,12 +80,12 @@ class HubIdentity:
 
 
 class LoginHandler(BaseHandler):
-    """Send the browser to the Hub's login, then back to ?next= (a local path)."""
+    """Send the browser to the Hub's login, then back to ?next= (a path under the base URL;
+    anything else, such as ``//host`` or ``/\\host``, goes back to the portal's home)."""
 
     async def get(self) -> None:
-        target = self.get_argument("next", self.settings["base_url"])
-        if not target.startswith("/") or target.startswith("//"):
-            target = self.settings["base_url"]
+        base_url = self.settings["base_url"]
+        target = local_next(self.get_argument("next", base_url), base_url)
         who = await self.settings["identity"].identify(self)
         if not who.anonymous:
             self.redirect(target)
@@ -93,7 +94,7 @@ class LoginHandler(BaseHandler):
         self.redirect(self.get_login_url())
 
 
-class CallbackHandler(HubOAuthCallbackHandler):
+class CallbackHandler(SecurityHeaders, HubOAuthCallbackHandler):
     def initialize(self) -> None:
         self.hub_auth = self.settings["identity"].auth
 

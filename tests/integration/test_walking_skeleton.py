@@ -166,7 +166,7 @@ async def test_launch_page_renders(portal, git_server, analysis_repo):
     )
     text = page.body.decode()
     assert "EventSource" not in text  # the script lives in a static file
-    assert '"labpath": "figure.ipynb"' in text
+    assert 'data-labpath="figure.ipynb"' in text
     assert "/build/git/git%3A%2F%2F127.0.0.1" in text
 
 

@@ -28,13 +28,10 @@ class BuildHandler(BaseHandler):
         self.abandoned.set()
 
     def log_url(self, name: str) -> str:
-        return (
-            f"{self.request.protocol}://{self.request.host}{self.settings['base_url']}"
-            f"build-logs/{quote(name, safe='@')}"
-        )
+        return f"{self.public_base}build-logs/{quote(name, safe='@')}"
 
     def ready_extra(self, provider_name: str, provider, spec: str, resolved: str) -> dict:
-        host = f"{self.request.protocol}://{self.request.host}{self.settings['base_url']}"
+        host = self.public_base
         repo_url = provider.repo_url
         ref_url = (
             repo_url.removesuffix(".git") + f"/tree/{resolved}" if repo_url.startswith("http") else repo_url

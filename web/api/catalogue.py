@@ -12,6 +12,7 @@ from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
 
 from ..handlers.base import BaseHandler
+from ..urls import doi_links
 
 
 def _date(value) -> str | None:
@@ -53,8 +54,6 @@ def dataset_detail(ds: Any, who: Identity) -> dict:
 
 
 def publication_detail(pub: Any, who: Identity, base: str) -> dict:
-    launch = f"{base}v2/doi/{pub.doi}"
-    badge = f"{base}badge/doi/{pub.doi}.svg"
     return {
         "doi": pub.doi,
         "title": pub.title,
@@ -64,10 +63,7 @@ def publication_detail(pub: Any, who: Identity, base: str) -> dict:
         "ref": pub.ref,
         "resolved_sha": pub.resolved_sha,
         "datasets": [dataset_summary(ds, who) for ds in pub.datasets],
-        "launch_url": launch,
-        "badge_url": badge,
-        "badge_markdown": f"[![launch]({badge})]({launch})",
-        "badge_html": f'<a href="{launch}"><img src="{badge}" alt="launch"></a>',
+        **doi_links(base, pub.doi),
     }
 
 
@@ -93,10 +89,6 @@ class CatalogueHandler(BaseHandler):
                 return fn(catalogue, session, *args)
 
         return await run_blocking(work)
-
-    @property
-    def public_base(self) -> str:
-        return f"{self.request.protocol}://{self.request.host}{self.settings['base_url']}"
 
     async def dataset_card(self, pid: str) -> dict:
         """One dataset as this user may see it (404 when unknown)."""

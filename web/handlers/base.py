@@ -1,4 +1,12 @@
-"""Common handler behaviour: errors as JSON or HTML (never a traceback), CORS."""
+"""Common handler behaviour: errors as JSON or HTML (never a traceback), CORS, and the security
+headers every portal response carries (pages, JSON, event streams, errors, static files).
+
+The Content-Security-Policy allows scripts only from the portal's own static files: no inline
+script or event handler runs, so a value that slipped past escaping still cannot execute.
+Pages need nothing more: the launch page's event stream and the preview's ``fetch`` go to the
+same origin, thumbnails are ``blob:`` images, and opening the user's server on the Hub is a
+navigation, which the policy does not restrict.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +20,42 @@ from tornado import web
 
 from panbinder.errors import PanbinderError
 
+from ..urls import path_segment
 
-class BaseHandler(HubOAuthenticated, web.RequestHandler):
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'self'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+
+
+class SecurityHeaders(web.RequestHandler):
+    """Mixed into every handler class of the portal (ours, static files, the OAuth callback)."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+
+class StaticHandler(SecurityHeaders, web.StaticFileHandler):
+    pass
+
+
+class BaseHandler(SecurityHeaders, HubOAuthenticated, web.RequestHandler):
     """Signed-in users come from the Hub's OAuth cookie (with JupyterHub's XSRF rules for
     requests that are not page views, such as the launch page's event stream)."""
 
@@ -37,6 +79,17 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def set_cors(self) -> None:
         if self.cors_origin:
             self.set_header("Access-Control-Allow-Origin", self.cors_origin)
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        """Templates escape with ``{{ }}``; links put values through ``path_segment``."""
+        namespace = super().get_template_namespace()
+        namespace.update(base_url=self.settings["base_url"], path_segment=path_segment)
+        return namespace
+
+    @property
+    def public_base(self) -> str:
+        """Absolute URL of the portal from the configured public URL (never the Host header)."""
+        return self.settings["public_base"]
 
     def provider_spec(self, prefix: str, provider: str) -> str:
         """The spec after /<prefix>/<provider>/, taken from the raw (still quoted) path."""
@@ -64,17 +117,19 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             self.finish(json.dumps({"status": status_code, "reason": reason, "message": message}))
         else:
             self.set_header("Content-Type", "text/html; charset=utf-8")
-            login = ""
-            if status_code == 403 and reason == "embargo" and "Authorization" not in self.request.headers:
-                target = quote(self.request.uri, safe="")
-                login = (
-                    f"<p><a id='login' href='{self.settings['base_url']}login?next={target}'>Sign in</a></p>"
-                )
-            self.finish(
-                f"<!doctype html><title>{status_code}</title><h1>{status_code}</h1>"
-                f"<p id='message'>{html.escape(message)}</p>{login}"
-                f"<p><a href='{self.settings['base_url']}'>panbinder home</a></p>"
-            )
+            self.finish(self.error_page(status_code, message, reason))
+
+    def error_page(self, status_code: int, message: str, reason: str) -> str:
+        home = html.escape(self.settings["base_url"], quote=True)
+        login = ""
+        if status_code == 403 and reason == "embargo" and "Authorization" not in self.request.headers:
+            target = html.escape(quote(self.request.uri, safe=""), quote=True)
+            login = f'<p><a id="login" href="{home}login?next={target}">Sign in</a></p>'
+        return (
+            f"<!doctype html><title>{status_code}</title><h1>{status_code}</h1>"
+            f'<p id="message">{html.escape(message)}</p>{login}'
+            f'<p><a href="{home}">panbinder home</a></p>'
+        )
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, PanbinderError):

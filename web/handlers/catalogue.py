@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from panbinder.data_mounts.access import may_access
@@ -20,19 +19,13 @@ class DatasetPage(CatalogueHandler):
     async def get(self, pid: str) -> None:
         data = await self.dataset_card(pid)
         previewable = [f["path"] for f in data["files"] or () if f["path"].lower().endswith(HDF5_SUFFIXES)]
-        self.render(
-            "dataset.html",
-            base_url=self.settings["base_url"],
-            ds=data,
-            previewable=previewable[:50],
-            pid_json=json.dumps(pid),
-        )
+        self.render("dataset.html", ds=data, previewable=previewable[:50])
 
 
 class PublicationPage(CatalogueHandler):
     async def get(self, doi: str) -> None:
         card = await self.publication_card(doi)
-        self.render("publication.html", base_url=self.settings["base_url"], pub=card)
+        self.render("publication.html", pub=card)
 
 
 class DoiBadge(CatalogueHandler):

@@ -5,7 +5,7 @@
     const repo = document.getElementById("repo").value.trim();
     const ref = document.getElementById("ref").value.trim() || "HEAD";
     const labpath = document.getElementById("labpath").value.trim();
-    let url = new URL("v2/git/" + encodeURIComponent(repo) + "/" + ref, window.location.href).href;
+    let url = new URL("v2/git/" + encodeURIComponent(repo) + "/" + ref.split("/").map(encodeURIComponent).join("/"), window.location.href).href;
     if (labpath) url += "?labpath=" + encodeURIComponent(labpath);
     return url;
   }

@@ -1,6 +1,8 @@
 // Follows the /build event stream, shows the log and opens the server when it is ready.
+// Its values come from the page's data- attributes (the portal checked the targets: relative
+// paths inside the server); no inline script passes them.
 (function () {
-  const cfg = window.PANBINDER;
+  const cfg = document.getElementById("launch").dataset;
   const log = document.getElementById("log");
   const status = document.getElementById("status");
   const labels = {
@@ -8,12 +10,14 @@
     pushing: "Saving the image", built: "Environment ready", launching: "Starting the server",
     ready: "Server ready, opening...", failed: "Failed",
   };
+  function filePath(path) {
+    return path.split("/").map(encodeURIComponent).join("/");
+  }
   function serverUrl(ev) {
     let url = ev.url.replace(/\/?$/, "/");
-    const t = cfg.targets;
-    if (t.urlpath) url += t.urlpath.replace(/^\//, "");
-    else if (t.labpath) url += "lab/tree/" + t.labpath.replace(/^\//, "");
-    else if (t.filepath) url += "tree/" + t.filepath.replace(/^\//, "");
+    if (cfg.urlpath) url += cfg.urlpath;
+    else if (cfg.labpath) url += "lab/tree/" + filePath(cfg.labpath);
+    else if (cfg.filepath) url += "tree/" + filePath(cfg.filepath);
     return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(ev.token);
   }
   const source = new EventSource(cfg.stream);

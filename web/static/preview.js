@@ -1,6 +1,7 @@
 // Dataset card: the HDF5 tree of a file, and a thumbnail of a numeric dataset picked from it.
+// The dataset's PID and the base URL come from data- attributes of #preview (no inline script).
 (function () {
-  const cfg = window.PANBINDER;
+  const cfg = document.getElementById("preview").dataset;
   const select = document.getElementById("preview-file");
   const treeEl = document.getElementById("tree");
   const thumb = document.getElementById("thumb");
@@ -14,7 +15,7 @@
   }
   function show(file, node) {
     note.textContent = node.path + " " + JSON.stringify(node.shape) + " " + node.dtype;
-    const url = cfg.base + "api/preview/thumbnail/" + cfg.pid + "?file=" + enc(file) + "&path=" + enc(node.path);
+    const url = cfg.base + "api/preview/thumbnail/" + enc(cfg.pid) + "?file=" + enc(file) + "&path=" + enc(node.path);
     fetch(url).then(async (r) => {
       if (r.ok) {
         thumb.src = URL.createObjectURL(await r.blob());
@@ -41,7 +42,7 @@
   function load() {
     const file = select.value;
     treeEl.textContent = "loading...";
-    fetch(cfg.base + "api/preview/tree/" + cfg.pid + "?file=" + enc(file))
+    fetch(cfg.base + "api/preview/tree/" + enc(cfg.pid) + "?file=" + enc(file))
       .then((r) => r.json())
       .then((data) => {
         treeEl.textContent = "";
