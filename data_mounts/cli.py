@@ -2,7 +2,9 @@
 
 Each command is a traitlets Application built on ``PanbinderBase`` (same config file and
 state directory as the other subcommands). Errors print ``error: <message>`` to stderr and
-exit with status 2, without a traceback.
+exit with status 2, without a traceback; the operator running the command also sees the
+error's log detail (absolute paths), which users of the portal never see. A scan that skipped
+entries lists each one and exits with status 1.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ class CatalogueCommand(PanbinderBase):
             catalogue.db_url = db.default_url(self.state)
         return catalogue
 
-    def fail(self, message: str) -> NoReturn:
+    def fail(self, message: str, *, detail: str = "") -> NoReturn:
         print(f"error: {message}", file=sys.stderr)
+        if detail:
+            print(f"detail: {detail}", file=sys.stderr)
         self.exit(2)
         raise SystemExit(2)  # for type checkers: exit() does not return
 
@@ -71,7 +75,7 @@ class CatalogueCommand(PanbinderBase):
             self.run()
         except PanbinderError as e:
             self.log.debug("details", exc_info=True)
-            self.fail(e.message)
+            self.fail(e.message, detail=e.log_message if e.log_message != e.message else "")
         except SQLAlchemyError as e:
             self.log.debug("details", exc_info=True)
             cause = getattr(e, "orig", None) or e
@@ -126,6 +130,11 @@ class DatasetsScanApp(CatalogueCommand):
             print(
                 f"warning: {path} is not a readable HDF5 file; registered without metadata", file=sys.stderr
             )
+        for entry in report.skipped:
+            print(f"skipped: {entry.name}: {entry.why}", file=sys.stderr)
+        if report.skipped:
+            print(f"{len(report.skipped)} entries skipped; the rest was registered", file=sys.stderr)
+            self.exit(1)
 
 
 class DatasetsApp(GroupCommand):

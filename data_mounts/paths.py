@@ -3,6 +3,10 @@
 ``confine`` is the one check used when a location is registered (import, scan), when a launch
 plans its mounts and again in the Hub's spawner. ``safe_join`` is the only way a string that
 came from outside (a record, a PID, a file name) becomes part of a path.
+
+Refusals name a path relative to its storage root (``shown_name``), never the host's absolute
+path: messages reach anonymous readers and launched servers' owners, and an absolute path tells
+them how the facility's storage is laid out. The absolute path goes to ``log_message``.
 """
 
 from __future__ import annotations
@@ -23,21 +27,37 @@ def _refuse(message: str, log_message: str | None = None) -> PanbinderError:
     return PanbinderError(message, reason="path_refused", status_code=403, log_message=log_message)
 
 
-def _resolve(path: str | os.PathLike[str], *, strict: bool) -> Path:
+def shown_name(path: str | os.PathLike[str], roots: Iterable[str | os.PathLike[str]] = ()) -> str:
+    """``path`` as users may see it: relative to the root it lies under (as spelled, before
+    symlinks), else only its last component."""
+    raw = os.path.normpath(os.fspath(path))
+    for root in roots:
+        base = os.path.normpath(os.fspath(root))
+        if base and os.path.isabs(base) and (raw == base or raw.startswith(base.rstrip("/") + "/")):
+            return os.path.relpath(raw, base) if raw != base else "."
+    return os.path.basename(raw) or "."
+
+
+def _resolve(
+    path: str | os.PathLike[str], *, strict: bool, roots: Iterable[str | os.PathLike[str]] = ()
+) -> Path:
     raw = os.fspath(path)
     if "\0" in raw:
         raise _refuse("A path may not contain NUL characters.")
+    shown = shown_name(raw, roots)
     try:
         return Path(raw).resolve(strict=strict)
     except FileNotFoundError:
         raise PanbinderError(
-            f"{raw} does not exist; check the path or ask the facility where the files are.",
+            f"'{shown}' does not exist; check the path or ask the facility where the files are.",
             reason="path_missing",
             status_code=404,
+            log_message=f"{raw} does not exist",
         ) from None
     except (OSError, RuntimeError) as e:  # symlink loop, permission denied on a parent
         raise _refuse(
-            f"{raw} cannot be resolved ({e.__class__.__name__}); check its symbolic links."
+            f"'{shown}' cannot be resolved ({e.__class__.__name__}); check its symbolic links.",
+            log_message=f"{raw} cannot be resolved: {e}",
         ) from None
 
 
@@ -74,15 +94,16 @@ def confine(
         )
     if not raw or not os.path.isabs(raw):
         raise _refuse(f"'{raw}' is not an absolute path; give the full path of the dataset on the storage.")
-    resolved = _resolve(raw, strict=must_exist)
+    given = [os.fspath(r) for r in roots]
+    resolved = _resolve(raw, strict=must_exist, roots=[*given, *map(str, root_list)])
     for root in root_list:
         if resolved.is_relative_to(root):
             return resolved
-    shown = ", ".join(str(r) for r in root_list)
+    shown = shown_name(raw, [*given, *map(str, root_list)])
     raise _refuse(
-        f"{raw} is outside the storage roots ({shown}); move the data under a storage root "
+        f"'{shown}' is outside the storage roots; move the data under a storage root "
         "or add its root to Catalogue.storage_roots.",
-        log_message=f"{raw} resolves to {resolved}, outside {shown}",
+        log_message=f"{raw} resolves to {resolved}, outside {', '.join(map(str, root_list))}",
     )
 
 
@@ -104,11 +125,11 @@ def safe_join(root: str | os.PathLike[str], relative: str) -> Path:
     """``root / relative`` with symlinks resolved, refusing anything that leaves ``root``."""
     rel = check_relative(relative)
     base = _resolve(root, strict=False)
-    joined = _resolve(base.joinpath(*rel.parts), strict=False)
+    joined = _resolve(base.joinpath(*rel.parts), strict=False, roots=[base])
     if not joined.is_relative_to(base) or joined == base:
         raise _refuse(
-            f"'{relative}' leads outside {os.fspath(root)} (through a symbolic link); remove the link.",
-            log_message=f"{base}/{relative} resolves to {joined}",
+            f"'{relative}' leads outside its folder (through a symbolic link); remove the link.",
+            log_message=f"{base}/{relative} resolves to {joined}, outside {os.fspath(root)}",
         )
     return joined
 

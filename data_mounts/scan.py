@@ -6,6 +6,11 @@ Checksums are computed streaming, in chunks; a rescan re-hashes only files whose
 mtime changed. Metadata comes from NeXus attributes (``nexus.read_nexus``), never from data.
 Scanned datasets get the PID ``local:<path relative to the storage root>`` unless a file
 carries a root ``pid`` attribute. Every location and symlink passes ``paths.confine``.
+
+A bad entry (a symbolic link out of the storage roots or out of its dataset, a broken link, a
+folder that cannot be listed) is skipped and reported by its name relative to the scanned
+folder; the rest of the tree is registered. One stray link in a tree of thousands of runs
+must not keep the others out of the catalogue.
 """
 
 from __future__ import annotations
@@ -27,13 +32,21 @@ from panbinder.errors import PanbinderError
 
 from .importers import FileRecord
 from .models import Dataset, DatasetFile
-from .paths import confine
+from .paths import confine, shown_name
 
 CHUNK_SIZE = 8 * 1024 * 1024
 SUFFIXES = (".h5", ".hdf", ".hdf5", ".nxs", ".nx5", ".nxs.h5")
 _PLACEHOLDER = re.compile(r"^\{[^{}]*\}$")  # unfilled template text such as "{experiment-type}"
 
 SessionFactory = Callable[[], contextlib.AbstractContextManager[Session]]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry the scan left out: its name relative to the scanned folder, and why."""
+
+    name: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class ScanReport:
     skipped_unchanged: int
     pids: tuple[str, ...] = ()
     unreadable: tuple[str, ...] = ()  # files registered without metadata (not HDF5 after all, truncated)
+    skipped: tuple[Skipped, ...] = ()  # entries left out (bad symbolic links, unlistable folders)
 
 
 @dataclass
@@ -78,53 +92,82 @@ def parse_time(text: str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _walk(folder: Path, roots: list[Path], log: logging.Logger) -> list[tuple[str, Path]]:
+class Skips:
+    """Collects skipped entries, naming each relative to the scanned folder (full path in the log)."""
+
+    def __init__(self, root: Path, log: logging.Logger) -> None:
+        self.root, self.log, self.entries = root, log, []
+
+    def add(self, path: str | os.PathLike[str], why: str, detail: str = "") -> None:
+        name = shown_name(path, [self.root])
+        self.entries.append(Skipped(name, why))
+        self.log.warning("scan: skipping %s: %s%s", path, why, f" ({detail})" if detail else "")
+
+
+def _file_link_problem(path: Path, folder: Path, roots: list[Path]) -> tuple[str, str] | None:
+    """Why a symlinked file may not be registered in the dataset ``folder`` (None: it may)."""
+    if not path.exists():
+        return "a broken symbolic link", ""
+    try:
+        real = confine(path, roots)
+    except PanbinderError as e:
+        return "a symbolic link out of the storage roots", e.log_message
+    if not real.is_relative_to(folder):
+        return (
+            "a symbolic link out of its dataset folder (datasets are mounted one by one; "
+            "replace the link with the file)",
+            f"links to {real}",
+        )
+    return None
+
+
+def _walk(folder: Path, roots: list[Path], skips: Skips) -> list[tuple[str, Path]]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+
+    def unlistable(e: OSError) -> None:  # os.walk would otherwise leave the folder out silently
+        skips.add(e.filename, "a folder that cannot be listed", str(e))
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False, onerror=unlistable):
         for d in list(dirnames):
             if d.startswith(".") or os.path.islink(os.path.join(dirpath, d)):
                 dirnames.remove(d)
                 if not d.startswith("."):
-                    log.warning("scan: not following the symbolic link %s", os.path.join(dirpath, d))
+                    skips.add(os.path.join(dirpath, d), "a symbolic link to a folder (not followed)")
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath, name)
             if name.startswith(".") or not is_hdf5(name):
                 continue
-            if path.is_symlink():
-                if not path.exists():
-                    log.warning("scan: skipping the broken symbolic link %s", path)
-                    continue
-                real = confine(path, roots)
-                if not real.is_relative_to(folder):
-                    raise PanbinderError(
-                        f"{path} links to {real}, outside its dataset folder {folder}; datasets are "
-                        "mounted one by one, so replace the link with the file.",
-                        reason="path_refused",
-                        status_code=403,
-                    )
+            problem = _file_link_problem(path, folder, roots) if path.is_symlink() else None
+            if problem is not None:
+                skips.add(path, *problem)
+                continue
             out.append((path.relative_to(folder).as_posix(), path))
     return out
 
 
-def discover(root: Path, roots: list[Path], log: logging.Logger) -> list[Found]:
+def discover(root: Path, roots: list[Path], skips: Skips) -> list[Found]:
     """The datasets under ``root`` (already confined), in name order, one per location."""
     found: dict[Path, Found] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
         if entry.is_symlink() and not os.path.exists(entry.path):
-            log.warning("scan: skipping the broken symbolic link %s", entry.path)
+            skips.add(entry.path, "a broken symbolic link")
             continue
-        real = confine(entry.path, roots)  # a top-level symlink must stay under a root
+        try:
+            real = confine(entry.path, roots)  # a top-level symlink must stay under a root
+        except PanbinderError as e:
+            skips.add(entry.path, "a symbolic link out of the storage roots", e.log_message)
+            continue
         if real in found:
-            log.info("scan: %s is the same dataset as %s", entry.path, found[real].rel)
+            skips.log.info("scan: %s is the same dataset as %s", entry.path, found[real].rel)
             continue
         rel = next(real.relative_to(r).as_posix() for r in roots if real.is_relative_to(r))
         if real.is_dir():
-            files = _walk(real, roots, log)
+            files = _walk(real, roots, skips)
             if not files:
-                log.info("scan: no HDF5/NeXus files under %s; not a dataset", entry.path)
+                skips.log.info("scan: no HDF5/NeXus files under %s; not a dataset", entry.path)
                 continue
             found[real] = Found(rel, real, files)
         elif real.is_file() and is_hdf5(real.name):
@@ -199,10 +242,11 @@ def _store(session: Session, found: Found, meta: dict, files: list[FileRecord]) 
         ds = session.scalar(select(Dataset).where(Dataset.pid == pid))
         if ds is not None and ds.location and ds.location != location:
             raise PanbinderError(
-                f"The PID '{pid}' of {location} is already registered for {ds.location}; "
-                "fix the file's pid attribute or move the data.",
+                f"its PID '{pid}' is already registered for another location; "
+                "fix the file's pid attribute or move the data",
                 reason="pid_conflict",
                 status_code=409,
+                log_message=f"the PID '{pid}' of {location} is already registered for {ds.location}",
             )
     if ds is None:
         ds = Dataset(pid=pid, owners=[], groups=[])
@@ -236,7 +280,8 @@ def sync_files(ds: Dataset, files: list[FileRecord]) -> None:
 
 def run_scan(session: SessionFactory, root: Path, roots: list[Path], log: logging.Logger) -> ScanReport:
     """Scan ``root`` (confined by the caller) and write all datasets in one transaction."""
-    found = discover(root, roots, log)
+    skips = Skips(root, log)
+    found = discover(root, roots, skips)
     with session() as s:
         previous = _previous(s, [str(f.location) for f in found])
     results, hashed, skipped, unreadable = [], 0, 0, []
@@ -252,12 +297,19 @@ def run_scan(session: SessionFactory, root: Path, roots: list[Path], log: loggin
         unreadable += bad
         results.append((item, meta, files))
     with session() as s:
-        pids = tuple(_store(s, item, meta, files) for item, meta, files in results)
-    log.info(
-        "scan of %s: %d datasets, %d files, %d hashed",
-        root,
-        len(found),
-        sum(len(f.files) for f in found),
-        hashed,
-    )
-    return ScanReport(len(found), sum(len(r[2]) for r in results), hashed, skipped, pids, tuple(unreadable))
+        stored = _store_all(s, results, skips)
+    pids = tuple(pid for pid, _ in stored)
+    file_count = sum(n for _, n in stored)
+    log.info("scan of %s: %d datasets, %d files, %d hashed", root, len(stored), file_count, hashed)
+    return ScanReport(len(stored), file_count, hashed, skipped, pids, tuple(unreadable), tuple(skips.entries))
+
+
+def _store_all(session: Session, results: list, skips: Skips) -> list[tuple[str, int]]:
+    """(PID, file count) of each dataset stored; a dataset whose PID is taken is skipped."""
+    stored = []
+    for item, meta, files in results:
+        try:
+            stored.append((_store(session, item, meta, files), len(files)))
+        except PanbinderError as e:  # raised before the dataset's row is touched
+            skips.add(item.location, e.message, e.log_message)
+    return stored

@@ -99,7 +99,35 @@ def test_scan_outside_roots_refused(dirs):
         state=dirs["state"],
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("error: /etc is outside the storage roots")
+    error, detail = result.stderr.splitlines()[:2]
+    assert error.startswith("error: 'etc' is outside the storage roots")
+    assert detail.startswith("detail: /etc resolves to /etc, outside ")  # the operator sees where
+
+
+def test_scan_skips_bad_links_registers_the_rest_and_exits_1(dirs, tmp_path):
+    beamline = dirs["storage"] / "beamline"
+    (tmp_path / "secret").mkdir()
+    shutil.copyfile(NEXUS / "chopper.nxs", tmp_path / "secret" / "secret.nxs")
+    (beamline / "escape").symlink_to(tmp_path / "secret")
+    (beamline / "run1" / "leak.nxs").symlink_to(tmp_path / "secret" / "secret.nxs")
+    shutil.copytree(beamline / "run1", beamline / "run2", symlinks=True)
+    (beamline / "run2" / "leak.nxs").unlink()
+    result = run(
+        "DatasetsApp",
+        "scan",
+        str(beamline),
+        f"--storage-root={dirs['storage']}",
+        cwd=dirs["cwd"],
+        state=dirs["state"],
+    )
+    assert result.returncode == 1, result.stderr
+    assert sorted(result.stdout.split()) == ["local:beamline/run1", "local:beamline/run2"]
+    lines = result.stderr.splitlines()
+    assert "skipped: escape: a symbolic link out of the storage roots" in lines
+    assert "skipped: run1/leak.nxs: a symbolic link out of the storage roots" in lines
+    assert "2 entries skipped; the rest was registered" in lines
+    assert "Traceback" not in result.stderr
+    assert sorted(pids_in(dirs["state"])) == ["local:beamline/run1", "local:beamline/run2"]
 
 
 def test_group_without_subcommand(dirs):

@@ -191,26 +191,67 @@ def test_scan_root_outside_storage_refused(cat, tmp_path):
         cat.scan(str(cat.storage_roots[0]) + "/beamline/cs_af1410.h5")
 
 
-def test_symlink_out_of_the_root_refused_and_nothing_written(cat, storage, tmp_path):
+def skipped(report) -> dict[str, str]:
+    return {e.name: e.why for e in report.skipped}
+
+
+def test_symlink_out_of_the_root_is_skipped_and_the_rest_registered(cat, storage, tmp_path):
     outside = tmp_path / "outside"
     copy("chopper.nxs", outside / "chopper.nxs")
     (storage / "beamline" / "zz_escape").symlink_to(outside)
-    with pytest.raises(PanbinderError, match="zz_escape is outside the storage roots"):
-        cat.scan(str(storage / "beamline"))
-    assert datasets(cat) == {}
+    report = cat.scan(str(storage / "beamline"))
+    assert skipped(report) == {"zz_escape": "a symbolic link out of the storage roots"}
+    assert report.datasets == 4 and "local:beamline/run1" in datasets(cat)
+    assert not any("outside" in pid for pid in datasets(cat))
+    assert str(tmp_path) not in repr(report.skipped)  # names relative to the scanned folder
 
 
-def test_symlinked_file_leaving_its_dataset_refused(cat, storage, tmp_path):
+def test_symlinked_files_leaving_their_dataset_are_skipped(cat, storage, tmp_path):
     (tmp_path / "outside").mkdir()
     copy("chopper.nxs", tmp_path / "outside" / "x.nxs")
     (storage / "beamline/run1/evil.nxs").symlink_to(tmp_path / "outside" / "x.nxs")
-    with pytest.raises(PanbinderError, match="outside the storage roots"):
-        cat.scan(str(storage / "beamline"))
-    (storage / "beamline/run1/evil.nxs").unlink()
     (storage / "beamline/run1/other.nxs").symlink_to(storage / "beamline/run2/huge.h5")
-    with pytest.raises(PanbinderError, match="outside its dataset folder"):
-        cat.scan(str(storage / "beamline"))
-    assert datasets(cat) == {}
+    (storage / "beamline/run1/gone.nxs").symlink_to(tmp_path / "nowhere.nxs")
+    (storage / "beamline/run2/linked-dir").symlink_to(storage / "beamline/run3")
+    report = cat.scan(str(storage / "beamline"))
+    reasons = skipped(report)
+    assert reasons["run1/evil.nxs"] == "a symbolic link out of the storage roots"
+    assert reasons["run1/other.nxs"].startswith("a symbolic link out of its dataset folder")
+    assert reasons["run1/gone.nxs"] == "a broken symbolic link"
+    assert reasons["run2/linked-dir"] == "a symbolic link to a folder (not followed)"
+    assert len(reasons) == 4
+    # the datasets are registered without the bad entries
+    assert report.datasets == 4
+    run1 = datasets(cat)["local:beamline/run1"]
+    assert [f.path for f in run1.files] == ["chopper.nxs", "sub/sans2009n012333.hdf"]
+
+
+def test_unlistable_folder_is_reported(cat, storage, monkeypatch):
+    locked = storage / "beamline/run1/locked"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):  # as for a folder without read permission (the tests may run as root)
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = cat.scan(str(storage / "beamline"))
+    assert skipped(report) == {"run1/locked": "a folder that cannot be listed"}
+    assert "local:beamline/run1" in report.pids
+
+
+def test_pid_taken_by_another_location_is_skipped(cat, storage):
+    for run in ("run1", "run2"):
+        with h5py.File(storage / f"beamline/{run}/tagged.h5", "w") as f:
+            f.attrs["pid"] = "10.5281/zenodo.7"
+    report = cat.scan(str(storage / "beamline"))
+    assert list(skipped(report)) == ["run2"]
+    assert "already registered for another location" in report.skipped[0].why
+    assert str(storage) not in report.skipped[0].why
+    assert datasets(cat)["10.5281/zenodo.7"].location == str((storage / "beamline/run1").resolve())
+    assert report.datasets == 3
 
 
 def test_symlink_inside_dataset_and_symlinked_root(tmp_path, storage):
@@ -239,7 +280,8 @@ def test_helpers(tmp_path):
 
 def test_broken_top_level_symlink_is_skipped(cat, storage, tmp_path):
     (storage / "beamline" / "gone").symlink_to(tmp_path / "nowhere")
-    assert cat.scan(str(storage / "beamline")).datasets == 4
+    report = cat.scan(str(storage / "beamline"))
+    assert report.datasets == 4 and skipped(report) == {"gone": "a broken symbolic link"}
 
 
 def test_file_vanishing_during_scan_writes_nothing(cat, storage, monkeypatch):
