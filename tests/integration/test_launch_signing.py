@@ -57,12 +57,13 @@ class Hub:
 
 
 def containers_of(user: str) -> list[str]:
+    """This test run's containers whose server belongs to ``user`` (by the Hub's environment)."""
     client = docker.from_env()
     try:
-        names = [c.name for c in client.containers.list(all=True, filters={"name": PREFIX})]
+        found = client.containers.list(all=True, filters={"name": PREFIX})
+        return [c.name for c in found if f"JUPYTERHUB_USER={user}" in (c.attrs["Config"]["Env"] or [])]
     finally:
         client.close()
-    return [n for n in names if n.endswith(f"-{user}")]
 
 
 async def assert_refused(hub: Hub, user: str, options: dict, shown: str, logged: str) -> None:
