@@ -20,9 +20,10 @@ from panbinder.data_mounts.access import Identity
 from panbinder.data_mounts.mounts import MountPlan
 from panbinder.errors import PanbinderError
 
+from .url_guard import PinnedRepo, RepoGuard, unreachable
+
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA_RE = re.compile(r"^[0-9a-f]{7,39}$")
-SCP_LIKE_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$")
 BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20~^:?*\[\\]|@\{|^-|^/|/$|\.lock$|//)")
 
 
@@ -66,7 +67,14 @@ class GitProvider(RepoProvider):
         False,
         help="Allow file:// repository URLs (only for tests and single-machine trials).",
     ).tag(config=True)
-    timeout = Float(30.0, help="Seconds allowed for asking a remote about its refs.").tag(config=True)
+    timeout = Float(
+        15.0, help="Seconds allowed for asking a remote about its refs (git ls-remote), connecting included."
+    ).tag(config=True)
+
+    def __init__(self, spec: str, **kwargs) -> None:
+        self._guard: RepoGuard | None = None
+        self.pinned: PinnedRepo | None = None
+        super().__init__(spec, **kwargs)
 
     def parse(self, spec: str) -> tuple[str, str]:
         quoted_url, sep, ref = spec.partition("/")
@@ -89,39 +97,35 @@ class GitProvider(RepoProvider):
     def persistent_spec(self, resolved: str) -> str:
         return f"{quote(self.repo_url, safe='')}/{resolved}"
 
+    @property
+    def guard(self) -> RepoGuard:
+        """Where git may connect (RepoGuard settings), shared by the ref look-up and the clone."""
+        if self._guard is None:
+            self._guard = RepoGuard(parent=self, log=self.log)
+        return self._guard
+
     def check_url(self, url: str) -> None:
-        lowered = url.lower()
-        if lowered.startswith(("https://", "http://", "git://", "ssh://")) or SCP_LIKE_RE.match(url):
-            rest = url.split("://", 1)[-1]
-            host = rest.rsplit("@", 1)[-1] if "@" in rest.split("/", 1)[0] else rest
-            if re.search(r"\s", url) or url.startswith("-") or host.startswith("-"):
-                raise PanbinderError(f"'{url}' is not a valid repository URL.", reason="bad_url")
-            if "://" in url and (not rest or rest.startswith("/")):
-                raise PanbinderError(f"'{url}' has no host name.", reason="bad_url")
-            return
-        if lowered.startswith("file://"):
-            if self.allow_local:
-                return
-            raise PanbinderError(
-                "Local repositories (file://) are not allowed on this service; "
-                "give an https, git or ssh URL.",
-                reason="local_repo",
-                status_code=403,
-            )
-        raise PanbinderError(
-            f"'{url}' is not a repository URL this service understands; "
-            "give an https://, git:// or ssh:// URL (url-quoted in the path).",
-            reason="bad_url",
-        )
+        """Syntax and transport only; the address is checked (after DNS) by ``pin``."""
+        self.guard.location(url, allow_file=self.allow_local)
+
+    async def pin(self) -> PinnedRepo:
+        """Resolve and check the host once; every later git command uses this address."""
+        if self.pinned is None:
+            with self.guard.slot():
+                self.pinned = await self.guard.pin(self.repo_url, allow_file=self.allow_local)
+        return self.pinned
+
+    async def prepare(self, who: Identity) -> MountPlan:
+        await self.pin()  # a refused address is a 4xx answer before any stream starts
+        return await super().prepare(who)
 
     async def _git(self, *args: str, cwd: str | None = None) -> tuple[int, str, str]:
-        env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_SSH_COMMAND="ssh -o BatchMode=yes")
+        assert self.pinned is not None, "pin() first"
         proc = await asyncio.create_subprocess_exec(
-            "git",
-            *args,
+            *self.pinned.git(*args),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
+            env=git_env(),
             cwd=cwd,
         )
         try:
@@ -129,29 +133,22 @@ class GitProvider(RepoProvider):
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise PanbinderError(
-                f"The repository {self.repo_url} did not answer within {self.timeout:.0f} s; "
-                "check the URL or try again later.",
-                reason="repo_timeout",
-            ) from None
+            log = f"git {args[0]} {self.repo_url}: no answer in {self.timeout} s"
+            raise unreachable(self.repo_url, log) from None
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
     async def resolve(self) -> str:
         ref = self.unresolved_ref
         if SHA_RE.match(ref.lower()):
             return ref.lower()
-        code, out, err = await self._git("ls-remote", "--", self.repo_url)
-        if code != 0:
-            detail = next((ln for ln in err.splitlines() if ln.strip()), "no answer")
-            raise PanbinderError(
-                f"Could not reach the repository {self.repo_url} ({detail.strip()}). "
-                "Check the URL and that the repository is public.",
-                reason="repo_unreachable",
-                log_message=f"git ls-remote {self.repo_url}: {err.strip()}",
-            )
-        sha = match_ref(out, ref)
-        if sha is None and SHORT_SHA_RE.match(ref):
-            sha = await self._resolve_short_sha(ref)
+        pinned = await self.pin()
+        with self.guard.slot():
+            code, out, err = await self._git("ls-remote", "--", pinned.url)
+            if code != 0:  # git's own words only in the log: they would map the network behind
+                raise unreachable(self.repo_url, f"git ls-remote {self.repo_url}: {err.strip()}")
+            sha = match_ref(out, ref)
+            if sha is None and SHORT_SHA_RE.match(ref):
+                sha = await self._resolve_short_sha(ref)
         if sha is None:
             raise PanbinderError(
                 f"The ref '{ref}' was not found in {self.repo_url}; check the branch, tag or commit name.",
@@ -161,12 +158,20 @@ class GitProvider(RepoProvider):
         return sha
 
     async def _resolve_short_sha(self, ref: str) -> str | None:
+        assert self.pinned is not None
         with tempfile.TemporaryDirectory(prefix="panbinder-ref-") as d:
-            code, _, _err = await self._git("clone", "--bare", "--quiet", "--", self.repo_url, d)
+            code, _, _err = await self._git("clone", "--bare", "--quiet", "--", self.pinned.url, d)
             if code != 0:
                 return None
             code, out, _ = await self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=d)
             return out.strip() if code == 0 and SHA_RE.match(out.strip()) else None
+
+
+def git_env() -> dict[str, str]:
+    """The environment git runs in: no prompts, and no ssh command that would override the pin."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
 
 
 def match_ref(ls_remote: str, ref: str) -> str | None:

@@ -27,9 +27,11 @@ from .buildpacks import PackSettings, configured_packs
 from .buildpacks.conda_mirror import CondaMirror
 from .cancel import CancelToken
 from .checkout import check_checkout_size
+from .clone import clone_pinned
 from .engine import BuildKitEngine
 from .labelling import label_and_push
 from .lock import LockCapture
+from .url_guard import RepoGuard
 
 _DONE = object()
 # Log lines that explain a failure better than the last line does.
@@ -147,6 +149,13 @@ class Repo2DockerBuilder(Builder):
         "'panbinder.buildpacks' entry point group.",
     ).tag(config=True)
 
+    @property
+    def guard(self) -> RepoGuard:
+        """RepoGuard settings decide where the build's clone may connect, as for the ref look-up."""
+        if getattr(self, "_guard", None) is None:
+            self._guard = RepoGuard(parent=self, log=self.log)
+        return self._guard
+
     @default("ca_bundle")
     def _ca_bundle_default(self) -> str:
         host = "/etc/ssl/certs/ca-certificates.crt"
@@ -210,10 +219,12 @@ class Repo2DockerBuilder(Builder):
             workdir = os.path.join(tmp, "repo")
             token.workdir = workdir  # cancel() also stops git working there
             r2d = self._make_r2d(request, log, workdir)
-            fetch = r2d.fetch
 
             def fetch_and_measure(url: str, ref: str, checkout_path: str) -> None:
-                fetch(url, ref, checkout_path)
+                # the guarded clone, not repo2docker's: pinned address, no redirects, git's output
+                # in the operator's log only (the request was checked by its provider; file://
+                # reaches the builder only where a provider allowed it)
+                clone_pinned(self.guard, url, ref, checkout_path, allow_file=True, log=log)
                 token.check()
                 check_checkout_size(checkout_path, self.max_repo_size)  # before anything is built
 
@@ -263,7 +274,7 @@ class Repo2DockerBuilder(Builder):
                 if isinstance(item, BaseException):
                     self.log.warning(
                         "build failed: %s",
-                        item,
+                        item.log_message if isinstance(item, PanbinderError) else item,
                         extra={"build_id": request.build_id, "image": request.image.full, "phase": "failed"},
                     )
                     lines = list(tail)

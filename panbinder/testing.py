@@ -129,6 +129,8 @@ class Portal:
     proxy_api_port: int = field(default_factory=free_port)
     hub_api_port: int = field(default_factory=free_port)
     container_prefix: str = "panbinder-test"
+    # the tests' own git daemon listens on loopback, which the default configuration refuses
+    repo_hosts: tuple[str, ...] = ("127.0.0.1",)
     proc: subprocess.Popen | None = None
 
     @property
@@ -146,6 +148,7 @@ class Portal:
                 c.HubProcess.proxy_api_port = {self.proxy_api_port}
                 c.HubProcess.hub_port = {self.hub_api_port}
                 c.HubProcess.container_prefix = {self.container_prefix!r}
+                c.RepoGuard.allowed_hosts = {list(self.repo_hosts)!r}
                 """
             )
             + textwrap.dedent(self.config)
