@@ -20,7 +20,6 @@ from .builder.policy import SpecPolicy
 from .builder.providers import GitProvider
 from .builder.r2d import Repo2DockerBuilder
 from .builder.url_guard import RepoGuard
-from .builder.url_guard import RepoGuard
 from .data_mounts.catalogue import Catalogue
 from .errors import PanbinderError
 from .events import Event
