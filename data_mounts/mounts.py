@@ -1,6 +1,7 @@
 """A publication's datasets as read-only mounts, plus /data/MANIFEST.json.
 
-Nothing here touches the datasets' files at launch: locations are resolved (one stat per
+Refusals name the dataset (title and PID), never its folder on the host; the folder goes to
+``log_message``. Nothing here touches the datasets' files at launch: locations are resolved (one stat per
 dataset folder) and the manifest comes from the catalogue, written once per catalogue state
 and reused, so launch time does not depend on dataset size or file count.
 """
@@ -121,6 +122,7 @@ def plan_mounts(
                 f"The files of dataset '{ds.title}' ({ds.pid}) are missing on disk; tell the facility.",
                 reason="dataset_missing",
                 status_code=409,
+                log_message=f"{host} (dataset {ds.pid}) is neither a folder nor a file",
             )
     if publication.datasets:
         mounts.append(MountSpec(str(write_manifest(publication, manifest_dir)), MANIFEST_PATH, True))

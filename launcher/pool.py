@@ -5,6 +5,8 @@ A pooled server is an ordinary temporary user's server, started the same way as 
 (same image, limits and hardening) and never handed out twice. Entries older than ``max_age``
 are removed before the idle culler would take them; the pool is refilled only by demand (a
 launch of the same image), so an image nobody uses stops costing memory after ``max_age``.
+Its launch options are signed for its own temporary user when it is started, so they are
+checked then and cannot start another user's server, or this one again once they expire.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ import asyncio
 import signal
 import sys
 
-from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Int, Type, Unicode, default
 
 from .base import PanbinderBase
@@ -102,6 +101,18 @@ class ServeApp(ServiceApp):
     start_hub = Bool(True, help="Start JupyterHub as a child process (False: use a running Hub).").tag(
         config=True
     )
+    max_header_size = Int(
+        64 * 1024, help="Bytes a request's line and headers may take; larger ones get 431."
+    ).tag(config=True)
+    header_timeout = Float(
+        20.0,
+        help="Seconds a client may take to send a request's headers, counted from the end of its "
+        "previous request (so it also closes keep-alive connections left idle).",
+    ).tag(config=True)
+    max_body_size = Int(1024 * 1024, help="Bytes a request body may take (the portal takes none).").tag(
+        config=True
+    )
+    body_timeout = Float(30.0, help="Seconds a client may take to send a request body.").tag(config=True)
 
     @default("public_url")
     def _public_url_default(self) -> str:
@@ -122,6 +133,7 @@ class ServeApp(ServiceApp):
         from .web import metrics
         from .web.app import make_app
         from .web.auth import HubIdentity
+        from .web.http_server import make_http_server
 
         ctx = self.components()
         self.hub_connection(ctx.launcher)
@@ -175,7 +187,13 @@ class ServeApp(ServiceApp):
                 cookie_secret=self.secret("portal-cookie-secret"),
                 thumbnail_cache=ThumbnailCache(self.state / "thumbnails"),
             )
-            server = HTTPServer(app, xheaders=True)
+            server = make_http_server(
+                app,
+                max_header_size=self.max_header_size,
+                header_timeout=self.header_timeout,
+                max_body_size=self.max_body_size,
+                body_timeout=self.body_timeout,
+            )
             server.listen(self.port, self.ip)
             url = f"http://{self.ip}:{self.port}{self.base_url}"
             self.log.info("JupyterHub at %s", hub.public_url)

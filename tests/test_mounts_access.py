@@ -119,3 +119,28 @@ def test_plan_refuses_locations_outside_roots_and_missing(tmp_path: Path):
             plan_mounts(Pub([ds]), ANONYMOUS, roots=[str(root)], manifest_dir=tmp_path / "m", now=NOW)
         assert e.value.status_code == 409
         assert str(tmp_path) not in e.value.message  # no host paths in what users see
+        if location is not None:
+            assert location in e.value.log_message  # the operator's log says which folder
+
+
+def test_the_spawner_refusal_names_no_host_path(tmp_path: Path):
+    """A mount outside the roots, signed with the key, is refused without showing host paths."""
+    from types import SimpleNamespace
+
+    from panbinder.launcher.spawner import PanbinderSpawner
+
+    root = tmp_path / "storage"
+    root.mkdir()
+    fields = signing.SignedFields(
+        "img:1", (MountSpec("/etc", "/data/etc", True),), {}, "pb-a", int(NOW.timestamp()) + 10**9
+    )
+    spawner = PanbinderSpawner(
+        user=SimpleNamespace(name="pb-a", url="/user/pb-a/", escaped_name="pb-a", id=1),
+        signing_key="k",
+        storage_roots=[str(root)],
+    )
+    spawner.user_options = signing.signed_options("k", fields)
+    with pytest.raises(PanbinderError) as e:
+        spawner.apply_launch_options()
+    assert e.value.message.startswith("'etc' is outside the storage roots")
+    assert str(root) not in e.value.message and str(root) in e.value.log_message

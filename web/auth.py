@@ -55,6 +55,15 @@ class HubIdentity:
         self._groups[name] = (time.monotonic(), groups)
         return groups
 
+    async def is_admin(self, name: str) -> bool:
+        """Whether the Hub lists ``name`` as an admin (operators see details others do not)."""
+        resp = await AsyncHTTPClient().fetch(
+            f"{self.hub_api}/users/{quote(name)}",
+            headers={"Authorization": f"token {self.api_token}"},
+            request_timeout=10,
+        )
+        return bool(json.loads(resp.body).get("admin"))
+
     async def identify(self, handler) -> Identity:
         header = handler.request.headers.get("Authorization", "")
         try:

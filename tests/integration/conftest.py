@@ -23,6 +23,7 @@ from panbinder.testing import (
 PREFIX = session_prefix("panbinder-it")
 CORS_ORIGIN = "https://pages.example.org"
 HUB_PASSWORD = "test-password-for-the-dummy-authenticator"
+HUB_ADMIN = "operator"  # a Hub admin: sees what /health keeps from others
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -57,7 +58,10 @@ def portal(tmp_path_factory, request, storage_root):
         c.Catalogue.storage_roots = [{str(storage_root)!r}]
         c.HubProcess.groups = {{"proposal-42": ["alice"]}}
         c.HubProcess.authenticator_class = "dummy"
-        c.HubProcess.extra_config = {{"DummyAuthenticator": {{"password": {HUB_PASSWORD!r}}}}}
+        c.HubProcess.extra_config = {{
+            "DummyAuthenticator": {{"password": {HUB_PASSWORD!r}}},
+            "Authenticator": {{"admin_users": [{HUB_ADMIN!r}]}},
+        }}
         c.ServeApp.keepalive_interval = 1.0
         c.ServeApp.cors_allow_origin = {CORS_ORIGIN!r}
         c.GitProvider.allow_local = True

@@ -180,8 +180,12 @@ async def test_keepalive_comments_during_silent_build_steps(portal, git_server):
 
 
 async def prestarted(portal, image: str) -> int:
-    health = json.loads((await AsyncHTTPClient().fetch(portal.url + "/health", raise_error=False)).body)
-    return health["prestarted"].get(image, 0)
+    """Pre-started servers of ``image``, as /health shows them to the operator (service token)."""
+    token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
+    resp = await AsyncHTTPClient().fetch(
+        portal.url + "/health", headers={"Authorization": f"token {token}"}, raise_error=False
+    )
+    return json.loads(resp.body)["prestarted"].get(image, 0)
 
 
 async def test_next_launch_of_an_image_gets_a_prestarted_server(portal, git_server, analysis_repo):

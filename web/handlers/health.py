@@ -1,14 +1,23 @@
-"""/health (cached, time-limited checks), /versions and /metrics."""
+"""/health (cached, time-limited checks), /versions and /metrics.
+
+Which images have pre-started servers tells anyone what was just launched (a reader's
+unpublished analysis, an embargoed publication's image), so /health gives anonymous callers
+only the number of such servers; the names are for operators: a request with the portal's Hub
+service token, or a signed-in user the Hub lists as an admin.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from importlib.metadata import version
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado.httpclient import HTTPClientError
 
 from panbinder import __version__
+from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
 
 from .base import BaseHandler
@@ -41,6 +50,23 @@ async def _check(name: str, coro_fn) -> dict:
     return {"service": name, "ok": ok}
 
 
+async def is_operator(handler: BaseHandler) -> bool:
+    """The portal's Hub service token, or a signed-in Hub admin; never raises (False instead)."""
+    identity = handler.settings.get("identity")
+    if identity is None:
+        return False
+    scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() in ("token", "bearer") and token and identity.api_token:
+        if hmac.compare_digest(token.encode(), identity.api_token.encode()):
+            return True
+    try:
+        who = await identity.identify(handler)
+        return not who.anonymous and await identity.is_admin(who.name)
+    except (PanbinderError, OSError, HTTPClientError):  # a bad token, the Hub away: no details
+        return False
+
+
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
         pipeline = self.settings["pipeline"]
@@ -51,8 +77,11 @@ class HealthHandler(BaseHandler):
         )
         ok = all(c["ok"] for c in checks)
         pool = getattr(pipeline.launcher, "pool", None)
+        body = {"ok": ok, "checks": checks, "prestarted_servers": pool.count if pool is not None else 0}
+        if await is_operator(self):
+            body["prestarted"] = pool.summary() if pool is not None else {}
         self.set_status(200 if ok else 503)
-        self.finish({"ok": ok, "checks": checks, "prestarted": pool.summary() if pool is not None else {}})
+        self.finish(body)
 
 
 class VersionsHandler(BaseHandler):
