@@ -277,3 +277,12 @@ def test_slots_are_bounded_and_busy_is_503():
     with guard.slot():  # released again
         assert RepoGuard.in_flight == 1
     assert RepoGuard.in_flight == 0
+
+
+def test_settings_are_listed_for_the_config_file():
+    from panbinder.app import COMPONENTS
+
+    assert RepoGuard in COMPONENTS
+    section = RepoGuard.class_config_section()
+    for name in ("allowed_hosts", "blocked_networks", "allow_http", "resolve_timeout", "max_concurrent"):
+        assert f"c.RepoGuard.{name}" in section

@@ -56,8 +56,23 @@ async def test_unreachable_repository_fails_with_message(portal):
     url = f"git://127.0.0.1:{free_port()}/nothing-here"
     s = await read_stream(portal.build_url(url, "main"))
     assert s.phases[-1] == "failed"
-    assert "Could not reach the repository" in s.last["message"]
-    assert "Check the URL" in s.last["message"]
+    assert s.last["message"] == (
+        f"Could not read the repository {url}; check the URL and that the repository is public."
+    )
+    assert "Connection refused" not in s.raw and "Failed to connect" not in s.raw
+
+
+async def test_http_repository_url_is_refused_by_default(portal):
+    resp = await get(portal.build_url("http://127.0.0.1:1/repo.git", "main"))
+    assert resp.code == 403
+    body = json.loads(resp.body)
+    assert body["reason"] == "http_not_allowed" and "https://" in body["message"]
+
+
+async def test_ambiguous_repository_url_is_400(portal):
+    resp = await get(portal.build_url("https://github.com\\@127.0.0.1/repo.git", "main"))
+    assert resp.code == 400
+    assert json.loads(resp.body)["reason"] == "bad_url"
 
 
 async def test_unknown_ref_fails_with_message(portal, git_server, analysis_repo):
