@@ -27,6 +27,7 @@ from panbinder.data_mounts.access import ANONYMOUS, Identity
 from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.data_mounts.models import Publication
 from panbinder.web.app import make_app
+from panbinder.web.auth import HubIdentity
 from panbinder.web.handlers.badge import badge_svg
 from panbinder.web.urls import doi_links, launch_targets, local_next, path_segment, target_problem
 
@@ -176,12 +177,17 @@ def test_svg_badge_text_is_escaped():
 
 
 class FixedIdentity:
-    """The Hub's answer, fixed: who the request is from."""
-
-    auth = None
+    """The Hub's answer, fixed: who the request is from. The OAuth client is the real one
+    (cookies, XSRF); it never reaches the Hub, as no request carries a token or cookie."""
 
     def __init__(self, who: Identity) -> None:
         self.who = who
+        self.auth = HubIdentity(
+            hub_url="http://127.0.0.1:9",
+            public_hub_url="http://127.0.0.1:9",
+            api_token="unused",
+            portal_url=PUBLIC_URL,
+        ).auth
 
     async def identify(self, handler) -> Identity:
         return self.who
@@ -233,6 +239,7 @@ async def portal(tmp_path):
         public_url=PUBLIC_URL,
         identity=identity,
         cors_allow_origin="https://pages.example.org",
+        cookie_secret="0" * 64,
     )
     sock, port = bind_unused_port()
     server = HTTPServer(app)

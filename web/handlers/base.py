@@ -42,8 +42,9 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders(web.RequestHandler):
-    """Mixed into every handler class of the portal (ours, static files, the OAuth callback)."""
+class SecurityHeaders:
+    """Mixed in first into every handler class of the portal (ours, static files, the OAuth
+    callback). A plain mixin, so it leaves the order of HubAuthenticated's overrides alone."""
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
