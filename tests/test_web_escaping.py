@@ -15,7 +15,7 @@ import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from types import SimpleNamespace
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -379,3 +379,15 @@ async def test_login_returns_to_a_local_path(portal):
     target = "/v2/doi/10.5555/x?labpath=a.ipynb"
     resp = await get(f"{portal.url}/login?next={quote(target, safe='')}")
     assert resp.code == 302 and resp.headers["Location"] == target
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"), [("//evil.example/", "/"), ("/\\evil.example/", "/"), ("/v2/doi/10.5555/x", None)]
+)
+async def test_login_sends_an_anonymous_user_to_the_hub_with_a_local_next(portal, target, expected):
+    resp = await get(f"{portal.url}/login?next={quote(target, safe='')}")
+    assert resp.code == 302
+    location = resp.headers["Location"]
+    assert location.startswith("http://127.0.0.1:9/hub/api/oauth2/authorize?")
+    state = parse_qs(urlsplit(location).query)["state"][0]
+    assert portal.identity.auth.get_next_url(state) == (expected or target)
