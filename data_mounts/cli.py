@@ -130,6 +130,8 @@ class DatasetsScanApp(CatalogueCommand):
             print(
                 f"warning: {path} is not a readable HDF5 file; registered without metadata", file=sys.stderr
             )
+        for what in report.refused:
+            print(f"warning: {what} keeps its values in another file; not read", file=sys.stderr)
         for entry in report.skipped:
             print(f"skipped: {entry.name}: {entry.why}", file=sys.stderr)
         if report.skipped:

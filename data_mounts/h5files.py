@@ -2,14 +2,14 @@
 
 Shared by the tree (h5tree.py) and the thumbnails (preview.py): opening with errors a user can
 act on, attribute and small values as JSON-able data, and virtual-dataset sources with a
-`missing` flag. Linked and source files are looked for where HDF5 would look; links are never
-followed.
+`missing` flag (and `refused` when outside the dataset's location). Linked and source files are
+looked for where HDF5 would look and confined by h5confine.py. Attributes are bounded before
+they are read: fixed-size ones by their stored bytes, variable-length ones by their count.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,12 @@ import numpy as np
 
 from panbinder.errors import PanbinderError
 
+from .h5confine import ELINK_PREFIX, VDS_PREFIX, Files, Missing, Refused, link_of
+
 MAX_LIST_ITEMS = 20  # longer attribute arrays are cut, with a "... N more" marker
 MAX_TEXT = 2000  # longer strings are cut, with a marker
 MAX_ATTRIBUTE_BYTES = 1 << 20  # larger attributes are described, not read
+MAX_VLEN_ITEMS = MAX_LIST_ITEMS  # variable-length attributes with more items are described, not read
 
 
 def file_not_found(path: Path) -> PanbinderError:
@@ -97,13 +100,34 @@ def read_attributes(obj: h5py.HLObject) -> dict[str, Any]:
     for name in obj.attrs:
         try:
             attr = obj.attrs.get_id(name)
-            if attr.get_storage_size() > MAX_ATTRIBUTE_BYTES:
-                result[name] = f"<{attr.get_storage_size()} bytes of {attr.dtype}, not shown>"
-            else:
-                result[name] = jsonable(obj.attrs[name])
+            too_large = attribute_too_large(attr)
+            result[name] = too_large if too_large else jsonable(obj.attrs[name])
         except Exception as error:  # an unusual type must not hide the rest of the file
             result[name] = f"<unreadable: {type(error).__name__}>"
     return result
+
+
+def attribute_too_large(attr: h5py.h5a.AttrID) -> str | None:
+    """A description instead of the value when reading the attribute is not bounded; else None.
+
+    The stored size of a variable-length attribute counts only its references, so its items are
+    counted instead (each one is at most as long as the file).
+    """
+    if attr.get_storage_size() > MAX_ATTRIBUTE_BYTES:
+        return f"<{attr.get_storage_size()} bytes of {dtype_name(attr.dtype)}, not shown>"
+    count = math.prod(attr.shape or ())
+    if is_vlen(attr.dtype) and count > MAX_VLEN_ITEMS:
+        return f"<{count} values of {dtype_name(attr.dtype)}, not shown>"
+    return None
+
+
+def is_vlen(dtype: np.dtype) -> bool:
+    """Whether values of this type live outside the object (variable-length), at any depth."""
+    if dtype.kind == "O":  # h5py's variable-length strings and sequences
+        return True
+    if dtype.names:
+        return any(is_vlen(dtype.fields[name][0]) for name in dtype.names)
+    return dtype.subdtype is not None and is_vlen(dtype.subdtype[0])
 
 
 def dtype_name(dtype: np.dtype) -> str:
@@ -113,66 +137,38 @@ def dtype_name(dtype: np.dtype) -> str:
     return str(dtype)
 
 
-def beside(folder: Path, file_name: str | bytes) -> Path:
-    """Where HDF5 looks for a linked file: absolute, or relative to the linking file's folder.
+def virtual_sources(files: Files, ds: h5py.Dataset, *, limit: int = 1000) -> list[dict]:
+    """One entry per distinct (file, dataset) source (at most `limit`), for the tree.
 
-    (HDF5 also honours HDF5_EXT_PREFIX / HDF5_VDS_PREFIX and the working directory; a service
-    previewing files from a catalogue does not set those.)
-    """
-    name = os.fsdecode(file_name)
-    return Path(name) if os.path.isabs(name) else folder / name
-
-
-def virtual_sources(
-    file: h5py.File,
-    ds: h5py.Dataset,
-    folder: Path,
-    *,
-    region: list[tuple[int, int]] | None = None,
-    deep: bool = False,
-) -> list[dict]:
-    """One entry per distinct (file, dataset) source, optionally only those mapped into `region`.
-
-    A source is missing when its file does not exist; a source in this same file (".") is
-    missing when its path does not resolve without leaving the file (an external link there is
-    checked like a file). With `deep`, existing source files are opened and the dataset looked up.
+    A source is `missing` when its file is not found; a source in this same file (".") is
+    missing when its link is not there (an external link there is checked like a file). A file
+    outside the dataset's location is also `refused`, with why; no source file is opened.
     """
     sources: dict[tuple[str, str], dict] = {}
     for mapping in ds.virtual_sources():
         key = (mapping.file_name, mapping.dset_name)
-        if key in sources or (region is not None and not _overlaps(mapping.vspace, region)):
+        if key in sources:
             continue
+        if len(sources) >= limit:
+            break
         source: dict[str, Any] = {
             "file": decode_text(mapping.file_name),
             "dataset": decode_text(mapping.dset_name),
+            "missing": False,
         }
-        if mapping.file_name == ".":
-            link = file.get(mapping.dset_name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                source["external_file"] = decode_text(link.filename)
-                source["missing"] = not beside(folder, link.filename).is_file()
+        try:
+            if mapping.file_name == ".":
+                parent, _, link = link_of(files, ds.file, mapping.dset_name)
+                if isinstance(link, h5py.ExternalLink):
+                    source["external_file"] = decode_text(link.filename)
+                    files.locate(link.filename, parent.file, ELINK_PREFIX)
+                elif link is None:
+                    raise Missing()
             else:
-                source["missing"] = link is None
-            if deep and not source["missing"]:
-                source["missing"] = file.get(mapping.dset_name) is None
-        else:
-            target = beside(folder, mapping.file_name)
-            source["missing"] = not target.is_file() or (deep and not _has_dataset(target, mapping.dset_name))
+                files.locate(mapping.file_name, ds.file, VDS_PREFIX)
+        except Refused as refused:
+            source.update(missing=True, refused=refused.what)
+        except Missing:
+            source["missing"] = True
         sources[key] = source
     return list(sources.values())
-
-
-def _has_dataset(path: Path, name: str) -> bool:
-    try:
-        with h5py.File(path, "r") as source:
-            return isinstance(source.get(name), h5py.Dataset)
-    except OSError:
-        return False
-
-
-def _overlaps(space: h5py.h5s.SpaceID, region: list[tuple[int, int]]) -> bool:
-    try:
-        start, end = space.get_select_bounds()
-    except Exception:
-        return True  # an unusual (e.g. unlimited) mapping: assume it is read
-    return all(s <= hi and e >= lo for s, e, (lo, hi) in zip(start, end, region, strict=False))

@@ -1,22 +1,31 @@
 """The group/dataset tree of an HDF5/NeXus file as JSON-able data, for a dataset card.
 
 Reads metadata, attributes and only tiny values; external links are described, never followed.
+Linked and source files outside the dataset's location are described as `refused`; a dataset
+with external raw storage is described (`external_storage`), its value never read; compressed
+tiny values are decoded with the bound of h5chunks.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import h5py
 
-from .h5files import beside, decode_text, dtype_name, jsonable, open_file, read_attributes, virtual_sources
+from .h5chunks import TooCostly, read_bounded
+from .h5confine import ELINK_PREFIX, Files, Missing, Refused, Scope, external_storage, link_of
+from .h5files import decode_text, dtype_name, is_vlen, jsonable, open_file, read_attributes, virtual_sources
 
 MAX_VALUE_STRING_BYTES = 256  # fixed-length string datasets up to this size are shown in the tree
 MAX_NODES = 50_000  # whole-tree cap, on top of max_children and max_depth
+MAX_VALUE_ITEM_BYTES = 64 << 10  # a one-value dataset of a larger type (array, compound) is not read
 
 
-def tree(path: str | Path, *, max_children: int = 200, max_depth: int = 12) -> dict:
+def tree(
+    path: str | Path, *, max_children: int = 200, max_depth: int = 12, within: str | Path | None = None
+) -> dict:
     """The group/dataset tree of an HDF5 file, as JSON-able data (the root group's node).
 
     Every node has name, path, kind (group, dataset, datatype, external_link, soft_link or
@@ -25,18 +34,20 @@ def tree(path: str | Path, *, max_children: int = 200, max_depth: int = 12) -> d
     `missing` flag, and are `missing` themselves when any source is.
     A group or object reached again through a hard link names its first path in `same_as`, and
     a group's `truncated` counts children cut by max_children, max_depth or the node cap.
+    Links and sources leaving `within` (the dataset's location; default: the file's folder) are
+    `refused`, with why; so is the value of a dataset with `external_storage`.
     """
     path = Path(path)
-    with open_file(path) as file:
-        walker = _TreeWalker(file, path.absolute().parent, max_children, max_depth)
+    with open_file(path) as file, Files(file, Scope.of(path, within)) as files:
+        walker = _TreeWalker(files, file, max_children, max_depth)
         root = walker.group(file["/"], "/", "/", 0)
     root["file"] = path.name
     return root
 
 
 class _TreeWalker:
-    def __init__(self, file: h5py.File, folder: Path, max_children: int, max_depth: int) -> None:
-        self.file, self.folder = file, folder
+    def __init__(self, files: Files, file: h5py.File, max_children: int, max_depth: int) -> None:
+        self.files, self.file = files, file
         self.max_children, self.max_depth = max_children, max_depth
         self.seen: dict[int, str] = {}  # object identity (equal for hard links) -> first path
         self.nodes = 0
@@ -64,18 +75,18 @@ class _TreeWalker:
         except Exception:
             link = None
         if isinstance(link, h5py.ExternalLink):
-            target = beside(self.folder, link.filename)
-            return {
+            node = {
                 "name": name,
                 "path": path,
                 "kind": "external_link",
                 "file": decode_text(link.filename),
                 "target": decode_text(link.path),
-                "missing": not target.is_file(),
             }
+            return node | self._reachable(lambda: self.files.locate(link.filename, parent.file, ELINK_PREFIX))
         if isinstance(link, h5py.SoftLink):
-            missing = parent.get(link.path, getlink=True) is None
-            return {"name": name, "path": path, "kind": "soft_link", "target": link.path, "missing": missing}
+            node = {"name": name, "path": path, "kind": "soft_link", "target": link.path}
+            target = link.path if link.path.startswith("/") else f"{parent.name.rstrip('/')}/{link.path}"
+            return node | self._reachable(lambda: link_of(self.files, parent.file, target)[2] or _missing())
         try:
             obj = parent[name]
         except Exception as error:
@@ -97,18 +108,37 @@ class _TreeWalker:
             compression=ds.compression,
             is_virtual=ds.is_virtual,
         )
-        if ds.is_virtual:
-            sources = virtual_sources(self.file, ds, self.folder)
+        if external_storage(ds):
+            node["external_storage"] = "refused: its values are kept in another file, which is never read"
+        elif ds.is_virtual:
+            sources = virtual_sources(self.files, ds)
             node["missing"] = any(source["missing"] for source in sources)
+            if any("refused" in source for source in sources):
+                node["refused"] = "a source file is outside this dataset's folder"
             node["virtual_sources"] = sources[: self.max_children]
             if len(sources) > self.max_children:
                 node["virtual_sources_truncated"] = len(sources) - self.max_children
         elif _is_tiny(ds):
             try:
-                node["value"] = jsonable(ds[()])
+                node["value"] = jsonable(read_bounded(ds, ()))
+            except TooCostly as costly:
+                node["value_error"] = f"not shown: {costly.why}"
             except Exception as error:
                 node["value_error"] = type(error).__name__
         return node
+
+    @staticmethod
+    def _reachable(resolve: Callable[[], object]) -> dict:
+        """`missing` (and `refused`, with why) for a link, from resolving it confined."""
+        try:
+            resolve()
+        except Refused as refused:
+            return {"missing": True, "refused": refused.what}
+        except Missing:
+            return {"missing": True}
+        except Exception:
+            return {"missing": True}
+        return {"missing": False}
 
     def _object(self, obj: h5py.HLObject, name: str, path: str, kind: str) -> dict:
         node: dict[str, Any] = {"name": name, "path": path, "kind": kind}
@@ -127,9 +157,15 @@ class _TreeWalker:
         return node
 
 
+def _missing() -> None:
+    raise Missing()
+
+
 def _is_tiny(ds: h5py.Dataset) -> bool:
-    if ds.size is None or ds.size == 1:  # a null dataspace reads as h5py.Empty: shown as null
+    if ds.size is None:  # a null dataspace reads as h5py.Empty: shown as null
         return True
+    if ds.size == 1:  # one value, of a bounded type (a variable-length one is at most the file's size)
+        return is_vlen(ds.dtype) or ds.dtype.itemsize <= MAX_VALUE_ITEM_BYTES
     if ds.size == 0:
         return False
     info = h5py.check_string_dtype(ds.dtype)

@@ -1,9 +1,12 @@
 """Read NeXus metadata from an HDF5 file with h5py (pure; never reads dataset contents).
 
 Only attributes and small string datasets (``/entry/title``, ``start_time``, instrument and
-source ``name``) are read. External links are never followed, virtual datasets never read,
-so a missing source file or a terabyte-shaped dataset costs nothing. Strings are decoded as
-UTF-8 with a Latin-1 fallback, and length-1 arrays are unwrapped.
+source ``name``) are read. External links to other files are never followed, soft links are
+followed inside the file only (h5confine.lookup), virtual datasets never read, so a missing
+source file or a terabyte-shaped dataset costs nothing. A string dataset with external raw
+storage (its bytes in any other file) is never read: its path is listed in ``refused``.
+Compressed values are decoded with h5chunks' bound, and large attributes are not read.
+Strings are decoded as UTF-8 with a Latin-1 fallback, and length-1 arrays are unwrapped.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import h5py
 import numpy as np
 
 from panbinder.errors import PanbinderError
+
+from .h5chunks import TooCostly, read_bounded
+from .h5confine import Files, Missing, Refused, Scope, external_storage, lookup
+from .h5files import attribute_too_large
 
 SMALL = 16  # at most this many string elements are read from a dataset
 
@@ -50,6 +57,7 @@ class NexusInfo:
     default_entry: str | None = None
     default_entry_from: str | None = None
     root_attributes: dict[str, str] = field(default_factory=dict)
+    refused: tuple[str, ...] = ()  # objects not read: their values are kept in another file
 
     @property
     def entry(self) -> EntryInfo | None:
@@ -108,19 +116,20 @@ def decode(value: Any) -> str | None:
 
 def attr(obj: h5py.HLObject, name: str) -> str | None:
     try:
+        if name not in obj.attrs or attribute_too_large(obj.attrs.get_id(name)):
+            return None
         return decode(obj.attrs.get(name))
     except (OSError, TypeError, ValueError, KeyError):  # unreadable attribute types
         return None
 
 
 def _child(group: h5py.Group, name: str) -> h5py.HLObject | None:
-    """A member, without following external links; None when missing or dangling."""
+    """A member, links followed only inside this file; None when missing, dangling or elsewhere."""
+    file = group.file
+    files = Files(file, Scope.of(file.filename, within=file.filename))
     try:
-        link = group.get(name, getlink=True)
-        if link is None or isinstance(link, h5py.ExternalLink):
-            return None
-        return group.get(name)
-    except (KeyError, OSError, RuntimeError, ValueError):
+        return lookup(files, file, f"{group.name.rstrip('/')}/{name}")
+    except (Refused, Missing, KeyError, OSError, RuntimeError, ValueError):
         return None
 
 
@@ -137,8 +146,11 @@ def _children(group: h5py.Group) -> list[tuple[str, h5py.HLObject]]:
     return out
 
 
-def small_text(group: h5py.Group, name: str) -> str | None:
-    """A small string dataset (never a virtual, numeric or large one), decoded."""
+def small_text(group: h5py.Group, name: str, refused: list[str] | None = None) -> str | None:
+    """A small string dataset (never a virtual, numeric, large or externally stored one), decoded.
+
+    A dataset with external storage is never read; its path is added to `refused`.
+    """
     obj = _child(group, name)
     if not isinstance(obj, h5py.Dataset):
         return None
@@ -147,8 +159,12 @@ def small_text(group: h5py.Group, name: str) -> str | None:
             return None
         if obj.dtype.kind not in "SU" and h5py.check_string_dtype(obj.dtype) is None:
             return None
-        return decode(obj[()])
-    except (OSError, TypeError, ValueError, RuntimeError):
+        if external_storage(obj):
+            if refused is not None and obj.name not in refused:
+                refused.append(obj.name)
+            return None
+        return decode(read_bounded(obj, ()))
+    except (OSError, TypeError, ValueError, RuntimeError, TooCostly):
         return None
 
 
@@ -163,23 +179,25 @@ def _groups_of(group: h5py.Group, nx_class: str, fallback_name: str | None = Non
     return out
 
 
-def _entry(name: str, group: h5py.Group) -> EntryInfo:
+def _entry(name: str, group: h5py.Group, refused: list[str]) -> EntryInfo:
     base = f"/{name}"
     instruments = []
     for iname, inst in _groups_of(group, "NXinstrument", "instrument"):
         short = attr(inst, "short_name")  # NXmx keeps it on the group when there is no name field
-        sources = _groups_of(inst, "NXsource", "source")
-        source = next((small_text(s, "name") for _, s in sources if small_text(s, "name")), None)
-        instruments.append(InstrumentInfo(f"{base}/{iname}", small_text(inst, "name"), short, source))
+        names = (small_text(s, "name", refused) for _, s in _groups_of(inst, "NXsource", "source"))
+        source = next((text for text in names if text), None)
+        instruments.append(
+            InstrumentInfo(f"{base}/{iname}", small_text(inst, "name", refused), short, source)
+        )
     samples = tuple(
-        SampleInfo(f"{base}/{sname}", small_text(s, "name"))
+        SampleInfo(f"{base}/{sname}", small_text(s, "name", refused))
         for sname, s in _groups_of(group, "NXsample", "sample")
     )
     return EntryInfo(
         name=name,
-        title=small_text(group, "title"),
-        start_time=small_text(group, "start_time"),
-        end_time=small_text(group, "end_time"),
+        title=small_text(group, "title", refused),
+        start_time=small_text(group, "start_time", refused),
+        end_time=small_text(group, "end_time", refused),
         instruments=tuple(instruments),
         samples=samples,
     )
@@ -207,7 +225,8 @@ def read_nexus(path: str | os.PathLike[str]) -> NexusInfo:
                 for n, g in groups
                 if attr(g, "NX_class") is None and any(k in g for k in ("title", "start_time", "instrument"))
             ]
-        infos = tuple(_entry(n, g) for n, g in entries)
+        refused: list[str] = []
+        infos = tuple(_entry(n, g, refused) for n, g in entries)
         names = [e.name for e in infos]
         default, source = root_attrs.get("default"), None
         if default in names:
@@ -218,4 +237,4 @@ def read_nexus(path: str | os.PathLike[str]) -> NexusInfo:
             default, source = names[0], "first NXentry"
         else:
             default = None
-        return NexusInfo(infos, default, source, root_attrs)
+        return NexusInfo(infos, default, source, root_attrs, tuple(refused))

@@ -3,9 +3,18 @@
 Neither function loads a large dataset. `tree` (h5tree.py) reads metadata, attributes and only
 tiny values. `thumbnail` reads a strided selection of at most `max_read_elements` values that
 touches a bounded number of chunks (sampling.py), and draws it with numpy (thumbnails.py).
-External links are described, never followed, and missing virtual-dataset sources are found
-before any read, because HDF5 silently returns fill values for them. `ThumbnailCache` keeps
-thumbnails on disk.
+
+Confinement: a preview reaches only files inside the dataset's location (`within`: its folder,
+or the file itself for a one-file dataset; the file's own folder when not given). External
+links and virtual-dataset sources are resolved as HDF5 resolves them and followed only when
+they stay inside; otherwise they are described as refused (tree) or refused with a 403
+(thumbnail), and never opened. A dataset with external raw storage is never read. Links are
+followed by h5confine.py, not by HDF5. Missing virtual-dataset sources are found before any
+read, because HDF5 silently returns fill values for them.
+
+Bounds: compressed chunks are decoded by h5chunks.py, never inflating past a chunk's own size,
+and a chunk above MAX_ONE_CHUNK_BYTES uncompressed is refused before it is read.
+`ThumbnailCache` keeps thumbnails on disk.
 
 The bounded read stays in this module: the tests wrap `_read` and the tests and benchmarks
 lower `MAX_SPARSE_SCAN` here.
@@ -26,7 +35,9 @@ import numpy as np
 
 from panbinder.errors import PanbinderError
 
-from .h5files import dtype_name, file_not_found, jsonable, open_file, virtual_sources
+from .h5chunks import MAX_ONE_CHUNK_BYTES, TooCostly, check_readable, filters, read_bounded
+from .h5confine import Files, Missing, Refused, Scope, check_sources, external_storage, lookup
+from .h5files import dtype_name, file_not_found, jsonable, open_file
 from .h5tree import tree
 from .sampling import chunk_selection, chunk_steps, chunks_touched, element_steps
 from .thumbnails import nothing_to_draw, render
@@ -34,6 +45,7 @@ from .thumbnails import nothing_to_draw, render
 __all__ = [
     "MAX_CHUNKS",
     "MAX_CHUNK_BYTES",
+    "MAX_ONE_CHUNK_BYTES",
     "MAX_SPARSE_SCAN",
     "ThumbnailCache",
     "jsonable",
@@ -47,7 +59,12 @@ MAX_SPARSE_SCAN = 65_536  # allocated chunks listed to detect a sparsely written
 
 
 def thumbnail(
-    path: str | Path, dataset_path: str, *, size: int = 256, max_read_elements: int = 4_000_000
+    path: str | Path,
+    dataset_path: str,
+    *,
+    size: int = 256,
+    max_read_elements: int = 4_000_000,
+    within: str | Path | None = None,
 ) -> bytes:
     """A PNG thumbnail of a numeric dataset, at most `size` pixels wide and high.
 
@@ -55,7 +72,8 @@ def thumbnail(
     data, or the 2-D slice of N-D data at the middle index of the leading axes, becomes a viridis
     image scaled between the 1st and 99th percentile. Axes of length 1 do not count. At most
     `max_read_elements` values are read, with strides; missing virtual sources are reported
-    (PanbinderError 409) instead of drawing their fill values.
+    (PanbinderError 409) instead of drawing their fill values. Links, sources and storage
+    outside `within` (the dataset's location; default: the file's folder) are refused (403).
     """
     if not 16 <= size <= 4096 or max_read_elements < 1:
         raise PanbinderError(
@@ -65,18 +83,19 @@ def thumbnail(
             status_code=400,
         )
     path = Path(path)
-    with open_file(path) as file:
-        ds = _dataset(file, dataset_path, path.name)
+    scope = Scope.of(path, within)
+    shown = scope.shown(path)
+    with open_file(path) as file, Files(file, scope) as files:
+        ds = _dataset(files, file, dataset_path, shown)
         axes = _drawable_axes(ds)
         fixed = [None if i in axes else n // 2 for i, n in enumerate(ds.shape)]
-        if ds.is_virtual:
-            _require_sources(file, ds, path, fixed)
+        _require_bounded(files, ds, shown, fixed)
         dtype = np.float64 if len(axes) == 1 else np.float32
         try:
             values = _read_sampled(ds, axes, fixed, max_read_elements, dtype)
-        except OSError as error:
+        except (OSError, TooCostly) as error:
             raise PanbinderError(
-                f"{ds.name} in {path.name} could not be read; download the file or contact the facility",
+                f"{ds.name} in {shown} could not be read; download the file or contact the facility",
                 reason="read-failed",
                 log_message=f"thumbnail: reading {ds.name} in {path}: {error}",
                 status_code=422,
@@ -88,31 +107,73 @@ def thumbnail(
 
 def _read(ds: h5py.Dataset, selection: tuple, dtype: type[np.floating]) -> np.ndarray:
     """Every thumbnail read goes through here (the tests wrap it to count what is read)."""
+    if filters(ds):  # compressed: decoded chunk by chunk, bounded (h5chunks.py)
+        return np.asarray(read_bounded(ds, selection), dtype=dtype)
     if ds.dtype.kind in "iuf" and h5py.check_enum_dtype(ds.dtype) is None:
         return np.asarray(ds.astype(dtype)[selection])  # HDF5 converts while reading: no copy
     return np.asarray(ds[selection], dtype=dtype)
 
 
-def _dataset(file: h5py.File, dataset_path: str, file_name: str) -> h5py.Dataset:
+def _dataset(files: Files, file: h5py.File, dataset_path: str, shown: str) -> h5py.Dataset:
     name = "/" + dataset_path.strip("/")
     try:
-        obj = file.get(name)
-        link = None if obj is not None else file.get(name, getlink=True)
+        obj = lookup(files, file, name)
+    except Refused as refused:
+        raise _outside(name, shown, refused) from None
+    except Missing as gone:
+        if gone.file:
+            message = (
+                f"{name} in {shown} {gone.what}; ask the facility for that file, or preview another dataset"
+            )
+            raise PanbinderError(message, reason="external-link-missing", status_code=404) from None
+        obj = None
     except Exception:
-        obj = link = None
+        obj = None
     if isinstance(obj, h5py.Dataset):
         return obj
     if obj is not None:
-        message = f"{name} in {file_name} is a group, not a dataset; pick a dataset from the file's tree"
+        message = f"{name} in {shown} is a group, not a dataset; pick a dataset from the file's tree"
         raise PanbinderError(message, reason="not-a-dataset", status_code=400)
-    if isinstance(link, h5py.ExternalLink):
-        message = (
-            f"{name} in {file_name} links to {link.filename}, which is missing (or lacks {link.path}); "
-            "ask the facility for that file, or preview another dataset"
-        )
-        raise PanbinderError(message, reason="external-link-missing", status_code=404)
-    message = f"There is no dataset {name} in {file_name}; pick a dataset from the file's tree"
+    message = f"There is no dataset {name} in {shown}; pick a dataset from the file's tree"
     raise PanbinderError(message, reason="dataset-not-found", status_code=404)
+
+
+def _outside(name: str, shown: str, refused: Refused) -> PanbinderError:
+    return PanbinderError(
+        f"{name} in {shown} cannot be previewed: {refused.what}. A preview reads only this "
+        "dataset's own files; ask the facility to keep linked data inside the dataset",
+        reason="outside-dataset",
+        log_message=f"preview: {shown}:{name} refused: {refused.what}",
+        status_code=403,
+    )
+
+
+def _require_bounded(files: Files, ds: h5py.Dataset, shown: str, fixed: list[int | None]) -> None:
+    """Refuse, before any read, what reaches outside the dataset or cannot be read within bounds."""
+    if external_storage(ds):
+        what = "its values are kept in another file (external storage), which is never read"
+        raise _outside(ds.name, shown, Refused(what))
+    try:
+        check_readable(ds)
+    except TooCostly as costly:
+        raise _too_costly(ds.name, shown, costly) from None
+    if ds.is_virtual:
+        _require_sources(files, ds, shown, fixed)
+
+
+def _unfiltered(source: h5py.Dataset) -> None:
+    """HDF5 decodes a virtual dataset's sources itself, unbounded: only unfiltered ones are read."""
+    if filters(source):
+        raise TooCostly(f"its source {source.name} is compressed, and sources are only read uncompressed")
+
+
+def _too_costly(name: str, shown: str, costly: TooCostly) -> PanbinderError:
+    return PanbinderError(
+        f"{name} in {shown} has no thumbnail: {costly.why}. Download the file to look at it",
+        reason="too-costly",
+        log_message=f"thumbnail: {shown}:{name}: {costly.why}",
+        status_code=422,
+    )
 
 
 def _drawable_axes(ds: h5py.Dataset) -> list[int]:
@@ -127,23 +188,23 @@ def _drawable_axes(ds: h5py.Dataset) -> list[int]:
     return axes[-2:]
 
 
-def _require_sources(file: h5py.File, ds: h5py.Dataset, path: Path, fixed: list[int | None]) -> None:
+def _require_sources(files: Files, ds: h5py.Dataset, shown: str, fixed: list[int | None]) -> None:
     region = [
         (0, n - 1) if index is None else (index, index) for index, n in zip(fixed, ds.shape, strict=True)
     ]
-    sources = virtual_sources(file, ds, path.absolute().parent, region=region, deep=True)
-    missing = [
-        s.get("external_file") or (s["file"] if s["file"] != "." else s["dataset"])
-        for s in sources
-        if s["missing"]
-    ]
+    try:
+        missing = check_sources(files, ds, region, check=_unfiltered)
+    except Refused as refused:
+        raise _outside(ds.name, shown, refused) from None
+    except TooCostly as costly:
+        raise _too_costly(ds.name, shown, costly) from None
     if missing:
         names = ", ".join(sorted(set(missing))[:5]) + (" and more" if len(set(missing)) > 5 else "")
         raise PanbinderError(
-            f"The virtual dataset {ds.name} in {path.name} cannot be previewed: its source file {names} "
+            f"The virtual dataset {ds.name} in {shown} cannot be previewed: its source file {names} "
             "is missing. Ask the facility to restore it next to the file, or preview another dataset",
             reason="virtual-source-missing",
-            log_message=f"thumbnail: {path}:{ds.name} missing virtual sources {sorted(set(missing))}",
+            log_message=f"thumbnail: {shown}:{ds.name} missing virtual sources {sorted(set(missing))}",
             status_code=409,
         )
 
@@ -212,23 +273,28 @@ class ThumbnailCache:
         self.cache_dir = Path(cache_dir)
         self.max_read_elements = max_read_elements
 
-    def key(self, path: str | Path, dataset_path: str, size: int) -> str:
+    def key(self, path: str | Path, dataset_path: str, size: int, within: str | Path | None = None) -> str:
         path = Path(path).absolute()
         try:
             stat = path.stat()
         except FileNotFoundError:
             raise file_not_found(path) from None
         dataset = "/" + dataset_path.strip("/")
-        identity = [str(path), stat.st_size, stat.st_mtime_ns, dataset, size, self.max_read_elements]
+        scope = str(Scope.of(path, within).location)
+        identity = [str(path), stat.st_size, stat.st_mtime_ns, dataset, size, self.max_read_elements, scope]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 
-    def get_or_make(self, path: str | Path, dataset_path: str, size: int = 256) -> bytes:
-        target = self.cache_dir / f"{self.key(path, dataset_path, size)}.png"
+    def get_or_make(
+        self, path: str | Path, dataset_path: str, size: int = 256, *, within: str | Path | None = None
+    ) -> bytes:
+        target = self.cache_dir / f"{self.key(path, dataset_path, size, within)}.png"
         try:
             return target.read_bytes()
         except FileNotFoundError:
             pass
-        png = thumbnail(path, dataset_path, size=size, max_read_elements=self.max_read_elements)
+        png = thumbnail(
+            path, dataset_path, size=size, max_read_elements=self.max_read_elements, within=within
+        )
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".png")
         try:

@@ -58,6 +58,7 @@ class ScanReport:
     pids: tuple[str, ...] = ()
     unreadable: tuple[str, ...] = ()  # files registered without metadata (not HDF5 after all, truncated)
     skipped: tuple[Skipped, ...] = ()  # entries left out (bad symbolic links, unlistable folders)
+    refused: tuple[str, ...] = ()  # "file: /object" not read: its values are kept in another file
 
 
 @dataclass
@@ -185,14 +186,19 @@ def describe(found: Found, log: logging.Logger) -> tuple[dict, list[str]]:
     from .nexus import read_nexus  # h5py loads only when a scan runs, not with every command
 
     meta: dict = {"title": "", "instrument": "", "facility": "", "pid": "", "creation_date": None}
-    unreadable = []
-    for _rel, path in found.files:
+    meta["refused"], unreadable = [], []
+    for rel, path in found.files:
         try:
             info = read_nexus(path)
         except PanbinderError as e:
             log.warning("scan: %s", e.message)
             unreadable.append(str(path))
             continue
+        for name in info.refused:  # external raw storage: never read (nexus.py)
+            log.warning("scan: %s: %s keeps its values in another file; not read", path, name)
+            meta["refused"].append(
+                f"{found.rel}/{rel}: {name}" if found.location.is_dir() else f"{rel}: {name}"
+            )
         for key, value in (
             ("title", info.title),
             ("instrument", info.instrument),
@@ -284,7 +290,7 @@ def run_scan(session: SessionFactory, root: Path, roots: list[Path], log: loggin
     found = discover(root, roots, skips)
     with session() as s:
         previous = _previous(s, [str(f.location) for f in found])
-    results, hashed, skipped, unreadable = [], 0, 0, []
+    results, hashed, skipped, unreadable, refused = [], 0, 0, [], []
     for item in found:
         prev = previous.get(str(item.location), {})
         files, n = measure(item, prev)
@@ -295,13 +301,23 @@ def run_scan(session: SessionFactory, root: Path, roots: list[Path], log: loggin
         else:  # new or changed: read the metadata again
             meta, bad = describe(item, log)
         unreadable += bad
+        refused += meta.pop("refused", [])
         results.append((item, meta, files))
     with session() as s:
         stored = _store_all(s, results, skips)
     pids = tuple(pid for pid, _ in stored)
     file_count = sum(n for _, n in stored)
     log.info("scan of %s: %d datasets, %d files, %d hashed", root, len(stored), file_count, hashed)
-    return ScanReport(len(stored), file_count, hashed, skipped, pids, tuple(unreadable), tuple(skips.entries))
+    return ScanReport(
+        len(stored),
+        file_count,
+        hashed,
+        skipped,
+        pids,
+        tuple(unreadable),
+        tuple(skips.entries),
+        tuple(refused),
+    )
 
 
 def _store_all(session: Session, results: list, skips: Skips) -> list[tuple[str, int]]:
