@@ -52,10 +52,15 @@ class LimitedStream(IOStream):
         except OSError:
             kept = None
         super().close_fd()
-        if kept is not None:
+        if kept is None:
+            return
+        try:
             task = asyncio.get_running_loop().create_task(_linger(kept), name="http-431-linger")
-            _lingering.add(task)
-            task.add_done_callback(_lingering.discard)
+        except RuntimeError:  # no loop running (shutting down): close at once
+            kept.close()
+            return
+        _lingering.add(task)
+        task.add_done_callback(_lingering.discard)
 
 
 async def _linger(sock: socket.socket) -> None:
