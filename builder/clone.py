@@ -47,6 +47,7 @@ def clone_pinned(
     failed fetch (git's output only in ``log_message``), 404 for a commit the repository lacks.
     """
     pinned = guard.pin_blocking(url, allow_file=allow_file)
+    probe(pinned, url, guard.answer_timeout)
     try:
         _run(pinned.git("clone", "--no-checkout", "--quiet", "--", pinned.url, checkout))
     except BuildError as e:
@@ -62,6 +63,22 @@ def clone_pinned(
     update_submodules(guard, checkout, log=log, depth=1)
     log.info("Checked out %s at %s\n", url, sha, extra={"phase": "fetching"})
     return sha
+
+
+def probe(pinned: PinnedRepo, url: str, timeout: float) -> None:
+    """The remote must list its refs within ``timeout`` before the (unbounded) clone starts."""
+    try:
+        done = subprocess.run(
+            pinned.git("ls-remote", "--", pinned.url, "HEAD"),
+            capture_output=True,
+            env=git_env(),
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise unreachable(url, f"git ls-remote {url} ({pinned.address}): no answer in {timeout} s") from None
+    if done.returncode != 0:
+        err = done.stderr.decode(errors="replace").strip()
+        raise unreachable(url, f"git ls-remote {url} ({pinned.address}): {err}")
 
 
 def update_submodules(guard: RepoGuard, checkout: str, *, log: logging.Logger, depth: int) -> None:
@@ -84,6 +101,7 @@ def update_submodules(guard: RepoGuard, checkout: str, *, log: logging.Logger, d
         if not path:
             continue
         pinned = guard.pin_blocking(sub_url)
+        probe(pinned, sub_url, guard.answer_timeout)
         fetch_submodule(pinned, checkout, name, path, sub_url)
         update_submodules(guard, os.path.join(checkout, path), log=log, depth=depth + 1)
 

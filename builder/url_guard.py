@@ -279,6 +279,11 @@ class RepoGuard(LoggingConfigurable):
         10, help="https: git gives up after this many seconds below 1 KB/s (connecting included)."
     ).tag(config=True)
     connect_timeout = Int(10, help="ssh: seconds allowed for connecting.").tag(config=True)
+    answer_timeout = Float(
+        15.0,
+        help="Seconds a remote has to list its refs before a build's clone starts (git:// has no "
+        "connect timeout of its own: a silent port would hold the build until its time limit).",
+    ).tag(config=True)
 
     in_flight: ClassVar[int] = 0  # look-ups running in this process, shared by every guard
     resolver: Callable[[str, int], list[str]] = staticmethod(getaddrinfo_addresses)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -15,7 +16,7 @@ from panbinder.builder.clone import clone_pinned
 from panbinder.builder.url_guard import RepoGuard
 from panbinder.errors import PanbinderError
 from panbinder.testing import running_git
-from tests.loopback import LoopbackHTTP, bare_repo
+from tests.loopback import LoopbackHTTP, SilentPort, bare_repo
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 LOG = logging.getLogger("test-clone")
@@ -57,7 +58,7 @@ def test_clone_does_not_follow_redirects_and_keeps_git_output_out(tmp_path):
     assert info.value.message == (
         f"Could not read the repository {url}; check the URL and that the repository is public."
     )
-    assert "git clone" in info.value.log_message
+    assert "302" in info.value.log_message  # git's words for the operator only
 
 
 def test_clone_uses_the_pinned_address(tmp_path):
@@ -105,3 +106,14 @@ def test_a_submodule_on_a_blocked_address_is_refused(tmp_path):
             clone(loopback_guard(), daemon.url("super"), sha, tmp_path / "out")
     assert info.value.reason == "blocked_address"
     assert not (tmp_path / "out" / "sub" / "lib.txt").exists()
+
+
+def test_a_silent_port_does_not_hold_the_clone(tmp_path):
+    with SilentPort() as silent:
+        url = f"git://127.0.0.1:{silent.port}/repo"
+        start = time.monotonic()
+        with pytest.raises(PanbinderError) as info:
+            clone(loopback_guard(answer_timeout=1.0), url, "f" * 40, tmp_path / "out")
+    assert time.monotonic() - start < 5
+    assert info.value.reason == "repo_unreachable"
+    assert "no answer" in info.value.log_message

@@ -74,6 +74,7 @@ def loopback_portal(tmp_path_factory):
     c.ServeApp.start_hub = False
     c.RepoGuard.allow_http = True
     c.GitProvider.timeout = 3.0
+    c.RepoGuard.answer_timeout = 3.0
     c.RepoGuard.max_concurrent = 1
     """
     p = start_portal(tmp_path_factory, "loopback", config, repo_hosts=("127.0.0.1",))
