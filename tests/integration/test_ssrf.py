@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 import threading
 from urllib.parse import quote
@@ -183,3 +184,14 @@ async def test_lookups_beyond_the_limit_get_busy(loopback_portal):
         assert s.phases[-1] == "failed" and s.seconds < 10
     finally:
         silent.close()
+
+
+async def test_a_build_clones_through_the_guard(loopback_portal, git_server):
+    """The build's own clone (not only the ref look-up) runs pinned and reports in the build log."""
+    name = f"ssrf-build-{secrets.token_hex(4)}"
+    sha = git_server.commit(name, {"README.md": "built through the guard\n"})
+    s = await read_stream(
+        loopback_portal.build_url(git_server.url(name), "main", "build_only=true"), timeout=900
+    )
+    assert s.phases[-1] == "built", s.log()
+    assert f"Checked out {git_server.url(name)} at {sha}" in s.log()
