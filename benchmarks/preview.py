@@ -7,6 +7,9 @@ and measures peak memory twice: the process's peak RSS growth (resource.getrusag
 sees HDF5's own C allocations) and the tracemalloc peak (Python and numpy allocations). The
 "dense" scenario reads as if every chunk were written (the sparse shortcut switched off), which
 bounds the cost for a fully written dataset of the same shape. Targets: < 1 s and < 200 MB.
+Last, the same tree and thumbnail through the preview sandbox (as the portal serves them: a
+confined child per preview, data_mounts/sandbox.py) against in the benchmark's own process, to
+show what the sandbox adds per preview.
 
     python benchmarks/preview.py [--runs 5]
 """
@@ -14,6 +17,7 @@ bounds the cost for a fully written dataset of the same shape. Targets: < 1 s an
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import resource
 import statistics
@@ -28,6 +32,7 @@ import h5py
 import numpy as np
 
 from panbinder.data_mounts import preview
+from panbinder.data_mounts.sandbox import PreviewSandbox
 
 SHAPE = (1_000_000, 1_000_000)
 CHUNKS = (256, 256)
@@ -92,6 +97,36 @@ def report(name: str, runs: list[dict]) -> bool:
     return ok
 
 
+async def sandbox_cost(path: Path, runs: int) -> None:
+    """Median time of tree and thumbnail in this process and through the sandbox, warm."""
+    sandbox = PreviewSandbox()
+    await sandbox.start()
+    folder, name = path.parent, path.name
+    calls = {
+        "tree": (lambda: preview.tree(path), lambda: sandbox.tree(folder, name)),
+        "thumbnail": (
+            lambda: preview.thumbnail(path, "/entry/data/data"),
+            lambda: sandbox.thumbnail(folder, name, "/entry/data/data"),
+        ),
+    }
+    enforced = "enforced" if sandbox.hello["enforced"] else f"NOT enforced ({sandbox.hello['why']})"
+    print(f"\nsandbox ({enforced}), median of {runs} warm runs each:")
+    try:
+        for call, (direct, sandboxed) in calls.items():
+            here, there = [], []
+            for _ in range(runs):
+                start = time.perf_counter()
+                direct()
+                here.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                await sandboxed()
+                there.append(time.perf_counter() - start)
+            a, b = statistics.median(here) * 1e3, statistics.median(there) * 1e3
+            print(f"  {call:<10} in process {a:7.1f} ms   sandboxed {b:7.1f} ms   added {b - a:6.1f} ms")
+    finally:
+        await sandbox.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -122,6 +157,8 @@ def main() -> int:
                 ).stdout
                 runs.append(json.loads(out))
             ok = report(name, runs) and ok
+        Path(folder).chmod(0o755)  # the sandbox's user reads the file
+        asyncio.run(sandbox_cost(path, max(args.runs, 20)))
     return 0 if ok else 1
 
 

@@ -7,6 +7,7 @@ lists them and ``panbinder --generate-config`` writes a commented file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 
@@ -20,6 +21,7 @@ from .builder.providers import GitProvider
 from .builder.r2d import Repo2DockerBuilder
 from .builder.url_guard import RepoGuard
 from .data_mounts.catalogue import Catalogue
+from .data_mounts.sandbox import PreviewSandbox
 from .errors import PanbinderError
 from .events import Event
 from .launcher.hub_api import HubLauncher
@@ -39,6 +41,7 @@ COMPONENTS = [
     ServerPool,
     HubProcess,
     Catalogue,
+    PreviewSandbox,
 ]
 
 
@@ -166,9 +169,12 @@ class ServeApp(ServiceApp):
                 signing_key=ctx.launcher.signing_key,
                 settings=settings,
             )
+        previews = PreviewSandbox(parent=self, log=self.log)
         try:
             if self.start_hub:
                 await hub.wait_ready(token)
+            with contextlib.suppress(PanbinderError):  # logged; the first preview tries again
+                await previews.start()  # logs what the sandbox enforces on this machine
             app = make_app(
                 pipeline=ctx,
                 app=self,
@@ -186,6 +192,7 @@ class ServeApp(ServiceApp):
                 ),
                 cookie_secret=self.secret("portal-cookie-secret"),
                 thumbnail_cache=ThumbnailCache(self.state / "thumbnails"),
+                preview_sandbox=previews,
             )
             server = make_http_server(
                 app,
@@ -207,6 +214,7 @@ class ServeApp(ServiceApp):
             if getattr(ctx.launcher, "pool", None) is not None:
                 await asyncio.wait_for(ctx.launcher.pool.drain(), 20)
         finally:
+            await previews.stop()
             hub.stop()
 
 

@@ -8,9 +8,11 @@ portal (see cli.py and app.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from traitlets import Bool, Unicode, default
@@ -86,9 +88,23 @@ class PanbinderBase(Application):
         launcher.hub_url = HubProcess(parent=self, log=self.log).public_url
 
     def secret(self, name: str) -> str:
-        path = self.state / "secrets" / name
-        if not path.exists():
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
+        """The secret `name` from the state folder, made on first use.
+
+        The folder is 0700 and each file 0600 from the moment it exists (and tightened if an
+        older version left them looser), so no other user (the preview sandbox's, a
+        container's) can read the Hub token or the launch signing key.
+        """
+        folder = self.state / "secrets"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)
+        path = folder / name
+        if path.exists():
             path.chmod(0o600)
+        else:  # written in full under a temporary name (mkstemp: 0600), then linked in place
+            fd, temporary = tempfile.mkstemp(dir=folder, prefix=".new-")
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+            with contextlib.suppress(FileExistsError):  # another command made it first
+                os.link(temporary, path)
+            os.unlink(temporary)
         return path.read_text().strip()

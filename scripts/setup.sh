@@ -33,6 +33,13 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >"$STATE/logs/apt.log"
 fi
 
+# -- the unprivileged user HDF5 previews run as (PreviewSandbox.user) --------------------------
+if ! getent passwd panbinder-preview >/dev/null; then
+  say "creating the system user panbinder-preview (no home, no login shell) for previews"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin panbinder-preview
+fi
+
 # -- background daemons, started by pid file ------------------------------------------------------
 start_daemon() {  # name, readiness command, command...
   local name=$1 ready=$2; shift 2

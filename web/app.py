@@ -7,6 +7,8 @@ from pathlib import Path
 
 from tornado import web
 
+from panbinder.data_mounts.sandbox import PreviewSandbox
+
 from . import auth
 from .api import build
 from .api import catalogue as catalogue_api
@@ -29,6 +31,7 @@ def make_app(
     keepalive_interval: float = 20.0,
     identity: object = None,
     thumbnail_cache: object = None,
+    preview_sandbox: PreviewSandbox | None = None,
     cookie_secret: str = "",
 ) -> web.Application:
     """``public_url`` (scheme, host, port) starts every absolute link the portal hands out."""
@@ -59,6 +62,7 @@ def make_app(
         keepalive_interval=keepalive_interval,
         identity=identity,
         thumbnail_cache=thumbnail_cache,
+        preview_sandbox=preview_sandbox or PreviewSandbox(log=log),
         cookie_secret=cookie_secret or None,
         compress_response=False,
     )

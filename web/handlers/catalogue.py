@@ -6,10 +6,10 @@ from pathlib import Path
 
 from panbinder.data_mounts.access import may_access
 from panbinder.data_mounts.paths import confine, safe_join
-from panbinder.data_mounts.preview import ThumbnailCache, thumbnail, tree
+from panbinder.data_mounts.preview import ThumbnailCache
+from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.data_mounts.scan import SUFFIXES as HDF5_SUFFIXES
 from panbinder.errors import PanbinderError
-from panbinder.executor import run_blocking
 
 from ..api.catalogue import CatalogueHandler, _not_found
 from .badge import badge_svg
@@ -39,7 +39,8 @@ class DoiBadge(CatalogueHandler):
 class PreviewHandler(CatalogueHandler):
     """?file=<relative path in the dataset>[&path=<HDF5 dataset path>&size=N]"""
 
-    async def located_file(self, pid: str) -> Path:
+    async def located_file(self, pid: str) -> tuple[Path, str]:
+        """The dataset's folder (the preview sandbox's root) and the file's path inside it."""
         who = await self.who()
         rel = self.get_argument("file", "")
         if not rel:
@@ -65,31 +66,34 @@ class PreviewHandler(CatalogueHandler):
                 )
             roots = list(cat.storage_roots)
             location = confine(ds.location, roots)
+            folder = location if location.is_dir() else location.parent
             target = location if location.is_file() else safe_join(location, rel)
-            return confine(target, roots)
+            return folder, confine(target, roots).relative_to(folder).as_posix()
 
         return await self.query(fn)
 
 
 class TreeAPI(PreviewHandler):
     async def get(self, pid: str) -> None:
-        path = await self.located_file(pid)
+        folder, relative = await self.located_file(pid)
         self.set_cors()
-        self.finish(await run_blocking(tree, path))
+        sandbox: PreviewSandbox = self.settings["preview_sandbox"]
+        self.finish(await sandbox.tree(folder, relative))
 
 
 class ThumbnailAPI(PreviewHandler):
     async def get(self, pid: str) -> None:
-        path = await self.located_file(pid)
+        folder, relative = await self.located_file(pid)
         dataset_path = self.get_argument("path", "")
         if not dataset_path:
             raise PanbinderError("Say which HDF5 dataset to draw: &path=/entry/data/data.", reason="no_path")
         size = max(self.int_arg("size", 256, 1024), 16)
+        sandbox: PreviewSandbox = self.settings["preview_sandbox"]
         cache: ThumbnailCache | None = self.settings.get("thumbnail_cache")
         if cache is not None:
-            png = await run_blocking(cache.get_or_make, path, dataset_path, size)
+            png = await sandbox.cached_thumbnail(cache, folder, relative, dataset_path, size)
         else:
-            png = await run_blocking(thumbnail, path, dataset_path, size=size)
+            png = await sandbox.thumbnail(folder, relative, dataset_path, size=size)
         self.set_header("Content-Type", "image/png")
         self.set_header("Cache-Control", "max-age=600")
         self.finish(png)
