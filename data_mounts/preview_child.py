@@ -18,25 +18,28 @@ from .frames import frame, write_all
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
-MS_BIND, MS_REC, MS_PRIVATE, MS_REMOUNT = 0x1000, 0x4000, 0x40000, 0x20
-READ_ONLY = 0x1 | 0x2 | 0x4 | 0x8  # MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC
+MS_RDONLY, MS_BIND, MS_REC, MS_PRIVATE, MS_REMOUNT = 0x1, 0x1000, 0x4000, 0x40000, 0x20
+READ_ONLY = MS_RDONLY | 0x2 | 0x4 | 0x8  # and MS_NOSUID, MS_NODEV, MS_NOEXEC
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 OUT_OF_MEMORY_WORDS = ("memory allocation failed", "cannot allocate memory", "unable to allocate")
 
 
-def _tree(path: str) -> bytes:
+def _tree(path: str, within: str) -> bytes:
     from panbinder.data_mounts import preview
 
-    return json.dumps(preview.tree(path)).encode()
+    return json.dumps(preview.tree(path, within=within)).encode()
 
 
-def _thumbnail(path: str, *, dataset_path: str, size: int, max_read_elements: int) -> bytes:
+def _thumbnail(path: str, within: str, *, dataset_path: str, size: int, max_read_elements: int) -> bytes:
     from panbinder.data_mounts import preview
 
-    return preview.thumbnail(path, dataset_path, size=size, max_read_elements=max_read_elements)
+    return preview.thumbnail(
+        path, dataset_path, size=size, max_read_elements=max_read_elements, within=within
+    )
 
 
+# op -> function(path, within, **args): the file and the dataset's location, as the child sees them
 OPERATIONS: dict[str, Callable[..., bytes]] = {"tree": _tree, "thumbnail": _thumbnail}
 
 
@@ -86,16 +89,18 @@ class Confinement:
     memory_limit: int  # bytes of address space on top of the worker's own
     cpu_seconds: int
     open_files: int
+    stage: str = ""  # an empty folder: the root of one-file datasets (a tmpfs mounted per child)
     devnull: int = -1
     libc: Any = field(default=None, repr=False)
 
-    def enter(self, root: str, relative: str, out_fd: int) -> str:
-        """Confine this (forked) process to `root`; the path of `relative` as it now sees it."""
+    def enter(self, request: dict, out_fd: int) -> tuple[str, str]:
+        """Confine this (forked) process to the request's dataset: (file, dataset location) as
+        it now sees them. The dataset is the folder `root`, or only `root/file` if `one_file`."""
+        root, relative, one_file = request["root"], request["file"], request.get("one_file", False)
         self._only_fd(out_fd)
         own_size = self._address_space()
         if self.enforce:
-            self._isolate(root)
-            os.chroot(root)
+            os.chroot(self._isolate(root, relative if one_file else None))
             os.chdir("/")
             os.setgroups([])
             os.setresgid(self.gid, self.gid, self.gid)
@@ -115,17 +120,30 @@ class Confinement:
             (resource.RLIMIT_AS, own_size + self.memory_limit),
         ):
             resource.setrlimit(limit, (value, value))
-        return os.path.join(root, relative)
+        path = os.path.join(root, relative)
+        return path, path if one_file else root
 
-    def _isolate(self, root: str) -> None:
-        """No network; `root` mounted read-only (in this process's own mount table only)."""
+    def _isolate(self, root: str, only: str | None) -> str:
+        """No network; the dataset read-only (in this process's own mount table): the folder
+        `root`, or only its file `only` on an empty, read-only tmpfs. The folder to chroot to."""
         if self.namespaces:
             self._call(self.libc.unshare, self.namespaces)
-        if self.namespaces & CLONE_NEWNS:
+        if not self.namespaces & CLONE_NEWNS:
+            return root
+        mount = self.libc.mount
+        self._call(mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+        if only is None:
             folder = os.fsencode(root)
-            self._call(self.libc.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
-            self._call(self.libc.mount, folder, folder, None, MS_BIND, None)
-            self._call(self.libc.mount, None, folder, None, MS_REMOUNT | MS_BIND | READ_ONLY, None)
+            self._call(mount, folder, folder, None, MS_BIND, None)
+            self._call(mount, None, folder, None, MS_REMOUNT | MS_BIND | READ_ONLY, None)
+            return root
+        stage, file = os.fsencode(self.stage), os.fsencode(os.path.join(self.stage, only))
+        self._call(mount, b"tmpfs", stage, b"tmpfs", READ_ONLY & ~MS_RDONLY, b"size=16k,mode=0755")
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o444))
+        self._call(mount, os.fsencode(os.path.join(root, only)), file, None, MS_BIND, None)
+        self._call(mount, None, file, None, MS_REMOUNT | MS_BIND | READ_ONLY, None)
+        self._call(mount, None, stage, None, MS_REMOUNT | READ_ONLY, None)
+        return self.stage
 
     @staticmethod
     def _call(function: Any, *args: Any) -> None:
@@ -152,8 +170,8 @@ def run_child(request: dict, out_fd: int, confinement: Confinement) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
-            path = confinement.enter(request["root"], request["file"], out_fd)
-            body = OPERATIONS[request["op"]](path, **request.get("args", {}))
+            path, within = confinement.enter(request, out_fd)
+            body = OPERATIONS[request["op"]](path, within, **request.get("args", {}))
             header = {"ok": True}
         except BaseException as error:  # everything becomes a frame the portal can map
             header, body = error_header(error), b""

@@ -242,7 +242,7 @@ def _works(step: Callable[[], object]) -> bool:
     return os.waitpid(pid, 0)[1] == 0
 
 
-def confinement_for(settings: dict) -> tuple[Confinement, dict]:
+def confinement_for(settings: dict, stage: str) -> tuple[Confinement, dict]:
     """The children's confinement, and what of it this machine allows (for the portal's log)."""
     user, uid, gid = identity(settings["user"])
     confinement = Confinement(
@@ -253,16 +253,19 @@ def confinement_for(settings: dict) -> tuple[Confinement, dict]:
         memory_limit=int(settings["memory_limit"]),
         cpu_seconds=max(1, math.ceil(settings["timeout"])),
         open_files=int(settings["open_files"]),
+        stage=stage,
         devnull=os.open(os.devnull, os.O_RDWR),
         libc=ctypes.CDLL(None, use_errno=True),
     )
     why = "not root" if os.geteuid() != 0 else "chroot or setuid refused"
     if os.geteuid() == 0:
-        with tempfile.TemporaryDirectory(prefix="panbinder-preview-probe-") as empty:
-            os.chmod(empty, 0o755)
+        with tempfile.TemporaryDirectory(prefix="panbinder-preview-probe-") as folder:
+            os.chmod(folder, 0o755)
+            open(os.path.join(folder, "probe.h5"), "w").close()
+            probes = [{"root": folder, "file": "probe.h5", "one_file": one} for one in (False, True)]
             for namespaces in (CLONE_NEWNET | CLONE_NEWNS, CLONE_NEWNET, 0):
                 confinement.enforce, confinement.namespaces = True, namespaces
-                if _works(lambda: confinement.enter(empty, ".", os.dup(0))):
+                if all(_works(lambda p=p: confinement.enter(p, os.dup(0))) for p in probes):
                     why = ""
                     break
             else:
@@ -285,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     requests, results = os.dup(0), os.dup(1)
     os.dup2(2, 1)  # a stray print must not corrupt the frames
     preload()
-    confinement, hello = confinement_for(settings)
-    gc.freeze()  # children do not touch (and so copy) the preloaded objects to collect them
-    write_all(results, frame({"id": 0, "hello": hello}))
-    Worker(confinement, float(settings["timeout"]), requests=requests, results=results).serve()
+    with tempfile.TemporaryDirectory(prefix="panbinder-preview-stage-") as stage:
+        os.chmod(stage, 0o755)
+        confinement, hello = confinement_for(settings, stage)
+        gc.freeze()  # children do not touch (and so copy) the preloaded objects to collect them
+        write_all(results, frame({"id": 0, "hello": hello}))
+        Worker(confinement, float(settings["timeout"]), requests=requests, results=results).serve()
     return 0
 
 

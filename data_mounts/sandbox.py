@@ -70,62 +70,70 @@ class PreviewSandbox(LoggingConfigurable):
 
     # -------------------------------------------------------------- previews
 
-    async def tree(self, folder: Path, relative: str) -> dict:
-        """`preview.tree` of `folder/relative`, read in the sandbox."""
-        return json.loads(await self.run("tree", folder, relative))
+    # A dataset's `location` is a folder (then `relative` names the file in it) or one file
+    # (then `relative` is None). The child sees only the location, read-only, as `/`.
+
+    async def tree(self, location: Path, relative: str | None = None) -> dict:
+        """`preview.tree` of the file, read in the sandbox."""
+        return json.loads(await self.run("tree", location, relative))
 
     async def thumbnail(
         self,
-        folder: Path,
-        relative: str,
+        location: Path,
+        relative: str | None,
         dataset_path: str,
         *,
         size: int = 256,
         max_read_elements: int = 4_000_000,
     ) -> bytes:
-        """`preview.thumbnail` of `folder/relative`, drawn in the sandbox."""
+        """`preview.thumbnail` of the file, drawn in the sandbox."""
         args = {"dataset_path": dataset_path, "size": size, "max_read_elements": max_read_elements}
-        return await self.run("thumbnail", folder, relative, **args)
+        return await self.run("thumbnail", location, relative, **args)
 
     async def cached_thumbnail(
-        self, cache, folder: Path, relative: str, dataset_path: str, size: int = 256
+        self, cache, location: Path, relative: str | None, dataset_path: str, size: int = 256
     ) -> bytes:
         """The thumbnail from `cache` (a ThumbnailCache), drawn in the sandbox when missing."""
-        target = await run_blocking(_cache_file, cache, folder / relative, dataset_path, size)
+        path = location if relative is None else location / relative
+        target = await run_blocking(_cache_file, cache, path, dataset_path, size, location)
         try:
             return await run_blocking(target.read_bytes)
         except FileNotFoundError:
             pass
         png = await self.thumbnail(
-            folder, relative, dataset_path, size=size, max_read_elements=cache.max_read_elements
+            location, relative, dataset_path, size=size, max_read_elements=cache.max_read_elements
         )
         await run_blocking(_store, target, png)
         return png
 
-    async def run(self, op: str, folder: Path, relative: str, **args) -> bytes:
-        """Run operation `op` on `folder/relative` in a confined child; its bytes, or PanbinderError."""
+    async def run(self, op: str, location: Path, relative: str | None, **args) -> bytes:
+        """Run operation `op` on the file in a confined child: its bytes, or PanbinderError."""
+        root, file = (location.parent, location.name) if relative is None else (location, relative)
+        request = {"op": op, "root": str(root), "file": file, "one_file": relative is None, "args": args}
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrent)
         async with self._slots:
-            await self.start()
-            request_id = self._next_id = self._next_id + 1
-            future = asyncio.get_running_loop().create_future()
-            self._pending[request_id] = future
-            request = {"id": request_id, "op": op, "root": str(folder), "file": relative, "args": args}
-            try:
-                self._process.stdin.write(frame(request))
-                await self._process.stdin.drain()
-                header, body = await asyncio.wait_for(future, self.timeout + 10)
-            except TimeoutError:
-                await self.stop()  # a worker that does not answer is replaced
-                raise self._unavailable("the worker did not answer; stopped it") from None
-            except ConnectionError as error:  # it exited: the next request starts another
-                raise self._unavailable(f"the worker left: {error!r}") from None
-            finally:
-                self._pending.pop(request_id, None)
+            header, body = await self._ask(request)
         if header.get("ok"):
             return body
-        raise self._error(header, f"{folder}/{relative}", op)
+        raise self._error(header, f"{root}/{file}", op)
+
+    async def _ask(self, request: dict) -> tuple[dict, bytes]:
+        await self.start()
+        request["id"] = self._next_id = self._next_id + 1
+        future = asyncio.get_running_loop().create_future()
+        self._pending[request["id"]] = future
+        try:
+            self._process.stdin.write(frame(request))
+            await self._process.stdin.drain()
+            return await asyncio.wait_for(future, self.timeout + 10)
+        except TimeoutError:
+            await self.stop()  # a worker that does not answer is replaced
+            raise self._unavailable("the worker did not answer; stopped it") from None
+        except ConnectionError as error:  # it exited: the next request starts another
+            raise self._unavailable(f"the worker left: {error!r}") from None
+        finally:
+            self._pending.pop(request["id"], None)
 
     # -------------------------------------------------------------- the worker process
 
@@ -280,8 +288,8 @@ async def _read_frame(stream: asyncio.StreamReader) -> tuple[dict, bytes]:
     return header, await stream.readexactly(body_length)
 
 
-def _cache_file(cache, path: Path, dataset_path: str, size: int) -> Path:
-    return cache.cache_dir / f"{cache.key(path, dataset_path, size)}.png"
+def _cache_file(cache, path: Path, dataset_path: str, size: int, location: Path) -> Path:
+    return cache.cache_dir / f"{cache.key(path, dataset_path, size, location)}.png"
 
 
 def _store(target: Path, png: bytes) -> None:

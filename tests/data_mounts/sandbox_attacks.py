@@ -24,12 +24,12 @@ PR_GET_NO_NEW_PRIVS = 39
 PR_GET_DUMPABLE = 3
 
 
-def read(path: str, *, target: str) -> bytes:
+def read(path: str, within: str, *, target: str) -> bytes:
     with open(target, "rb") as f:
         return f.read(4096)
 
 
-def h5_read(path: str, *, dataset: str, one_value: bool = False) -> bytes:
+def h5_read(path: str, within: str, *, dataset: str, one_value: bool = False) -> bytes:
     """Read a dataset (or its first value) with h5py directly: no check of panbinder's stands
     in the way."""
     import h5py
@@ -40,7 +40,7 @@ def h5_read(path: str, *, dataset: str, one_value: bool = False) -> bytes:
         return bytes(values.tobytes())
 
 
-def whoami(path: str) -> bytes:
+def whoami(path: str, within: str) -> bytes:
     libc = ctypes.CDLL(None)
     open_fds = []
     for fd in range(64):
@@ -59,6 +59,7 @@ def whoami(path: str) -> bytes:
         "environment": dict(os.environ),
         "root_listing": sorted(os.listdir("/")),
         "path": path,
+        "within": within,
         "open_fds": open_fds,
         "limits": limits,
         "no_new_privs": libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0),
@@ -67,35 +68,35 @@ def whoami(path: str) -> bytes:
     return json.dumps(facts).encode()
 
 
-def connect(path: str, *, port: int) -> bytes:
+def connect(path: str, within: str, *, port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=2):
         return b"connected"
 
 
-def allocate(path: str, *, size: int) -> bytes:
+def allocate(path: str, within: str, *, size: int) -> bytes:
     block = bytearray(size)
     block[:: 1 << 12] = b"x" * len(block[:: 1 << 12])  # touch every page
     return b"allocated"
 
 
-def spin(path: str) -> bytes:
+def spin(path: str, within: str) -> bytes:
     while True:
         pass
 
 
-def sleep(path: str) -> bytes:
+def sleep(path: str, within: str) -> bytes:
     time.sleep(3600)
     return b"woke up"
 
 
-def write(path: str) -> bytes:
+def write(path: str, within: str) -> bytes:
     folder = os.path.dirname(path)
     with open(os.path.join(folder, "planted.txt"), "w") as f:
         f.write("planted")
     return b"written"
 
 
-def spawn(path: str) -> bytes:
+def spawn(path: str, within: str) -> bytes:
     pid = os.fork()
     if pid == 0:
         os._exit(0)
@@ -103,7 +104,7 @@ def spawn(path: str) -> bytes:
     return b"forked"
 
 
-def crash(path: str) -> bytes:
+def crash(path: str, within: str) -> bytes:
     ctypes.string_at(0)
     return b"survived"
 

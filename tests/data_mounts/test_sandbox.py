@@ -132,7 +132,7 @@ async def test_child_runs_as_the_preview_user_with_nothing_inherited(sandbox, da
     assert facts["groups"] == []
     assert facts["environment"] == {}
     assert facts["root_listing"] == ["scan.nxs"]  # the dataset's folder is all there is
-    assert facts["path"] == "/scan.nxs"
+    assert (facts["path"], facts["within"]) == ("/scan.nxs", "/")
     assert facts["open_fds"] == [0, 1, 2, 3]  # /dev/null x 3 and the result pipe
     assert facts["no_new_privs"] == 1 and facts["dumpable"] == 0
     limits = facts["limits"]
@@ -141,12 +141,32 @@ async def test_child_runs_as_the_preview_user_with_nothing_inherited(sandbox, da
     assert limits["RLIMIT_AS"][0] == limits["RLIMIT_AS"][1] < 1 << 30
 
 
+async def test_a_one_file_dataset_sees_only_its_file(sandbox, dataset, embargoed):
+    """A dataset whose location is one file: its neighbours on the storage are not there."""
+    neighbour = dataset.parent / "single.nxs"
+    (dataset / "scan.nxs").rename(neighbour)
+    (dataset / "scan.nxs").symlink_to(embargoed)  # a same-named neighbour must not matter
+    facts = json.loads(await sandbox.run("whoami", neighbour, None))
+    assert facts["root_listing"] == ["single.nxs"]
+    assert (facts["path"], facts["within"]) == ("/single.nxs", "/single.nxs")
+    for target in ("/open-scan/scan.nxs", "/embargoed-scan/embargoed.nxs", str(embargoed)):
+        error = await refused(sandbox.run("read", neighbour, None, target=target))
+        assert "FileNotFoundError" in error.log_message
+    error = await refused(sandbox.run("write", neighbour, None))
+    assert "Read-only file system" in error.log_message
+    tree = await sandbox.tree(neighbour)
+    assert tree["file"] == "single.nxs" and tree == json.loads(
+        json.dumps(preview.tree(neighbour, within=neighbour))
+    )
+    assert (await sandbox.thumbnail(neighbour, None, "/entry/counts", size=32)).startswith(b"\x89PNG")
+
+
 # ---------------------------------------------------------------- reading what is not the dataset
 
 
 async def test_secrets_and_system_files_cannot_be_read(sandbox, dataset, state):
     key = state / "secrets" / "launch-signing-key"
-    assert sandbox_attacks.read("", target=str(key)) == SECRET.encode()  # unconfined: it works
+    assert sandbox_attacks.read("", "", target=str(key)) == SECRET.encode()  # unconfined: it works
     for target in (str(key), "/etc/passwd", "/proc/self/environ", f"/proc/{os.getpid()}/environ", "../x"):
         error = await refused(sandbox.run("read", dataset, "scan.nxs", target=target))
         assert error.status_code == 422 and error.reason == "preview-failed", target
@@ -159,7 +179,7 @@ async def test_hdf5_external_storage_cannot_reach_the_signing_key(sandbox, datas
     key = state / "secrets" / "launch-signing-key"
     with h5py.File(dataset / "crafted.h5", "w") as f:
         f.create_dataset("leak", shape=(len(SECRET),), dtype="u1", external=[(str(key), 0, len(SECRET))])
-    assert sandbox_attacks.h5_read(str(dataset / "crafted.h5"), dataset="/leak") == SECRET.encode()
+    assert sandbox_attacks.h5_read(str(dataset / "crafted.h5"), "", dataset="/leak") == SECRET.encode()
     error = await refused(sandbox.run("h5_read", dataset, "crafted.h5", dataset="/leak"))
     assert error.status_code == 422 and SECRET not in error.log_message
     try:  # the real tree: whatever it shows of /leak, it is not the key
@@ -175,7 +195,7 @@ async def test_external_links_and_virtual_sources_stay_in_the_folder(sandbox, da
         layout = h5py.VirtualLayout(shape=(100,), dtype="i8")
         layout[:] = h5py.VirtualSource(str(embargoed), "/entry/counts", shape=(100,))
         f.create_virtual_dataset("virtual", layout, fillvalue=-1)
-    unconfined = sandbox_attacks.h5_read(str(dataset / "links.h5"), dataset="/linked")
+    unconfined = sandbox_attacks.h5_read(str(dataset / "links.h5"), "", dataset="/linked")
     assert np.frombuffer(unconfined, "i8")[0] == 4242
     error = await refused(sandbox.run("h5_read", dataset, "links.h5", dataset="/linked"))
     assert error.status_code == 422 and "4242" not in error.log_message
@@ -188,7 +208,7 @@ async def test_external_links_and_virtual_sources_stay_in_the_folder(sandbox, da
 async def test_no_network_not_even_loopback(sandbox, dataset):
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        assert sandbox_attacks.connect("", port=port) == b"connected"  # unconfined: it works
+        assert sandbox_attacks.connect("", "", port=port) == b"connected"  # unconfined: it works
         error = await refused(sandbox.run("connect", dataset, "scan.nxs", port=port))
     assert error.status_code == 422 and "Network is unreachable" in error.log_message
 
@@ -283,7 +303,7 @@ def test_without_root_the_sandbox_says_it_is_not_enforced(caplog):
             os.setresgid(nobody.pw_gid, nobody.pw_gid, nobody.pw_gid)
             os.setresuid(nobody.pw_uid, nobody.pw_uid, nobody.pw_uid)
             settings = {"user": "panbinder-preview", "memory_limit": 1 << 20, "timeout": 1, "open_files": 8}
-            os.write(write_end, json.dumps(preview_worker.confinement_for(settings)[1]).encode())
+            os.write(write_end, json.dumps(preview_worker.confinement_for(settings, "")[1]).encode())
         finally:
             os._exit(0)
     os.close(write_end)

@@ -39,8 +39,8 @@ class DoiBadge(CatalogueHandler):
 class PreviewHandler(CatalogueHandler):
     """?file=<relative path in the dataset>[&path=<HDF5 dataset path>&size=N]"""
 
-    async def located_file(self, pid: str) -> tuple[Path, str]:
-        """The dataset's folder (the preview sandbox's root) and the file's path inside it."""
+    async def located_file(self, pid: str) -> tuple[Path, str | None]:
+        """The dataset's location and the file's path in it (None: the location is the file)."""
         who = await self.who()
         rel = self.get_argument("file", "")
         if not rel:
@@ -66,24 +66,24 @@ class PreviewHandler(CatalogueHandler):
                 )
             roots = list(cat.storage_roots)
             location = confine(ds.location, roots)
-            folder = location if location.is_dir() else location.parent
-            target = location if location.is_file() else safe_join(location, rel)
-            return folder, confine(target, roots).relative_to(folder).as_posix()
+            if location.is_file():
+                return location, None
+            return location, confine(safe_join(location, rel), roots).relative_to(location).as_posix()
 
         return await self.query(fn)
 
 
 class TreeAPI(PreviewHandler):
     async def get(self, pid: str) -> None:
-        folder, relative = await self.located_file(pid)
+        location, relative = await self.located_file(pid)
         self.set_cors()
         sandbox: PreviewSandbox = self.settings["preview_sandbox"]
-        self.finish(await sandbox.tree(folder, relative))
+        self.finish(await sandbox.tree(location, relative))
 
 
 class ThumbnailAPI(PreviewHandler):
     async def get(self, pid: str) -> None:
-        folder, relative = await self.located_file(pid)
+        location, relative = await self.located_file(pid)
         dataset_path = self.get_argument("path", "")
         if not dataset_path:
             raise PanbinderError("Say which HDF5 dataset to draw: &path=/entry/data/data.", reason="no_path")
@@ -91,9 +91,9 @@ class ThumbnailAPI(PreviewHandler):
         sandbox: PreviewSandbox = self.settings["preview_sandbox"]
         cache: ThumbnailCache | None = self.settings.get("thumbnail_cache")
         if cache is not None:
-            png = await sandbox.cached_thumbnail(cache, folder, relative, dataset_path, size)
+            png = await sandbox.cached_thumbnail(cache, location, relative, dataset_path, size)
         else:
-            png = await sandbox.thumbnail(folder, relative, dataset_path, size=size)
+            png = await sandbox.thumbnail(location, relative, dataset_path, size=size)
         self.set_header("Content-Type", "image/png")
         self.set_header("Cache-Control", "max-age=600")
         self.finish(png)
