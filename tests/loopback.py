@@ -45,12 +45,20 @@ class _Server(ThreadingHTTPServer):
     status: int = 0
 
 
-class LoopbackHTTP:
-    """An HTTP server on 127.0.0.1: ``serve`` (a folder), ``redirect`` (to a base URL) or ``status``."""
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
-    def __init__(self, *, serve: Path | None = None, redirect: str = "", status: int = 0) -> None:
+
+class LoopbackHTTP:
+    """An HTTP server on loopback (``host``): ``serve`` (a folder), ``redirect`` (to a base URL) or ``status``."""
+
+    def __init__(
+        self, *, serve: Path | None = None, redirect: str = "", status: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         handler = partial(_Handler, directory=str(serve or Path.cwd()))
-        self.server = _Server(("127.0.0.1", 0), handler)
+        server_class = _Server6 if ":" in host else _Server
+        self.server = server_class((host, 0), handler)
+        self.host = host
         self.server.requests = []
         self.server.redirect = redirect
         self.server.status = status
@@ -62,7 +70,8 @@ class LoopbackHTTP:
         return self.server.requests
 
     def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
 
     def __enter__(self) -> LoopbackHTTP:
         self.thread.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 from urllib.parse import quote
 
@@ -378,6 +379,26 @@ async def test_git_uses_the_checked_address_not_a_second_lookup(monkeypatch, tmp
         answers = iter([["127.0.0.1"]])
         assert await GitProvider(spec(daemon_url), config=cfg).resolve() == sha
     assert asked == ["rebind.panbinder.invalid"] * 2
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback() or shutil.which("git") is None, reason="needs ::1 and git")
+async def test_an_ipv6_address_is_pinned_for_https(monkeypatch, tmp_path):
+    _, sha = bare_repo(tmp_path)
+    monkeypatch.setattr(RepoGuard, "resolver", staticmethod(lambda host, port: ["::1"]))
+    cfg = loopback_config(allowed_hosts=["*.panbinder.invalid"])
+    with LoopbackHTTP(serve=tmp_path, host="::1") as server:
+        url = f"http://v6.panbinder.invalid:{server.port}/repo.git"
+        assert await GitProvider(spec(url), config=cfg).resolve() == sha
+        assert server.requests
 
 
 async def test_resolutions_beyond_the_limit_are_busy(monkeypatch, public_dns):
