@@ -52,6 +52,9 @@ class PreviewSandbox(LoggingConfigurable):
     max_concurrent = Int(4, help="Previews run at the same time; more requests wait their turn.").tag(
         config=True
     )
+    max_wait = Float(
+        10.0, help="Seconds a preview waits for a turn when max_concurrent are running; then 'busy' (503)."
+    ).tag(config=True)
     max_open_files = Int(
         64, help="Open files per preview (the file, its linked files and virtual-dataset sources)."
     ).tag(config=True)
@@ -112,8 +115,14 @@ class PreviewSandbox(LoggingConfigurable):
         request = {"op": op, "root": str(root), "file": file, "one_file": relative is None, "args": args}
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrent)
-        async with self._slots:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.max_wait)
+        except TimeoutError:
+            raise self._busy() from None
+        try:
             header, body = await self._ask(request)
+        finally:
+            self._slots.release()
         if header.get("ok"):
             return body
         raise self._error(header, f"{root}/{file}", op)
@@ -270,6 +279,14 @@ class PreviewSandbox(LoggingConfigurable):
             reason="preview-failed",
             log_message=log_message,
             status_code=422,
+        )
+
+    def _busy(self) -> PanbinderError:
+        return PanbinderError(
+            "Previews are busy right now; try again in a minute",
+            reason="preview-busy",
+            log_message=f"preview: {self.max_concurrent} previews running, waited {self.max_wait:g} s",
+            status_code=503,
         )
 
     def _unavailable(self, log_message: str) -> PanbinderError:

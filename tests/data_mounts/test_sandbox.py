@@ -9,6 +9,7 @@ crafted HDF5 file could make the HDF5 library do. Each attack is first shown to 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import os
@@ -24,7 +25,8 @@ import numpy as np
 import pytest
 
 from panbinder.base import PanbinderBase
-from panbinder.data_mounts import preview, preview_worker
+from panbinder.data_mounts import preview, preview_child, preview_worker
+from panbinder.data_mounts.frames import parse_frame
 from panbinder.data_mounts.preview import ThumbnailCache
 from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.errors import PanbinderError
@@ -272,7 +274,9 @@ async def test_crash_is_a_clear_error_and_the_worker_survives(sandbox, dataset):
 
 
 async def test_concurrent_previews_are_bounded(dataset):
-    box = PreviewSandbox(worker_module=ATTACKS, timeout=1.0, max_concurrent=2, log=logging.getLogger("test"))
+    box = PreviewSandbox(
+        worker_module=ATTACKS, timeout=1.0, max_concurrent=2, max_wait=1.5, log=logging.getLogger("test")
+    )
     await box.start()
     try:
         started = time.monotonic()
@@ -281,6 +285,11 @@ async def test_concurrent_previews_are_bounded(dataset):
         )
         assert all(isinstance(r, PanbinderError) and r.status_code == 504 for r in results)
         assert time.monotonic() - started >= 2.0  # two rounds of two
+        results = await asyncio.gather(
+            *(box.run("sleep", dataset, "scan.nxs") for _ in range(6)), return_exceptions=True
+        )  # the last two would wait 2 s for their turn, more than max_wait: turned away
+        assert sorted(r.status_code for r in results) == [503, 503, 504, 504, 504, 504]
+        assert "Previews are busy" in next(r.message for r in results if r.status_code == 503)
     finally:
         await box.stop()
 
@@ -291,7 +300,21 @@ async def test_a_dead_worker_is_replaced(sandbox, dataset):
     assert (await sandbox.tree(dataset, "scan.nxs"))["file"] == "scan.nxs"
 
 
-# ---------------------------------------------------------------- without root, secrets
+# ---------------------------------------------------------------- settings, without root, secrets
+
+
+def test_settings_are_documented_traits():
+    from traitlets.config import Config
+
+    from panbinder.app import COMPONENTS
+
+    assert PreviewSandbox in COMPONENTS  # listed by --help-all and --generate-config
+    traits = PreviewSandbox.class_traits(config=True)
+    assert set(traits) == {"user", "memory_limit", "timeout", "max_concurrent", "max_wait", "max_open_files"}
+    assert all(trait.help for trait in traits.values())
+    assert "c.PreviewSandbox.memory_limit" in PreviewSandbox.class_config_section()
+    config = Config({"PreviewSandbox": {"timeout": 5.0, "user": "someone"}})
+    assert (PreviewSandbox(config=config).timeout, PreviewSandbox(config=config).user) == (5.0, "someone")
 
 
 def test_without_root_the_sandbox_says_it_is_not_enforced(caplog):
@@ -315,6 +338,39 @@ def test_without_root_the_sandbox_says_it_is_not_enforced(caplog):
         box._report(hello)
         box._report(hello)
     assert [r.getMessage() for r in caplog.records].count("preview sandbox: not enforced (not root)") == 1
+
+
+def test_without_root_a_child_still_gets_limits_and_its_files(dataset):
+    """The fallback: no chroot or user change, but the same limits, and paths that work."""
+    confinement = preview_child.Confinement(
+        enforce=False,
+        namespaces=0,
+        uid=os.getuid(),
+        gid=os.getgid(),
+        memory_limit=64 << 20,
+        cpu_seconds=2,
+        open_files=32,
+        devnull=os.open(os.devnull, os.O_RDWR),
+        libc=ctypes.CDLL(None, use_errno=True),
+    )
+    answers = {}
+    for op in ("whoami", "tree"):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            preview_child.run_child(
+                {"op": op, "root": str(dataset), "file": "scan.nxs"}, write_end, confinement
+            )
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            header, answers[op], _ = parse_frame(pipe.read())
+        os.waitpid(pid, 0)
+        assert header["ok"], header
+    facts = json.loads(answers["whoami"])
+    assert (facts["path"], facts["within"]) == (str(dataset / "scan.nxs"), str(dataset))
+    assert facts["environment"] == {} and facts["open_fds"] == [0, 1, 2, 3]
+    assert facts["limits"]["RLIMIT_NPROC"] == [0, 0] and facts["limits"]["RLIMIT_CPU"] == [2, 2]
+    assert json.loads(answers["tree"])["file"] == "scan.nxs"
 
 
 def test_secrets_are_private_even_without_a_chroot(tmp_path):
