@@ -187,7 +187,6 @@ KNOWN_FILTERS = (307, 32001, 32004, 32008, 32013, 32015, 32017, 32018, 32026)  #
 def preload() -> None:
     """Import and load everything a preview needs now: a chrooted child cannot find files later."""
     import h5py
-    import numpy as np
 
     try:
         import hdf5plugin  # noqa: F401  (registers its filters in this process)
@@ -195,27 +194,45 @@ def preload() -> None:
         pass
     for filter_id in KNOWN_FILTERS:  # loads plugins named by HDF5_PLUGIN_PATH, if any
         h5py.h5z.filter_avail(filter_id)
-    from panbinder.data_mounts import preview
-    from panbinder.errors import PanbinderError
-
     with tempfile.TemporaryDirectory(prefix="panbinder-preview-warm-up-") as folder:
-        path = os.path.join(folder, "warm-up.nxs")
-        with h5py.File(path, "w") as f:
-            entry = f.create_group("entry")
-            entry.attrs["NX_class"] = "NXentry"
-            entry["title"] = "warm-up"
-            entry["line"] = np.linspace(1.0, 1e4, 300)
-            entry.create_dataset("image", data=np.ones((64, 64), "f4"), chunks=(16, 16), compression="gzip")
-            entry["int"] = np.arange(12, dtype="i2").reshape(3, 4)
-        json.dumps(preview.tree(path))
-        for name in ("/entry/line", "/entry/image", "/entry/int"):
-            preview.thumbnail(path, name, size=64)
         try:
-            preview.thumbnail(path, "/entry/missing")
-        except PanbinderError as error:
+            _warm_up(folder)
+        except Exception as error:  # previews may still work; the portal's log says why not
+            print(f"preview worker: warm-up failed: {type(error).__name__}: {error}", file=sys.stderr)
+    for error in (MemoryError(), RuntimeError("warm-up")):
+        error_header(error)
+
+
+def _warm_up(folder: str) -> None:
+    """One tree and a few thumbnails and refusals of a file with the usual kinds of object."""
+    import h5py
+    import numpy as np
+
+    from panbinder.data_mounts import preview
+
+    path, source = os.path.join(folder, "warm-up.nxs"), os.path.join(folder, "source.h5")
+    with h5py.File(source, "w") as f:
+        f["data"] = np.arange(10.0)
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        entry.attrs["latin"] = np.bytes_(b"\xb5m")  # decoded as Latin-1
+        entry["title"] = "warm-up"
+        entry["line"] = np.linspace(1.0, 1e4, 300)
+        entry.create_dataset("image", data=np.ones((64, 64), "f4"), chunks=(16, 16), compression="gzip")
+        entry["int"] = np.arange(12, dtype="i2").reshape(3, 4)
+        entry["linked"] = h5py.ExternalLink("source.h5", "/data")
+        entry["outside"] = h5py.ExternalLink("/nonexistent/outside.h5", "/data")
+        layout = h5py.VirtualLayout(shape=(10,), dtype="f8")
+        layout[:] = h5py.VirtualSource("source.h5", "/data", shape=(10,))
+        entry.create_virtual_dataset("virtual", layout)
+        entry.create_dataset("stored", shape=(4,), dtype="u1", external=[(source, 0, 4)])
+    json.dumps(preview.tree(path))
+    for name in ("line", "image", "int", "linked", "virtual", "outside", "stored", "missing"):
+        try:
+            preview.thumbnail(path, f"/entry/{name}", size=64)
+        except Exception as error:  # the refusals are warmed up too
             error_header(error)
-    error_header(MemoryError())
-    error_header(RuntimeError("warm-up"))
 
 
 def identity(user: str) -> tuple[str, int, int]:

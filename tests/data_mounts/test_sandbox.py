@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pwd
+import shutil
 import socket
 import stat
 import time
@@ -31,6 +32,7 @@ from panbinder.data_mounts.preview import ThumbnailCache
 from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.errors import PanbinderError
 from tests.data_mounts import sandbox_attacks
+from tests.shared_data import NEXUS
 
 ATTACKS = "tests.data_mounts.sandbox_attacks"
 SECRET = "0123456789abcdef-the-launch-signing-key"
@@ -103,6 +105,23 @@ async def test_tree_and_thumbnail_are_the_same_as_in_process(sandbox, dataset):
     )
     png = await sandbox.thumbnail(dataset, "scan.nxs", "/entry/image", size=64)
     assert png == preview.thumbnail(dataset / "scan.nxs", "/entry/image", size=64)
+
+
+async def test_real_facility_files_look_the_same_through_the_sandbox(sandbox, tmp_path):
+    """Every tree and drawable dataset of the shared NeXus files: nothing the child needs is
+    missing after the chroot (a module, a codec, a filter plugin)."""
+    from tests.data_mounts.test_preview import EXPECTED, _drawable_datasets
+
+    folder = tmp_path / "nexus"
+    folder.mkdir(mode=0o755)
+    for name in EXPECTED:
+        shutil.copyfile(NEXUS / name, folder / name)
+        (folder / name).chmod(0o644)
+        expected = json.loads(json.dumps(preview.tree(folder / name, within=folder)))
+        assert await sandbox.tree(folder, name) == expected, name
+    for name, path in _drawable_datasets():
+        png = await sandbox.thumbnail(folder, name, path, size=128)
+        assert png == preview.thumbnail(folder / name, path, size=128, within=folder), (name, path)
 
 
 async def test_the_previews_own_refusal_passes_through(sandbox, dataset):
