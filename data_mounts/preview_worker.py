@@ -27,8 +27,9 @@ frame is whole; the child is reaped after. Measured on the 2-core machine (load 
 other work, medians of 100): a preview that does nothing takes 4.5 ms from the portal's request
 to its answer (fork, namespaces, read-only mount, chroot, user, limits, pipes); the tree of a
 small NeXus file then takes 3.7 ms in the child against 0.9 ms when repeated in one process
-(copy-on-write and cold caches after the fork). `benchmarks/preview.py`: tree 1.9 -> 13.8 ms,
-thumbnail of a terabyte-shaped dataset 48 -> 61 ms: 10 to 15 ms added per preview.
+(copy-on-write and cold caches after the fork). `benchmarks/preview.py`, twice: tree 1.3 -> 8.1
+and 1.9 -> 13.8 ms, thumbnail of a terabyte-shaped dataset 41 -> 50 and 48 -> 61 ms: 7 to 15 ms
+added per preview, depending on the load.
 """
 
 from __future__ import annotations

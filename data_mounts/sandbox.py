@@ -8,7 +8,7 @@ CPU and wall-clock limits. The outcome comes back as a `PanbinderError` the user
 large (413), too slow (504), the preview's own refusals unchanged.
 
 `ThumbnailCache` files are read and written here, in the portal: the children cannot write.
-A preview costs 10 to 15 ms more this way (measured in preview_worker.py and by
+A preview costs 7 to 15 ms more this way (measured in preview_worker.py and by
 `benchmarks/preview.py`); the worker starts in about 0.2 s (imports and a warm-up), at `serve`.
 """
 
