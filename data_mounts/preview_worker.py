@@ -85,15 +85,20 @@ class Worker:
         self.inbox = bytearray()
 
     def serve(self) -> None:
+        """Until the portal closes stdin (or SIGTERM); the children are killed on the way out."""
         os.set_blocking(self.requests, False)
         self.selector.register(self.requests, selectors.EVENT_READ, self._on_request)
-        while True:
-            deadlines = [c.deadline for c in self.children.values() if c.status is None]
-            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            for key, _ in self.selector.select(wait):
-                if key.data(key.fd) is False:
-                    return self._stop()
-            self._kill_late()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            while True:
+                deadlines = [c.deadline for c in self.children.values() if c.status is None]
+                wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                for key, _ in self.selector.select(wait):
+                    if key.data(key.fd) is False:
+                        return
+                self._kill_late()
+        finally:
+            self._stop()
 
     def _on_request(self, fd: int) -> bool:
         chunk = os.read(fd, 1 << 16)
@@ -296,6 +301,7 @@ def confinement_for(settings: dict, stage: str) -> tuple[Confinement, dict]:
         "gid": gid,
         "network_namespace": bool(confinement.namespaces & CLONE_NEWNET),
         "read_only_mount": bool(confinement.namespaces & CLONE_NEWNS),
+        "stage": stage,
     }
     return confinement, hello
 
