@@ -2,10 +2,11 @@
 
 The portal holds the Hub's service token, the launch signing key and the catalogue; a preview
 reads files facility users wrote. So the portal never opens an HDF5 file for a preview: it
-sends (dataset folder, file relative to it, what to draw) to the worker, whose child sees only
-that folder as `/`, runs as an unprivileged user with no network, and is killed at its memory,
-CPU and wall-clock limits. The outcome comes back as a `PanbinderError` the user can act on: too
-large (413), too slow (504), the preview's own refusals unchanged.
+sends (the dataset's location, the file in it, what to draw) to the worker, whose child sees
+only that location, read-only, as `/`, runs as an unprivileged user with no network, and is
+killed at its memory, CPU and wall-clock limits. The outcome comes back as a `PanbinderError`
+the user can act on: too large (413), too slow (504), busy (503), the preview's own refusals
+unchanged. Without root, the children keep the limits only, and the log says so once.
 
 `ThumbnailCache` files are read and written here, in the portal: the children cannot write.
 A preview costs 7 to 15 ms more this way (measured in preview_worker.py and by
@@ -43,20 +44,23 @@ class PreviewSandbox(LoggingConfigurable):
     ).tag(config=True)
     memory_limit = Int(
         512 << 20,
+        min=16 << 20,
         help="Bytes of memory (address space) one preview may allocate beyond the worker's own "
         "(about 120 MiB); a preview that needs more is refused with 'too large to preview'.",
     ).tag(config=True)
     timeout = Float(
-        20.0, help="Seconds (wall clock, and CPU) one preview may take before it is stopped."
+        20.0, min=0.5, help="Seconds (wall clock, and CPU) one preview may take before it is stopped."
     ).tag(config=True)
-    max_concurrent = Int(4, help="Previews run at the same time; more requests wait their turn.").tag(
+    max_concurrent = Int(4, min=1, help="Previews run at the same time; more requests wait their turn.").tag(
         config=True
     )
     max_wait = Float(
-        10.0, help="Seconds a preview waits for a turn when max_concurrent are running; then 'busy' (503)."
+        10.0,
+        min=0.0,
+        help="Seconds a preview waits for a turn when max_concurrent are running; then 'busy' (503).",
     ).tag(config=True)
     max_open_files = Int(
-        64, help="Open files per preview (the file, its linked files and virtual-dataset sources)."
+        64, min=8, help="Open files per preview (the file, its linked files and virtual-dataset sources)."
     ).tag(config=True)
 
     def __init__(self, *, worker_module: str = WORKER_MODULE, **kwargs) -> None:

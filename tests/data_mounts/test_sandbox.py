@@ -324,6 +324,7 @@ async def test_a_dead_worker_is_replaced(sandbox, dataset):
 
 
 def test_settings_are_documented_traits():
+    from traitlets import TraitError
     from traitlets.config import Config
 
     from panbinder.app import COMPONENTS
@@ -335,6 +336,8 @@ def test_settings_are_documented_traits():
     assert "c.PreviewSandbox.memory_limit" in PreviewSandbox.class_config_section()
     config = Config({"PreviewSandbox": {"timeout": 5.0, "user": "someone"}})
     assert (PreviewSandbox(config=config).timeout, PreviewSandbox(config=config).user) == (5.0, "someone")
+    with pytest.raises(TraitError, match="memory_limit"):
+        PreviewSandbox(memory_limit=1024)  # a value no preview could work with is refused at start
 
 
 def test_without_root_the_sandbox_says_it_is_not_enforced(caplog):
