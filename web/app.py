@@ -10,7 +10,7 @@ from tornado import web
 from panbinder.data_mounts.sandbox import PreviewSandbox
 
 from . import auth
-from .api import build
+from .api import build, openapi
 from .api import catalogue as catalogue_api
 from .handlers import badge, base, build_logs, health, pages
 from .handlers import catalogue as catalogue_pages
@@ -43,6 +43,7 @@ def make_app(
         *health.routes,
         *catalogue_pages.routes,
         *catalogue_api.routes,
+        *openapi.routes,
         *auth.routes,
     ]
     prefixed = [(base_url.rstrip("/") + path, handler) for path, handler in routes]
