@@ -168,7 +168,9 @@ def mirror_channel(tmp_path_factory) -> Path:
 def mirror(mirror_channel):
     """A conda channel mirror with the channel conda-forge, on the docker bridge's gateway."""
     root, base = mirror_channel.parent.parent, mirror_channel.parent.name
-    server = ThreadingHTTPServer((docker_bridge_gateway(), 0), functools.partial(QuietHandler, directory=str(root)))
+    server = ThreadingHTTPServer(
+        (docker_bridge_gateway(), 0), functools.partial(QuietHandler, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://{server.server_address[0]}:{server.server_address[1]}/{base}"
