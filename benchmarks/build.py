@@ -31,7 +31,7 @@ REQUIREMENTS = "numpy==2.4.6\nh5py==3.16.0\nmatplotlib==3.11.2\n"
 
 async def build_seconds(url: str) -> tuple[float, str]:
     s = await read_stream(url + "?build_only=true")
-    if s.last.get("phase") != "built":
+    if s.last.get("phase") != "ready":
         raise RuntimeError(s.log()[-3000:])
     return s.seconds, s.last["imageName"]
 

@@ -81,7 +81,7 @@ async def floor_once(image: str) -> float:
 
 async def build_time(url: str) -> float:
     s = await read_stream(url + "?build_only=true")
-    if s.last.get("phase") != "built":
+    if s.last.get("phase") != "ready":
         raise RuntimeError(s.log())
     return s.seconds
 

@@ -28,6 +28,15 @@ class LaunchResult:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ServerScope:
+    """What marks this Hub's server containers: their name prefix and the Hub API URL they
+    were given (containers of another Hub on the same engine share neither)."""
+
+    container_prefix: str
+    hub_api_url: str = ""
+
+
 class Launcher(LoggingConfigurable):
     """Starts a server for an image. ``launch`` yields ``launching`` events and ends with
     ``ready`` (extra: url, token, image) or ``failed``. It never builds."""
@@ -38,3 +47,10 @@ class Launcher(LoggingConfigurable):
 
     async def ping(self) -> bool:
         raise NotImplementedError
+
+    async def start(self, scope: ServerScope | None = None) -> None:
+        """Begin background work (the portal calls this once its Hub answers); ``scope`` says
+        which containers are this Hub's servers. Default: nothing to start."""
+
+    async def stop(self) -> None:
+        """End background work and remove the servers only this process holds (on shutdown)."""

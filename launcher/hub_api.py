@@ -1,22 +1,33 @@
-"""HubLauncher: temporary user + server per launch via the JupyterHub REST API."""
+"""HubLauncher: temporary user + server per launch via the JupyterHub REST API.
+
+Concurrency is a setting, not an accident of an HTTP client: at most
+``max_concurrent_launches`` launches talk to the Hub at once, each with a progress stream of
+the launcher's own; the others wait in line and are told their position. Whatever a launch
+leaves unfinished (it failed, or its reader left) is removed in the background within
+``cleanup_timeout``; what even that misses is the reaper's.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Int, Type, Unicode
 
 from panbinder.data_mounts import signing
 from panbinder.events import Event
+from panbinder.executor import log_task_exception
 
-from .base import Launcher, LaunchRequest
+from .base import Launcher, LaunchRequest, ServerScope
+from .hub_client import HubClient
+from .reaper import Reaper
+from .slots import LaunchSlots
+
+FAILED_MESSAGE = "The server could not be started; try again, or tell the operators if it keeps failing."
 
 
 class HubLauncher(Launcher):
@@ -45,6 +56,21 @@ class HubLauncher(Launcher):
     )
     launch_timeout = Float(120.0, help="Seconds a server may take to start.").tag(config=True)
     retries = Int(3, help="Attempts for each Hub API call that fails on connection errors.").tag(config=True)
+    max_concurrent_launches = Int(
+        32,
+        help="Launches that may start servers at once (each holds one progress stream to the Hub); "
+        "more wait in line and get 'waiting' events with their position.",
+    ).tag(config=True)
+    api_connections = Int(
+        16,
+        help="Connections for short Hub calls (users, tokens, server state), kept apart from the "
+        "progress streams so a long stream never makes them wait.",
+    ).tag(config=True)
+    cleanup_timeout = Float(
+        60.0,
+        help="Seconds the removal of a failed or abandoned launch's server and user may take "
+        "(stop the server, wait until it has stopped, delete the user); the reaper retries the rest.",
+    ).tag(config=True)
     pool_class = Type(
         "panbinder.launcher.pool.ServerPool",
         klass="panbinder.launcher.pool.ServerPool",
@@ -55,106 +81,87 @@ class HubLauncher(Launcher):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pool = self.pool_class(parent=self, launcher=self, log=self.log) if self.pool_class else None
+        self.reaper = Reaper(parent=self, launcher=self, log=self.log)
+        self.slots = LaunchSlots(self.max_concurrent_launches)
+        self.live: set[str] = set()  # users of launches in progress or being removed
+        self.spawning: set[str] = set()  # users whose server is starting (launches and the pool)
+        self.leftover: set[str] = set()  # users whose removal failed: the reaper retries
+        self.tasks: set[asyncio.Task] = set()
+        self._hub: HubClient | None = None
 
-    def _api(self, path: str) -> str:
-        return f"{self.hub_url.rstrip('/')}/hub/api{path}"
-
-    async def _call(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        req = HTTPRequest(
-            self._api(path),
-            method=method,
-            headers={"Authorization": f"token {self.api_token}", "Content-Type": "application/json"},
-            body=None if body is None else json.dumps(body),
-            request_timeout=kw.pop("timeout", 30),
-            allow_nonstandard_methods=True,
-            **kw,
-        )
-        for attempt in range(self.retries):
-            try:
-                resp = await AsyncHTTPClient().fetch(req)
-                return json.loads(resp.body) if resp.body else None
-            except HTTPClientError as e:
-                if e.code != 599 or attempt == self.retries - 1:
-                    raise
-            except OSError:
-                if attempt == self.retries - 1:
-                    raise
-            await asyncio.sleep(0.2 * (attempt + 1))
+    @property
+    def hub(self) -> HubClient:
+        """The launcher's own Hub client, made on first use (the token is set by then)."""
+        if self._hub is None:
+            extra = self.pool.max_servers if self.pool is not None else 0
+            self._hub = HubClient(
+                self.hub_url,
+                self.api_token,
+                stream_slots=self.max_concurrent_launches + extra + 2,
+                call_slots=self.api_connections,
+                retries=self.retries,
+            )
+        return self._hub
 
     async def ping(self) -> bool:
         try:
-            await self._call("GET", "/", timeout=3)
+            await self.hub.call("GET", "/", timeout=3)
         except Exception:
             return False
         return True
 
-    async def _progress(self, user: str) -> AsyncIterator[dict]:
-        """Follow /users/NAME/server/progress (SSE) until ready or failed."""
-        queue: asyncio.Queue = asyncio.Queue()
-        buf = b""
+    async def start(self, scope: ServerScope | None = None) -> None:
+        self.reaper.start(scope)
 
-        def on_chunk(chunk: bytes) -> None:
-            nonlocal buf
-            buf += chunk
-            while b"\n\n" in buf:
-                block, buf = buf.split(b"\n\n", 1)
-                for line in block.splitlines():
-                    if line.startswith(b"data:"):
-                        queue.put_nowait(json.loads(line[5:]))
+    async def stop(self) -> None:
+        await self.reaper.stop()
+        if self.pool is not None:
+            await self.pool.drain()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=self.cleanup_timeout)
+        if self._hub is not None:
+            self._hub.close()
+            self._hub = None
 
-        req = HTTPRequest(
-            self._api(f"/users/{quote(user)}/server/progress"),
-            headers={"Authorization": f"token {self.api_token}", "Accept": "text/event-stream"},
-            streaming_callback=on_chunk,
-            request_timeout=self.launch_timeout,
-        )
-        fetch = asyncio.ensure_future(AsyncHTTPClient().fetch(req, raise_error=False))
-        try:
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, fetch}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    event = getter.result()
-                    yield event
-                    if event.get("ready") or event.get("failed"):
-                        return
-                else:
-                    getter.cancel()
-                    while not queue.empty():
-                        yield queue.get_nowait()
-                    return
-        finally:
-            if not fetch.done():
-                fetch.cancel()
+    def owned_users(self) -> set[str]:
+        """Temporary users this process is using: live launches, starting and pooled servers."""
+        pooled = {e.user for v in self.pool.entries.values() for e in v} if self.pool else set()
+        return self.live | self.spawning | pooled
+
+    def abandoned_users(self) -> set[str]:
+        return set(self.leftover)
 
     async def create_token(self, user: str, note: str) -> str:
         body = {"expires_in": self.token_expires_in, "note": note}
-        return (await self._call("POST", f"/users/{quote(user)}/tokens", body))["token"]
+        return (await self.hub.call("POST", f"/users/{quote(user)}/tokens", body))["token"]
 
     async def spawn(self, user: str, request: LaunchRequest) -> AsyncIterator[str]:
         """Create ``user`` and start its server with the image; yields the Hub's progress
         messages and returns when the server is ready. Raises SpawnFailed."""
-        await self._call("POST", f"/users/{quote(user)}")
-        req = HTTPRequest(
-            self._api(f"/users/{quote(user)}/server"),
-            method="POST",
-            headers={"Authorization": f"token {self.api_token}"},
-            body=json.dumps({"user_options": self.user_options(request, user)}),
-            request_timeout=self.launch_timeout,
-        )
-        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
-        if resp.code not in (201, 202):
-            raise SpawnFailed(f"the Hub refused to start the server ({resp.code})", resp.body[:300])
-        if resp.code == 201:
-            return
-        async for ev in self._progress(user):
-            if ev.get("failed"):
-                raise SpawnFailed(ev.get("message", "the server failed to start"))
-            if ev.get("ready"):
+        self.spawning.add(user)
+        try:
+            await self.hub.call("POST", f"/users/{quote(user)}")
+            options = {"user_options": self.user_options(request, user)}
+            code, body = await self.hub.start_server(user, options, timeout=self.launch_timeout)
+            if code == 201:
                 return
-            if ev.get("message"):
-                yield ev["message"].rstrip("\n") + "\n"
-        raise SpawnFailed("the Hub's progress stream ended before the server was ready")
+            if code != 202:
+                raise SpawnFailed(
+                    f"the Hub refused to start the server ({code})", body[:300], status_code=503
+                )
+            deadline = time.monotonic() + self.launch_timeout
+            try:
+                async for ev in self.hub.progress(user, deadline):
+                    if ev.get("failed"):
+                        raise SpawnFailed(ev.get("message", "the server failed to start"))
+                    if ev.get("ready"):
+                        return
+                    if ev.get("message"):
+                        yield ev["message"].rstrip("\n") + "\n"
+            except TimeoutError:
+                raise SpawnFailed(f"the server did not start within {self.launch_timeout:.0f} s") from None
+        finally:
+            self.spawning.discard(user)
 
     def user_options(self, request: LaunchRequest, user: str) -> dict:
         """What the spawner gets: the image, and mounts and environment (if any) signed for
@@ -175,41 +182,63 @@ class HubLauncher(Launcher):
 
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
         extra = {"launch_id": request.launch_id, "image": request.image.full}
-        note = f"panbinder launch {request.launch_id}"
         pooled = await self.pool.take(request) if self.pool is not None else None
         if pooled is not None:
             try:
-                token = await self.create_token(pooled, note)
+                token = await self.create_token(pooled, f"panbinder launch {request.launch_id}")
             except Exception as e:
                 self.log.warning("pooled server %s unusable: %s", pooled, e, extra=extra)
-                await self.delete_user(pooled)
+                self._discard(pooled)
             else:
                 self.log.info("launched %s from the pool as %s", request.image.full, pooled, extra=extra)
                 yield self._ready(request, pooled, token, prestarted=True)
                 return
-        user = f"{self.user_prefix}{secrets.token_hex(6)}"
-        self.log.info("launching %s as %s", request.image.full, user, extra=extra)
-        yield Event("launching", "Launching server...\n")
-        token_task: asyncio.Future | None = None
+        ticket = self.slots.enter()
         try:
-            async for message in self.spawn(user, request):
-                if token_task is None:  # the server is starting: the Hub has time for this now
-                    token_task = asyncio.ensure_future(self.create_token(user, note))
-                yield Event("launching", message)
-            token = await (token_task or self.create_token(user, note))
-        except Exception as e:
+            async for position, total in self.slots.wait(ticket):
+                yield Event(
+                    "waiting",
+                    f"Waiting for a launch slot: position {position} of {total}\n",
+                    {"position": position, "queue_length": total},
+                )
+            async for event in self._launch_new(request, extra):
+                yield event
+        finally:
+            self.slots.leave(ticket)
+
+    async def _launch_new(self, request: LaunchRequest, extra: dict) -> AsyncIterator[Event]:
+        """Start a new temporary user's server; unless it is handed out, it is removed."""
+        user = f"{self.user_prefix}{secrets.token_hex(6)}"
+        self.live.add(user)
+        handed_out = False
+        token_task: asyncio.Future | None = None
+        self.log.info("launching %s as %s", request.image.full, user, extra=extra)
+        try:
+            yield Event("launching", "Launching server...\n")
+            try:
+                async for message in self.spawn(user, request):
+                    if token_task is None:  # the server is starting: the Hub has time for this now
+                        token_task = asyncio.ensure_future(self._token(user, request))
+                    yield Event("launching", message)
+                token = await (token_task or self._token(user, request))
+            except Exception as e:
+                self.log.warning("launch failed: %s", getattr(e, "log_message", e), extra=extra)
+                detail = {"detail": e.user_detail} if isinstance(e, SpawnFailed) else {}
+                status = e.status_code if isinstance(e, SpawnFailed) else 500
+                yield Event("failed", FAILED_MESSAGE, {**detail, "status_code": status})
+                return
+            handed_out = True
+            yield self._ready(request, user, token, prestarted=False)
+        finally:
             if token_task is not None and not token_task.done():
                 token_task.cancel()
-            self.log.warning("launch failed: %s", getattr(e, "log_message", e), extra=extra)
-            await self.delete_user(user)
-            detail = {"detail": e.user_detail} if isinstance(e, SpawnFailed) else {}
-            yield Event(
-                "failed",
-                "The server could not be started; try again, or tell the operators if it keeps failing.",
-                detail,
-            )
-            return
-        yield self._ready(request, user, token, prestarted=False)
+            if handed_out:
+                self.live.discard(user)
+            else:  # failed, or the reader left: the server and user go, in the background
+                self._discard(user)
+
+    async def _token(self, user: str, request: LaunchRequest) -> str:
+        return await self.create_token(user, f"panbinder launch {request.launch_id}")
 
     def _ready(self, request: LaunchRequest, user: str, token: str, *, prestarted: bool) -> Event:
         """The ready event; the pool replaces what this launch used (or learns the image)."""
@@ -219,15 +248,46 @@ class HubLauncher(Launcher):
         extra = {"url": url, "token": token, "image": request.image.full, "prestarted": prestarted}
         return Event("ready", f"server running at {url}\n", extra)
 
-    async def delete_user(self, user: str) -> None:
+    def _discard(self, user: str) -> None:
+        """Remove ``user`` in a task of its own: a closed or cancelled launch cannot stop it."""
+        self.live.add(user)
+
+        async def run() -> None:
+            try:
+                await self.remove_user(user)
+            finally:
+                self.live.discard(user)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"remove-{user}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda t: log_task_exception(t, self.log))
+
+    async def remove_user(self, user: str) -> bool:
+        """Stop the server, wait, delete the user (bounded); a failure is left to the reaper."""
         try:
-            await self._call("DELETE", f"/users/{quote(user)}")
-        except Exception as e:  # the culler will catch what remains
+            ok = await self.hub.remove(user, self.cleanup_timeout)
+        except Exception as e:
             self.log.warning("could not remove user %s: %s", user, e)
+            ok = False
+        if ok:
+            self.leftover.discard(user)
+            self.log.info("removed temporary user %s and its server", user)
+        else:
+            self.leftover.add(user)
+            self.log.warning(
+                "user %s not removed within %.0f s; the reaper will retry", user, self.cleanup_timeout
+            )
+        return ok
+
+    async def delete_user(self, user: str) -> None:
+        """Remove a pooled or unusable server's user (kept for the pool)."""
+        await self.remove_user(user)
 
 
 class SpawnFailed(Exception):
-    def __init__(self, user_detail: str, log_detail: object = "") -> None:
+    def __init__(self, user_detail: str, log_detail: object = "", *, status_code: int = 500) -> None:
         super().__init__(user_detail)
         self.user_detail = user_detail[:500]
         self.log_message = f"{user_detail} {log_detail!r}" if log_detail else user_detail
+        self.status_code = status_code

@@ -118,9 +118,11 @@ class ServerPool(LoggingConfigurable):
                 try:
                     async for _ in self.launcher.spawn(user, self.requests[key]):
                         pass
-                except Exception as e:
-                    self.log.warning("could not pre-start a server for %s: %s", key[0], e)
-                    await self.launcher.delete_user(user)
+                except BaseException as e:  # failed, or cancelled by drain: its user goes too
+                    self.log.warning("could not pre-start a server for %s: %r", key[0], e)
+                    await asyncio.shield(self.launcher.delete_user(user))
+                    if not isinstance(e, Exception):
+                        raise
                     return
                 self.entries.setdefault(key, []).append(PoolEntry(user, time.monotonic()))
                 self.log.info("pre-started %s for %s", user, key[0])

@@ -24,9 +24,11 @@ from .data_mounts.catalogue import Catalogue
 from .data_mounts.sandbox import PreviewSandbox
 from .errors import PanbinderError
 from .events import Event
+from .launcher.base import ServerScope
 from .launcher.hub_api import HubLauncher
 from .launcher.hub_process import HubProcess
 from .launcher.pool import ServerPool
+from .launcher.reaper import Reaper
 from .registry_cache import Registry
 
 COMPONENTS = [
@@ -39,6 +41,7 @@ COMPONENTS = [
     RepoGuard,
     HubLauncher,
     ServerPool,
+    Reaper,
     HubProcess,
     Catalogue,
     PreviewSandbox,
@@ -116,6 +119,11 @@ class ServeApp(ServiceApp):
         config=True
     )
     body_timeout = Float(30.0, help="Seconds a client may take to send a request body.").tag(config=True)
+    enable_build_only = Bool(
+        False,
+        help="Allow /build/...?build_only=true (API-only mode): build the image and end with 'ready' "
+        "and its imageName, launching nothing. Refused with 403 when False.",
+    ).tag(config=True)
 
     @default("public_url")
     def _public_url_default(self) -> str:
@@ -173,6 +181,13 @@ class ServeApp(ServiceApp):
         try:
             if self.start_hub:
                 await hub.wait_ready(token)
+            await ctx.launcher.start(
+                ServerScope(
+                    hub.container_prefix, f"http://{settings['hub_connect_ip']}:{hub.hub_port}/hub/api"
+                )
+                if self.start_hub
+                else None
+            )
             with contextlib.suppress(PanbinderError):  # logged; the first preview tries again
                 await previews.start()  # logs what the sandbox enforces on this machine
             app = make_app(
@@ -211,8 +226,7 @@ class ServeApp(ServiceApp):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             server.stop()
-            if getattr(ctx.launcher, "pool", None) is not None:
-                await asyncio.wait_for(ctx.launcher.pool.drain(), 20)
+            await asyncio.wait_for(ctx.launcher.stop(), 30)  # the pool, the reaper, removals
         finally:
             await previews.stop()
             hub.stop()
@@ -251,7 +265,7 @@ class BuildApp(ServiceApp):
             elif event.message:
                 sys.stdout.write(event.message)
                 sys.stdout.flush()
-        if last is not None and last.phase == "built":
+        if last is not None and last.phase == "ready":
             print(last.extra.get("imageName", ""))
             return 0
         return 1

@@ -45,9 +45,20 @@ class Event:
         return self.phase in TERMINAL_PHASES
 
 
+# Sent with the last event: an auto-reconnecting EventSource that sees the stream close waits
+# this long (milliseconds) before asking again, instead of about 3 s, so a client that does not
+# close it on 'ready' or 'failed' does not launch (or fail) a second time.
+TERMINAL_RETRY_MS = 24 * 3600 * 1000
+
+# HTTP status a failed event carries when nothing more specific applies (BinderHub's field).
+DEFAULT_FAILED_STATUS = 500
+
+
 def sse_event(event: Event) -> str:
-    """One Server-Sent Event; each ends with a blank line."""
-    return f"data: {json.dumps(event.to_dict())}\n\n"
+    """One Server-Sent Event; each ends with a blank line. The terminal event also sets the
+    client's reconnection delay (``retry:``)."""
+    retry = f"retry: {TERMINAL_RETRY_MS}\n" if event.terminal else ""
+    return f"{retry}data: {json.dumps(event.to_dict())}\n\n"
 
 
 SSE_KEEPALIVE = ":keepalive\n\n"

@@ -149,6 +149,7 @@ class Portal:
                 c.HubProcess.hub_port = {self.hub_api_port}
                 c.HubProcess.container_prefix = {self.container_prefix!r}
                 c.RepoGuard.allowed_hosts = {list(self.repo_hosts)!r}
+                c.ServeApp.enable_build_only = True
                 """
             )
             + textwrap.dedent(self.config)
@@ -257,8 +258,10 @@ async def read_stream(url: str, timeout: float = 900, headers: dict | None = Non
             continue
         if block.startswith(":"):
             keepalives += 1
-        elif block.startswith("data: "):
-            events.append(json.loads(block[6:]))
+            continue
+        for line in block.splitlines():  # a terminal event also has a 'retry:' line
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
     return Stream(events, keepalives, raw, time.monotonic() - start)
 
 

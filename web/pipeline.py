@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from panbinder.builder import BuildRequest, RepoProvider
@@ -36,6 +36,37 @@ class PipelineContext:
         """Raise PanbinderError (403) for a repository the ban/allow lists refuse."""
         if self.policy is not None:
             self.policy.check(provider.repo_url, provider.unresolved_ref)
+
+
+def refusal(error: PanbinderError) -> Event:
+    """The failed event of a refused request, with the HTTP status BinderHub's clients read."""
+    return Event("failed", error.message, {"reason": error.reason, "status_code": error.status_code})
+
+
+async def until_set(events: AsyncGenerator[Event, None], stop: asyncio.Event | None) -> AsyncIterator[Event]:
+    """``events`` until ``stop`` is set; then the iterator is closed at once (a launch closed
+    this way removes the server it was starting), without waiting for its next event."""
+    if stop is None:
+        async for event in events:
+            yield event
+        return
+    try:
+        while not stop.is_set():
+            step = asyncio.ensure_future(anext(events))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not step.done():
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
+                return
+            try:
+                event = step.result()
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        await events.aclose()
 
 
 async def resolve_image(ctx: PipelineContext, provider: RepoProvider):
@@ -66,7 +97,7 @@ async def run_pipeline(
         ctx.check_policy(provider)
     except PanbinderError as e:
         metrics.REQUESTS.labels(provider.name, "failed").inc()
-        yield Event("failed", e.message, {"reason": e.reason})
+        yield refusal(e)
         return
     yield Event("waiting", f"Resolving {provider.unresolved_ref} in {provider.repo_url}\n")
     try:
@@ -77,7 +108,7 @@ async def run_pipeline(
         if log:
             log.info("request failed: %s", e.log_message, extra={"build_id": build_id})
         metrics.REQUESTS.labels(provider.name, "failed").inc()
-        yield Event("failed", e.message, {"reason": e.reason})
+        yield refusal(e)
         return
     metrics.CACHE_HITS.labels("hit" if digest else "miss").inc()
     if digest:
@@ -95,7 +126,7 @@ async def run_pipeline(
             job, joined = ctx.manager.attach(request)
         except PanbinderError as e:  # the repository's build quota
             metrics.REQUESTS.labels(provider.name, "failed").inc()
-            yield Event("failed", e.message, {"reason": e.reason})
+            yield refusal(e)
             return
         if joined:
             yield Event("waiting", "The same image is already being built; following that build.\n")
@@ -109,8 +140,9 @@ async def run_pipeline(
     if abandoned is not None and abandoned.is_set():
         metrics.REQUESTS.labels(provider.name, "abandoned").inc()
         return
-    if build_only:
+    if build_only:  # BinderHub's clients take a stream that ends without 'ready' as failed
         metrics.REQUESTS.labels(provider.name, "built").inc()
+        yield Event("ready", f"Image {image.full} is ready\n", {"imageName": image.full})
         return
     started = time.monotonic()
     metrics.LAUNCHES_IN_PROGRESS.inc()
@@ -122,10 +154,12 @@ async def run_pipeline(
             mounts=plan.mounts if plan else (),
             environment=plan.environment if plan else (),
         )
-        async for event in ctx.launcher.launch(request):
+        async for event in until_set(ctx.launcher.launch(request), abandoned):
             if event.phase == "ready":
                 outcome = "success"
             yield event
+        if abandoned is not None and abandoned.is_set() and outcome != "success":
+            outcome = "abandoned"
     finally:
         metrics.LAUNCHES_IN_PROGRESS.dec()
         metrics.LAUNCH_TIME.labels(outcome).observe(time.monotonic() - started)

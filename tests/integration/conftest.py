@@ -135,7 +135,7 @@ def cli(portal, *args: str, check: bool = True, timeout: float = 300) -> subproc
 def build_and_lock(portal, storage_root, repo_url: str) -> tuple[str, dict | None]:
     """Build ``repo_url`` at main (build only) through ``portal``: (image, the catalogue's lock)."""
     s = asyncio.run(read_stream(portal.build_url(repo_url, "main", "build_only=true"), timeout=900))
-    assert s.last["phase"] == "built", s.log()
+    assert s.last["phase"] == "ready", s.log()
     cat = catalogue_of(portal, storage_root)
     try:
         return s.last["imageName"], cat.get_lock(s.last["imageName"])

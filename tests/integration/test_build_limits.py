@@ -90,7 +90,7 @@ async def test_build_steps_see_the_configured_limits(service, git_server):
     name = f"limits-{secrets.token_hex(4)}"
     git_server.commit(name, {"postBuild": SHOW_LIMITS})
     s = await read_stream(build_url(service, git_server, name), timeout=600)
-    assert s.last["phase"] == "built", s.log()
+    assert s.last["phase"] == "ready", s.log()
     seen = dict(
         line.split(" ", 1) for line in read_in_image(s.last["image"], "/home/jovyan/limits.txt").splitlines()
     )

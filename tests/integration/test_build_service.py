@@ -95,7 +95,7 @@ async def test_requests_beyond_the_concurrency_limit_wait_with_positions(service
         await asyncio.sleep(1.0)
     streams = await asyncio.gather(*tasks)
     for s in streams:
-        assert s.last["phase"] == "built", s.log()
+        assert s.last["phase"] == "ready", s.log()
     positions = [[e["message"] for e in s.events if "position" in e] for s in streams]
     assert positions[0] == []
     assert positions[1][0] == "Waiting for a build slot: position 1 of 1\n"

@@ -27,7 +27,7 @@ async def build(portal, git_server, name: str, files: dict[str, str]):
 
 async def built_image(portal, git_server, name: str, files: dict[str, str]) -> tuple[str, str]:
     s = await build(portal, git_server, name, files)
-    assert s.last["phase"] == "built", s.log()
+    assert s.last["phase"] == "ready", s.log()
     return s.last["imageName"], s.log()
 
 

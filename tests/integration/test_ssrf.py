@@ -193,5 +193,5 @@ async def test_a_build_clones_through_the_guard(loopback_portal, git_server):
     s = await read_stream(
         loopback_portal.build_url(git_server.url(name), "main", "build_only=true"), timeout=900
     )
-    assert s.phases[-1] == "built", s.log()
+    assert s.phases[-1] == "ready", s.log()
     assert f"Checked out {git_server.url(name)} at {sha}" in s.log()

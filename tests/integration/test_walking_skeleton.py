@@ -85,7 +85,7 @@ async def test_ref_forms_resolve_to_the_same_image(portal, git_server, analysis_
     images = set()
     for ref in ("main", "v-test", "feature/x", sha[:9], sha):
         s = await read_stream(portal.build_url(git_server.url(analysis_repo), ref) + "?build_only=true")
-        assert s.last["phase"] == "built", (ref, s.log())
+        assert s.last["phase"] == "ready", (ref, s.log())
         images.add(s.last["imageName"])
     assert len(images) == 1
     assert images.pop().endswith(":" + sha)
@@ -93,14 +93,14 @@ async def test_ref_forms_resolve_to_the_same_image(portal, git_server, analysis_
 
 async def test_code_only_commit_reuses_the_environment_layers(portal, git_server, analysis_repo):
     base = await read_stream(portal.build_url(git_server.url(analysis_repo), "main") + "?build_only=true")
-    assert base.last["phase"] == "built", base.log()
+    assert base.last["phase"] == "ready", base.log()
     git_server.commit(
         analysis_repo,
         {"figure.ipynb": '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'},
         "nb",
     )
     s = await read_stream(portal.build_url(git_server.url(analysis_repo), "main") + "?build_only=true")
-    assert s.last["phase"] == "built", s.log()
+    assert s.last["phase"] == "ready", s.log()
     log = s.log()
     assert "building" in s.phases
     # BuildKit reports the requirements install and the server install as cached steps
@@ -124,9 +124,10 @@ async def test_concurrent_requests_share_one_build(portal, git_server, analysis_
     assert a.last["url"] != b.last["url"]
 
 
-async def test_build_only_stops_after_built(portal, git_server, analysis_repo):
+async def test_build_only_ends_ready_with_the_image_and_launches_nothing(portal, git_server, analysis_repo):
     s = await read_stream(portal.build_url(git_server.url(analysis_repo), "main") + "?build_only=true")
-    assert s.phases[-1] == "built"
+    assert s.phases[-2:] == ["built", "ready"], s.log()
+    assert "imageName" in s.last and "url" not in s.last
     assert "launching" not in s.phases
 
 
@@ -174,7 +175,7 @@ async def test_keepalive_comments_during_silent_build_steps(portal, git_server):
     # postBuild sleeps silently for longer than the 1 s keepalive interval set in conftest
     git_server.commit("quiet", {"postBuild": "#!/bin/bash\nsleep 4\necho done > ~/.postbuild-ran\n"}, "quiet")
     s = await read_stream(portal.build_url(git_server.url("quiet"), "main") + "?build_only=true")
-    assert s.last["phase"] == "built", s.log()
+    assert s.last["phase"] == "ready", s.log()
     assert s.keepalives >= 2
     assert ":keepalive\n\n" in s.raw
 

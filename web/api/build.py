@@ -8,7 +8,8 @@ from urllib.parse import quote
 from tornado.iostream import StreamClosedError
 
 from panbinder.builder import get_provider_class
-from panbinder.events import SSE_KEEPALIVE, Event, sse_event
+from panbinder.errors import PanbinderError
+from panbinder.events import DEFAULT_FAILED_STATUS, SSE_KEEPALIVE, Event, sse_event
 from panbinder.executor import log_task_exception
 
 from ..handlers.base import BaseHandler
@@ -58,6 +59,13 @@ class BuildHandler(BaseHandler):
         spec = self.provider_spec("build", provider_name)
         provider = provider_cls(spec, parent=self.settings["app"])
         build_only = self.get_argument("build_only", "false").lower() in ("1", "true", "yes")
+        if build_only and not self.settings["app"].enable_build_only:
+            raise PanbinderError(
+                "This service launches what it builds: remove build_only from the request "
+                "(the operators may allow build-only requests with ServeApp.enable_build_only).",
+                reason="build_only_disabled",
+                status_code=403,
+            )
         # access and mounts are settled before the stream starts: refusals are plain 4xx answers
         who = await self.settings["identity"].identify(self)
         plan = await provider.prepare(who)
@@ -102,22 +110,29 @@ class BuildHandler(BaseHandler):
                 break
             last = item
             resolved = item.extra.get("ref", resolved)
-            if item.phase == "ready":
-                extra = self.ready_extra(provider_name, provider, spec, resolved)
-                item = Event("ready", item.message, {**item.extra, **extra})
-            elif item.phase == "failed" and item.extra.get("build_log"):
-                item = Event(
+            await self.send(self.decorate(item, provider_name, provider, spec, resolved))
+        if last is None or not last.terminal:
+            await self.send(
+                Event(
                     "failed",
-                    item.message,
-                    {**item.extra, "build_log_url": self.log_url(item.extra["build_log"])},
+                    "The request ended without a result; try again.",
+                    {"status_code": DEFAULT_FAILED_STATUS},
                 )
-            await self.send(item)
-        if last is None or (
-            last.phase not in ("ready", "failed") and not (build_only and last.phase == "built")
-        ):
-            await self.send(Event("failed", "The request ended without a result; try again."))
+            )
         if not self.closed:
             self.finish()
+
+    def decorate(self, item: Event, provider_name: str, provider, spec: str, resolved: str) -> Event:
+        """Add what BinderHub's clients read: the links of 'ready', the log and status of 'failed'."""
+        if item.phase == "ready":
+            extra = self.ready_extra(provider_name, provider, spec, resolved)
+            return Event("ready", item.message, {**item.extra, **extra})
+        if item.phase == "failed":
+            extra = {"status_code": DEFAULT_FAILED_STATUS, **item.extra}
+            if item.extra.get("build_log"):
+                extra["build_log_url"] = self.log_url(item.extra["build_log"])
+            return Event("failed", item.message, extra)
+        return item
 
 
 routes = [(r"/build/([^/]+)/(.+)", BuildHandler)]
