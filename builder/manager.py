@@ -28,7 +28,9 @@ from panbinder.events import Event
 from panbinder.executor import log_task_exception, run_blocking
 
 from .base import BuildRequest
+from .build_engine import BuildEngine
 from .build_logs import log_file_name, write_log
+from .inflight import InflightRecords
 from .limits import LimitReport, StepLimiter, StepLimits, limit_failure_message, parse_size
 from .queue import SlotQueue
 
@@ -105,11 +107,17 @@ class BuildManager(LoggingConfigurable):
         step's cgroup; 0: no limit). A fork beyond it fails and the build fails with a message
         naming this setting.""",
     ).tag(config=True)
+    inflight_dir = Unicode(
+        "",
+        help="""Folder where each running build is recorded until it ends (empty: not recorded).
+        `serve` uses <state_dir>/run/builds: the next run stops the builds a portal that died left
+        running (see inflight.py).""",
+    ).tag(config=True)
     buildkit_executor_dir = Unicode(
         "",
         help="""The folder where dockerd's BuildKit writes the runc bundle of each RUN step, which
         is how build limits find a build's steps (empty: <docker root dir>/buildkit/executor,
-        with the root dir from `docker info`).""",
+        with the root dir from the build engine's `docker info`, see BuildEngine).""",
     ).tag(config=True)
 
     @default("build_cpu_limit")
@@ -130,6 +138,23 @@ class BuildManager(LoggingConfigurable):
         self._limiter: StepLimiter | None = None
         self.queue = SlotQueue(self.concurrent_builds)
         self.on_finish: list[Callable[[BuildJob, str, float], None]] = []  # (job, outcome, seconds)
+
+    @property
+    def inflight(self) -> InflightRecords:
+        return InflightRecords(self.inflight_dir, self.log)
+
+    def stop_interrupted(self) -> int:
+        """Stop the builds an earlier run left running (logged); returns how many it found."""
+        return len(self.inflight.stop_left())
+
+    async def stop_all(self, reason: str = "shutdown", timeout: float = 10.0) -> None:
+        """Stop every build (the portal is stopping) and wait up to ``timeout`` for them to end."""
+        jobs = list(self.jobs.values())
+        for job in jobs:
+            self.stop(job, reason)
+        tasks = [j.task for j in jobs if j.task is not None and not j.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     @observe("concurrent_builds")
     def _resize(self, change) -> None:
@@ -216,7 +241,8 @@ class BuildManager(LoggingConfigurable):
         if limits.empty:
             return None
         if self._limiter is None:
-            self._limiter = StepLimiter(self.buildkit_executor_dir, log=self.log)
+            docker = BuildEngine(parent=self, log=self.log).command()
+            self._limiter = StepLimiter(self.buildkit_executor_dir, docker=docker, log=self.log)
         return self._limiter.register(request.image.full, request.build_id, limits)
 
     async def _consume(self, job: BuildJob) -> Event | None:
@@ -250,6 +276,7 @@ class BuildManager(LoggingConfigurable):
         job.started = time.monotonic()
         fields = {"build_id": job.request.build_id, "image": job.request.image.full, "phase": "building"}
         self.log.info("build started", extra={**fields, "repo": job.request.repo_url})
+        self.inflight.add(job.request.build_id, job.request.image.full, job.request.repo_url)
         timer = asyncio.get_running_loop().call_later(self.build_timeout, self.stop, job, "timeout")
         job.consumer = asyncio.create_task(self._consume(job), name=f"consume-{job.request.build_id}")
         try:
@@ -261,6 +288,7 @@ class BuildManager(LoggingConfigurable):
                 job.consumer.cancel()
             self.queue.leave(job)
             self._announce_positions()
+            self.inflight.remove(job.request.build_id)
         return None if job.consumer.cancelled() else job.consumer.result()
 
     async def _run(self, job: BuildJob) -> None:
@@ -291,6 +319,13 @@ class BuildManager(LoggingConfigurable):
                 "failed",
                 "The build was cancelled because nobody was waiting for it any more; open the link "
                 "again to start it anew.",
+                {"reason": "build_cancelled"},
+            )
+        if job.stop_reason == "shutdown":
+            return Event(
+                "failed",
+                "The build was stopped because the service is restarting; open the link again in a "
+                "minute to start it anew.",
                 {"reason": "build_cancelled"},
             )
         return result or Event("failed", "The build ended without a result; try again.")

@@ -17,13 +17,17 @@ c.JupyterHub.hub_ip = s["hub_ip"]
 c.JupyterHub.hub_port = s["hub_port"]
 c.JupyterHub.hub_connect_ip = s["hub_connect_ip"]
 c.ConfigurableHTTPProxy.api_url = s["proxy_api_url"]
-c.ConfigurableHTTPProxy.command = s["proxy_command"]
+# the proxy and the culler die with the Hub (parent-death signal), whatever stops it
+lifeline = [sys.executable, "-m", "panbinder.lifeline", "exec", f"--parent={os.getpid()}"]
+c.ConfigurableHTTPProxy.command = [*lifeline, "--", *s["proxy_command"]]
+c.ConfigurableHTTPProxy.pid_file = s["proxy_pid_file"]
 c.JupyterHub.db_url = s["db_url"]
 c.JupyterHub.cookie_secret_file = s["cookie_secret_file"]
 c.JupyterHub.pid_file = s["pid_file"]
 c.JupyterHub.authenticator_class = s["authenticator_class"]
 c.Authenticator.allow_all = True
-c.JupyterHub.cleanup_servers = True
+c.JupyterHub.cleanup_servers = s["cleanup_servers"]
+c.PanbinderHub.stop_servers_timeout = s["stop_servers_timeout"]
 c.JupyterHub.cleanup_proxy = True
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.JupyterHub.log_level = s.get("log_level", "INFO")
@@ -39,6 +43,9 @@ c.JupyterHub.services = [
     {
         "name": "idle-culler",
         "command": [
+            *lifeline,
+            f"--pid-file={s['culler_pid_file']}",
+            "--",
             sys.executable,
             "-m",
             "jupyterhub_idle_culler",
@@ -47,6 +54,8 @@ c.JupyterHub.services = [
             "--cull-users=True",
             "--remove-named-servers=True",
         ],
+        # marks it as the portal's, as every other process the portal starts (see processes.py)
+        "environment": {k: v for k, v in os.environ.items() if k.startswith("PANBINDER_SERVE_")},
     },
 ]
 c.JupyterHub.load_roles = [

@@ -1,4 +1,11 @@
-"""Run JupyterHub (with configurable-http-proxy) as a child process of ``panbinder serve``."""
+"""Run JupyterHub (with configurable-http-proxy) as a child process of ``panbinder serve``.
+
+The Hub dies with the portal (a parent-death signal, see ``panbinder.lifeline``), and the proxy
+and the culler die with the Hub. Each writes a pid file under ``<state>/run``; a later ``serve``
+stops what an earlier run left there (``stop_stale``) and refuses to start when something else
+holds one of the ports (``check_ports``). ``owns_hub`` tells whether the Hub answering on the
+port is this process's child.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,28 @@ import asyncio
 import ipaddress
 import json
 import os
+import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
-from traitlets import Dict, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from panbinder import processes
+from panbinder.errors import PanbinderError
+
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
+IDENTITY_PATH = "api/panbinder/identity"  # served by hub_app.IdentityHandler under /hub/
+# pid file (under <state>/run) -> what its command line must name
+PID_FILES = {
+    "jupyterhub.pid": "panbinder.launcher.hub_app",
+    "proxy.pid": "configurable-http-proxy",
+    "culler.pid": "jupyterhub_idle_culler",
+}
 
 
 def docker_bridge_gateway() -> str:
@@ -72,6 +89,17 @@ class HubProcess(LoggingConfigurable):
     ready_timeout = Float(60.0, help="Seconds to wait for the Hub to answer after starting it.").tag(
         config=True
     )
+    cleanup_servers = Bool(
+        True,
+        help="""Stop the launched servers when the Hub stops (JupyterHub.cleanup_servers). False
+        leaves them running for the next Hub to adopt: it finds them in its database, and a
+        server that is gone by then is forgotten.""",
+    ).tag(config=True)
+    stop_timeout = Float(
+        45.0,
+        help="""Seconds the Hub may take to stop (servers, then the culler, then the proxy) before
+        it is killed; servers get all but 10 of them. What is left then is killed by pid.""",
+    ).tag(config=True)
 
     @default("proxy_command")
     def _proxy_default(self) -> list[str]:
@@ -84,6 +112,8 @@ class HubProcess(LoggingConfigurable):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.proc: subprocess.Popen | None = None
+        self.nonce = ""
+        self.state_dir = Path(".")
 
     @property
     def public_url(self) -> str:
@@ -113,6 +143,10 @@ class HubProcess(LoggingConfigurable):
             "db_url": f"sqlite:///{state_dir / 'hub' / 'jupyterhub.sqlite'}",
             "cookie_secret_file": str(state_dir / "hub" / "cookie_secret"),
             "pid_file": str(state_dir / "run" / "jupyterhub.pid"),
+            "proxy_pid_file": str(state_dir / "run" / "proxy.pid"),
+            "culler_pid_file": str(state_dir / "run" / "culler.pid"),
+            "cleanup_servers": self.cleanup_servers,
+            "stop_servers_timeout": max(1.0, self.stop_timeout - 10),
             "authenticator_class": self.authenticator_class,
             "cull_timeout": self.cull_timeout,
             "cull_every": self.cull_every,
@@ -139,16 +173,19 @@ class HubProcess(LoggingConfigurable):
     def start(
         self, *, state_dir: Path, token: str, proxy_token: str, signing_key: str, settings: dict
     ) -> None:
+        self.state_dir = state_dir
         hub_dir = state_dir / "hub"
         hub_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "run").mkdir(exist_ok=True)
         (state_dir / "logs").mkdir(exist_ok=True)
         settings_file = hub_dir / "settings.json"
         settings_file.write_text(json.dumps(settings, indent=2))
+        self.nonce = secrets.token_hex(16)
         env = dict(
             os.environ,
             PANBINDER_HUB_SETTINGS=str(settings_file),
             PANBINDER_HUB_TOKEN=token,
+            PANBINDER_HUB_NONCE=self.nonce,
             CONFIGPROXY_AUTH_TOKEN=proxy_token,
             PANBINDER_SIGNING_KEY=signing_key,
         )
@@ -156,14 +193,17 @@ class HubProcess(LoggingConfigurable):
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         log = open(state_dir / "logs" / "jupyterhub.log", "ab")
         self.log.info("starting JupyterHub at %s (log: logs/jupyterhub.log)", self.public_url)
+        # SIGTERM when the portal dies: the Hub's own clean-up stops servers, culler and proxy
+        lifeline = [sys.executable, "-m", "panbinder.lifeline", "exec", f"--parent={os.getpid()}", "--"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)],
+            [*lifeline, sys.executable, "-m", "panbinder.launcher.hub_app", "-f", str(HUB_CONFIG)],
             cwd=hub_dir,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.close()
 
     async def wait_ready(self, token: str) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -171,31 +211,83 @@ class HubProcess(LoggingConfigurable):
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"JupyterHub exited with {self.proc.returncode}; see logs/jupyterhub.log")
-            try:
-                await client.fetch(
-                    f"{self.public_url}/hub/api/",
-                    headers={"Authorization": f"token {token}"},
-                    request_timeout=2,
-                )
+            if await self.owns_hub(token, client=client, timeout=2):
                 return
-            except Exception:
-                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)
         raise RuntimeError("JupyterHub did not answer in time; see logs/jupyterhub.log")
 
-    def stop(self) -> None:
+    async def owns_hub(
+        self, token: str, *, client: AsyncHTTPClient | None = None, timeout: float = 5
+    ) -> bool:
+        """Whether the Hub answering at ``public_url`` is the child this object started."""
         if self.proc is None or self.proc.poll() is not None:
-            return
-        # the Hub itself first: it stops servers, services and the proxy it started
-        self.proc.terminate()
+            return False
         try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        # then whatever of its process group is left (a proxy or service that did not exit)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+            resp = await (client or AsyncHTTPClient()).fetch(
+                f"{self.public_url}/hub/{IDENTITY_PATH}",
+                headers={"Authorization": f"token {token}"},
+                request_timeout=timeout,
+            )
+            who = json.loads(resp.body)
+        except Exception:
+            return False
+        return who.get("pid") == self.proc.pid and who.get("nonce") == self.nonce
+
+    def ports(self, hub_ip: str) -> list[tuple[str, int, str]]:
+        """(address, port, setting) of every port the Hub and its proxy listen on."""
+        return [
+            (self.ip, self.port, "HubProcess.port"),
+            ("127.0.0.1", self.proxy_api_port, "HubProcess.proxy_api_port"),
+            (hub_ip, self.hub_port, "HubProcess.hub_port"),
+        ]
+
+    def stop_stale(self, state_dir: Path) -> list[processes.Proc]:
+        """Stop a Hub, proxy and culler that an earlier run on ``state_dir`` left running.
+
+        Only a pid whose command line names that program and which carries this state folder
+        is stopped (pids are reused); the Hub first, so its own clean-up may run.
+        """
+        state = str(state_dir.resolve())
+        stopped = []
+        for name, program in PID_FILES.items():
+            path = state_dir / "run" / name
+            proc = processes.stale_from_pid_file(path, program, state)
+            if proc is not None:
+                self.log.warning(
+                    "stopping %s (pid %d) left by an earlier run: %s", name, proc.pid, proc.command
+                )
+                timeout = self.stop_timeout if name == "jupyterhub.pid" else 5
+                processes.stop_pids([proc.pid], timeout=timeout)
+                stopped.append(proc)
+            path.unlink(missing_ok=True)  # JupyterHub would kill a reused proxy pid unchecked
+        return stopped
+
+    def stop(self) -> None:
+        """Stop the Hub (servers, culler, proxy: see hub_app.py) within ``stop_timeout``."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
             try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            time.sleep(1)
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.log.error("JupyterHub did not stop in %.0f s; killing it", self.stop_timeout)
+                self.proc.kill()
+                self.proc.wait()
+        for proc in self.stop_stale(self.state_dir):  # a proxy or culler the Hub did not stop
+            self.log.error("stopped pid %d left after the Hub stopped: %s", proc.pid, proc.command)
+
+
+def check_ports(ports: list[tuple[str, int, str]]) -> None:
+    """Fail with a clear message when something already listens on one of ``ports``."""
+    for ip, port, setting in ports:
+        if processes.port_free(ip, port):
+            continue
+        holders = processes.port_holders(port)
+        who = "; ".join(f"pid {p.pid}: {p.command}" for p in holders) or "a process this user cannot see"
+        raise PanbinderError(
+            f"Port {port} on {ip} ({setting}) is already in use by {who}. Stop that program or "
+            f"choose another port with c.{setting}.",
+            reason="port_in_use",
+            status_code=500,
+        )

@@ -14,6 +14,7 @@ import sys
 from traitlets import Bool, Float, Int, Type, Unicode, default
 
 from .base import PanbinderBase
+from .builder.build_engine import BuildEngine
 from .builder.buildpacks.conda_mirror import CondaMirror
 from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
@@ -24,16 +25,19 @@ from .data_mounts.catalogue import Catalogue
 from .data_mounts.sandbox import PreviewSandbox
 from .errors import PanbinderError
 from .events import Event
+from .executor import run_blocking
 from .launcher.base import ServerScope
 from .launcher.hub_api import HubLauncher
 from .launcher.hub_process import HubProcess
 from .launcher.pool import ServerPool
 from .launcher.reaper import Reaper
+from .lifecycle import PortalRun
 from .registry_cache import Registry
 
 COMPONENTS = [
     Registry,
     Repo2DockerBuilder,
+    BuildEngine,
     CondaMirror,
     BuildManager,
     SpecPolicy,
@@ -132,24 +136,78 @@ class ServeApp(ServiceApp):
     def start(self) -> None:
         try:
             asyncio.run(self.serve())
+        except PanbinderError as e:  # a port in use, a state folder in use: what to change
+            self.log.error("panbinder serve stopped: %s", e.message)
+            self.exit(1)
+        except asyncio.CancelledError:
+            self.log.info("panbinder serve stopped by a signal while starting")
+            self.exit(1)
         except Exception as e:
-            # a port in use, a Hub that would not start, docker not answering: say so, no traceback
+            # a Hub that would not start, docker not answering: say so, no traceback
             self.log.error("panbinder serve stopped: %s: %s", type(e).__name__, e)
             self.log.debug("details", exc_info=True)
             self.exit(1)
 
+    def _install_signals(self) -> asyncio.Event:
+        """SIGTERM and SIGINT stop the portal; while it starts, they cancel the start (clean-up runs)."""
+        stop = asyncio.Event()
+        main = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if self._stopping:
+                self.log.info("received %s; already stopping", sig.name)
+                return
+            self.log.info("received %s, stopping", sig.name)
+            if self._serving:
+                stop.set()
+            elif main is not None:
+                main.cancel()
+
+        self._serving = self._stopping = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        return stop
+
+    def _prepare_state(self, hub: HubProcess, ctx) -> PortalRun:
+        """Take the state folder: stop what an earlier run left (Hub, proxy, culler, builds)."""
+        run = PortalRun(self.state, self.log, hub_timeout=hub.stop_timeout)
+        run.claim()
+        run.mark()
+        hub.stop_stale(self.state)
+        ctx.manager.inflight_dir = ctx.manager.inflight_dir or str(self.state / "run" / "builds")
+        ctx.manager.stop_interrupted()
+        run.stop_left_behind()
+        return run
+
+    async def _stop(self, ctx, server, hub: HubProcess, previews, run: PortalRun | None) -> None:
+        """In order, each bounded: the portal's listener, builds, pre-started servers, previews,
+        then the Hub (user servers, culler, proxy), then the watcher's last sweep."""
+        if server is not None:
+            server.stop()
+        with contextlib.suppress(Exception):
+            await ctx.manager.stop_all("shutdown", timeout=10)
+        if server is not None:  # pre-started servers, the reaper, removals under way
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ctx.launcher.stop(), 30)
+        await previews.stop()
+        await run_blocking(hub.stop)
+        if run is not None:
+            await run_blocking(run.release)
+
     async def serve(self) -> None:
         from .data_mounts.preview import ThumbnailCache
-        from .launcher.hub_process import HubProcess
+        from .launcher.hub_process import check_ports
         from .web import metrics
         from .web.app import make_app
         from .web.auth import HubIdentity
         from .web.http_server import make_http_server
 
+        stop = self._install_signals()
         ctx = self.components()
         self.hub_connection(ctx.launcher)
         token = ctx.launcher.api_token
-        hub = HubProcess(parent=self, log=self.log)
+        hub = self.hub = HubProcess(parent=self, log=self.log)
         catalogue = self.catalogue  # migrations run before anything serves
         metrics.BUILDS_IN_PROGRESS.set_function(lambda: ctx.manager.running)
         pool = getattr(ctx.launcher, "pool", None)
@@ -161,25 +219,31 @@ class ServeApp(ServiceApp):
             metrics.BUILDS.labels(outcome).inc()
 
         ctx.manager.on_finish.append(count_build)
-        if self.start_hub:
-            prefix = f"{ctx.registry.host}/{self.image_prefix}"
-            settings = hub.settings(
-                state_dir=self.state,
-                allowed_image_prefixes=[prefix],
-                cors_origin=self.cors_allow_origin,
-                storage_roots=list(catalogue.storage_roots),
-                portal_oauth_callback=f"{self.public_url}{self.base_url}oauth_callback",
-            )
-            hub.start(
-                state_dir=self.state,
-                token=token,
-                proxy_token=self.secret("proxy-token"),
-                signing_key=ctx.launcher.signing_key,
-                settings=settings,
-            )
         previews = PreviewSandbox(parent=self, log=self.log)
+        run = server = None
         try:
+            run = self._prepare_state(hub, ctx)
+            ports = [(self.ip, self.port, "ServeApp.port")]
             if self.start_hub:
+                prefix = f"{ctx.registry.host}/{self.image_prefix}"
+                settings = hub.settings(
+                    state_dir=self.state,
+                    allowed_image_prefixes=[prefix],
+                    cors_origin=self.cors_allow_origin,
+                    storage_roots=list(catalogue.storage_roots),
+                    portal_oauth_callback=f"{self.public_url}{self.base_url}oauth_callback",
+                )
+                ports += hub.ports(settings["hub_ip"])
+            check_ports(ports)
+            run.start_watcher()
+            if self.start_hub:
+                hub.start(
+                    state_dir=self.state,
+                    token=token,
+                    proxy_token=self.secret("proxy-token"),
+                    signing_key=ctx.launcher.signing_key,
+                    settings=settings,
+                )
                 await hub.wait_ready(token)
             await ctx.launcher.start(
                 ServerScope(
@@ -220,16 +284,11 @@ class ServeApp(ServiceApp):
             url = f"http://{self.ip}:{self.port}{self.base_url}"
             self.log.info("JupyterHub at %s", hub.public_url)
             print(f"\npanbinder is running at {url}\n", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+            self._serving = True
             await stop.wait()
-            server.stop()
-            await asyncio.wait_for(ctx.launcher.stop(), 30)  # the pool, the reaper, removals
         finally:
-            await previews.stop()
-            hub.stop()
+            self._stopping = True
+            await self._stop(ctx, server, hub, previews, run)
 
 
 class BuildApp(ServiceApp):

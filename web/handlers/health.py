@@ -68,12 +68,19 @@ async def is_operator(handler: BaseHandler) -> bool:
 
 
 class HealthHandler(BaseHandler):
+    def _hub_check(self, launcher):
+        """The Hub this portal started must be the one answering (not one an earlier run left)."""
+        hub = getattr(self.settings.get("app"), "hub", None)
+        if hub is not None and getattr(hub, "proc", None) is not None:
+            return lambda: hub.owns_hub(launcher.api_token)
+        return launcher.ping  # a Hub run elsewhere (ServeApp.start_hub = False)
+
     async def get(self) -> None:
         pipeline = self.settings["pipeline"]
         checks = await asyncio.gather(
             _check("registry", pipeline.registry.ping),
             _check("docker", lambda: run_blocking(_docker_ping)),
-            _check("hub", pipeline.launcher.ping),
+            _check("hub", self._hub_check(pipeline.launcher)),
         )
         ok = all(c["ok"] for c in checks)
         pool = getattr(pipeline.launcher, "pool", None)

@@ -1,0 +1,87 @@
+"""The JupyterHub that ``panbinder serve`` runs: stock JupyterHub with a portal's stop order.
+
+JupyterHub 6.1.1 stops on SIGTERM in this order (``JupyterHub.cleanup``): every managed service,
+one after the other, each given SIGINT, ``interrupt_timeout`` (30 s), SIGTERM, ``term_timeout``
+(30 s) and SIGKILL; only then the user servers (when ``cleanup_servers``) and, meanwhile, the
+proxy. A culler that ignored SIGINT (inherited from a shell's background job) used up the
+portal's whole stop budget, and the Hub was killed before it stopped servers or the proxy. Here
+the servers are stopped first, within ``stop_servers_timeout``, then the services, each given 2
+seconds per signal, then the proxy (JupyterHub's own code from there on).
+
+The Hub also answers ``GET /hub/api/panbinder/identity`` (with the portal's service token) with
+its pid and the nonce the portal gave it at start, so the portal's ``/health`` can tell its own
+Hub from another process answering on the port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+
+from jupyterhub.app import JupyterHub
+from jupyterhub.utils import url_path_join
+from tornado import web
+from traitlets import Float
+
+from .hub_process import IDENTITY_PATH
+
+SERVICE_SIGNAL_TIMEOUT = 2
+
+
+class IdentityHandler(web.RequestHandler):
+    """The Hub's pid and start nonce, for the portal's service token only."""
+
+    def get(self) -> None:
+        token = os.environ.get("PANBINDER_HUB_TOKEN", "")
+        scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
+        if not token or scheme.lower() != "token" or not hmac.compare_digest(given.strip(), token):
+            raise web.HTTPError(403)
+        self.finish({"pid": os.getpid(), "nonce": os.environ.get("PANBINDER_HUB_NONCE", "")})
+
+
+class PanbinderHub(JupyterHub):
+    stop_servers_timeout = Float(
+        20.0, help="Seconds the Hub's shutdown waits for user servers to stop, before the rest."
+    ).tag(config=True)
+
+    def init_handlers(self) -> None:
+        super().init_handlers()
+        self.handlers.insert(0, (url_path_join(self.hub_prefix, IDENTITY_PATH), IdentityHandler))
+
+    async def _stop_servers(self) -> None:
+        stops = [
+            asyncio.ensure_future(user.stop(name))
+            for user in self.users.values()
+            for name, spawner in list(user.spawners.items())
+            if spawner.active
+        ]
+        if not stops:
+            return
+        self.log.info("Stopping %i single-user servers first", len(stops))
+        done, pending = await asyncio.wait(stops, timeout=self.stop_servers_timeout)
+        for f in pending:
+            f.cancel()
+        for f in done:
+            if f.exception() is not None:
+                self.log.error("Failed to stop a server: %s", f.exception())
+        if pending:
+            self.log.error("%i servers did not stop in %.0f s", len(pending), self.stop_servers_timeout)
+
+    async def cleanup(self) -> None:
+        if self.cleanup_servers:
+            await self._stop_servers()
+            self.cleanup_servers = False  # done above, within its time limit
+        for service in self._service_map.values():
+            spawner = getattr(service, "spawner", None)
+            if service.managed and spawner is not None:
+                spawner.interrupt_timeout = SERVICE_SIGNAL_TIMEOUT
+                spawner.term_timeout = SERVICE_SIGNAL_TIMEOUT
+                spawner.kill_timeout = SERVICE_SIGNAL_TIMEOUT
+        await super().cleanup()
+
+
+main = PanbinderHub.launch_instance
+
+if __name__ == "__main__":
+    main()
