@@ -23,6 +23,8 @@ from pathlib import Path
 STATE_ENV = "PANBINDER_SERVE_STATE"
 OWNER_ENV = "PANBINDER_SERVE_OWNER"
 PROC = Path("/proc")
+# daemons that outlive a portal by design even when one was started from it: never stopped here
+DAEMONS = frozenset({"dockerd", "containerd", "docker-registry", "registry"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class Proc:
     def command(self) -> str:
         text = " ".join(self.args)
         return text if len(text) <= 160 else text[:157] + "..."
+
+    @property
+    def daemon(self) -> bool:
+        return bool(self.args) and os.path.basename(self.args[0]) in DAEMONS
 
     def runs(self, program: str) -> bool:
         """Whether ``program`` is the executable or a script or module it runs."""
@@ -90,13 +96,13 @@ def alive(pid: int) -> bool:
 def left_behind(state: str, owner: str) -> list[Proc]:
     """Processes marked with state folder ``state`` by a run other than ``owner``."""
     me = os.getpid()
-    return [p for p in all_procs() if p.state == state and p.owner != owner and p.pid != me]
+    return [p for p in all_procs() if p.state == state and p.owner != owner and p.pid != me and not p.daemon]
 
 
 def marked_by(owner: str) -> list[Proc]:
     """Processes started (directly or not) by the run ``owner``."""
     me = os.getpid()
-    return [p for p in all_procs() if owner and p.owner == owner and p.pid != me]
+    return [p for p in all_procs() if owner and p.owner == owner and p.pid != me and not p.daemon]
 
 
 def stop_pids(pids: Iterable[int], *, timeout: float, first: signal.Signals = signal.SIGTERM) -> list[int]:

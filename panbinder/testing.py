@@ -198,9 +198,27 @@ class Portal:
                 time.sleep(0.2)
         raise RuntimeError(f"panbinder serve did not start:\n{self.logs()}")
 
+    def kill(self, *, watcher: bool = False) -> None:
+        """SIGKILL ``serve`` as a crash would (with ``watcher``, its process watcher first)."""
+        from .processes import all_procs
+
+        if watcher:
+            for p in all_procs():
+                if p.ppid == self.proc.pid and p.runs("panbinder.lifeline") and "watch" in p.args:
+                    os.kill(p.pid, signal.SIGKILL)
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def processes(self) -> list:
+        """Every live process started by a ``serve`` run on this state folder (``processes.Proc``)."""
+        from .processes import all_procs
+
+        state = str(self.state.resolve())
+        return [p for p in all_procs() if p.state == state]
+
     def logs(self) -> str:
         parts = []
-        for name in ("portal.log", "logs/jupyterhub.log"):
+        for name in ("portal.log", "logs/jupyterhub.log", "logs/lifeline.log"):
             p = self.state / name
             if p.exists():
                 parts.append(f"--- {name}\n" + p.read_text(errors="replace")[-6000:])
