@@ -12,12 +12,16 @@ not pass ``container_limits`` on. Instead a build that ``BuildManager`` limits g
 argument ``no_proxy`` with a marker (see ``limits.py``), by which the manager's watcher finds
 the build's ``RUN`` steps and writes the limits into their cgroups.
 
+Builds go to the build engine (``build_engine.py``), named by ``docker_host``: the engine that
+runs readers' servers never builds.
+
 Every ``docker`` process is registered with the build thread's ``CancelToken`` (see
 ``cancel.py``), so a cancelled or timed-out build stops at once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,10 +31,11 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from repo2docker.docker import DockerEngine
-from repo2docker.engine import BuildError
+from repo2docker.engine import BuildError, Image
 from traitlets import Bool, Unicode, default
 
 from . import cancel, limits
+from .build_engine import default_docker_cli
 
 
 def _lines(stream: IO[bytes]) -> Iterator[str]:
@@ -86,7 +91,8 @@ def run_streaming(
     if token is not None:
         token.check()
     if code != 0:
-        raise BuildError(f"{args[1]} exited with {code}:\n{''.join(tail)}")
+        what = next((a for a in args[1:] if not a.startswith("-") and "://" not in a), args[0])
+        raise BuildError(f"docker {what} exited with {code}:\n{''.join(tail)}")
 
 
 class BuildKitEngine(DockerEngine):
@@ -95,18 +101,36 @@ class BuildKitEngine(DockerEngine):
         "when present, else the first `docker` on PATH.",
     ).tag(config=True)
 
+    docker_host = Unicode(
+        "",
+        help="Docker host URL of the engine that builds (the build engine's; set by "
+        "Repo2DockerBuilder from BuildEngine.host). Empty: the client's default engine.",
+    ).tag(config=True)
+
     no_cache = Bool(
         False, help="Build without the layer cache (`--no-cache`), as `panbinder rebuild --fresh` does."
     ).tag(config=True)
 
     @default("docker_cli")
     def _docker_cli_default(self) -> str:
-        debian = "/usr/bin/docker"
-        return debian if os.path.exists(debian) else (shutil.which("docker") or "docker")
+        return default_docker_cli()
 
     @property
     def container_cli(self) -> str:
         return self.docker_cli
+
+    @property
+    def command(self) -> list[str]:
+        """The docker client with the build engine's host."""
+        return [self.docker_cli, *(["--host", self.docker_host] if self.docker_host else [])]
+
+    def inspect_image(self, image: str) -> Image | None:
+        """The image's tags and configuration in the build engine, or None."""
+        proc = subprocess.run([*self.command, "image", "inspect", image], capture_output=True)
+        if proc.returncode != 0:
+            return None
+        config = json.loads(proc.stdout.decode())[0]
+        return Image(tags=config["RepoTags"], config={"WorkingDir": "", **config["Config"]})
 
     def build(
         self,
@@ -125,7 +149,7 @@ class BuildKitEngine(DockerEngine):
         platform: str | None = None,
         **kwargs: Any,
     ) -> Iterator[str]:
-        args = [self.docker_cli, "build", "--progress=plain", *(["--no-cache"] if self.no_cache else [])]
+        args = [*self.command, "build", "--progress=plain", *(["--no-cache"] if self.no_cache else [])]
         step_args = limits.build_args_for(tag, buildargs) if tag else {}
         for key, value in {**(buildargs or {}), **step_args}.items():
             args += ["--build-arg", f"{key}={value}"]
@@ -149,4 +173,4 @@ class BuildKitEngine(DockerEngine):
             yield from self.push(tag)
 
     def push(self, tag: str) -> Iterator[str]:
-        yield from run_streaming([self.docker_cli, "push", tag])
+        yield from run_streaming([*self.command, "push", tag])

@@ -26,34 +26,35 @@ import subprocess
 import tempfile
 import threading
 
+from .build_engine import DockerCommand, docker_argv
 from .engine import run_streaming
 from .lock import image_id, pushed_digest
 
 
-def label_build_args(image: str, labels: dict[str, str], *, docker_cli: str) -> list[str]:
+def label_build_args(image: str, labels: dict[str, str], *, docker_cli: str | DockerCommand) -> list[str]:
     """``docker build`` arguments that add ``labels`` to ``image`` (Dockerfile on stdin)."""
-    args = [docker_cli, "build", "--progress=plain"]
+    args = docker_argv(docker_cli, "build", "--progress=plain")
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
     return [*args, "--tag", image, "-"]
 
 
-def _quiet(docker_cli: str, *args: str) -> None:
+def _quiet(docker_cli: str | DockerCommand, *args: str) -> None:
     """Run a docker command whose failure changes nothing that matters (best effort)."""
     try:
-        subprocess.run([docker_cli, *args], capture_output=True, timeout=60)
+        subprocess.run(docker_argv(docker_cli, *args), capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         pass
 
 
-def _drop(unused: str, kept: str, docker_cli: str) -> None:
+def _drop(unused: str, kept: str, docker_cli: str | DockerCommand) -> None:
     """Remove the image ``unused`` unless it is ``kept``; never forced, so an image that another
     name or a container still uses stays."""
     if unused and unused != kept:
         _quiet(docker_cli, "rmi", unused)
 
 
-def label_and_push(image: str, labels: dict[str, str], *, docker_cli: str) -> str:
+def label_and_push(image: str, labels: dict[str, str], *, docker_cli: str | DockerCommand) -> str:
     """Add ``labels`` to the local ``image``, push it again and return the pushed manifest digest
     ("" if the push printed none). On failure, ``image`` names the unlabelled image again."""
     unlabelled = image_id(image, docker_cli=docker_cli)
@@ -62,13 +63,13 @@ def label_and_push(image: str, labels: dict[str, str], *, docker_cli: str) -> st
     with tempfile.TemporaryDirectory(prefix="panbinder-label-") as tmp:
         iidfile = os.path.join(tmp, "iid")
         args = label_build_args(image, labels, docker_cli=docker_cli)
-        args[2:2] = ["--iidfile", iidfile]
+        args[-1:-1] = ["--iidfile", iidfile]
         try:
             for _ in run_streaming(args, stdin_file=io.BytesIO(f"FROM {image}\n".encode()), env=env):
                 pass
             with open(iidfile, encoding="ascii") as f:
                 labelled = f.read().strip()
-            pushed = list(run_streaming([docker_cli, "push", image]))
+            pushed = list(run_streaming(docker_argv(docker_cli, "push", image)))
         except BaseException:
             _quiet(docker_cli, "tag", unlabelled, image)
             _drop(labelled, unlabelled, docker_cli)

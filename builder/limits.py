@@ -10,7 +10,7 @@ those step cgroups from outside:
   predefined proxy arguments to ``RUN`` steps as environment variables and leaves them out
   of the cache key, so the marker does not change which layers are reused;
 - one watcher thread reads the runc bundle (``config.json``) of each new step in BuildKit's
-  executor folder, and when its environment has a marker it writes the build's limits into
+  executor folder (under the build engine's data root, see ``build_engine.py``), and when its environment has a marker it writes the build's limits into
   the step's cgroup (creating it first when runc has not yet; runc then joins it), in the
   v1 hierarchies (``memory.limit_in_bytes``, ``memory.memsw.limit_in_bytes``,
   ``cpu.cfs_quota_us``, ``pids.max``) or the v2 unified one (``memory.max``,
@@ -33,7 +33,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,10 +224,10 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _docker_root() -> str:
-    cli = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+def _docker_root(docker: Sequence[str]) -> str:
+    """The DockerRootDir of the engine that ``docker`` (a client command line) talks to."""
     out = subprocess.run(
-        [cli, "info", "--format", "{{.DockerRootDir}}"], capture_output=True, text=True, timeout=30
+        [*docker, "info", "--format", "{{.DockerRootDir}}"], capture_output=True, text=True, timeout=30
     )
     return out.stdout.strip() or "/var/lib/docker"
 
@@ -243,11 +243,13 @@ class StepLimiter:
         self,
         executor_dir: str = "",
         *,
+        docker: Sequence[str] = ("docker",),
         layout: CgroupLayout | None = None,
         interval: float = 0.005,
         log: logging.Logger | None = None,
     ) -> None:
         self.executor_dir = executor_dir  # "": <docker root>/buildkit/executor, asked once
+        self.docker = tuple(docker)  # the client command line of the engine that builds
         self.layout = layout
         self.interval = interval
         self.log = log or logging.getLogger("panbinder.limits")
@@ -285,7 +287,7 @@ class StepLimiter:
             return "no cgroup hierarchy with a memory controller is mounted"
         if not self.executor_dir:
             try:
-                self.executor_dir = os.path.join(_docker_root(), "buildkit", "executor")
+                self.executor_dir = os.path.join(_docker_root(self.docker), "buildkit", "executor")
             except (OSError, subprocess.SubprocessError) as e:
                 return f"cannot ask docker for its root folder: {e}"
         if not os.access(self.executor_dir, os.R_OK | os.X_OK):

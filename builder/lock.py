@@ -36,6 +36,7 @@ from typing import Any
 from panbinder import __version__
 from panbinder.errors import PanbinderError
 
+from .build_engine import DockerCommand, docker_argv
 from .buildpacks.conda_mirror_lock import (
     CONDA_META_PROBE,
     CONDA_PIP_PROBE,
@@ -64,8 +65,8 @@ DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 _NAME_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
-def _docker(docker_cli: str, *args: str, timeout: float = 120) -> str:
-    proc = subprocess.run([docker_cli, *args], capture_output=True, text=True, timeout=timeout)
+def _docker(docker_cli: str | DockerCommand, *args: str, timeout: float = 120) -> str:
+    proc = subprocess.run(docker_argv(docker_cli, *args), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise PanbinderError(
             f"docker {args[0]} failed: {proc.stderr.strip()[-300:]}. Check that the image exists locally.",
@@ -131,11 +132,11 @@ def parse_freeze(lines: list[str]) -> dict[str, str]:
     return found
 
 
-def image_id(image: str, *, docker_cli: str) -> str:
+def image_id(image: str, *, docker_cli: str | DockerCommand) -> str:
     return _docker(docker_cli, "image", "inspect", "--format", "{{.Id}}", image).strip()
 
 
-def dpkg_of(image: str, *, docker_cli: str) -> dict[str, str]:
+def dpkg_of(image: str, *, docker_cli: str | DockerCommand) -> dict[str, str]:
     """The Debian packages of a local image (its base image, for example)."""
     probe = "dpkg-query -W -f '${Package}=${Version}\\n'"
     out = _docker(docker_cli, "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", image, "-c", probe)
@@ -154,7 +155,7 @@ def pushed_digest(push_lines: list[str]) -> str:
 def capture_lock(
     image: str,
     *,
-    docker_cli: str,
+    docker_cli: str | DockerCommand,
     base_image: str = "",
     repo_url: str = "",
     commit: str = "",
@@ -225,12 +226,12 @@ def lock_from_inspect(image: str, info: dict[str, Any]) -> dict[str, Any] | None
     return lock
 
 
-def image_lock(image: str, *, docker_cli: str = "docker") -> dict[str, Any] | None:
+def image_lock(image: str, *, docker_cli: str | DockerCommand = "docker") -> dict[str, Any] | None:
     """The lock in the ``org.panbinder.lock`` label of a local image; None when the image is not
     local, has no such label or cannot be read. Never raises."""
     try:
         proc = subprocess.run(
-            [docker_cli, "image", "inspect", "--format", "{{json .}}", image],
+            docker_argv(docker_cli, "image", "inspect", "--format", "{{json .}}", image),
             capture_output=True,
             text=True,
             timeout=60,
@@ -253,7 +254,9 @@ class LockCapture:
     the build; a failed labelling leaves the unlabelled image as first pushed.
     """
 
-    def __init__(self, builder: Any, request: Any, docker_cli: str, *, label: Labeller | None = None) -> None:
+    def __init__(
+        self, builder: Any, request: Any, docker_cli: str | DockerCommand, *, label: Labeller | None = None
+    ) -> None:
         self.builder, self.image, self.label = builder, request.image.full, label
         self.lock: dict[str, Any] | None = None
         self.error: BaseException | None = None

@@ -23,9 +23,10 @@ from panbinder.executor import run_blocking
 
 from . import cancel
 from .base import Builder, BuildRequest
+from .build_engine import BuildEngine
 from .buildpacks import PackSettings, configured_packs
 from .buildpacks.conda_mirror import CondaMirror
-from .cancel import CancelToken
+from .cancel import BuildCancelled, CancelToken
 from .checkout import check_checkout_size
 from .clone import clone_pinned
 from .engine import BuildKitEngine
@@ -54,7 +55,18 @@ FAILURE_HINTS: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"(Failed to check out ref .*|Failed to clone repository .*)"),
         "{0} Check the repository URL and the ref.",
     ),
+    (
+        re.compile(r"(no space left on device)", re.IGNORECASE),
+        "The build ran out of disk space (no space left on device). Make the image smaller (fewer or "
+        "lighter dependencies, no large downloads in postBuild), or ask the operators to free space "
+        "for the build engine (BuildEngine.data_root).",
+    ),
 ]
+ENGINE_STOPPED = (
+    "The build engine stopped during the build (its docker daemon does not answer), so the build "
+    "could not finish; running servers are not affected. Try again in a few minutes; if it keeps "
+    "failing, ask the operators to start the build engine (panbinder build-engine start)."
+)
 
 
 class _QueueHandler(logging.Handler):
@@ -103,9 +115,10 @@ class Repo2DockerBuilder(Builder):
     ).tag(config=True)
     user_name = Unicode("jovyan", help="Non-root user inside images.").tag(config=True)
     user_id = Int(1000, help="Uid (and gid) of that user.").tag(config=True)
-    docker_cli = Unicode("", help="Docker client for BuildKit builds (empty: engine default).").tag(
-        config=True
-    )
+    docker_cli = Unicode(
+        "",
+        help="Docker client for BuildKit builds (empty: BuildEngine.docker_cli); it talks to BuildEngine.host.",
+    ).tag(config=True)
     log_tail_lines = Int(40, help="Log lines attached to a failed event.").tag(config=True)
     python_version = Unicode("3.11", help="The Python version of base_image (its python3).").tag(config=True)
     runtime_policy = Enum(
@@ -156,6 +169,15 @@ class Repo2DockerBuilder(Builder):
             self._guard = RepoGuard(parent=self, log=self.log)
         return self._guard
 
+    @property
+    def build_engine(self) -> BuildEngine:
+        """The docker engine builds, label builds and lock probes run in (never the run engine)."""
+        if getattr(self, "_build_engine", None) is None:
+            self._build_engine = BuildEngine(parent=self, log=self.log)
+            if self.docker_cli:
+                self._build_engine.docker_cli = self.docker_cli
+        return self._build_engine
+
     @default("ca_bundle")
     def _ca_bundle_default(self) -> str:
         host = "/etc/ssl/certs/ca-certificates.crt"
@@ -203,13 +225,13 @@ class Repo2DockerBuilder(Builder):
             },
         )
         r2d.log = log
+        # repo2docker makes its engine itself (parent=r2d): it reaches the build engine by config
+        r2d.config.BuildKitEngine.docker_cli = self.build_engine.docker_cli
+        r2d.config.BuildKitEngine.docker_host = self.build_engine.host
         return r2d
 
     def _engine(self, r2d: Repo2Docker) -> BuildKitEngine:
-        engine = BuildKitEngine(parent=r2d)
-        if self.docker_cli:
-            engine.docker_cli = self.docker_cli
-        return engine
+        return BuildKitEngine(parent=r2d)
 
     def _build_blocking(
         self, request: BuildRequest, log: logging.Logger, push_line: Any, token: CancelToken | None = None
@@ -234,7 +256,7 @@ class Repo2DockerBuilder(Builder):
             if not self._engine(r2d).inspect_image(request.image.full):
                 raise RuntimeError("repo2docker finished without producing the image")
             push_line(None)
-            docker_cli = self._engine(r2d).docker_cli
+            docker_cli = self._engine(r2d).command
             label = functools.partial(label_and_push, docker_cli=docker_cli) if self.label_lock else None
             lock = LockCapture(self, request, docker_cli, label=label)  # the probe runs during the push
             pushed = []
@@ -242,6 +264,18 @@ class Repo2DockerBuilder(Builder):
                 push_line(line)
                 pushed.append(line)
             lock.finish(pushed, emit=push_line)
+
+    async def _failed(self, request: BuildRequest, error: BaseException, lines: list[str]) -> Event:
+        """The failed event for ``error``: the build engine gone, else what the log explains."""
+        fields = {"build_id": request.build_id, "image": request.image.full, "phase": "failed"}
+        self.log.warning("build failed: %s", getattr(error, "log_message", error), extra=fields)
+        extra: dict[str, Any] = {"log_tail": lines[-self.log_tail_lines :]}
+        if isinstance(error, PanbinderError):
+            return Event("failed", error.message, extra)
+        if not isinstance(error, BuildCancelled) and not await run_blocking(self.build_engine.ping):
+            self.log.error("the build engine at %s does not answer", self.build_engine.host, extra=fields)
+            return Event("failed", ENGINE_STOPPED, {**extra, "reason": "build_engine_stopped"})
+        return Event("failed", failure_message(lines, str(error)), extra)
 
     async def build(self, request: BuildRequest) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
@@ -272,19 +306,7 @@ class Repo2DockerBuilder(Builder):
                     yield Event("built", "Image built and pushed.\n", {"image": request.image.full})
                     return
                 if isinstance(item, BaseException):
-                    self.log.warning(
-                        "build failed: %s",
-                        item.log_message if isinstance(item, PanbinderError) else item,
-                        extra={"build_id": request.build_id, "image": request.image.full, "phase": "failed"},
-                    )
-                    lines = list(tail)
-                    yield Event(
-                        "failed",
-                        item.message
-                        if isinstance(item, PanbinderError)
-                        else failure_message(lines, str(item)),
-                        {"log_tail": lines[-self.log_tail_lines :]},
-                    )
+                    yield await self._failed(request, item, list(tail))
                     return
                 phase, line = item
                 if line is None:
@@ -300,4 +322,4 @@ class Repo2DockerBuilder(Builder):
             logging.Logger.manager.loggerDict.pop(log.name, None)
 
 
-__all__ = ["Repo2DockerBuilder", "failure_message"]
+__all__ = ["ENGINE_STOPPED", "Repo2DockerBuilder", "failure_message"]

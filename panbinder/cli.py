@@ -31,6 +31,10 @@ class PanbinderApp(PanbinderBase):
             "Register publications: add, import FILE.",
         ),
         "rebuild": ("panbinder.rebuild.RebuildApp", "Rebuild an image from its lock (--frozen) or afresh."),
+        "build-engine": (
+            "panbinder.builder.build_engine.BuildEngineApp",
+            "The docker engine that runs builds: build-engine start|stop|status.",
+        ),
         "archive": ("panbinder.archive_cli.ArchiveApp", "Archive a publication or image: archive DOI|IMAGE."),
         "restore": ("panbinder.archive_cli.RestoreApp", "Restore an archive: restore ARCHIVE."),
         "registry": ("panbinder.archive_cli.RegistryApp", "Registry maintenance: registry gc [--apply]."),

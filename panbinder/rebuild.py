@@ -31,6 +31,7 @@ from traitlets import Bool
 
 from .base import PanbinderBase
 from .builder.base import BuildRequest
+from .builder.build_engine import BuildEngine
 from .builder.buildpacks.frozen import apt_pins, frozen_pack, frozen_requirements
 from .builder.lock import LABEL, diff_locks, dpkg_of, format_diff, image_lock, is_empty
 from .builder.manager import BuildManager
@@ -60,20 +61,21 @@ class RebuildBuilder(Repo2DockerBuilder):
         return r2d
 
 
-def docker_cli(builder: Repo2DockerBuilder) -> str:
-    return builder.docker_cli or ("/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker")
+def docker_cli(builder: Repo2DockerBuilder) -> list[str]:
+    """The client command line of the build engine, where rebuilds and their probes run."""
+    return builder.build_engine.command()
 
 
-def lock_in_label(image: str, *, docker_cli: str) -> dict[str, Any] | None:
+def lock_in_label(image: str, *, docker_cli: list[str]) -> dict[str, Any] | None:
     """The lock in ``image``'s label, pulling the image first when it is not local (None if absent)."""
     lock = image_lock(image, docker_cli=docker_cli)
     if lock is not None:
         return lock
-    local = subprocess.run([docker_cli, "image", "inspect", image], capture_output=True, timeout=60)
+    local = subprocess.run([*docker_cli, "image", "inspect", image], capture_output=True, timeout=60)
     if local.returncode == 0:
         return None
     try:
-        pulled = subprocess.run([docker_cli, "pull", "--quiet", image], capture_output=True, timeout=1800)
+        pulled = subprocess.run([*docker_cli, "pull", "--quiet", image], capture_output=True, timeout=1800)
     except (OSError, subprocess.SubprocessError):
         return None
     return image_lock(image, docker_cli=docker_cli) if pulled.returncode == 0 else None
@@ -86,7 +88,7 @@ class RebuildApp(PanbinderBase):
         "whether the new lock is identical, or from the repository's files (--fresh) and print "
         "the differences in package versions."
     )
-    classes = [PanbinderBase, Registry, Repo2DockerBuilder, BuildManager, Catalogue]
+    classes = [PanbinderBase, Registry, Repo2DockerBuilder, BuildEngine, BuildManager, Catalogue]
     frozen = Bool(False, help="Rebuild with the exact versions of the recorded lock.").tag(config=True)
     fresh = Bool(False, help="Rebuild from the repository's files without the layer cache.").tag(config=True)
     flags = {

@@ -118,6 +118,14 @@ def notebook(code: str) -> str:
     )
 
 
+def machine_build_engine():
+    """The build engine the set-up started (its state folder as this process sees it), which a
+    portal with a state folder of its own uses too."""
+    from .builder.build_engine import BuildEngine
+
+    return BuildEngine()
+
+
 @dataclass
 class Portal:
     """``panbinder serve`` in a child process with its own state directory and ports."""
@@ -149,6 +157,7 @@ class Portal:
                 c.HubProcess.hub_port = {self.hub_api_port}
                 c.HubProcess.container_prefix = {self.container_prefix!r}
                 c.RepoGuard.allowed_hosts = {list(self.repo_hosts)!r}
+                c.BuildEngine.state_dir = {machine_build_engine().state_dir!r}
                 c.ServeApp.enable_build_only = True
                 """
             )

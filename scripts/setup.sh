@@ -100,4 +100,12 @@ if [ "$(cat "$VENV/.panbinder-stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" >"$VENV/.panbinder-stamp"
 fi
 
+# -- the build engine: a dockerd of its own that runs every build (builder/build_engine.py) --------
+# own socket, data root and bridge; the base image is copied from the engine above. Idempotent.
+if ! (cd "$ROOT" && PANBINDER_STATE=$STATE "$VENV/bin/panbinder" build-engine start) >>"$STATE/logs/build-engine.log" 2>&1; then
+  say "the build engine did not start; its log follows"
+  tail -n 30 "$STATE/logs/build-engine.log"
+  exit 1
+fi
+
 say "ready (state in $STATE)"

@@ -3,6 +3,12 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${PANBINDER_STATE:-$ROOT/.state}
+# the build engine first (it pushes to the registry), with its bridge and iptables rules
+if [ -x "$STATE/venv/bin/panbinder" ]; then
+  (cd "$ROOT" && PANBINDER_STATE=$STATE "$STATE/venv/bin/panbinder" build-engine stop)
+elif [ -f "$STATE/build-engine/dockerd.pid" ]; then
+  kill "$(cat "$STATE/build-engine/dockerd.pid")" 2>/dev/null && echo "stopped the build engine"
+fi
 for name in registry dockerd; do
   f=$STATE/run/$name.pid
   [ -f "$f" ] || continue

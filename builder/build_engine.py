@@ -1,0 +1,397 @@
+"""The build engine: a docker engine of its own for builds, apart from the one that runs servers.
+
+Debian's dockerd 20.10 can crash in BuildKit when a build is cancelled, and a crashed dockerd
+takes every container it runs with it. So builds run in a second dockerd with its own data
+root, exec root, pid file, socket and bridge, which pushes to the same registry; the engine that
+runs readers' servers (DockerSpawner, the pool, archive and restore) never builds and pulls
+each image from the registry at launch. A build engine that dies stops the builds it ran, which
+end with a clear ``failed`` event, and nothing else.
+
+Build steps run on the engine's own bridge (``bridge``, ``bridge_address``), never on the host
+network: from there the host's loopback (the registry, which has no authentication, the portal,
+the Hub's proxy) is out of reach, and the two engines' isolation rules (both dockerds add theirs
+to the same iptables chains) keep build steps away from readers' servers. What build steps may
+reach on the host listens on ``gateway()``, for example a facility's conda channel mirror.
+
+Started by the set-up (``panbinder build-engine start``, idempotent: a second start that finds
+it answering takes about 0.1 s) and stopped by ``scripts/stop.sh`` (``panbinder build-engine
+stop``), which also removes the bridge and the two iptables rules dockerd leaves behind for it.
+Base images reach it from the run engine (``docker save | docker load``) at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from traitlets import Float, List, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from panbinder.base import PanbinderBase
+from panbinder.errors import PanbinderError
+
+DockerCommand = Sequence[str]
+
+
+def docker_argv(docker: str | DockerCommand, *args: str) -> list[str]:
+    """A command line for the docker client ``docker``: a path, or a path with global options
+    such as ``("/usr/bin/docker", "--host", "unix:///…/build.sock")``."""
+    return [docker, *args] if isinstance(docker, str) else [*docker, *args]
+
+
+def default_docker_cli() -> str:
+    """Debian's docker client when present (newer clients on PATH lack BuildKit without buildx)."""
+    debian = "/usr/bin/docker"
+    return debian if os.path.exists(debian) else (shutil.which("docker") or "docker")
+
+
+def _run(args: list[str], *, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise PanbinderError(
+            "The build engine could not be set up; the operator's log says why.",
+            reason="build_engine",
+            log_message=f"{' '.join(args)} failed: {proc.stderr.strip()[-500:]}",
+            status_code=503,
+        )
+    return proc
+
+
+class BuildEngine(LoggingConfigurable):
+    """Where builds run: the docker engine every build, label build and lock probe talks to."""
+
+    state_dir = Unicode(
+        help="Folder of the build engine's socket, pid file, data root, exec root and log "
+        "(default: <PANBINDER_STATE, else ./.state>/build-engine, where the set-up starts it).",
+    ).tag(config=True)
+    host = Unicode(
+        help="Docker host URL of the build engine (default: unix://<state_dir>/build.sock).",
+    ).tag(config=True)
+    data_root = Unicode(help="dockerd --data-root of the build engine (default: <state_dir>/data).").tag(
+        config=True
+    )
+    exec_root = Unicode(help="dockerd --exec-root of the build engine (default: <state_dir>/exec).").tag(
+        config=True
+    )
+    bridge = Unicode(
+        "pbbuild0",
+        help="Name of the build engine's bridge (at most 15 characters); build steps run there.",
+    ).tag(config=True)
+    bridge_address = Unicode(
+        "172.30.0.1/24",
+        help="The bridge's address and prefix: its gateway, as build steps see the host, and its "
+        "subnet, which must not overlap the run engine's networks.",
+    ).tag(config=True)
+    docker_cli = Unicode(help="Docker client for the build engine (default: Debian's /usr/bin/docker).").tag(
+        config=True
+    )
+    dockerd = Unicode("dockerd", help="The dockerd command that start() runs.").tag(config=True)
+    seed_images = List(
+        Unicode(),
+        ["panbinder-base:bookworm-1"],
+        help="Images every build needs (base images): start() copies those the build engine lacks "
+        "from the run engine (docker save | docker load).",
+    ).tag(config=True)
+    start_timeout = Float(60.0, help="Seconds start() waits for the build engine to answer.").tag(config=True)
+
+    @default("state_dir")
+    def _state_dir_default(self) -> str:
+        return os.path.join(os.path.abspath(os.environ.get("PANBINDER_STATE", ".state")), "build-engine")
+
+    @default("host")
+    def _host_default(self) -> str:
+        return f"unix://{self.state_dir}/build.sock"
+
+    @default("data_root")
+    def _data_root_default(self) -> str:
+        return os.path.join(self.state_dir, "data")
+
+    @default("exec_root")
+    def _exec_root_default(self) -> str:
+        return os.path.join(self.state_dir, "exec")
+
+    @default("docker_cli")
+    def _docker_cli_default(self) -> str:
+        return default_docker_cli()
+
+    @validate("bridge")
+    def _check_bridge(self, proposal) -> str:
+        name = proposal["value"]
+        if not (0 < len(name) <= 15) or "/" in name or " " in name:
+            raise ValueError(f"BuildEngine.bridge {name!r}: a network interface name of 1 to 15 characters")
+        return name
+
+    @validate("bridge_address")
+    def _check_address(self, proposal) -> str:
+        try:
+            iface = ipaddress.ip_interface(proposal["value"])
+        except ValueError as e:
+            raise ValueError(f"BuildEngine.bridge_address: {e} (write it like '172.30.0.1/24')") from None
+        if iface.network.prefixlen >= 31 or iface.ip == iface.network.network_address:
+            raise ValueError(f"BuildEngine.bridge_address {proposal['value']!r}: a host address in a subnet")
+        return proposal["value"]
+
+    # --- what clients need ------------------------------------------------------------------
+
+    def command(self, *args: str) -> list[str]:
+        """The docker client command line for the build engine, followed by ``args``."""
+        return [self.docker_cli, "--host", self.host, *args]
+
+    def gateway(self) -> str:
+        """The host's address on the build bridge: the one host address build steps reach."""
+        return str(ipaddress.ip_interface(self.bridge_address).ip)
+
+    @property
+    def subnet(self) -> str:
+        return str(ipaddress.ip_interface(self.bridge_address).network)
+
+    @property
+    def pidfile(self) -> Path:
+        return Path(self.state_dir, "dockerd.pid")
+
+    @property
+    def log_file(self) -> Path:
+        return Path(self.state_dir, "dockerd.log")
+
+    def ping(self, timeout: float = 5.0) -> bool:
+        """True when the build engine answers (``docker version`` reaches its server)."""
+        try:
+            proc = _run(self.command("version", "--format", "{{.Server.Version}}"), timeout=timeout)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return proc.returncode == 0 and bool(proc.stdout.strip())
+
+    def root_dir(self) -> str:
+        """The engine's DockerRootDir (BuildKit's state is under it), asked from the engine."""
+        proc = _run(self.command("info", "--format", "{{.DockerRootDir}}"), timeout=30)
+        return proc.stdout.strip() or self.data_root
+
+    def dockerd_args(self) -> list[str]:
+        """The dockerd command line: own socket, data, exec root, pid file and bridge; iptables
+        on so build steps reach the package index through NAT."""
+        return [
+            self.dockerd,
+            f"--host={self.host}",
+            f"--data-root={self.data_root}",
+            f"--exec-root={self.exec_root}",
+            f"--pidfile={self.pidfile}",
+            f"--bridge={self.bridge}",
+            "--iptables=true",
+        ]
+
+    # --- start and stop -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the build engine unless it answers already; raise PanbinderError when it does not
+        come up within ``start_timeout`` (with the end of its log in the operator's message)."""
+        if not self.ping(timeout=3):
+            self._make_bridge()
+            for folder in (self.state_dir, self.data_root, self.exec_root):
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            self._stop_stale()
+            self.log.info("starting the build engine (%s)", self.host)
+            with open(self.log_file, "ab") as log:
+                subprocess.Popen(
+                    self.dockerd_args(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # outlives the command that started it
+                )
+            self._wait_ready()
+        self.isolate()
+        self.seed()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.ping(timeout=3):
+                return
+            time.sleep(0.2)
+        tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
+        raise PanbinderError(
+            "The build engine did not start; builds cannot run until it does.",
+            reason="build_engine",
+            log_message=f"dockerd for {self.host} did not answer in {self.start_timeout:g} s:\n{tail}",
+            status_code=503,
+        )
+
+    def _make_bridge(self) -> None:
+        if _run(["ip", "link", "show", self.bridge]).returncode != 0:
+            _run(["ip", "link", "add", "name", self.bridge, "type", "bridge"], check=True)
+        _run(["ip", "addr", "replace", self.bridge_address, "dev", self.bridge], check=True)
+        _run(["ip", "link", "set", self.bridge, "up"], check=True)
+
+    def _pid(self) -> int:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return 0
+        except PermissionError:
+            pass
+        return pid
+
+    def _stop_stale(self) -> None:
+        """A dockerd of this pid file that no longer answers, and a containerd a killed dockerd
+        left behind, would keep the new one from starting: stop them first."""
+        pid = self._pid()
+        if pid:
+            _terminate(pid, 10)
+        containerd = Path(self.exec_root, "containerd", "containerd.pid")
+        with contextlib.suppress(OSError, ValueError):
+            _terminate(int(containerd.read_text().strip()), 10)
+        self.reap_steps()
+
+    def reap_steps(self) -> list[str]:
+        """Stop the build steps a killed dockerd of this engine left running.
+
+        BuildKit runs each RUN step as a runc container of its own, which outlives a dockerd
+        killed mid-build; its bundle stays in this engine's executor folder under the step's id,
+        which is also its runc id. Returns the ids."""
+        folder = Path(self.data_root, "buildkit", "executor")
+        steps = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        for step in steps:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                _run(["runc", "delete", "--force", step], timeout=30)
+        if steps:
+            self.log.warning("stopped %d build steps left by a stopped build engine", len(steps))
+        return steps
+
+    def stop(self) -> bool:
+        """Stop the build engine, then remove its bridge and the iptables rules dockerd left for
+        it. True when a running dockerd was stopped."""
+        pid = self._pid()
+        if pid:
+            _terminate(pid, 30)
+        with contextlib.suppress(OSError, ValueError):
+            _terminate(int(Path(self.exec_root, "containerd", "containerd.pid").read_text().strip()), 10)
+        self.pidfile.unlink(missing_ok=True)
+        self.reap_steps()
+        for rule in self.leftover_rules():
+            while _run(["iptables", *rule]).returncode == 0:  # a rule may be there twice
+                pass
+        if _run(["ip", "link", "show", self.bridge]).returncode == 0:
+            _run(["ip", "link", "delete", self.bridge])
+        return bool(pid)
+
+    def isolation_rules(self) -> list[list[str]]:
+        """DOCKER-USER rules that keep build steps and the run engine's containers apart.
+
+        Each dockerd adds its isolation rules to the same DOCKER-ISOLATION chains and flushes
+        them when it starts, so the engine started last would otherwise be the only one
+        isolated; dockerd leaves DOCKER-USER to the operator and never flushes it."""
+        rules = []
+        for other in ("docker+", "br-+"):
+            rules.append(["-i", self.bridge, "-o", other, "-j", "DROP"])
+            rules.append(["-i", other, "-o", self.bridge, "-j", "DROP"])
+        return rules
+
+    def isolate(self) -> None:
+        """Insert ``isolation_rules`` into DOCKER-USER, each once."""
+        for rule in self.isolation_rules():
+            if _run(["iptables", "-C", "DOCKER-USER", *rule]).returncode != 0:
+                _run(["iptables", "-I", "DOCKER-USER", *rule], check=True)
+
+    def leftover_rules(self) -> list[list[str]]:
+        """The iptables deletions of the rules dockerd 20.10 leaves for its bridge on stop."""
+        return [
+            ["-t", "nat", "-D", "POSTROUTING", "-s", self.subnet, "!", "-o", self.bridge, "-j", "MASQUERADE"],
+            ["-t", "nat", "-D", "DOCKER", "-i", self.bridge, "-j", "RETURN"],
+            *(["-D", "DOCKER-USER", *rule] for rule in self.isolation_rules()),
+        ]
+
+    def seed(self, source: DockerCommand | None = None) -> list[str]:
+        """Copy each of ``seed_images`` the build engine lacks from the run engine (``source``, a
+        docker command; default the client's own default engine). Returns the images copied."""
+        source = list(source or [self.docker_cli])
+        copied = []
+        for image in self.seed_images:
+            if _run(self.command("image", "inspect", image)).returncode == 0:
+                continue
+            if _run([*source, "image", "inspect", image]).returncode != 0:
+                self.log.warning("the run engine has no image %s to copy into the build engine", image)
+                continue
+            self.log.info("copying %s into the build engine", image)
+            save = subprocess.Popen([*source, "save", image], stdout=subprocess.PIPE)
+            load = subprocess.run(self.command("load", "--quiet"), stdin=save.stdout, capture_output=True)
+            save.stdout.close()
+            if save.wait() != 0 or load.returncode != 0:
+                raise PanbinderError(
+                    "The build engine lacks its base image; builds cannot run.",
+                    reason="build_engine",
+                    log_message=f"copying {image} failed: {load.stderr.decode(errors='replace')[-300:]}",
+                    status_code=503,
+                )
+            copied.append(image)
+        return copied
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # our own child (a test's start) would stay a zombie
+            time.sleep(0.1)
+
+
+def main_action(engine: BuildEngine, action: str) -> int:
+    """``panbinder build-engine start|stop|status``: exit status 0 when done / answering."""
+    if action == "start":
+        try:
+            engine.start()
+        except PanbinderError as e:
+            print(f"error: {e.message}\n{e.log_message}", file=sys.stderr)
+            return 1
+        print(f"build engine ready at {engine.host} (bridge {engine.bridge}, {engine.bridge_address})")
+        return 0
+    if action == "stop":
+        print("build engine stopped" if engine.stop() else "build engine was not running")
+        return 0
+    if action == "status":
+        ok = engine.ping()
+        print(f"build engine at {engine.host}: {'answering' if ok else 'not answering'}")
+        return 0 if ok else 1
+    print("usage: panbinder build-engine start|stop|status", file=sys.stderr)
+    return 2
+
+
+class BuildEngineApp(PanbinderBase):
+    name = "panbinder-build-engine"
+    description = "Start, stop or check the docker engine that runs builds: build-engine start|stop|status."
+    classes = [PanbinderBase, BuildEngine]
+
+    def start(self) -> None:
+        engine = BuildEngine(parent=self, log=self.log)
+        sys.exit(main_action(engine, self.extra_args[0] if self.extra_args else ""))
+
+
+__all__ = [
+    "BuildEngine",
+    "BuildEngineApp",
+    "DockerCommand",
+    "default_docker_cli",
+    "docker_argv",
+    "main_action",
+]

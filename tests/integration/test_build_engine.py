@@ -1,0 +1,211 @@
+"""The build engine for real: builds run in a dockerd of their own, never in the engine that runs
+readers' servers, and a build engine killed mid-build stops only its builds.
+
+The kill, restart and full-disk tests use a build engine of their own (own state folder, bridge
+and subnet, data root on a small tmpfs), started and stopped by the project's own functions, so
+that killing it never touches the builds of other portals on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from panbinder.builder.build_engine import BuildEngine
+from panbinder.builder.r2d import ENGINE_STOPPED
+from panbinder.testing import (
+    Portal,
+    machine_build_engine,
+    read_stream,
+    remove_containers,
+    remove_stale_containers,
+    run_code,
+    session_prefix,
+    wait_status,
+)
+
+from .conftest import PREFIX as IT_PREFIX
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+
+PREFIX = session_prefix("panbinder-be")
+RUN_ENGINE = ["/usr/bin/docker"]
+CHECK = "import tabulate; print(2 * int(open('data/values.txt').read()), tabulate.__version__)"
+
+
+def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+
+
+def dockerfile_repo(git_server, name: str, steps: str) -> str:
+    """A repository built from its Dockerfile on the base image (a build of a few seconds)."""
+    git_server.commit(name, {"Dockerfile": f"FROM panbinder-base:bookworm-1\n{steps}\n"}, "dockerfile")
+    return git_server.url(name)
+
+
+def built_image(stream) -> str:
+    """The image a build-only stream ended with (it ends 'ready' with imageName, as BinderHub's)."""
+    assert stream.last.get("phase") in ("built", "ready") and stream.last.get("imageName"), stream.log()
+    return stream.last["imageName"]
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+async def test_a_build_runs_in_the_build_engine_and_the_run_engine_pulls_it_at_launch(
+    portal, git_server, fresh_repo
+):
+    engine = machine_build_engine()
+    url = git_server.url(fresh_repo)
+    built = await read_stream(portal.build_url(url, "main", "build_only=true"))
+    assert built.last["phase"] == "ready", built.log()
+    image = built.last["imageName"]
+    # the build's layers and history are in the build engine only
+    history = run(engine.command("history", "--no-trunc", "--format", "{{.CreatedBy}}", image))
+    assert history.returncode == 0, history.stderr
+    assert "requirements.txt" in history.stdout, history.stdout[-2000:]
+    assert run([*RUN_ENGINE, "image", "inspect", image]).returncode != 0, "the run engine has the image"
+    start = time.monotonic()
+    ready = await read_stream(portal.build_url(url, "main"))
+    assert ready.last["phase"] == "ready", ready.log()
+    await wait_status(ready.last["url"] + "api/status", ready.last["token"])
+    print(f"\nlaunch of a cached image, first pull by the run engine: {time.monotonic() - start:.2f} s")
+    # the run engine got it from the registry: pulled under its registry digest
+    info = json.loads(run([*RUN_ENGINE, "image", "inspect", "--format", "{{json .}}", image]).stdout)
+    name = image.rsplit(":", 1)[0]
+    assert any(d.startswith(name + "@sha256:") for d in info["RepoDigests"]), info["RepoDigests"]
+    assert (await run_code(ready.last["url"], ready.last["token"], CHECK)).split() == ["42", "0.9.0"]
+
+
+@pytest.fixture(scope="module")
+def own_engine(tmp_path_factory):
+    """A build engine of this module's own, its data root on a 1 GiB tmpfs."""
+    folder = tmp_path_factory.mktemp("be")
+    data = folder / "data"
+    data.mkdir()
+    mounted = run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(data)])
+    assert mounted.returncode == 0, mounted.stderr
+    subnet = 20 + os.getpid() % 200
+    engine = BuildEngine(
+        state_dir=str(folder),
+        data_root=str(data),
+        bridge=f"pbt{os.getpid() % 1_000_000}",
+        bridge_address=f"172.30.{subnet}.1/24",
+    )
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.stop()
+        run(["umount", "-l", str(data)])
+
+
+@pytest.fixture(scope="module")
+def own_portal(own_engine, tmp_path_factory):
+    """A portal (no Hub: builds only) whose builds run in ``own_engine``."""
+    remove_stale_containers("panbinder-be")
+    p = Portal(
+        state=tmp_path_factory.mktemp("be-portal"),
+        container_prefix=PREFIX,
+        config=f"""
+        c.GitProvider.allow_local = True
+        c.ServeApp.start_hub = False
+        c.BuildEngine.state_dir = {own_engine.state_dir!r}
+        c.BuildEngine.data_root = {own_engine.data_root!r}
+        c.BuildEngine.bridge = {own_engine.bridge!r}
+        c.BuildEngine.bridge_address = {own_engine.bridge_address!r}
+        """,
+    )
+    p.start()
+    yield p
+    p.stop()
+    remove_containers(PREFIX)
+
+
+async def test_killing_the_build_engine_mid_build_fails_the_build_and_spares_running_servers(
+    portal, git_server, analysis_repo, own_engine, own_portal
+):
+    launched = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
+    assert launched.last["phase"] == "ready", launched.log()
+    server, token = launched.last["url"], launched.last["token"]
+    seconds = 300 + secrets.randbelow(600)  # names this build's step among all processes
+    slow = dockerfile_repo(git_server, f"slow-{secrets.token_hex(4)}", f"RUN echo started && sleep {seconds}")
+    build = asyncio.ensure_future(read_stream(own_portal.build_url(slow, "main", "build_only=true")))
+    deadline = time.monotonic() + 120
+    while not processes_with(f"sleep {seconds}"):
+        assert time.monotonic() < deadline and not build.done(), "the slow step did not start"
+        await asyncio.sleep(0.2)
+    os.kill(int(own_engine.pidfile.read_text()), signal.SIGKILL)
+    stream = await asyncio.wait_for(build, 120)
+    assert stream.last["phase"] == "failed", stream.log()
+    assert stream.last["message"] == ENGINE_STOPPED
+    assert "The build engine stopped" in stream.last["message"]
+    # the reader's server never noticed
+    assert (await run_code(server, token, CHECK)).split() == ["42", "0.9.0"]
+    # the project's own command starts it again (same settings), and the next build works
+    started = own_portal.command("build-engine", "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert own_engine.ping()
+    assert processes_with(f"sleep {seconds}") == [], "the killed build's step still runs"
+    quick = dockerfile_repo(git_server, f"quick-{secrets.token_hex(4)}", "RUN echo quick > /quick")
+    again = await read_stream(own_portal.build_url(quick, "main", "build_only=true"))
+    assert again.last["phase"] == "ready", again.log()
+    assert (await run_code(server, token, CHECK)).split() == ["42", "0.9.0"]
+
+
+async def test_a_build_that_fills_its_disk_fails_saying_so(own_engine, own_portal, git_server):
+    steps = "RUN dd if=/dev/zero of=/filler bs=1M count=2048"
+    repo = dockerfile_repo(git_server, f"full-{secrets.token_hex(4)}", steps)
+    stream = await read_stream(own_portal.build_url(repo, "main", "build_only=true"))
+    assert stream.last["phase"] == "failed", stream.log()
+    message = stream.last["message"]
+    assert message.startswith("The build ran out of disk space (no space left on device)"), message
+    assert "BuildEngine.data_root" in message
+    assert own_engine.ping()  # a full disk fails the build, not the engine
+
+
+PROBE = """import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 8888), timeout=3)
+    print("probe-reached")
+except OSError as e:
+    print("probe-blocked", e)
+"""
+
+
+async def test_build_steps_cannot_reach_readers_servers(portal, git_server, analysis_repo, own_portal):
+    launched = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
+    assert launched.last["phase"] == "ready", launched.log()
+    user = launched.last["url"].rstrip("/").rsplit("/", 1)[1].removeprefix("pb-")
+    names = run([*RUN_ENGINE, "ps", "--format", "{{.Names}}"]).stdout.split()
+    container = next(n for n in names if n.startswith(IT_PREFIX) and user in n)
+    inspect = [*RUN_ENGINE, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", container]
+    address = run(inspect).stdout.strip()
+    assert address.startswith("172.17."), address  # a server on the run engine's own bridge
+    with socket.create_connection((address, 8888), timeout=3):  # it listens: the host reaches it
+        pass
+    name = f"probe-{secrets.token_hex(4)}"
+    dockerfile = f"FROM panbinder-base:bookworm-1\nCOPY probe.py /probe.py\nRUN python3 /probe.py {address}\n"
+    git_server.commit(name, {"Dockerfile": dockerfile, "probe.py": PROBE}, "probe")
+    stream = await read_stream(own_portal.build_url(git_server.url(name), "main", "build_only=true"))
+    assert stream.last["phase"] == "ready", stream.log()
+    assert "probe-blocked" in stream.log() and "probe-reached" not in stream.log(), stream.log()[-3000:]
