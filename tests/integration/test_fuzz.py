@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import socket
 import time
 
 import pytest
@@ -169,3 +171,129 @@ def test_fuzzing_reached_the_pipeline_and_left_the_portal_healthy(portal):
     """The build operations did start streams (not only refusals), and /health is green."""
     assert STREAMS, "no fuzzed /build request got past the refusals"
     assert_healthy(portal.url)
+
+
+# ---------------------------------------------------------------- raw malformed requests
+
+CLOSE = b"Host: 127.0.0.1\r\nConnection: close\r\n"
+MALFORMED = {
+    "bad request line": b"GARBAGE\r\n\r\n",
+    "request line without version": b"GET /health\r\n\r\n",
+    "unknown http version": b"GET /health HTTP/7.3\r\n" + CLOSE + b"\r\n",
+    "invalid method": b"FROB /api/datasets HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "method with control bytes": b"G\x01T /health HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "bad percent-encoding in path": b"GET /api/datasets/%zz%G1% HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "invalid utf-8 percent-encoded in path": b"GET /api/datasets/%ff%fe%C3 HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "invalid utf-8 raw in path": b"GET /api/publications/\xff\xfe\xc3 HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "invalid utf-8 in build spec": b"GET /build/git/%ff%c3/%fe HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "invalid utf-8 in provider": b"GET /build/%ff/x HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "invalid utf-8 in query": b"GET /api/datasets?q=%ff%fe&limit=%c3 HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "nul byte in path": b"GET /api/datasets/a%00b HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "nul byte in query": b"GET /api/datasets?q=a%00b&facility=%00 HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "nul byte in preview file": b"GET /api/preview/tree/local:open-scan?file=scan%00.nxs HTTP/1.1\r\n"
+    + CLOSE
+    + b"\r\n",
+    "raw nul byte in request line": b"GET /api/datasets/a\x00b HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "nul byte in build ref": b"GET /build/git/git%3A%2F%2F127.0.0.1%3A9%2Fx/ma%00in HTTP/1.1\r\n"
+    + CLOSE
+    + b"\r\n",
+    "nul byte in doi": b"GET /build/doi/10.5555%2F%00 HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "huge query string": b"GET /api/publications?q=" + b"%41" * 20000 + b" HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "many query arguments": b"GET /api/datasets?"
+    + b"&".join(b"x%d=1" % i for i in range(3000))
+    + b" HTTP/1.1\r\n"
+    + CLOSE
+    + b"\r\n",
+    "odd query string": b"GET /api/datasets?&&=&limit&limit=1&limit=2&offset=-1&%%%&q=%2 HTTP/1.1\r\n"
+    + CLOSE
+    + b"\r\n",
+    "limit beyond any integer": b"GET /api/datasets?limit="
+    + b"9" * 5000
+    + b" HTTP/1.1\r\n"
+    + CLOSE
+    + b"\r\n",
+    "limit in superscript digits": b"GET /api/publications?limit=%C2%B2&offset=%D9%A1 HTTP/1.1\r\n"
+    + CLOSE
+    + b"\r\n",
+    "thumbnail size beyond any integer": b"GET /api/preview/thumbnail/local:open-scan?file=scan.nxs&path=/x&size="
+    + b"9" * 5000
+    + b" HTTP/1.1\r\n"
+    + CLOSE
+    + b"\r\n",
+    "absolute uri": b"GET http://evil.invalid/health HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "asterisk uri": b"GET * HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "dot segments": b"GET /api/../../etc/passwd HTTP/1.1\r\n" + CLOSE + b"\r\n",
+    "header without colon": b"GET /health HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n",
+    "header with invalid utf-8": b"GET /versions HTTP/1.1\r\nX-Thing: \xff\xfe\r\n" + CLOSE + b"\r\n",
+    "conflicting content-length": b"POST /api/datasets HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n"
+    + CLOSE
+    + b"\r\nhello",
+    "negative content-length": b"POST /api/datasets HTTP/1.1\r\nContent-Length: -5\r\n" + CLOSE + b"\r\n",
+    "content-length not a number": b"GET /health HTTP/1.1\r\nContent-Length: ten\r\n" + CLOSE + b"\r\n",
+    "content-length and chunked": b"POST /api/datasets HTTP/1.1\r\nContent-Length: 4\r\n"
+    b"Transfer-Encoding: chunked\r\n" + CLOSE + b"\r\n4\r\nabcd\r\n0\r\n\r\n",
+    "chunked garbage": b"POST /api/datasets HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+    + CLOSE
+    + b"\r\nzz\r\n\r\n",
+    "chunk size overflow": b"POST /build/git/x/y HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+    + CLOSE
+    + b"\r\nffffffffffffffffffff\r\nx\r\n",
+    "unknown transfer-encoding": b"POST /api/datasets HTTP/1.1\r\nTransfer-Encoding: gzip, zork\r\n"
+    + CLOSE
+    + b"\r\n",
+    "get with a body": b"GET /api/datasets?limit=1 HTTP/1.1\r\nContent-Length: 11\r\n"
+    b"Content-Type: application/json\r\n" + CLOSE + b"\r\n{not json!}",
+    "form body with invalid utf-8": b"POST /api/publications HTTP/1.1\r\n"
+    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n" + CLOSE + b"\r\nq=%ff\xff",
+    "multipart without boundary": b"POST /versions HTTP/1.1\r\nContent-Type: multipart/form-data\r\n"
+    b"Content-Length: 3\r\n" + CLOSE + b"\r\nabc",
+    "x-forwarded-for garbage": b"GET /health HTTP/1.1\r\nX-Forwarded-For: \x01, ::zz, 999.1.1.1\r\n"
+    b"X-Forwarded-Proto: javascript\r\nX-Real-Ip: %00\r\n" + CLOSE + b"\r\n",
+    "accept garbage": b"GET /api/datasets/nope HTTP/1.1\r\nAccept: text/html\x01;;q=x\r\n" + CLOSE + b"\r\n",
+    "cookie garbage": b'GET /versions HTTP/1.1\r\nCookie: a="\xff; ;;=; _xsrf=\x00\r\n' + CLOSE + b"\r\n",
+    "authorization garbage": b"GET /health HTTP/1.1\r\nAuthorization: token \xff\x00\r\n" + CLOSE + b"\r\n",
+    "pipelined after a bad request": b"GET /nope%ff HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\n"
+    + CLOSE
+    + b"\r\n",
+}
+
+
+def raw_exchange(port: int, data: bytes, seconds: float = 10.0) -> bytes:
+    """Send ``data`` to the portal and read until it closes (or ``seconds`` pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:  # the portal may close before reading everything: an answer is still due
+            pass
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def statuses(answer: bytes) -> list[int]:
+    """The status codes of the responses in ``answer`` (several when pipelined)."""
+    return [int(m) for m in re.findall(rb"(?:^|\r\n\r\n|\n)HTTP/1\.[01] (\d{3}) ", answer)]
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_request_gets_a_4xx_or_a_clean_close(portal, publications, name):
+    answer = raw_exchange(portal.port, MALFORMED[name])
+    codes = statuses(answer)
+    assert answer == b"" or codes, answer[:300]  # a response, or nothing at all (a clean close)
+    assert all(code < 500 for code in codes), answer[:800]
+    assert b"Traceback" not in answer and b'File "' not in answer, answer[:800]
+
+
+def test_portal_healthy_after_malformed_requests(portal):
+    for data in MALFORMED.values():
+        raw_exchange(portal.port, data, seconds=3)
+    assert_healthy(portal.url)
+    assert requests.get(f"{portal.url}/versions", timeout=10).status_code == 200

@@ -117,9 +117,10 @@ class CatalogueHandler(BaseHandler):
 
     def int_arg(self, name: str, default: int, top: int) -> int:
         raw = self.get_argument(name, str(default))
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):  # '²' is a digit to isdigit(), not to int()
             raise PanbinderError(f"'{name}' must be a whole number.", reason="bad_argument")
-        return min(int(raw), top)
+        digits = raw.lstrip("0") or "0"  # int() refuses more than 4300 digits: cap before
+        return top if len(digits) > len(str(top)) else min(int(digits), top)
 
 
 def _not_found(kind: str, key: str) -> PanbinderError:
