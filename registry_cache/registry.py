@@ -47,7 +47,12 @@ class Registry(LoggingConfigurable):
         return {"Accept": MANIFEST_TYPES, **self.auth_headers()}
 
     async def digest(self, image: ImageRef) -> str | None:
-        """The manifest digest of ``image``, or None when the registry does not have it."""
+        """The manifest digest of ``image``, or None when the registry does not have it.
+
+        Raises PanbinderError (503): ``registry_unreachable`` when nothing answers (refused,
+        reset, timed out) and ``registry_error`` when the registry answers with an error.
+        """
+        where = f"registry HEAD {self.url.rstrip('/')}/v2/{image.name}/manifests/{image.tag}"
         req = HTTPRequest(
             f"{self.url.rstrip('/')}/v2/{image.name}/manifests/{image.tag}",
             method="HEAD",
@@ -59,29 +64,41 @@ class Registry(LoggingConfigurable):
         except HTTPClientError as e:
             if e.code == 404:
                 return None
+            if e.code == 599:  # tornado's code for a timeout or a connection closed mid-answer
+                raise unreachable(f"{where}: {e}") from e
             raise PanbinderError(
-                "The image registry is not answering properly; try again later or tell the operators.",
-                reason="registry",
-                log_message=f"registry HEAD {image.full}: {e}",
+                "The image registry answered with an error, so this image cannot be looked up; "
+                "try again in a few minutes, and tell the operators if it persists.",
+                reason="registry_error",
+                log_message=f"{where}: {e}",
                 status_code=503,
             ) from e
         except OSError as e:
-            raise PanbinderError(
-                "The image registry cannot be reached; try again later or tell the operators.",
-                reason="registry",
-                log_message=f"registry HEAD {image.full}: {e}",
-                status_code=503,
-            ) from e
+            raise unreachable(f"{where}: {e}") from e
         return resp.headers.get("Docker-Content-Digest", "") or "unknown"
 
     async def exists(self, image: ImageRef) -> bool:
         return await self.digest(image) is not None
 
     async def ping(self) -> bool:
+        """Whether the registry answers its API root (with our credentials) within ``timeout``."""
         try:
             await AsyncHTTPClient().fetch(
-                f"{self.url.rstrip('/')}/v2/", headers=self._headers(), request_timeout=3
+                f"{self.url.rstrip('/')}/v2/", headers=self._headers(), request_timeout=min(self.timeout, 3.0)
             )
-        except Exception:
+        except (HTTPClientError, OSError) as e:
+            self.log.warning("registry %s does not answer: %s", self.url, e)
             return False
         return True
+
+
+def unreachable(log_message: str) -> PanbinderError:
+    """Nothing answers at the registry: the user waits; the operators start it again."""
+    return PanbinderError(
+        "Registry unreachable: the image registry does not answer, so images can be neither "
+        "looked up nor built right now; try again in a few minutes, and tell the operators if "
+        "it persists.",
+        reason="registry_unreachable",
+        log_message=log_message,
+        status_code=503,
+    )

@@ -37,17 +37,30 @@ def _docker_ping() -> bool:
         client.close()
 
 
+# what a failed check means for users, so that /health says which service is down and what fails
+DOWN_MESSAGES = {
+    "registry": "registry unreachable: launches and builds fail until it answers again",
+}
+
+
+def _result(name: str, ok: bool) -> dict:
+    result = {"service": name, "ok": ok}
+    if not ok and name in DOWN_MESSAGES:
+        result["message"] = DOWN_MESSAGES[name]
+    return result
+
+
 async def _check(name: str, coro_fn) -> dict:
     now = time.monotonic()
     hit = _cache.get(name)
     if hit and now - hit[0] < CACHE_SECONDS:
-        return {"service": name, "ok": hit[1]}
+        return _result(name, hit[1])
     try:
         ok = bool(await asyncio.wait_for(coro_fn(), CHECK_TIMEOUT))
     except Exception:
         ok = False
     _cache[name] = (now, ok)
-    return {"service": name, "ok": ok}
+    return _result(name, ok)
 
 
 async def is_operator(handler: BaseHandler) -> bool:
