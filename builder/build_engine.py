@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from traitlets import Float, List, Unicode, default, validate
+from traitlets import Float, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from panbinder.base import PanbinderBase
@@ -126,7 +126,7 @@ class BuildEngine(LoggingConfigurable):
     def _check_bridge(self, proposal) -> str:
         name = proposal["value"]
         if not (0 < len(name) <= 15) or "/" in name or " " in name:
-            raise ValueError(f"BuildEngine.bridge {name!r}: a network interface name of 1 to 15 characters")
+            raise TraitError(f"BuildEngine.bridge {name!r}: a network interface name of 1 to 15 characters")
         return name
 
     @validate("bridge_address")
@@ -134,9 +134,9 @@ class BuildEngine(LoggingConfigurable):
         try:
             iface = ipaddress.ip_interface(proposal["value"])
         except ValueError as e:
-            raise ValueError(f"BuildEngine.bridge_address: {e} (write it like '172.30.0.1/24')") from None
+            raise TraitError(f"BuildEngine.bridge_address: {e} (write it like '172.30.0.1/24')") from None
         if iface.network.prefixlen >= 31 or iface.ip == iface.network.network_address:
-            raise ValueError(f"BuildEngine.bridge_address {proposal['value']!r}: a host address in a subnet")
+            raise TraitError(f"BuildEngine.bridge_address {proposal['value']!r}: a host address in a subnet")
         return proposal["value"]
 
     # --- what clients need ------------------------------------------------------------------

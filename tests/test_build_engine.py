@@ -1,0 +1,206 @@
+"""The build engine's settings and how every docker call of a build reaches it (no docker needed:
+a stand-in client records its command lines)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from repo2docker.app import Repo2Docker
+from traitlets import TraitError
+from traitlets.config import Config
+
+from panbinder.builder.base import BuildRequest
+from panbinder.builder.build_engine import BuildEngine, docker_argv
+from panbinder.builder.engine import BuildKitEngine
+from panbinder.builder.labelling import label_and_push
+from panbinder.builder.limits import CgroupLayout, StepLimiter, _docker_root
+from panbinder.builder.lock import capture_lock
+from panbinder.builder.r2d import ENGINE_STOPPED, Repo2DockerBuilder, failure_message
+from panbinder.registry_cache.naming import ImageRef
+
+HOST = "unix:///srv/panbinder/build-engine/build.sock"
+FAKE_DOCKER = """#!/bin/sh
+line=$(printf '%s' "$*" | tr '\\n' ' ')
+printf '%s\\n' "$line" >> "{log}"  # one write: calls from threads do not interleave
+case "$*" in
+  *" version "*) echo 20.10.24 ;;
+  *" info "*) echo /srv/build-root ;;
+  *"image inspect --format {{{{.Id}}}}"*) echo sha256:0123 ;;
+  *" image inspect "*) exit 1 ;;
+  *" push "*) echo "tag: digest: sha256:{digest} size: 1" ;;
+  *" run "*) printf '3.11.2\\n----panbinder-lock----\\npip==24\\n----panbinder-lock----\\nbash=5\\n' ;;
+  *" build "*) for a in "$@"; do case "$prev" in --iidfile) echo sha256:4567 > "$a" ;; esac; prev=$a; done ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path) -> tuple[str, Path]:
+    """(path of a stand-in docker client, file listing the command lines it was given)."""
+    log = tmp_path / "calls"
+    script = tmp_path / "docker"
+    script.write_text(FAKE_DOCKER.format(log=log, digest="a" * 64))
+    script.chmod(0o755)
+    return str(script), log
+
+
+def calls(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_defaults_live_under_the_state_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("PANBINDER_STATE", str(tmp_path))
+    engine = BuildEngine()
+    folder = str(tmp_path / "build-engine")
+    assert engine.state_dir == folder
+    assert engine.host == f"unix://{folder}/build.sock"
+    assert (engine.data_root, engine.exec_root) == (f"{folder}/data", f"{folder}/exec")
+    assert str(engine.pidfile) == f"{folder}/dockerd.pid"
+    assert engine.command("ps") == [engine.docker_cli, "--host", engine.host, "ps"]
+
+
+def test_settings_come_from_the_configuration():
+    config = Config(
+        {"BuildEngine": {"state_dir": "/srv/be", "bridge": "pbx0", "bridge_address": "10.9.8.1/24"}}
+    )
+    engine = BuildEngine(config=config)
+    assert engine.host == "unix:///srv/be/build.sock"
+    assert (engine.gateway(), engine.subnet) == ("10.9.8.1", "10.9.8.0/24")
+    args = engine.dockerd_args()
+    for expected in (
+        "--host=unix:///srv/be/build.sock",
+        "--data-root=/srv/be/data",
+        "--exec-root=/srv/be/exec",
+        "--pidfile=/srv/be/dockerd.pid",
+        "--bridge=pbx0",
+        "--iptables=true",
+    ):
+        assert expected in args
+    assert "/var/run/docker.sock" not in " ".join(args)  # never the run engine's socket
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("bridge", "a-bridge-name-too-long"),
+        ("bridge", ""),
+        ("bridge_address", "172.30.0.0/24"),  # the network's own address
+        ("bridge_address", "172.30.0.1/32"),
+        ("bridge_address", "not-an-address"),
+    ],
+)
+def test_bad_bridge_settings_are_refused_at_start(name, value):
+    with pytest.raises(TraitError, match=f"BuildEngine.{name}"):
+        BuildEngine(**{name: value})
+
+
+def test_stop_removes_the_rules_dockerd_leaves_and_the_isolation_rules():
+    engine = BuildEngine(bridge="pbx0", bridge_address="10.9.8.1/24")
+    rules = [" ".join(rule) for rule in engine.leftover_rules()]
+    assert "-t nat -D POSTROUTING -s 10.9.8.0/24 ! -o pbx0 -j MASQUERADE" in rules
+    assert "-t nat -D DOCKER -i pbx0 -j RETURN" in rules
+    isolation = [" ".join(rule) for rule in engine.isolation_rules()]
+    assert "-i pbx0 -o docker+ -j DROP" in isolation and "-i docker+ -o pbx0 -j DROP" in isolation
+    assert all(f"-D DOCKER-USER {rule}" in rules for rule in isolation)
+
+
+def test_docker_argv_takes_a_path_or_a_command_line():
+    assert docker_argv("/usr/bin/docker", "ps") == ["/usr/bin/docker", "ps"]
+    assert docker_argv(("docker", "--host", HOST), "ps") == ["docker", "--host", HOST, "ps"]
+
+
+def request(image: str = "127.0.0.1:5000/panbinder/v1-x:abc") -> BuildRequest:
+    name, _, tag = image.rpartition(":")
+    registry, _, repo = name.partition("/")
+    return BuildRequest("b1", "git", "git://127.0.0.1:1/r", "abc", "main", ImageRef(registry, repo, tag))
+
+
+def test_repo2docker_builds_in_the_build_engine(tmp_path, fake_docker):
+    """repo2docker makes its engine itself: the build engine reaches it through its config."""
+    builder = Repo2DockerBuilder(config=Config({"BuildEngine": {"host": HOST, "docker_cli": fake_docker[0]}}))
+    r2d = builder._make_r2d(request(), builder.log, str(tmp_path / "repo"))
+    assert isinstance(r2d, Repo2Docker)
+    engine = r2d.get_engine()
+    assert isinstance(engine, BuildKitEngine)
+    assert engine.command == [fake_docker[0], "--host", HOST]
+    assert builder._engine(r2d).command == engine.command
+
+
+def test_every_docker_call_of_a_build_goes_to_the_build_engine(tmp_path, fake_docker):
+    docker, log = fake_docker
+    parent = Repo2Docker(config=Config({"BuildKitEngine": {"docker_cli": docker, "docker_host": HOST}}))
+    engine = BuildKitEngine(parent=parent)
+    list(engine.build(tag="r/x:1", path=str(tmp_path), push=True))
+    assert engine.inspect_image("r/x:1") is None  # the stand-in prints no JSON: no image
+    command = engine.command
+    label_and_push("r/x:1", {"a": "b"}, docker_cli=command)
+    capture_lock("r/x:1", docker_cli=command, base_image="base:1")
+    assert _docker_root(command) == "/srv/build-root"
+    lines = calls(log)
+    assert {line.split()[2] for line in lines} >= {"build", "push", "image", "run", "info"}
+    assert all(line.startswith(f"--host {HOST} ") for line in lines), lines
+
+
+def test_build_limits_find_the_steps_under_the_build_engines_root(fake_docker):
+    docker, log = fake_docker
+    limiter = StepLimiter(
+        docker=[docker, "--host", HOST], layout=CgroupLayout(v1={"memory": "/sys/fs/cgroup/memory"})
+    )
+    assert limiter._setup() == "cannot read BuildKit's executor folder /srv/build-root/buildkit/executor"
+    assert calls(log) == [f"--host {HOST} info --format {{{{.DockerRootDir}}}}"]
+
+
+def test_a_full_disk_is_named_in_the_failure():
+    tail = [
+        "#9 [4/5] RUN pip install -r requirements.txt",
+        "ERROR: failed to copy: write /x: no space left on device",
+    ]
+    message = failure_message(tail, "docker build exited with 1")
+    assert message.startswith("The build ran out of disk space (no space left on device)")
+    assert "BuildEngine.data_root" in message
+
+
+def test_a_build_whose_engine_stopped_fails_saying_so(tmp_path):
+    builder = Repo2DockerBuilder(config=Config({"BuildEngine": {"host": f"unix://{tmp_path}/gone.sock"}}))
+    lines = ["#7 [3/6] RUN pip install", "error reading from server: EOF"]
+    event = asyncio.run(builder._failed(request(), RuntimeError("docker build exited with 1"), lines))
+    assert (event.phase, event.message, event.extra["reason"]) == (
+        "failed",
+        ENGINE_STOPPED,
+        "build_engine_stopped",
+    )
+    assert "The build engine stopped" in event.message
+
+
+def test_a_failed_build_with_the_engine_answering_keeps_its_own_explanation(fake_docker):
+    builder = Repo2DockerBuilder(config=Config({"BuildEngine": {"host": HOST, "docker_cli": fake_docker[0]}}))
+    lines = ["E: Unable to locate package nosuch"]
+    event = asyncio.run(builder._failed(request(), RuntimeError("docker build exited with 100"), lines))
+    assert event.message.startswith("apt could not install a package from apt.txt")
+
+
+def cli(*args: str, state: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "panbinder", "build-engine", *args, f"--state-dir={state}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PANBINDER_STATE": str(state), "PATH": "/usr/bin:/bin"},
+        cwd=state,
+    )
+
+
+def test_status_of_an_engine_that_is_not_running(tmp_path):
+    proc = cli("status", state=tmp_path)
+    assert proc.returncode == 1
+    assert f"build engine at unix://{tmp_path}/build-engine/build.sock: not answering" in proc.stdout
+
+
+def test_unknown_action_prints_the_usage(tmp_path):
+    proc = cli("restart-everything", state=tmp_path)
+    assert proc.returncode == 2
+    assert "usage: panbinder build-engine start|stop|status" in proc.stderr
