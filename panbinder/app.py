@@ -367,6 +367,7 @@ class LaunchApp(ServiceApp):
                 print(f"failed: {event.message}", file=sys.stderr)
             elif event.message and event.phase != "ready":
                 sys.stderr.write(event.message)
+        await ctx.launcher.stop()  # a failed launch's server and user are removed before exiting
         if last is not None and last.phase == "ready":
             print(f"{last.extra['url']}?token={last.extra['token']}")
             return 0
