@@ -18,6 +18,7 @@ from pathlib import Path
 from panbinder.testing import (
     Portal,
     forget_image,
+    machine_build_engine,
     read_stream,
     running_git,
     running_portal,
@@ -25,7 +26,8 @@ from panbinder.testing import (
 )
 
 PREFIX = "panbinder-bench-build"
-DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"  # the run engine
+BUILD_ENGINE = machine_build_engine()  # where builds and their cache are
 REQUIREMENTS = "numpy==2.4.6\nh5py==3.16.0\nmatplotlib==3.11.2\n"
 
 
@@ -54,7 +56,7 @@ async def main(keep_cache: bool) -> None:
         git.commit(name, {"requirements.txt": REQUIREMENTS, "analysis.py": "print(1)\n"}, "initial")
         url = portal.build_url(git.url(name), "main")
         if not keep_cache:
-            subprocess.run([DOCKER, "builder", "prune", "-af"], check=True, capture_output=True)
+            subprocess.run(BUILD_ENGINE.command("builder", "prune", "-af"), check=True, capture_output=True)
         cold, _ = await build_seconds(url)
         git.commit(name, {"analysis.py": "print(2)\n"}, "code only")
         code_only, image = await build_seconds(url)

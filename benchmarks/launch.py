@@ -21,6 +21,7 @@ from pathlib import Path
 
 from panbinder.testing import (
     free_port,
+    machine_build_engine,
     notebook,
     read_stream,
     running_git,
@@ -30,7 +31,8 @@ from panbinder.testing import (
 )
 
 PREFIX = "panbinder-bench"
-DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"  # the run engine
+BUILD_ENGINE = machine_build_engine()  # where builds and their cache are
 FILES = {
     "requirements.txt": "tabulate==0.9.0\n",
     "figure.ipynb": notebook("import tabulate\nprint(tabulate.__version__)"),
@@ -121,7 +123,9 @@ async def main(runs: int, keep_cache: bool) -> None:
         with running_portal(Path(tmp, "state-pool"), prefix=PREFIX, config=portal_config(1)) as portal:
             url = portal.build_url(git.url(name), "main")
             if not keep_cache:
-                subprocess.run([DOCKER, "builder", "prune", "-af"], check=True, capture_output=True)
+                subprocess.run(
+                    BUILD_ENGINE.command("builder", "prune", "-af"), check=True, capture_output=True
+                )
             cold = await build_time(url)
             git.commit(name, {"analysis.py": "print('changed code')\n"}, "code only")
             code_only = await build_time(url)
