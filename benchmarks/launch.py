@@ -40,41 +40,42 @@ FILES = {
 }
 
 
+def floor_command(image: str, name: str, port: int) -> list[str]:
+    """`docker run` of ``image`` as a bare server with a launched server's limits."""
+    return [
+        DOCKER,
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        name,
+        "-p",
+        f"127.0.0.1:{port}:8888",
+        "--security-opt",
+        "no-new-privileges",
+        "--cap-drop",
+        "ALL",
+        "--pids-limit",
+        "256",
+        "--memory",
+        "2g",
+        "--cpus",
+        "1",
+        image,
+        "jupyter",
+        "server",
+        "--ip=0.0.0.0",
+        "--port=8888",
+        "--ServerApp.token=",
+        "--ServerApp.password=",
+    ]
+
+
 async def floor_once(image: str) -> float:
     port = free_port()
     name = f"{PREFIX}-floor-{port}"
     start = time.monotonic()
-    subprocess.run(
-        [
-            DOCKER,
-            "run",
-            "-d",
-            "--rm",
-            "--name",
-            name,
-            "-p",
-            f"127.0.0.1:{port}:8888",
-            "--security-opt",
-            "no-new-privileges",
-            "--cap-drop",
-            "ALL",
-            "--pids-limit",
-            "256",
-            "--memory",
-            "2g",
-            "--cpus",
-            "1",
-            image,
-            "jupyter",
-            "server",
-            "--ip=0.0.0.0",
-            "--port=8888",
-            "--ServerApp.token=",
-            "--ServerApp.password=",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run(floor_command(image, name, port), check=True, capture_output=True)
     await wait_status(f"http://127.0.0.1:{port}/api/status")
     elapsed = time.monotonic() - start
     subprocess.run([DOCKER, "rm", "-f", name], capture_output=True)
