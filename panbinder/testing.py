@@ -126,6 +126,10 @@ def machine_build_engine():
     return BuildEngine()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @dataclass
 class Portal:
     """``panbinder serve`` in a child process with its own state directory and ports."""
@@ -139,6 +143,8 @@ class Portal:
     container_prefix: str = "panbinder-test"
     # the tests' own git daemon listens on loopback, which the default configuration refuses
     repo_hosts: tuple[str, ...] = ("127.0.0.1",)
+    # started as a shell's background job (`make serve &`): SIGINT ignored, inherited by children
+    background_job: bool = False
     proc: subprocess.Popen | None = None
 
     @property
@@ -195,6 +201,7 @@ class Portal:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_ignore_sigint if self.background_job else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -237,7 +244,7 @@ class Portal:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=40)
+                self.proc.wait(timeout=70)  # HubProcess.stop_timeout (45 s) and the rest
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()

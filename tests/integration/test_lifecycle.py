@@ -1,0 +1,247 @@
+"""Process lifecycle with real processes: nothing a portal started outlives it or is adopted.
+
+Each test runs its own ``panbinder serve`` (own state folder, ports and container prefix), kills
+or stops it as an operator or a crash would, and ends with no process of that state folder, no
+process naming the folder and no container with the prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import docker
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from panbinder import processes
+from panbinder.testing import (
+    Portal,
+    read_stream,
+    remove_containers,
+    remove_stale_containers,
+    session_prefix,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+BASE = "panbinder-life"
+SLEEP = "23.17"  # a postBuild sleep no other process on the machine runs
+
+
+@pytest.fixture
+def portal(tmp_path, request):
+    remove_stale_containers(BASE)
+    prefix = f"{session_prefix(BASE)}-{request.node.name[5:20].replace('_', '')}"
+    p = Portal(
+        state=tmp_path / "state",
+        container_prefix=prefix,
+        config="""
+        c.GitProvider.allow_local = True
+        c.ServerPool.size = 0
+        c.HubProcess.cull_timeout = 900
+        """,
+    )
+    yield p
+    if p.proc is not None and p.proc.poll() is None:
+        p.stop()
+    for proc in leftovers(p):  # never leave a process behind, even when the test failed
+        processes.stop_pids([proc.pid], timeout=5)
+    remove_containers(prefix)
+
+
+def leftovers(portal: Portal) -> list[processes.Proc]:
+    """Live processes of any run on the portal's state folder, or naming it, but not the portal."""
+    state = str(portal.state.resolve())
+    serve = portal.proc.pid if portal.proc is not None and portal.proc.poll() is None else -1
+    return [
+        p
+        for p in processes.all_procs()
+        if p.pid != serve and (p.state == state or any(state in a for a in p.args))
+    ]
+
+
+def containers(prefix: str) -> list[str]:
+    client = docker.from_env()
+    try:
+        return [c.name for c in client.containers.list(all=True) if c.name.startswith(prefix)]
+    finally:
+        client.close()
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout:g} s: {what}")
+
+
+def assert_nothing_left(portal: Portal, timeout: float = 15) -> None:
+    wait_until(lambda: not leftovers(portal), timeout, f"processes left: {leftovers(portal)}")
+    wait_until(lambda: not containers(portal.container_prefix), timeout, "containers left")
+
+
+def sleeping_steps() -> list[processes.Proc]:
+    return [p for p in processes.all_procs() if p.args[:2] == ("sleep", SLEEP)]
+
+
+def build_clients(portal: Portal) -> list[processes.Proc]:
+    return [p for p in portal.processes() if "build" in p.args[1:3] and "--tag" in p.args]
+
+
+async def health(portal: Portal) -> dict:
+    resp = await AsyncHTTPClient().fetch(f"{portal.url}/health", raise_error=False)
+    return json.loads(resp.body)
+
+
+def hub_is_child_of_serve(portal: Portal) -> bool:
+    pid = processes.read_pid_file(portal.state / "run" / "jupyterhub.pid")
+    hub = processes.read_proc(pid) if pid else None
+    return hub is not None and hub.ppid == portal.proc.pid
+
+
+async def test_sigterm_stops_servers_culler_proxy_and_hub(portal, git_server, analysis_repo):
+    """As a background job (SIGINT ignored, which the culler inherited), a SIGTERM stop used to
+    leave the proxy, the culler and the user's container running."""
+    portal.background_job = True
+    portal.start()
+    s = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
+    assert s.last["phase"] == "ready", s.log()
+    await wait_status(s.last["url"] + "api/status", s.last["token"])
+    assert containers(portal.container_prefix)
+    names = " ".join(p.command for p in portal.processes())
+    assert "configurable-http-proxy" in names and "jupyterhub_idle_culler" in names
+    start = time.monotonic()
+    portal.proc.send_signal(signal.SIGTERM)
+    portal.proc.wait(timeout=70)
+    took = time.monotonic() - start
+    assert portal.proc.returncode == 0
+    assert took < 45, f"the stop took {took:.0f} s"
+    assert_nothing_left(portal, timeout=5)
+    log = (portal.state / "logs" / "jupyterhub.log").read_text()
+    order = [
+        log.index(m) for m in ("single-user servers first", "Cleaning up 1 services", "Cleaning up proxy")
+    ]
+    assert order == sorted(order), log[-3000:]
+
+
+async def test_kill9_mid_build_then_restart(portal, git_server):
+    """A crash mid-build stops the build, Hub, proxy and culler; a restart with the watcher also
+    gone stops the orphaned build itself; the new Hub is its own; the request then builds."""
+    name = f"slow-{uuid.uuid4().hex[:8]}"
+    git_server.commit(
+        name,
+        {
+            "requirements.txt": "tabulate==0.9.0\n",
+            "postBuild": f"#!/bin/sh\necho building {name}\nsleep {SLEEP}\n",
+        },
+    )
+    url = portal.build_url(git_server.url(name), "main")
+    portal.start()
+
+    async def crash_mid_build(*, watcher: bool) -> None:
+        reader = asyncio.ensure_future(read_stream(url, timeout=300))
+        await asyncio.to_thread(wait_until, sleeping_steps, 240, "the build reaching postBuild")
+        assert build_clients(portal), "no docker build client under the portal"
+        portal.kill(watcher=watcher)
+        await asyncio.wait([reader])
+
+    # the portal alone dies: its watcher and the parent-death signals clean up
+    await crash_mid_build(watcher=False)
+    wait_until(lambda: not portal.processes(), 20, f"processes of the dead portal: {portal.processes()}")
+    wait_until(lambda: not sleeping_steps(), 10, "the BuildKit step of the dead portal's build")
+
+    portal.start()
+    assert hub_is_child_of_serve(portal)
+    assert (await health(portal))["ok"]
+
+    # the portal and its watcher die: the docker build client is orphaned, the restart stops it
+    await crash_mid_build(watcher=True)
+    orphans = build_clients(portal)
+    assert orphans, "the crash left no build client: this test no longer attacks anything"
+    portal.start()
+    assert not any(processes.alive(p.pid) for p in orphans)
+    wait_until(lambda: not sleeping_steps(), 10, "the BuildKit step of the orphaned build")
+    assert "was interrupted when an earlier run of the portal stopped" in portal.logs()
+    assert hub_is_child_of_serve(portal)
+    body = await health(portal)
+    assert body["ok"], body
+
+    s = await read_stream(url, timeout=400)
+    assert s.last["phase"] == "ready", s.log()
+    assert s.log().count(f"building {name}") == 1  # built once, cleanly
+    await wait_status(s.last["url"] + "api/status", s.last["token"])
+    portal.stop()
+    assert_nothing_left(portal)
+
+
+def hub_children(portal: Portal) -> list[processes.Proc]:
+    return [p for p in portal.processes() if p.runs("configurable-http-proxy") or p.runs("idle_culler")]
+
+
+class Impostor(BaseHTTPRequestHandler):
+    """Answers every GET with 200, as a Hub left by an earlier run (same token) did."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"version": "6.1.1", "pid": 1, "nonce": ""}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+async def test_health_fails_when_another_program_answers_for_the_hub(portal):
+    """/health said ok whenever something answered on the Hub's port with 200."""
+    portal.start()
+    assert (await health(portal))["ok"]
+    hub_pid = processes.read_pid_file(portal.state / "run" / "jupyterhub.pid")
+    os.kill(hub_pid, signal.SIGKILL)
+    # the proxy and the culler die with the Hub (they used to live on in sessions of their own)
+    wait_until(lambda: not hub_children(portal), 10, "the proxy and the culler dying with the Hub")
+    impostor = ThreadingHTTPServer(("127.0.0.1", portal.hub_port), Impostor)
+    thread = threading.Thread(target=impostor.serve_forever, daemon=True)
+    thread.start()
+    try:
+        await asyncio.sleep(11)  # past the health cache
+        body = await health(portal)
+    finally:
+        impostor.shutdown()
+        impostor.server_close()
+    hub = next(c for c in body["checks"] if c["service"] == "hub")
+    assert not body["ok"] and not hub["ok"], body
+    portal.stop()
+    assert_nothing_left(portal)
+
+
+async def test_kill9_mid_launch_then_restart(portal, git_server, analysis_repo):
+    """A crash while a server starts leaves no container once the portal is back."""
+    portal.start()
+    url = portal.build_url(git_server.url(analysis_repo), "main")
+    s = await read_stream(url)  # the image exists; the next launch only starts a container
+    assert s.last["phase"] == "ready", s.log()
+    portal.stop()
+    remove_containers(portal.container_prefix)
+    portal.start()
+    reader = asyncio.ensure_future(read_stream(url, timeout=120))
+    await asyncio.to_thread(
+        wait_until, lambda: containers(portal.container_prefix), 60, "a container being started"
+    )
+    portal.kill()
+    await asyncio.wait([reader])
+    portal.start()
+    wait_until(lambda: not containers(portal.container_prefix), 60, "the interrupted launch's container")
+    assert hub_is_child_of_serve(portal)
+    portal.stop()
+    assert_nothing_left(portal)
