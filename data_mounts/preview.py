@@ -93,7 +93,9 @@ def thumbnail(
         dtype = np.float64 if len(axes) == 1 else np.float32
         try:
             values = _read_sampled(ds, axes, fixed, max_read_elements, dtype)
-        except (OSError, TooCostly) as error:
+        except TooCostly as costly:  # found chunk by chunk: a chunk inflating beyond its size
+            raise _too_costly(ds.name, shown, costly) from None
+        except OSError as error:
             raise PanbinderError(
                 f"{ds.name} in {shown} could not be read; download the file or contact the facility",
                 reason="read-failed",
