@@ -1,0 +1,177 @@
+"""The registry goes down and comes back: /health names it, a launch fails saying "registry
+unreachable" and what to do, and once it is back a launch builds, pushes and reaches ready.
+
+The test runs its own registry (Debian's ``docker-registry`` on a free 127.0.0.1 port, its own
+storage folder) and a portal that uses it; the shared registry other tests use is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from panbinder.builder.build_engine import BuildEngine
+from panbinder.testing import (
+    Portal,
+    free_port,
+    read_stream,
+    remove_containers,
+    remove_stale_containers,
+    session_prefix,
+    wait_status,
+)
+from tests.integration.conftest import ANALYSIS_FILES
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+BASE = "panbinder-regdown"
+HEALTH_CACHE = 10.0  # /health keeps a check's result this long (web/handlers/health.py)
+
+
+class OwnRegistry:
+    """``docker-registry serve`` on a free loopback port, stopped and started again at will."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.root = root
+        self.config = root / "registry.yml"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        (self.root / "storage").mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            "version: 0.1\n"
+            "log: {level: warn}\n"
+            "storage:\n"
+            f"  filesystem: {{rootdirectory: {self.root / 'storage'}}}\n"
+            "  delete: {enabled: true}\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+        )
+        log = open(self.root / "registry.log", "ab")
+        self.proc = subprocess.Popen(
+            ["docker-registry", "serve", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if subprocess.run(["curl", "-sf", f"{self.url}/v2/"], capture_output=True).returncode == 0:
+                return
+            assert self.proc.poll() is None, (self.root / "registry.log").read_text()
+            time.sleep(0.1)
+        raise AssertionError("the test's registry did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    own = OwnRegistry(tmp_path / "registry")
+    assert own.port != 5000
+    own.start()
+    yield own
+    own.stop()
+    forget_images(f"127.0.0.1:{own.port}/")
+    shutil.rmtree(own.root / "storage", ignore_errors=True)  # an image's worth of layers
+
+
+def forget_images(prefix: str) -> None:
+    """Remove the images named after the test's registry from the run and the build engine."""
+    for docker in (["/usr/bin/docker"], BuildEngine().command()):
+        listed = subprocess.run(
+            [*docker, "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True
+        )
+        names = [n for n in listed.stdout.split() if n.startswith(prefix)]
+        if names:
+            subprocess.run([*docker, "rmi", "-f", *names], capture_output=True)
+
+
+@pytest.fixture
+def portal(tmp_path, registry, request):
+    remove_stale_containers(BASE)
+    p = Portal(
+        state=tmp_path / "state",
+        container_prefix=session_prefix(BASE),
+        config=f"""
+        c.Registry.url = {registry.url!r}
+        c.Registry.timeout = 5.0
+        c.ServerPool.size = 0
+        c.ServeApp.keepalive_interval = 1.0
+        """,
+    )
+    p.start()
+    yield p
+    if getattr(request.config, "_panbinder_failed", False):
+        print("\n==== panbinder logs (a test failed) ====\n" + p.logs())
+    p.stop()
+    remove_containers(p.container_prefix)
+
+
+async def health(portal: Portal) -> tuple[int, dict]:
+    resp = await AsyncHTTPClient().fetch(f"{portal.url}/health", raise_error=False, request_timeout=30)
+    return resp.code, json.loads(resp.body)
+
+
+async def wait_health(portal: Portal, ok: bool, timeout: float = 60) -> dict:
+    """/health once it says ``ok`` (it caches each check for HEALTH_CACHE seconds)."""
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        code, body = await health(portal)
+        if body.get("ok") is ok and code == (200 if ok else 503):
+            return body
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"/health did not turn ok={ok} in {timeout} s: {body}")
+
+
+def check(body: dict, service: str) -> dict:
+    return next(c for c in body["checks"] if c["service"] == service)
+
+
+async def test_registry_down_then_back(portal, registry, git_server):
+    sha = git_server.commit("registry-down", ANALYSIS_FILES, "for the registry-down test")
+    url = portal.build_url(git_server.url("registry-down"), "main")
+    await wait_health(portal, ok=True)
+
+    registry.stop()
+    body = await wait_health(portal, ok=False, timeout=HEALTH_CACHE + 20)
+    down = check(body, "registry")
+    assert down["ok"] is False and down["message"].startswith("registry unreachable"), body
+    assert check(body, "docker")["ok"] and check(body, "hub")["ok"], body  # only the registry is named
+    assert registry.url not in json.dumps(body)  # the internal address is the operators' business
+
+    started = time.monotonic()
+    s = await read_stream(url, timeout=120)
+    assert s.last["phase"] == "failed", s.log()
+    assert s.last["message"].startswith("Registry unreachable:"), s.last
+    assert "try again" in s.last["message"] and "operators" in s.last["message"]
+    assert s.last["reason"] == "registry_unreachable" and s.last["status_code"] == 503, s.last
+    assert time.monotonic() - started < 30, "a down registry must fail fast, not hang"
+    assert "Traceback" not in s.raw and registry.url not in s.raw
+    assert sha not in [e.get("imageName", "") for e in s.events]
+
+    registry.start()
+    body = await wait_health(portal, ok=True, timeout=HEALTH_CACHE + 20)
+    assert "message" not in check(body, "registry"), body
+
+    s = await read_stream(url, timeout=900)
+    assert s.last["phase"] == "ready", s.log()[-3000:]
+    built = [e for e in s.events if e["phase"] == "built"]
+    assert built and built[0]["imageName"].startswith(f"127.0.0.1:{registry.port}/"), built
+    await wait_status(s.last["url"] + "api/status", s.last["token"], timeout=60)
