@@ -349,6 +349,11 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         small = f.create_dataset("inflating", shape=(4096,), dtype="f8", chunks=(1024,), compression="gzip")
         for offset in range(0, 4096, 1024):
             small.id.write_direct_chunk((offset,), gib)
+        # 128 KiB chunks holding a 64 MiB stream: stored smaller than the chunk, inflating past it
+        over = f.create_dataset(
+            "overflowing", shape=(65536,), dtype="f8", chunks=(16384,), compression="gzip"
+        )
+        over.id.write_direct_chunk((0,), _zeros_stream(64 << 20))
         one = f.create_dataset("one_value", shape=(1,), dtype="S8", chunks=(1,), compression="gzip")
         one.id.write_direct_chunk((0,), gib)
         f.create_dataset("wide_type", shape=(1,), dtype=np.dtype(("f8", (2**24,))))
@@ -371,7 +376,7 @@ def _peak_rise_mib(script: str) -> float:
     return float(done.stdout.split()[-1])
 
 
-@pytest.mark.parametrize("dataset", ["one_big_chunk", "inflating"])
+@pytest.mark.parametrize("dataset", ["one_big_chunk", "inflating", "overflowing"])
 def test_decompression_is_bounded_before_it_happens(bombs, dataset):
     error = refusal(bombs, dataset)
     assert error.status_code == 422
@@ -392,3 +397,30 @@ def test_tree_values_and_attributes_are_bounded(bombs):
     assert "value" not in found["/one_value"] and "not shown" in found["/one_value"]["value_error"]
     assert "value" not in found["/wide_type"]
     assert found["/"]["attributes"]["many"].startswith("<1000 values")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "options"),
+    [
+        (">f4", {"compression": "gzip", "shuffle": True, "fletcher32": True}),
+        ("<i2", {"compression": "gzip", "fillvalue": -3}),
+        ("<u8", {"compression": 9, "shuffle": True}),
+    ],
+)
+def test_chunks_decoded_here_match_hdf5(tmp_path, dtype, options):
+    """The bounded decoder (shuffle, deflate, Fletcher-32, unwritten chunks, edges) reads what HDF5 reads."""
+    from panbinder.data_mounts.h5chunks import read_bounded
+
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        ds = f.create_dataset("x", shape=(1000, 37), dtype=dtype, chunks=(30, 7), **options)
+        ds[100:700, 3:30] = np.arange(600 * 27).reshape(600, 27) % 1000
+        f.create_dataset("s", data=np.array([b"hello"]), chunks=(1,), compression="gzip")
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        for selection in [
+            (slice(None, None, 7), slice(1, None, 3)),
+            (500, slice(None)),
+            (slice(3, 900, 50), 5),
+            (),
+        ]:
+            assert np.array_equal(read_bounded(f["x"], selection), f["x"][selection]), selection
+        assert read_bounded(f["s"], ()).tolist() == [b"hello"]
