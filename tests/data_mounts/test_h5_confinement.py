@@ -349,11 +349,11 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         small = f.create_dataset("inflating", shape=(4096,), dtype="f8", chunks=(1024,), compression="gzip")
         for offset in range(0, 4096, 1024):
             small.id.write_direct_chunk((offset,), gib)
-        # 128 KiB chunks holding a 64 MiB stream: stored smaller than the chunk, inflating past it
+        # 512 KiB chunks holding a 256 MiB stream: stored smaller than the chunk, inflating past it
         over = f.create_dataset(
-            "overflowing", shape=(65536,), dtype="f8", chunks=(16384,), compression="gzip"
+            "overflowing", shape=(262144,), dtype="f8", chunks=(65536,), compression="gzip"
         )
-        over.id.write_direct_chunk((0,), _zeros_stream(64 << 20))
+        over.id.write_direct_chunk((0,), _zeros_stream(256 << 20))
         one = f.create_dataset("one_value", shape=(1,), dtype="S8", chunks=(1,), compression="gzip")
         one.id.write_direct_chunk((0,), gib)
         f.create_dataset("wide_type", shape=(1,), dtype=np.dtype(("f8", (2**24,))))
