@@ -94,7 +94,10 @@ def sleeping_steps() -> list[processes.Proc]:
 
 
 def build_clients(portal: Portal) -> list[processes.Proc]:
-    return [p for p in portal.processes() if "build" in p.args[1:3] and "--tag" in p.args]
+    """``docker [global options] build ... --tag IMAGE`` processes of the portal's runs."""
+    return [
+        p for p in portal.processes() if p.args[0].endswith("docker") and {"build", "--tag"} <= set(p.args)
+    ]
 
 
 async def health(portal: Portal) -> dict:
