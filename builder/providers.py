@@ -27,6 +27,9 @@ SHORT_SHA_RE = re.compile(r"^[0-9a-f]{7,39}$")
 BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20~^:?*\[\\]|@\{|^-|^/|/$|\.lock$|//)")
 
 
+_LS_REMOTES: dict[tuple, asyncio.Future] = {}  # ref look-ups under way, shared by identical ones
+
+
 class RepoProvider(LoggingConfigurable):
     """Base class. Subclasses set ``name`` and implement ``parse`` and ``resolve``."""
 
@@ -142,12 +145,9 @@ class GitProvider(RepoProvider):
         if SHA_RE.match(ref.lower()):
             return ref.lower()
         pinned = await self.pin()
-        with self.guard.slot():
-            code, out, err = await self._git("ls-remote", "--", pinned.url)
-            if code != 0:  # git's own words only in the log: they would map the network behind
-                raise unreachable(self.repo_url, f"git ls-remote {self.repo_url}: {err.strip()}")
-            sha = match_ref(out, ref)
-            if sha is None and SHORT_SHA_RE.match(ref):
+        sha = match_ref(await self._shared_ls_remote(pinned), ref)
+        if sha is None and SHORT_SHA_RE.match(ref):
+            with self.guard.slot():
                 sha = await self._resolve_short_sha(ref)
         if sha is None:
             raise PanbinderError(
@@ -156,6 +156,25 @@ class GitProvider(RepoProvider):
                 status_code=404,
             )
         return sha
+
+    async def _shared_ls_remote(self, pinned: PinnedRepo) -> str:
+        """The remote's refs. Look-ups of the same pinned repository at the same moment share
+        one ``git ls-remote`` and one RepoGuard place: a class opening one badge at once asked
+        50 times, and all past ``RepoGuard.max_concurrent`` were refused as 'busy'."""
+        key = (id(asyncio.get_running_loop()), *pinned.git("ls-remote", "--", pinned.url))
+        shared = _LS_REMOTES.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._ls_remote(pinned))
+            _LS_REMOTES[key] = shared
+            shared.add_done_callback(lambda _: _LS_REMOTES.pop(key, None))
+        return await asyncio.shield(shared)
+
+    async def _ls_remote(self, pinned: PinnedRepo) -> str:
+        with self.guard.slot():
+            code, out, err = await self._git("ls-remote", "--", pinned.url)
+        if code != 0:  # git's own words only in the log: they would map the network behind
+            raise unreachable(self.repo_url, f"git ls-remote {self.repo_url}: {err.strip()}")
+        return out
 
     async def _resolve_short_sha(self, ref: str) -> str | None:
         assert self.pinned is not None
