@@ -15,7 +15,7 @@ reach on the host listens on ``gateway()``, for example a facility's conda chann
 
 Started by the set-up (``panbinder build-engine start``, idempotent: a second start that finds
 it answering takes about 0.1 s) and stopped by ``scripts/stop.sh`` (``panbinder build-engine
-stop``), which also removes the bridge and the two iptables rules dockerd leaves behind for it.
+stop``), which also removes the bridge and the iptables rules dockerd leaves behind for it.
 Base images reach it from the run engine (``docker save | docker load``) at start.
 """
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -279,9 +281,10 @@ class BuildEngine(LoggingConfigurable):
             _terminate(int(Path(self.exec_root, "containerd", "containerd.pid").read_text().strip()), 10)
         self.pidfile.unlink(missing_ok=True)
         self.reap_steps()
-        for rule in self.leftover_rules():
-            while _run(["iptables", *rule]).returncode == 0:  # a rule may be there twice
-                pass
+        for table in ("filter", "nat"):
+            listing = _run(["iptables", "-t", table, "-S"]).stdout
+            for deletion in leftover_deletions(table, listing, self.bridge, self.subnet):
+                _run(["iptables", *deletion])
         if _run(["ip", "link", "show", self.bridge]).returncode == 0:
             _run(["ip", "link", "delete", self.bridge])
         return bool(pid)
@@ -303,14 +306,6 @@ class BuildEngine(LoggingConfigurable):
         for rule in self.isolation_rules():
             if _run(["iptables", "-C", "DOCKER-USER", *rule]).returncode != 0:
                 _run(["iptables", "-I", "DOCKER-USER", *rule], check=True)
-
-    def leftover_rules(self) -> list[list[str]]:
-        """The iptables deletions of the rules dockerd 20.10 leaves for its bridge on stop."""
-        return [
-            ["-t", "nat", "-D", "POSTROUTING", "-s", self.subnet, "!", "-o", self.bridge, "-j", "MASQUERADE"],
-            ["-t", "nat", "-D", "DOCKER", "-i", self.bridge, "-j", "RETURN"],
-            *(["-D", "DOCKER-USER", *rule] for rule in self.isolation_rules()),
-        ]
 
     def seed(self, source: DockerCommand | None = None) -> list[str]:
         """Copy each of ``seed_images`` the build engine lacks from the run engine (``source``, a
@@ -336,6 +331,18 @@ class BuildEngine(LoggingConfigurable):
                 )
             copied.append(image)
         return copied
+
+
+def leftover_deletions(table: str, listing: str, bridge: str, subnet: str) -> list[list[str]]:
+    """iptables arguments that delete each rule of ``listing`` (``iptables -t TABLE -S``) that
+    names ``bridge`` as interface or ``subnet`` as source: dockerd 20.10 leaves its bridge's
+    FORWARD, isolation and NAT rules behind when it stops, and DOCKER-USER holds ours."""
+    names_bridge = re.compile(rf"(^|\s)-[io] {re.escape(bridge)}(\s|$)")
+    deletions = []
+    for line in listing.splitlines():
+        if line.startswith("-A ") and (names_bridge.search(line) or f" -s {subnet} " in f"{line} "):
+            deletions.append(["-t", table, "-D", *shlex.split(line[3:])])
+    return deletions
 
 
 def _terminate(pid: int, timeout: float) -> None:

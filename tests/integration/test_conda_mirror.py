@@ -3,9 +3,9 @@
 No conda channel is reachable here, so the test makes its own: two small ``noarch: generic``
 conda packages (``panbinder-probe``, a shell command, depends on ``panbinder-probe-data``,
 which holds a marker file and an activate.d script) with their repodata, served over HTTP as
-the channel ``conda-forge`` of a mirror. Build steps run on docker's default bridge network, where the
-host's loopback is out of reach, so the server listens on the bridge's gateway address
-(docker0, e.g. 172.17.0.1). py-rattler itself comes from the package index, like any pip
+the channel ``conda-forge`` of a mirror. Build steps run on the build engine's bridge, where the
+host's loopback is out of reach, so the server listens on that bridge's gateway address
+(``BuildEngine.gateway()``, e.g. 172.30.0.1). py-rattler itself comes from the package index, like any pip
 package.
 
 The lock tests build the same environment once more (build only), read the ``conda`` section of
@@ -30,9 +30,9 @@ import pytest
 
 from panbinder.builder.buildpacks import NOTICE_PREFIX
 from panbinder.builder.lock import image_lock
-from panbinder.launcher.hub_process import docker_bridge_gateway
 from panbinder.testing import (
     Portal,
+    machine_build_engine,
     read_stream,
     remove_containers,
     remove_stale_containers,
@@ -41,7 +41,7 @@ from panbinder.testing import (
 )
 
 from .conftest import build_and_lock
-from .test_locks import DOCKER, rebuild
+from .test_locks import rebuild
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
@@ -166,11 +166,10 @@ def mirror_channel(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def mirror(mirror_channel):
-    """A conda channel mirror with the channel conda-forge, on the docker bridge's gateway."""
+    """A conda channel mirror with the channel conda-forge, on the build engine's bridge gateway."""
     root, base = mirror_channel.parent.parent, mirror_channel.parent.name
-    server = ThreadingHTTPServer(
-        (docker_bridge_gateway(), 0), functools.partial(QuietHandler, directory=str(root))
-    )
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = ThreadingHTTPServer((machine_build_engine().gateway(), 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://{server.server_address[0]}:{server.server_address[1]}/{base}"
@@ -254,7 +253,8 @@ def test_the_lock_lists_the_conda_packages(mirror_lock, mirror):
     }
     assert "conda_pip" not in lock  # the environment has no python: 'pip:' went into /srv/venv
     assert "tabulate==0.9.0" in lock["pip"]
-    assert image_lock(image, docker_cli=DOCKER) == lock  # the label has the same conda section
+    # the label has the same conda section (in the build engine, where the image was built)
+    assert image_lock(image, docker_cli=machine_build_engine().command()) == lock
 
 
 def test_frozen_rebuild_pins_the_conda_packages_and_reports_an_identical_lock(mirror_portal, mirror_lock):

@@ -4,7 +4,6 @@ rebuild reproduces it, from the catalogue or from the label."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
@@ -13,11 +12,13 @@ from panbinder.builder.lock import LABEL, image_lock
 from panbinder.registry_cache.archive import Archive
 from panbinder.registry_cache.naming import parse_image
 from panbinder.registry_cache.transfer import RegistryClient
+from panbinder.testing import machine_build_engine
 
 from .conftest import build_and_lock, catalogue_of, cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+# the images are built, labelled and probed in the build engine
+BUILD_ENGINE = machine_build_engine().command()
 
 FILES = {
     "requirements.txt": "tabulate==0.9.0\n",
@@ -27,7 +28,7 @@ FILES = {
 
 
 def docker(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([*BUILD_ENGINE, *args], capture_output=True, text=True, timeout=600)
 
 
 def inspect(image: str) -> dict:
@@ -74,7 +75,7 @@ def test_the_built_image_carries_its_lock_as_a_label(locked_image):
     assert "digest" not in label
     assert label == {key: value for key, value in lock.items() if key != "digest"}
     assert labels[LABEL] == json.dumps(label, sort_keys=True, separators=(",", ":"))
-    assert image_lock(image, docker_cli=DOCKER) == lock
+    assert image_lock(image, docker_cli=BUILD_ENGINE) == lock
 
 
 def test_the_catalogue_has_the_registry_digest_of_the_labelled_image(locked_image):
