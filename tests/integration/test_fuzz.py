@@ -122,6 +122,29 @@ def watch(portal, publications):
     assert_healthy(portal.url)
 
 
+CRASH_MARKERS = ("Uncaught exception", "pipeline crashed", "Traceback (most recent call last)")
+
+
+def assert_no_crash(logged: str) -> None:
+    for marker in CRASH_MARKERS:
+        at = logged.find(marker)
+        assert at < 0, logged[max(at - 1500, 0) : at + 4000]
+
+
+@pytest.fixture(scope="module")
+def portal_log(portal):
+    """What the portal logs while this module runs: a crash shows there even when it is hidden."""
+    path = portal.state / "portal.log"
+    start = path.stat().st_size if path.exists() else 0
+
+    def new_lines() -> str:
+        with path.open("rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
+
+    return new_lines
+
+
 def assert_clean_error(response) -> None:
     """A 4xx is the JSON error body, with no traceback in it."""
     assert response.status_code < 500, (response.status_code, response.text[:500])
@@ -134,7 +157,7 @@ def assert_clean_error(response) -> None:
 
 @api.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_answers_as_described(case, portal, watch):
+def test_api_answers_as_described(case, portal, watch, portal_log):
     response = case.call(base_url=portal.url, timeout=30)
     watch.tick()
     assert_clean_error(response)
@@ -154,7 +177,7 @@ def read_events(response: requests.Response) -> list[dict]:
 
 @builds.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_build_refuses_or_fails_quickly(case, portal, watch):
+def test_build_refuses_or_fails_quickly(case, portal, watch, portal_log):
     kwargs = case.as_transport_kwargs(base_url=portal.url)
     with requests.request(**kwargs, stream=True, timeout=30) as response:
         watch.tick()
@@ -171,8 +194,10 @@ def test_build_refuses_or_fails_quickly(case, portal, watch):
     assert "Traceback" not in json.dumps(events)
 
 
-def test_fuzzing_reached_the_pipeline_and_left_the_portal_healthy(portal):
-    """The build operations did start streams (not only refusals), and /health is green."""
+def test_fuzzing_reached_the_pipeline_and_left_the_portal_healthy(portal, portal_log):
+    """The build operations did start streams (not only refusals), nothing crashed on the way
+    (not even behind a 4xx or a failed event), and /health is green."""
+    assert_no_crash(portal_log())
     resolving = [e for events in STREAMS for e in events if "127.0.0.1" in e.get("message", "")]
     assert resolving, "no fuzzed /build request got past the refusals to a loopback repository"
     assert_healthy(portal.url)
@@ -289,7 +314,7 @@ def statuses(answer: bytes) -> list[int]:
 
 
 @pytest.mark.parametrize("name", list(MALFORMED))
-def test_malformed_request_gets_a_4xx_or_a_clean_close(portal, publications, name):
+def test_malformed_request_gets_a_4xx_or_a_clean_close(portal, publications, portal_log, name):
     answer = raw_exchange(portal.port, MALFORMED[name])
     codes = statuses(answer)
     assert answer == b"" or codes, answer[:300]  # a response, or nothing at all (a clean close)
@@ -297,8 +322,9 @@ def test_malformed_request_gets_a_4xx_or_a_clean_close(portal, publications, nam
     assert b"Traceback" not in answer and b'File "' not in answer, answer[:800]
 
 
-def test_portal_healthy_after_malformed_requests(portal):
+def test_portal_healthy_after_malformed_requests(portal, portal_log):
     for data in MALFORMED.values():
         raw_exchange(portal.port, data, seconds=3)
     assert_healthy(portal.url)
+    assert_no_crash(portal_log())
     assert requests.get(f"{portal.url}/versions", timeout=10).status_code == 200
