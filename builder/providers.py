@@ -10,7 +10,9 @@ import asyncio
 import os
 import re
 import tempfile
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
+from typing import TypeVar
 from urllib.parse import quote, unquote
 
 from traitlets import Bool, Float
@@ -24,10 +26,23 @@ from .url_guard import PinnedRepo, RepoGuard, unreachable
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA_RE = re.compile(r"^[0-9a-f]{7,39}$")
+T = TypeVar("T")
 BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20~^:?*\[\\]|@\{|^-|^/|/$|\.lock$|//)")
 
 
-_LS_REMOTES: dict[tuple, asyncio.Future] = {}  # ref look-ups under way, shared by identical ones
+_UNDER_WAY: dict[tuple, asyncio.Future] = {}  # repository look-ups, shared by identical ones
+
+
+async def shared(key: tuple, start: Callable[[], Awaitable[T]]) -> T:
+    """The result of the look-up ``key`` under way, or of a new one made by ``start``. Nothing is
+    kept once it ends; a requester that leaves does not cancel it for the others."""
+    key = (id(asyncio.get_running_loop()), *key)
+    future = _UNDER_WAY.get(key)
+    if future is None:
+        future = asyncio.ensure_future(start())
+        _UNDER_WAY[key] = future
+        future.add_done_callback(lambda _: _UNDER_WAY.pop(key, None))
+    return await asyncio.shield(future)
 
 
 class RepoProvider(LoggingConfigurable):
@@ -112,11 +127,16 @@ class GitProvider(RepoProvider):
         self.guard.location(url, allow_file=self.allow_local)
 
     async def pin(self) -> PinnedRepo:
-        """Resolve and check the host once; every later git command uses this address."""
+        """Resolve and check the host once; every later git command uses this address.
+        Identical requests at the same moment (same URL, same settings) share one check."""
         if self.pinned is None:
-            with self.guard.slot():
-                self.pinned = await self.guard.pin(self.repo_url, allow_file=self.allow_local)
+            key = ("pin", id(self.config), self.repo_url, self.allow_local)
+            self.pinned = await shared(key, self._pin)
         return self.pinned
+
+    async def _pin(self) -> PinnedRepo:
+        with self.guard.slot():
+            return await self.guard.pin(self.repo_url, allow_file=self.allow_local)
 
     async def prepare(self, who: Identity) -> MountPlan:
         await self.pin()  # a refused address is a 4xx answer before any stream starts
@@ -161,13 +181,8 @@ class GitProvider(RepoProvider):
         """The remote's refs. Look-ups of the same pinned repository at the same moment share
         one ``git ls-remote`` and one RepoGuard place: a class opening one badge at once asked
         50 times, and all past ``RepoGuard.max_concurrent`` were refused as 'busy'."""
-        key = (id(asyncio.get_running_loop()), *pinned.git("ls-remote", "--", pinned.url))
-        shared = _LS_REMOTES.get(key)
-        if shared is None:
-            shared = asyncio.ensure_future(self._ls_remote(pinned))
-            _LS_REMOTES[key] = shared
-            shared.add_done_callback(lambda _: _LS_REMOTES.pop(key, None))
-        return await asyncio.shield(shared)
+        key = ("ls-remote", *pinned.git("ls-remote", "--", pinned.url))
+        return await shared(key, lambda: self._ls_remote(pinned))
 
     async def _ls_remote(self, pinned: PinnedRepo) -> str:
         with self.guard.slot():

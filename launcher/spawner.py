@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from dockerspawner import DockerSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Any, Float, List, Unicode, default
+from traitlets import Any, Float, Int, List, Unicode, default
 
 
 def _literal_volume_name(name: str, spawner: object) -> str:
@@ -39,7 +40,29 @@ class PanbinderSpawner(DockerSpawner):
         Unicode(),
         help="Only images whose full name starts with one of these may be launched.",
     ).tag(config=True)
-    ready_poll_interval = Float(0.05, help="Seconds between readiness checks during start.").tag(config=True)
+    ready_poll_interval = Float(
+        0.05,
+        help="Seconds between readiness checks during start, when it is the only server starting "
+        "(with n starting at once, n/4 times this: the Hub answers all of them in one process).",
+    ).tag(config=True)
+    container_poll_interval = Float(
+        1.0,
+        help="Seconds between checks, during start, that the container still runs (a docker call, "
+        "so not at the pace of the HTTP readiness check).",
+    ).tag(config=True)
+    docker_threads = Int(
+        4,
+        help="Threads for the Hub's docker calls, shared by all its servers (DockerSpawner uses "
+        "one, so servers starting at once waited for each other's calls).",
+    ).tag(config=True)
+    starting = 0  # servers of this Hub in _wait_ready now
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        cls = PanbinderSpawner
+        if cls._executor is None:
+            cls._executor = ThreadPoolExecutor(max(1, self.docker_threads), thread_name_prefix="docker")
+        return cls._executor
 
     async def check_allowed(self, image: str) -> str:
         if any(image.startswith(p) for p in self.allowed_image_prefixes):
@@ -84,18 +107,36 @@ class PanbinderSpawner(DockerSpawner):
 
     async def _wait_ready(self, ip: str, port: int) -> None:
         url = f"http://{ip}:{port}{self.server.base_url}api"
-        client = AsyncHTTPClient()
+        # a client of its own: the Hub's shared one (10 connections) also talks to the proxy
+        client = AsyncHTTPClient(force_instance=True, max_clients=2)
         deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            try:
-                await client.fetch(url, request_timeout=2, follow_redirects=False)
-                return
-            except HTTPClientError as e:
-                if e.code not in (599,) and e.code < 500:
-                    return  # the server answers; auth or redirects are its business
-            except OSError:
-                pass
-            status = await self.poll()
-            if status is not None:
-                raise RuntimeError(f"The server container exited with status {status} during start")
-            await asyncio.sleep(self.ready_poll_interval)
+        next_poll = time.monotonic() + self.container_poll_interval
+        PanbinderSpawner.starting += 1
+        try:
+            while time.monotonic() < deadline:
+                if await self._answers(client, url):
+                    return
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.container_poll_interval
+                    status = await self.poll()
+                    if status is not None:
+                        raise RuntimeError(f"The server container exited with status {status} during start")
+                await asyncio.sleep(poll_interval(self.ready_poll_interval, PanbinderSpawner.starting))
+        finally:
+            PanbinderSpawner.starting -= 1
+            client.close()
+
+    @staticmethod
+    async def _answers(client: AsyncHTTPClient, url: str) -> bool:
+        try:
+            await client.fetch(url, request_timeout=2, follow_redirects=False)
+            return True
+        except HTTPClientError as e:
+            return e.code not in (599,) and e.code < 500  # auth or redirects are its business
+        except OSError:
+            return False
+
+
+def poll_interval(base: float, starting: int) -> float:
+    """Readiness checks slow down with the number of servers starting at once (at most 1 s)."""
+    return min(1.0, base * max(1.0, starting / 4))

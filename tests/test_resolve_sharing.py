@@ -1,5 +1,6 @@
-"""Many requests for one repository at once share its ref look-up: one `git ls-remote` and one
-RepoGuard place, so a class opening one badge together is not refused as 'busy'."""
+"""Many requests for one repository at once share its look-ups (the address check and one
+`git ls-remote`), each holding one RepoGuard place, so a class opening one badge together is not
+refused as 'busy'."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from panbinder.testing import running_git
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 
 
-async def test_identical_ref_lookups_at_once_share_one_ls_remote(tmp_path, monkeypatch):
+async def test_identical_lookups_at_once_share_one_pin_and_one_ls_remote(tmp_path, monkeypatch):
     config = Config({"RepoGuard": {"allowed_hosts": ["127.0.0.1"], "max_concurrent": 2}})
     runs = []
     original = GitProvider._git
@@ -31,8 +32,8 @@ async def test_identical_ref_lookups_at_once_share_one_ls_remote(tmp_path, monke
         sha = git.commit("shared", {"README.md": "x\n"})
         spec = f"{quote(git.url('shared'), safe='')}/main"
         providers = [GitProvider(spec, config=config) for _ in range(30)]
-        for p in providers:  # pinned one by one, as each request's prepare() does before its stream
-            await p.pin()
+        pins = await asyncio.gather(*(p.pin() for p in providers), return_exceptions=True)
+        assert len({repr(p) for p in pins}) == 1, pins[:3]  # one check of the address, shared
         results = await asyncio.gather(*(p.resolve() for p in providers), return_exceptions=True)
         assert results == [sha] * 30
         assert runs == ["ls-remote"]
