@@ -24,6 +24,7 @@ import numpy as np
 from .h5files import dtype_name, is_vlen
 
 MAX_ONE_CHUNK_BYTES = 64 << 20  # a filtered chunk larger than this, uncompressed, is not read
+MAX_CHUNKS_PER_READ = 65_536  # chunks one read may decode (a time bound; memory is per chunk)
 DECODED = {
     h5py.h5z.FILTER_SHUFFLE: "shuffle",
     h5py.h5z.FILTER_DEFLATE: "deflate",
@@ -78,6 +79,8 @@ def read_bounded(ds: h5py.Dataset, selection: tuple) -> np.ndarray:
     ]
     out = np.full([len(p) for p in picks], ds.fillvalue, dtype=ds.dtype)
     per_axis = [np.unique(p // c) for p, c in zip(picks, ds.chunks, strict=True)]
+    if math.prod(len(chunks) for chunks in per_axis) > MAX_CHUNKS_PER_READ:
+        raise TooCostly(f"the values asked for lie in more than {MAX_CHUNKS_PER_READ} compressed chunks")
     for index in itertools.product(*per_axis):
         offset = tuple(int(i) * c for i, c in zip(index, ds.chunks, strict=True))
         block = _decode(ds, offset, pipeline)

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from .h5chunks import MAX_ONE_CHUNK_BYTES, TooCostly, check_readable, filters, r
 from .h5confine import Files, Missing, Refused, Scope, check_sources, external_storage, lookup
 from .h5files import dtype_name, file_not_found, jsonable, open_file
 from .h5tree import tree
+from .h5virtual import read_virtual
 from .sampling import chunk_selection, chunk_steps, chunks_touched, element_steps
 from .thumbnails import nothing_to_draw, render
 
@@ -92,7 +94,10 @@ def thumbnail(
         _require_bounded(files, ds, shown, fixed)
         dtype = np.float64 if len(axes) == 1 else np.float32
         try:
-            values = _read_sampled(ds, axes, fixed, max_read_elements, dtype)
+            if ds.is_virtual:
+                values = _read_virtual_sampled(files, ds, shown, fixed, axes, max_read_elements, dtype)
+            else:
+                values = _read_sampled(ds, axes, fixed, max_read_elements, dtype)
         except TooCostly as costly:  # found chunk by chunk: a chunk inflating beyond its size
             raise _too_costly(ds.name, shown, costly) from None
         except OSError as error:
@@ -164,7 +169,7 @@ def _require_bounded(files: Files, ds: h5py.Dataset, shown: str, fixed: list[int
 
 
 def _unfiltered(source: h5py.Dataset) -> None:
-    """HDF5 decodes a virtual dataset's sources itself, unbounded: only unfiltered ones are read."""
+    """HDF5 decodes a virtual dataset's sources itself, unbounded: it reads only unfiltered ones."""
     if filters(source):
         raise TooCostly(f"its source {source.name} is compressed, and sources are only read uncompressed")
 
@@ -190,12 +195,18 @@ def _drawable_axes(ds: h5py.Dataset) -> list[int]:
     return axes[-2:]
 
 
-def _require_sources(files: Files, ds: h5py.Dataset, shown: str, fixed: list[int | None]) -> None:
+def _require_sources(
+    files: Files,
+    ds: h5py.Dataset,
+    shown: str,
+    fixed: list[int | None],
+    check: Callable[[h5py.Dataset], None] | None = None,
+) -> None:
     region = [
         (0, n - 1) if index is None else (index, index) for index, n in zip(fixed, ds.shape, strict=True)
     ]
     try:
-        missing = check_sources(files, ds, region, check=_unfiltered)
+        missing = check_sources(files, ds, region, check=check)
     except Refused as refused:
         raise _outside(ds.name, shown, refused) from None
     except TooCostly as costly:
@@ -235,9 +246,33 @@ def _read_sampled(
                     values[target] = _read(ds, source, dtype)
                 return values
             steps = chunk_steps(lengths, steps, chunk_sizes, allowed)
-    selection = tuple(
-        slice(None, None, steps[axes.index(i)]) if f is None else f for i, f in enumerate(fixed)
-    )
+    return _read(ds, _selection(axes, fixed, steps), dtype)
+
+
+def _selection(axes: list[int], fixed: list[int | None], steps: list[int]) -> tuple:
+    return tuple(slice(None, None, steps[axes.index(i)]) if f is None else f for i, f in enumerate(fixed))
+
+
+def _read_virtual_sampled(
+    files: Files,
+    ds: h5py.Dataset,
+    shown: str,
+    fixed: list[int | None],
+    axes: list[int],
+    budget: int,
+    dtype: type,
+) -> np.ndarray:
+    """A virtual dataset's samples read from its sources here (h5virtual.py), each read bounded.
+
+    Only when a mapping is not a plain block does HDF5 read it, and then only if every source
+    it touches is uncompressed (HDF5 would inflate them without a bound).
+    """
+    selection = _selection(axes, fixed, element_steps([ds.shape[i] for i in axes], budget))
+    fill = float(ds.fillvalue)
+    values = read_virtual(files, ds, selection, lambda source, wanted: _read(source, wanted, dtype), fill)
+    if values is not None:
+        return values.astype(dtype)
+    _require_sources(files, ds, shown, fixed, check=_unfiltered)
     return _read(ds, selection, dtype)
 
 

@@ -260,11 +260,44 @@ def test_virtual_sources_in_the_tree(site):
     assert found["/own"]["missing"] is False and "refused" not in found["/own"]
 
 
-def test_virtual_sources_inside_the_folder_are_read_uncompressed_only(site):
+def test_virtual_sources_inside_the_folder_are_read_here_with_the_bound(site):
     path = _virtual_file(site["folder"], site["neighbour"], site["secret"])
     assert preview.thumbnail(path, "own", size=32).startswith(b"\x89PNG")
-    error = refusal(path, "compressed")  # HDF5 would inflate it without a bound
-    assert error.status_code == 422 and "compressed" in error.message
+    assert preview.thumbnail(path, "compressed", size=32).startswith(b"\x89PNG")  # decoded here
+    with h5py.File(site["folder"] / "frames.h5", "a") as f:  # a source chunk inflating past its size
+        f["packed"].id.write_direct_chunk((0,), _zeros_stream(64 << 20))
+    error = refusal(path, "compressed")
+    assert error.status_code == 422 and "no thumbnail" in error.message
+
+
+def test_virtual_mappings_read_here_match_hdf5(tmp_path):
+    """Frames stacked, modules tiled and one strided mapping (left to HDF5, uncompressed only)."""
+    from panbinder.data_mounts.h5confine import Files, Scope
+    from panbinder.data_mounts.h5virtual import read_virtual
+
+    rng = np.random.default_rng(1)
+    tiles = rng.integers(0, 1000, size=(4, 3, 40, 30)).astype("f4")
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f.create_dataset("tiles", data=tiles, chunks=(1, 1, 16, 16), compression="gzip")
+        f["odd"] = np.arange(10.0)
+    stack = h5py.VirtualLayout(shape=(4, 80, 90), dtype="f4")
+    for frame in range(4):
+        for row in range(2):
+            for col in range(3):
+                if (row, col) != (1, 2):  # one gap: the fill value
+                    source = h5py.VirtualSource("src.h5", "tiles", shape=(4, 3, 40, 30))
+                    stack[frame, row * 40 : row * 40 + 40, col * 30 : col * 30 + 30] = source[frame, col]
+    strided = h5py.VirtualLayout(shape=(20,), dtype="f8")
+    strided[::2] = h5py.VirtualSource("src.h5", "odd", shape=(10,))
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f.create_virtual_dataset("stack", stack, fillvalue=-5)
+        f.create_virtual_dataset("strided", strided, fillvalue=0)
+    with h5py.File(tmp_path / "v.h5", "r") as f, Files(f, Scope.of(tmp_path / "v.h5")) as files:
+        for selection in [(2, slice(None, None, 3), slice(1, None, 7)), (slice(None), 45, slice(None))]:
+            mine = read_virtual(files, f["stack"], selection, lambda ds, sel: ds[sel].astype("f8"), -5.0)
+            assert np.array_equal(mine, f["stack"][selection]), selection
+        assert read_virtual(files, f["strided"], (slice(None),), lambda ds, sel: ds[sel], 0.0) is None
+    assert preview.thumbnail(tmp_path / "v.h5", "strided", size=32).startswith(b"\x89PNG")
 
 
 # ---------------------------------------------------------------- nothing outside is opened
