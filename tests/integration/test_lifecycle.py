@@ -248,3 +248,24 @@ async def test_kill9_mid_launch_then_restart(portal, git_server, analysis_repo):
     assert hub_is_child_of_serve(portal)
     portal.stop()
     assert_nothing_left(portal)
+
+
+async def test_servers_left_for_the_next_hub_stay_reachable(portal, git_server, analysis_repo):
+    """HubProcess.cleanup_servers = False: a restart adopts running servers (same URL and token)."""
+    portal.config = portal.config.rstrip() + "\n        c.HubProcess.cleanup_servers = False\n"
+    portal.start()
+    s = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
+    assert s.last["phase"] == "ready", s.log()
+    status = s.last["url"] + "api/status"
+    await wait_status(status, s.last["token"])
+    portal.stop()
+    running = containers(portal.container_prefix)
+    assert running, "the server was stopped although cleanup_servers is False"
+    wait_until(lambda: not leftovers(portal), 10, f"processes left: {leftovers(portal)}")
+    portal.start()
+    assert hub_is_child_of_serve(portal)
+    await wait_status(status, s.last["token"], timeout=30)  # through the new proxy
+    assert containers(portal.container_prefix) == running
+    portal.stop()
+    remove_containers(portal.container_prefix)
+    assert_nothing_left(portal)
