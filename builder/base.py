@@ -61,6 +61,10 @@ class Builder(LoggingConfigurable):
         if token is not None:
             token.cancel()
 
+    async def ping(self) -> bool:
+        """Whether builds can run now (for /health); builders that need a service check it."""
+        return True
+
     async def build(self, request: BuildRequest) -> AsyncIterator[Event]:
         raise NotImplementedError
         yield  # pragma: no cover

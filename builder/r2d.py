@@ -265,6 +265,10 @@ class Repo2DockerBuilder(Builder):
                 pushed.append(line)
             lock.finish(pushed, emit=push_line)
 
+    async def ping(self) -> bool:
+        """The build engine answers."""
+        return await run_blocking(self.build_engine.ping)
+
     async def _failed(self, request: BuildRequest, error: BaseException, lines: list[str]) -> Event:
         """The failed event for ``error``: the build engine gone, else what the log explains."""
         fields = {"build_id": request.build_id, "image": request.image.full, "phase": "failed"}

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.builder.build_engine import BuildEngine
 from panbinder.builder.r2d import ENGINE_STOPPED
@@ -26,12 +27,11 @@ from panbinder.testing import (
     Portal,
     machine_build_engine,
     read_stream,
-    remove_containers,
-    remove_stale_containers,
     run_code,
     session_prefix,
     wait_status,
 )
+from panbinder.web.handlers.health import CACHE_SECONDS, DOWN_MESSAGES
 
 from .conftest import PREFIX as IT_PREFIX
 
@@ -56,6 +56,11 @@ def built_image(stream) -> str:
     """The image a build-only stream ended with (it ends 'ready' with imageName, as BinderHub's)."""
     assert stream.last.get("phase") in ("built", "ready") and stream.last.get("imageName"), stream.log()
     return stream.last["imageName"]
+
+
+async def health_of(portal: Portal, service: str) -> dict:
+    resp = await AsyncHTTPClient().fetch(portal.url + "/health", raise_error=False)
+    return next(c for c in json.loads(resp.body)["checks"] if c["service"] == service)
 
 
 def processes_with(text: str) -> list[int]:
@@ -117,12 +122,15 @@ def own_engine(tmp_path_factory):
     finally:
         engine.stop()
         run(["umount", "-l", str(data)])
+    # stopped with its bridge and every iptables rule dockerd or the engine made for it
+    assert run(["ip", "link", "show", engine.bridge]).returncode != 0
+    rules = run(["iptables-save"]).stdout
+    assert engine.bridge not in rules and engine.subnet not in rules, rules
 
 
 @pytest.fixture(scope="module")
 def own_portal(own_engine, tmp_path_factory):
-    """A portal (no Hub: builds only) whose builds run in ``own_engine``."""
-    remove_stale_containers("panbinder-be")
+    """A portal (no Hub, so no containers: builds only) whose builds run in ``own_engine``."""
     p = Portal(
         state=tmp_path_factory.mktemp("be-portal"),
         container_prefix=PREFIX,
@@ -138,7 +146,6 @@ def own_portal(own_engine, tmp_path_factory):
     p.start()
     yield p
     p.stop()
-    remove_containers(PREFIX)
 
 
 async def test_killing_the_build_engine_mid_build_fails_the_build_and_spares_running_servers(
@@ -161,11 +168,17 @@ async def test_killing_the_build_engine_mid_build_fails_the_build_and_spares_run
     assert "The build engine stopped" in stream.last["message"]
     # the reader's server never noticed
     assert (await run_code(server, token, CHECK)).split() == ["42", "0.9.0"]
+    down = await health_of(own_portal, "build-engine")
+    assert down == {"service": "build-engine", "ok": False, "message": DOWN_MESSAGES["build-engine"]}
     # the project's own command starts it again (same settings), and the next build works
     started = own_portal.command("build-engine", "start")
     assert started.returncode == 0, started.stdout + started.stderr
     assert own_engine.ping()
     assert processes_with(f"sleep {seconds}") == [], "the killed build's step still runs"
+    deadline = time.monotonic() + CACHE_SECONDS + 5
+    while not (await health_of(own_portal, "build-engine"))["ok"]:  # /health caches each check
+        assert time.monotonic() < deadline, "/health still says the build engine is down"
+        await asyncio.sleep(1)
     quick = dockerfile_repo(git_server, f"quick-{secrets.token_hex(4)}", "RUN echo quick > /quick")
     again = await read_stream(own_portal.build_url(quick, "main", "build_only=true"))
     assert again.last["phase"] == "ready", again.log()

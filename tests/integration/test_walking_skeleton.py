@@ -151,7 +151,7 @@ async def test_health_versions_metrics(portal):
     client = AsyncHTTPClient()
     health = json.loads((await client.fetch(portal.url + "/health")).body)
     assert health["ok"] is True
-    assert {c["service"] for c in health["checks"]} == {"registry", "docker", "hub"}
+    assert {c["service"] for c in health["checks"]} == {"registry", "docker", "hub", "build-engine"}
     versions = json.loads((await client.fetch(portal.url + "/versions")).body)
     assert versions["jupyterhub"] == "6.1.1" and "repo2docker" in versions["builder"]
     metrics = (await client.fetch(portal.url + "/metrics")).body.decode()

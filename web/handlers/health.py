@@ -40,6 +40,8 @@ def _docker_ping() -> bool:
 # what a failed check means for users, so that /health says which service is down and what fails
 DOWN_MESSAGES = {
     "registry": "registry unreachable: launches and builds fail until it answers again",
+    "build-engine": "build engine not answering: builds fail until it is started again; "
+    "launches of built images and running servers are not affected",
 }
 
 
@@ -94,6 +96,7 @@ class HealthHandler(BaseHandler):
             _check("registry", pipeline.registry.ping),
             _check("docker", lambda: run_blocking(_docker_ping)),
             _check("hub", self._hub_check(pipeline.launcher)),
+            _check("build-engine", pipeline.manager.builder.ping),
         )
         ok = all(c["ok"] for c in checks)
         pool = getattr(pipeline.launcher, "pool", None)
