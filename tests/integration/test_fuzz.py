@@ -156,7 +156,7 @@ def assert_clean_error(response) -> None:
 
 
 @api.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_api_answers_as_described(case, portal, watch, portal_log):
     response = case.call(base_url=portal.url, timeout=30)
     watch.tick()
@@ -176,7 +176,7 @@ def read_events(response: requests.Response) -> list[dict]:
 
 
 @builds.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_build_refuses_or_fails_quickly(case, portal, watch, portal_log):
     kwargs = case.as_transport_kwargs(base_url=portal.url)
     with requests.request(**kwargs, stream=True, timeout=30) as response:
