@@ -196,7 +196,10 @@ def test_build_refuses_or_fails_quickly(case, portal, watch, portal_log):
 
 def test_fuzzing_reached_the_pipeline_and_left_the_portal_healthy(portal, portal_log):
     """The build operations did start streams (not only refusals), nothing crashed on the way
-    (not even behind a 4xx or a failed event), and /health is green."""
+    (not even behind a 4xx or a failed event), /health is green, and the portal serves the
+    description that was fuzzed, with its own URL as the server."""
+    served = requests.get(f"{portal.url}/api/openapi.json", timeout=10).json()
+    assert served == openapi.description(portal.url + "/")
     assert_no_crash(portal_log())
     resolving = [e for events in STREAMS for e in events if "127.0.0.1" in e.get("message", "")]
     assert resolving, "no fuzzed /build request got past the refusals to a loopback repository"
