@@ -21,7 +21,10 @@ import zlib
 import h5py
 import numpy as np
 
+from .h5confine import TooCostly
 from .h5files import dtype_name, is_vlen
+
+__all__ = ["MAX_ONE_CHUNK_BYTES", "TooCostly", "check_readable", "filters", "read_bounded"]
 
 MAX_ONE_CHUNK_BYTES = 64 << 20  # a filtered chunk larger than this, uncompressed, is not read
 MAX_CHUNKS_PER_READ = 65_536  # chunks one read may decode (a time bound; memory is per chunk)
@@ -30,14 +33,6 @@ DECODED = {
     h5py.h5z.FILTER_DEFLATE: "deflate",
     h5py.h5z.FILTER_FLETCHER32: "fletcher32",
 }
-
-
-class TooCostly(Exception):
-    """Reading these values would need memory that cannot be bounded beforehand (`why` says what)."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
 
 
 def filters(ds: h5py.Dataset) -> list[int]:

@@ -14,16 +14,18 @@ dataset is read only after each source it maps into the read has passed (`check_
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+from h5py._hl.vds import VDSmap
 
 MAX_HOPS = 16  # soft and external links followed for one name (HDF5's own default limit)
 MAX_OPEN_FILES = 256  # linked and source files opened for one preview
 MAX_VIRTUAL_DEPTH = 4  # virtual datasets whose sources are virtual datasets in turn
+MAX_MAPPINGS = 100_000  # a virtual dataset mapping more sources is not read
 ELINK_PREFIX = "HDF5_EXT_PREFIX"  # the environment variables HDF5 searches first
 VDS_PREFIX = "HDF5_VDS_PREFIX"
 
@@ -34,6 +36,14 @@ class Refused(Exception):
     def __init__(self, what: str) -> None:
         super().__init__(what)
         self.what = what
+
+
+class TooCostly(Exception):
+    """Reading these values would need memory or time that cannot be bounded beforehand."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 class Missing(Exception):
@@ -210,6 +220,22 @@ def _lookup(files: Files, file: h5py.File, name: str, hops: list[int]) -> h5py.H
     return obj
 
 
+def mapping_count(ds: h5py.Dataset) -> int:
+    return ds.id.get_create_plist().get_virtual_count()
+
+
+def mappings(ds: h5py.Dataset, limit: int = MAX_MAPPINGS) -> Iterator[VDSmap]:
+    """The first `limit` mappings of a virtual dataset, read one at a time (h5py lists them all)."""
+    plist = ds.id.get_create_plist()
+    for index in range(min(plist.get_virtual_count(), limit)):
+        yield VDSmap(
+            plist.get_virtual_vspace(index),
+            plist.get_virtual_filename(index),
+            plist.get_virtual_dsetname(index),
+            plist.get_virtual_srcspace(index),
+        )
+
+
 def check_sources(
     files: Files,
     ds: h5py.Dataset,
@@ -226,9 +252,11 @@ def check_sources(
     """
     if depth > MAX_VIRTUAL_DEPTH:
         raise Refused(f"{ds.name} nests virtual datasets more than {MAX_VIRTUAL_DEPTH} deep")
+    if mapping_count(ds) > MAX_MAPPINGS:
+        raise TooCostly(f"it maps {mapping_count(ds)} sources, more than the preview's {MAX_MAPPINGS}")
     missing: list[str] = []
     seen: set[tuple[str, str]] = set()
-    for mapping in ds.virtual_sources():
+    for mapping in mappings(ds):
         key = (mapping.file_name, mapping.dset_name)
         if key in seen or (region is not None and not overlaps(mapping.vspace, region)):
             continue

@@ -18,7 +18,7 @@ import numpy as np
 
 from panbinder.errors import PanbinderError
 
-from .h5confine import ELINK_PREFIX, VDS_PREFIX, Files, Missing, Refused, link_of
+from .h5confine import ELINK_PREFIX, MAX_MAPPINGS, VDS_PREFIX, Files, Missing, Refused, link_of, mappings
 
 MAX_LIST_ITEMS = 20  # longer attribute arrays are cut, with a "... N more" marker
 MAX_TEXT = 2000  # longer strings are cut, with a marker
@@ -145,7 +145,7 @@ def virtual_sources(files: Files, ds: h5py.Dataset, *, limit: int = 1000) -> lis
     outside the dataset's location is also `refused`, with why; no source file is opened.
     """
     sources: dict[tuple[str, str], dict] = {}
-    for mapping in ds.virtual_sources():
+    for mapping in mappings(ds, MAX_MAPPINGS):
         key = (mapping.file_name, mapping.dset_name)
         if key in sources:
             continue

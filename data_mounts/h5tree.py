@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 
 from .h5chunks import TooCostly, read_bounded
-from .h5confine import ELINK_PREFIX, Files, Missing, Refused, Scope, external_storage, link_of
+from .h5confine import ELINK_PREFIX, Files, Missing, Refused, Scope, external_storage, lookup
 from .h5files import decode_text, dtype_name, is_vlen, jsonable, open_file, read_attributes, virtual_sources
 
 MAX_VALUE_STRING_BYTES = 256  # fixed-length string datasets up to this size are shown in the tree
@@ -86,7 +86,7 @@ class _TreeWalker:
         if isinstance(link, h5py.SoftLink):
             node = {"name": name, "path": path, "kind": "soft_link", "target": link.path}
             target = link.path if link.path.startswith("/") else f"{parent.name.rstrip('/')}/{link.path}"
-            return node | self._reachable(lambda: link_of(self.files, parent.file, target)[2] or _missing())
+            return node | self._reachable(lambda: lookup(self.files, parent.file, target))
         try:
             obj = parent[name]
         except Exception as error:
@@ -155,10 +155,6 @@ class _TreeWalker:
             node["NX_class"] = attributes["NX_class"]
         node["attributes"] = attributes
         return node
-
-
-def _missing() -> None:
-    raise Missing()
 
 
 def _is_tiny(ds: h5py.Dataset) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import h5py
 import numpy as np
 
-from .h5confine import VDS_PREFIX, Files, lookup
+from .h5confine import VDS_PREFIX, Files, lookup, mappings
 
 Block = list[tuple[int, int]]  # (start, length) per axis
 
@@ -34,7 +34,7 @@ def read_virtual(
     """
     picks = [_indices(item, n) for item, n in zip(selection, ds.shape, strict=True)]
     out = np.full([len(p) for p in picks], fill, dtype=np.float64)
-    for mapping in ds.virtual_sources():
+    for mapping in mappings(ds):
         vblock = _block(mapping.vspace, ds.shape)
         if vblock is None:
             return None

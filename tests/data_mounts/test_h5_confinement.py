@@ -457,3 +457,33 @@ def test_chunks_decoded_here_match_hdf5(tmp_path, dtype, options):
         ]:
             assert np.array_equal(read_bounded(f["x"], selection), f["x"][selection]), selection
         assert read_bounded(f["s"], ()).tolist() == [b"hello"]
+
+
+# ---------------------------------------------------------------- loops and counts
+
+
+def test_link_loops_and_mapping_counts_are_bounded(site, monkeypatch):
+    from panbinder.data_mounts import h5confine
+
+    path = site["folder"] / "loops.h5"
+    with h5py.File(path, "w") as f:
+        f["a"] = h5py.SoftLink("/b")
+        f["b"] = h5py.SoftLink("/a")
+        f["self"] = h5py.ExternalLink("loops.h5", "/self")  # an external link to itself
+        f["data"] = np.arange(16.0)
+        layout = h5py.VirtualLayout(shape=(16,), dtype="f8")
+        for index in range(4):
+            layout[index * 4 : index * 4 + 4] = h5py.VirtualSource(".", "data", shape=(16,))[
+                index * 4 : index * 4 + 4
+            ]
+        f.create_virtual_dataset("many", layout, fillvalue=-1)
+    start = time.monotonic()
+    for dataset in ("/a", "/self"):
+        assert refusal(path, dataset).status_code == 403  # more than MAX_HOPS links
+    found = nodes(preview.tree(path))
+    assert found["/a"]["missing"] is True and found["/self"]["missing"] is False  # the file is there
+    assert preview.thumbnail(path, "/many", size=16).startswith(b"\x89PNG")
+    monkeypatch.setattr(h5confine, "MAX_MAPPINGS", 3)
+    error = refusal(path, "/many")
+    assert error.status_code == 422 and "maps 4 sources" in error.message
+    assert time.monotonic() - start < 5
