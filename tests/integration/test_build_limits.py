@@ -92,7 +92,8 @@ async def test_build_steps_see_the_configured_limits(service, git_server):
     s = await read_stream(build_url(service, git_server, name), timeout=600)
     assert s.last["phase"] == "ready", s.log()
     seen = dict(
-        line.split(" ", 1) for line in read_in_image(s.last["image"], "/home/jovyan/limits.txt").splitlines()
+        line.split(" ", 1)
+        for line in read_in_image(s.last["imageName"], "/home/jovyan/limits.txt").splitlines()
     )
     if "/sys/fs/cgroup/memory/memory.limit_in_bytes" in seen:  # cgroup v1
         assert seen["/sys/fs/cgroup/memory/memory.limit_in_bytes"] == str(MEMORY)
