@@ -100,7 +100,9 @@ def thumbnail(
                 values = _read_sampled(ds, axes, fixed, max_read_elements, dtype)
         except TooCostly as costly:  # found chunk by chunk: a chunk inflating beyond its size
             raise _too_costly(ds.name, shown, costly) from None
-        except OSError as error:
+        except Refused as refused:  # a source changed since it was checked
+            raise _outside(ds.name, shown, refused) from None
+        except (OSError, Missing) as error:
             raise PanbinderError(
                 f"{ds.name} in {shown} could not be read; download the file or contact the facility",
                 reason="read-failed",
