@@ -323,19 +323,17 @@ class ThumbnailCache:
         identity = [str(path), stat.st_size, stat.st_mtime_ns, dataset, size, self.max_read_elements, scope]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 
-    def get_or_make(
-        self, path: str | Path, dataset_path: str, size: int = 256, *, within: str | Path | None = None
-    ) -> bytes:
-        target = self.cache_dir / f"{self.key(path, dataset_path, size, within)}.png"
-        try:
-            return target.read_bytes()
-        except FileNotFoundError:
-            pass
-        png = thumbnail(
-            path, dataset_path, size=size, max_read_elements=self.max_read_elements, within=within
-        )
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".png")
+    def file_for(
+        self, path: str | Path, dataset_path: str, size: int = 256, within: str | Path | None = None
+    ) -> Path:
+        """Where the thumbnail of this (file state, dataset, size, location) is kept."""
+        return self.cache_dir / f"{self.key(path, dataset_path, size, within)}.png"
+
+    @staticmethod
+    def store(target: Path, png: bytes) -> None:
+        """Write to a temporary name and rename, so readers never see half a PNG."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".png")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(png)
@@ -343,4 +341,18 @@ class ThumbnailCache:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+    def get_or_make(
+        self, path: str | Path, dataset_path: str, size: int = 256, *, within: str | Path | None = None
+    ) -> bytes:
+        """In-process variant (tests, benchmarks); the portal draws through the sandbox."""
+        target = self.file_for(path, dataset_path, size, within)
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            pass
+        png = thumbnail(
+            path, dataset_path, size=size, max_read_elements=self.max_read_elements, within=within
+        )
+        self.store(target, png)
         return png

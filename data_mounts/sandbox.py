@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from traitlets import Float, Int, Unicode
@@ -102,7 +101,7 @@ class PreviewSandbox(LoggingConfigurable):
     ) -> bytes:
         """The thumbnail from `cache` (a ThumbnailCache), drawn in the sandbox when missing."""
         path = location if relative is None else location / relative
-        target = await run_blocking(_cache_file, cache, path, dataset_path, size, location)
+        target = await run_blocking(cache.file_for, path, dataset_path, size, location)
         try:
             return await run_blocking(target.read_bytes)
         except FileNotFoundError:
@@ -110,7 +109,7 @@ class PreviewSandbox(LoggingConfigurable):
         png = await self.thumbnail(
             location, relative, dataset_path, size=size, max_read_elements=cache.max_read_elements
         )
-        await run_blocking(_store, target, png)
+        await run_blocking(cache.store, target, png)
         return png
 
     async def run(self, op: str, location: Path, relative: str | None, **args) -> bytes:
@@ -307,20 +306,3 @@ async def _read_frame(stream: asyncio.StreamReader) -> tuple[dict, bytes]:
     head_length, body_length = FRAME.unpack(await stream.readexactly(FRAME.size))
     header = json.loads(await stream.readexactly(head_length))
     return header, await stream.readexactly(body_length)
-
-
-def _cache_file(cache, path: Path, dataset_path: str, size: int, location: Path) -> Path:
-    return cache.cache_dir / f"{cache.key(path, dataset_path, size, location)}.png"
-
-
-def _store(target: Path, png: bytes) -> None:
-    """Write to a temporary name and rename, so readers never see half a PNG."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(png)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
