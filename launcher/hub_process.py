@@ -222,8 +222,9 @@ class HubProcess(LoggingConfigurable):
         """Whether the Hub answering at ``public_url`` is the child this object started."""
         if self.proc is None or self.proc.poll() is not None:
             return False
+        own = client or AsyncHTTPClient(force_instance=True)  # not queued behind launches
         try:
-            resp = await (client or AsyncHTTPClient()).fetch(
+            resp = await own.fetch(
                 f"{self.public_url}/hub/{IDENTITY_PATH}",
                 headers={"Authorization": f"token {token}"},
                 request_timeout=timeout,
@@ -231,6 +232,9 @@ class HubProcess(LoggingConfigurable):
             who = json.loads(resp.body)
         except Exception:
             return False
+        finally:
+            if client is None:
+                own.close()
         return who.get("pid") == self.proc.pid and who.get("nonce") == self.nonce
 
     def ports(self, hub_ip: str) -> list[tuple[str, int, str]]:

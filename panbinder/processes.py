@@ -24,7 +24,9 @@ STATE_ENV = "PANBINDER_SERVE_STATE"
 OWNER_ENV = "PANBINDER_SERVE_OWNER"
 PROC = Path("/proc")
 # daemons that outlive a portal by design even when one was started from it: never stopped here
-DAEMONS = frozenset({"dockerd", "containerd", "docker-registry", "registry"})
+DAEMONS = frozenset(
+    {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "docker-proxy", "docker-registry"}
+)
 
 
 @dataclass(frozen=True)

@@ -68,11 +68,14 @@ def leftovers(portal: Portal) -> list[processes.Proc]:
 
 
 def containers(prefix: str) -> list[str]:
+    """Names of containers starting with ``prefix`` (one listing: others come and go meanwhile)."""
     client = docker.from_env()
     try:
-        return [c.name for c in client.containers.list(all=True) if c.name.startswith(prefix)]
+        found = client.api.containers(all=True, filters={"name": prefix})
     finally:
         client.close()
+    names = [n.lstrip("/") for c in found for n in c["Names"]]
+    return sorted(n for n in names if n.startswith(prefix))
 
 
 def wait_until(check, timeout: float, what: str) -> None:
