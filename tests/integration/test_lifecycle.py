@@ -272,3 +272,23 @@ async def test_servers_left_for_the_next_hub_stay_reachable(portal, git_server, 
     portal.stop()
     remove_containers(portal.container_prefix)
     assert_nothing_left(portal)
+
+
+def test_serve_refuses_a_port_another_program_holds(portal):
+    """Another program on the Hub's port: serve says which port, setting and process, exits 1."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", portal.hub_port))
+        holder.listen()
+        portal.write_config()
+        start = time.monotonic()
+        done = portal.command("serve", timeout=60)
+    assert done.returncode == 1
+    assert time.monotonic() - start < 30
+    out = done.stdout + done.stderr
+    assert (
+        f"Port {portal.hub_port} on 127.0.0.1 (HubProcess.port) is already in use by pid {os.getpid()}" in out
+    )
+    assert "Traceback" not in out
+    assert not leftovers(portal)
