@@ -99,7 +99,14 @@ class RegistryAdmin:
                 return names
 
     async def tags(self, name: str) -> list[str]:
-        body, _ = await self._get(f"/v2/{name}/tags/list")
+        """The repository's tags; none when all were deleted (the catalogue still lists the
+        repository, and distribution answers its tag list with 404 NAME_UNKNOWN)."""
+        try:
+            body, _ = await self._get(f"/v2/{name}/tags/list")
+        except PanbinderError as e:
+            if isinstance(e.__cause__, HTTPClientError) and e.__cause__.code == 404:
+                return []
+            raise
         return list(body.get("tags") or [])
 
     async def created(self, name: str, tag: str) -> datetime | None:
