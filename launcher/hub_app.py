@@ -70,8 +70,7 @@ class PanbinderHub(JupyterHub):
 
     async def cleanup(self) -> None:
         if self.cleanup_servers:
-            await self._stop_servers()
-            self.cleanup_servers = False  # done above, within its time limit
+            await self._stop_servers()  # JupyterHub's own pass below finds them stopped
         for service in self._service_map.values():
             spawner = getattr(service, "spawner", None)
             if service.managed and spawner is not None:

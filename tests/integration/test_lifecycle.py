@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -292,3 +294,28 @@ def test_serve_refuses_a_port_another_program_holds(portal):
     )
     assert "Traceback" not in out
     assert not leftovers(portal)
+
+
+def test_sigterm_while_starting_stops_what_was_started(portal):
+    """A stop request before the portal serves used to kill it at once, leaving its Hub behind."""
+    portal.write_config()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "panbinder",
+            "serve",
+            f"--config={portal.state / 'panbinder_config.py'}",
+            f"--state-dir={portal.state}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: any(p.runs("hub_app") for p in portal.processes()), 60, "the Hub starting")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=70) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_nothing_left(portal, timeout=10)
