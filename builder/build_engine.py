@@ -171,11 +171,6 @@ class BuildEngine(LoggingConfigurable):
             return False
         return proc.returncode == 0 and bool(proc.stdout.strip())
 
-    def root_dir(self) -> str:
-        """The engine's DockerRootDir (BuildKit's state is under it), asked from the engine."""
-        proc = _run(self.command("info", "--format", "{{.DockerRootDir}}"), timeout=30)
-        return proc.stdout.strip() or self.data_root
-
     def dockerd_args(self) -> list[str]:
         """The dockerd command line: own socket, data, exec root, pid file and bridge; iptables
         on so build steps reach the package index through NAT."""
@@ -233,27 +228,20 @@ class BuildEngine(LoggingConfigurable):
         _run(["ip", "link", "set", self.bridge, "up"], check=True)
 
     def _pid(self) -> int:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return 0
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return 0
-        except PermissionError:
-            pass
-        return pid
+        """The pid of this engine's dockerd, or 0 (a pid file naming another process counts as none)."""
+        return _running(self.pidfile, f"--pidfile={self.pidfile}")
+
+    def _containerd_pid(self) -> int:
+        """The pid of the containerd this engine's dockerd started, or 0."""
+        folder = Path(self.exec_root, "containerd")
+        return _running(folder / "containerd.pid", str(folder))
 
     def _stop_stale(self) -> None:
         """A dockerd of this pid file that no longer answers, and a containerd a killed dockerd
         left behind, would keep the new one from starting: stop them first."""
-        pid = self._pid()
-        if pid:
-            _terminate(pid, 10)
-        containerd = Path(self.exec_root, "containerd", "containerd.pid")
-        with contextlib.suppress(OSError, ValueError):
-            _terminate(int(containerd.read_text().strip()), 10)
+        for pid in (self._pid(), self._containerd_pid()):
+            if pid:
+                _terminate(pid, 10)
         self.reap_steps()
 
     def reap_steps(self) -> list[str]:
@@ -277,8 +265,9 @@ class BuildEngine(LoggingConfigurable):
         pid = self._pid()
         if pid:
             _terminate(pid, 30)
-        with contextlib.suppress(OSError, ValueError):
-            _terminate(int(Path(self.exec_root, "containerd", "containerd.pid").read_text().strip()), 10)
+        containerd = self._containerd_pid()
+        if containerd:
+            _terminate(containerd, 10)
         self.pidfile.unlink(missing_ok=True)
         self.reap_steps()
         for table in ("filter", "nat"):
@@ -343,6 +332,17 @@ def leftover_deletions(table: str, listing: str, bridge: str, subnet: str) -> li
         if line.startswith("-A ") and (names_bridge.search(line) or f" -s {subnet} " in f"{line} "):
             deletions.append(["-t", table, "-D", *shlex.split(line[3:])])
     return deletions
+
+
+def _running(pidfile: Path, marker: str) -> int:
+    """The pid in ``pidfile`` when that process runs and its command line contains ``marker``
+    (so a reused pid is never signalled), else 0."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return 0
+    return pid if marker in cmdline else 0
 
 
 def _terminate(pid: int, timeout: float) -> None:

@@ -4,6 +4,7 @@ a stand-in client records its command lines)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -236,3 +237,15 @@ def test_unknown_action_prints_the_usage(tmp_path):
     proc = cli("restart-everything", state=tmp_path)
     assert proc.returncode == 2
     assert "usage: panbinder build-engine start|stop|status" in proc.stderr
+
+
+def test_a_pid_file_naming_another_process_is_never_signalled(tmp_path):
+    """A stale pid file whose pid now belongs to another process (this one) counts as no dockerd."""
+    # a bridge and subnet nothing uses: stop() removes whatever names them
+    engine = BuildEngine(state_dir=str(tmp_path), bridge="pbunit-none", bridge_address="10.254.253.1/24")
+    engine.pidfile.write_text(f"{os.getpid()}\n")
+    assert engine._pid() == 0
+    assert engine.stop() is False  # nothing was signalled: this test is still running
+    (tmp_path / "exec" / "containerd").mkdir(parents=True)
+    (tmp_path / "exec" / "containerd" / "containerd.pid").write_text(str(os.getpid()))
+    assert engine._containerd_pid() == 0
