@@ -218,6 +218,11 @@ async def test_health_fails_when_another_program_answers_for_the_hub(portal):
     os.kill(hub_pid, signal.SIGKILL)
     # the proxy and the culler die with the Hub (they used to live on in sessions of their own)
     wait_until(lambda: not hub_children(portal), 10, "the proxy and the culler dying with the Hub")
+    wait_until(
+        lambda: processes.port_free("127.0.0.1", portal.hub_port),
+        10,
+        f"the proxy's port: {processes.port_holders(portal.hub_port)}",
+    )
     impostor = ThreadingHTTPServer(("127.0.0.1", portal.hub_port), Impostor)
     thread = threading.Thread(target=impostor.serve_forever, daemon=True)
     thread.start()
