@@ -261,7 +261,8 @@ async def test_kill9_mid_launch_then_restart(portal, git_server, analysis_repo):
 
 
 async def test_servers_left_for_the_next_hub_stay_reachable(portal, git_server, analysis_repo):
-    """HubProcess.cleanup_servers = False: a restart adopts running servers (same URL and token)."""
+    """HubProcess.cleanup_servers = False: a restart adopts running servers (same URL and token)
+    and still culls them."""
     portal.config = portal.config.rstrip() + "\n        c.HubProcess.cleanup_servers = False\n"
     portal.start()
     s = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
@@ -272,12 +273,14 @@ async def test_servers_left_for_the_next_hub_stay_reachable(portal, git_server, 
     running = containers(portal.container_prefix)
     assert running, "the server was stopped although cleanup_servers is False"
     wait_until(lambda: not leftovers(portal), 10, f"processes left: {leftovers(portal)}")
+    portal.config += "        c.HubProcess.cull_timeout = 20\n        c.HubProcess.cull_every = 3\n"
     portal.start()
     assert hub_is_child_of_serve(portal)
     await wait_status(status, s.last["token"], timeout=30)  # through the new proxy
     assert containers(portal.container_prefix) == running
+    # and the new Hub's culler removes it once idle
+    await asyncio.to_thread(wait_until, lambda: not containers(portal.container_prefix), 90, "the cull")
     portal.stop()
-    remove_containers(portal.container_prefix)
     assert_nothing_left(portal)
 
 
