@@ -98,7 +98,8 @@ def failure_message(tail: list[str], error: str) -> str:
 class Repo2DockerBuilder(Builder):
     base_image = Unicode(
         "panbinder-base:bookworm-1",
-        help="Local image every build starts FROM (made offline by the set-up with debootstrap).",
+        help="Image every build starts FROM (made offline by the set-up with debootstrap and copied "
+        "into the build engine, see BuildEngine.seed_images).",
     ).tag(config=True)
     ca_bundle = Unicode(
         help="CA bundle copied into images and named by PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE "
@@ -142,7 +143,8 @@ class Repo2DockerBuilder(Builder):
     allowed_base_images = List(
         Unicode(),
         ["panbinder-base:bookworm-1"],
-        help="Images a repository's Dockerfile may name in FROM (local images; nothing is pulled).",
+        help="Images a repository's Dockerfile may name in FROM (images of the build engine, which "
+        "BuildEngine.seed_images copies there; nothing is pulled).",
     ).tag(config=True)
     on_built = AnyTrait(
         None,
