@@ -96,14 +96,14 @@ async def test_launches_beyond_the_limit_wait_in_line_with_positions(hub):
 async def test_short_calls_do_not_queue_behind_progress_streams(hub):
     """15 launches at once (more than tornado's default 10 connections): every one is ready in
     about one start time, not two; the shared default client is left alone."""
-    hub.spawn_delay = 1.0
+    hub.spawn_delay = 2.0
     launcher = launcher_for(hub)
     start = time.monotonic()
     results = await asyncio.gather(*(launch(launcher, i) for i in range(15)))
     elapsed = time.monotonic() - start
     assert all(r[-1]["phase"] == "ready" for r in results)
     assert hub.streams_max == 15
-    assert elapsed < 1.8, f"{elapsed:.2f} s: launches waited for each other's streams"
+    assert elapsed < 3.5, f"{elapsed:.2f} s: launches waited for each other's streams"
     assert launcher.hub.streams is not launcher.hub.calls
 
 
@@ -156,7 +156,7 @@ async def test_an_abandoned_launch_removes_what_it_started(hub):
     left.set()  # the reader closed the page while the server was starting
     await asyncio.wait_for(task, 2)
     await settle(launcher)
-    assert seen == ["launching", "launching"] and hub.users == {}
+    assert set(seen) == {"launching"} and hub.users == {}  # neither ready nor failed: it just ends
     assert launcher.slots.running == 0
 
 
