@@ -38,9 +38,11 @@ from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.errors import PanbinderError
 from panbinder.registry_cache import ImageRef
 from panbinder.registry_cache.naming import derived_ref, parse_image
+from panbinder.testing import machine_build_engine
 
 DIGEST = "sha256:" + "ab" * 32
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+# images are built, labelled and probed in the build engine, never in the one that runs servers
+DOCKER = machine_build_engine().command()
 BASE_IMAGE = "panbinder-base:bookworm-1"
 
 
@@ -122,7 +124,7 @@ def test_the_probe_reads_conda_meta_in_an_image():
     setup = f"mkdir -p {meta} && echo '{json.dumps(record)}' > {meta}/panbinder-probe-1.0-0.json; "
     proc = subprocess.run(
         [
-            DOCKER,
+            *DOCKER,
             "run",
             "--rm",
             "--network=none",
@@ -444,7 +446,7 @@ def test_labelling_alone_still_captures_the_lock(monkeypatch):
 
 def docker_id(image: str) -> str:
     proc = subprocess.run(
-        [DOCKER, "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True
+        [*DOCKER, "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True
     )
     return proc.stdout.strip()
 
@@ -452,20 +454,29 @@ def docker_id(image: str) -> str:
 @pytest.mark.docker
 def test_a_failed_push_of_the_labelled_image_restores_the_unlabelled_one():
     image = f"127.0.0.1:1/panbinder-test-label:{secrets.token_hex(4)}"  # nothing listens there
-    subprocess.run([DOCKER, "tag", BASE_IMAGE, image], check=True)
+    subprocess.run([*DOCKER, "tag", BASE_IMAGE, image], check=True)
     try:
         with pytest.raises(BuildError, match="push exited"):
             label_and_push(image, {LABEL: lock_label(lock([], {}))}, docker_cli=DOCKER)
         assert docker_id(image) == docker_id(BASE_IMAGE)
         assert image_lock(image, docker_cli=DOCKER) is None
         dangling = subprocess.run(
-            [DOCKER, "images", "-q", "--no-trunc", "--filter", "dangling=true", "--filter", f"label={LABEL}"],
+            [
+                *DOCKER,
+                "images",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                "dangling=true",
+                "--filter",
+                f"label={LABEL}",
+            ],
             capture_output=True,
             text=True,
         )
         assert dangling.stdout.strip() == "", "the labelled image was left behind"
     finally:
-        subprocess.run([DOCKER, "rmi", image], capture_output=True)
+        subprocess.run([*DOCKER, "rmi", image], capture_output=True)
 
 
 @pytest.mark.docker
@@ -481,4 +492,4 @@ def test_the_label_build_keeps_a_large_awkward_lock_byte_for_byte():
         assert image_lock(BASE_IMAGE, docker_cli=DOCKER) is None  # no label
         assert image_lock(image + "-missing", docker_cli=DOCKER) is None
     finally:
-        subprocess.run([DOCKER, "rmi", image], capture_output=True)
+        subprocess.run([*DOCKER, "rmi", image], capture_output=True)
