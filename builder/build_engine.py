@@ -279,22 +279,25 @@ class BuildEngine(LoggingConfigurable):
         return bool(pid)
 
     def isolation_rules(self) -> list[list[str]]:
-        """DOCKER-USER rules that keep build steps and the run engine's containers apart.
+        """iptables rules (chain first) that keep build steps away from what is not theirs.
 
-        Each dockerd adds its isolation rules to the same DOCKER-ISOLATION chains and flushes
-        them when it starts, so the engine started last would otherwise be the only one
-        isolated; dockerd leaves DOCKER-USER to the operator and never flushes it."""
-        rules = []
+        DOCKER-USER: build steps and the run engine's containers cannot reach each other. Each
+        dockerd adds its isolation rules to the same DOCKER-ISOLATION chains and flushes them when
+        it starts, so the engine started last would otherwise be the only one isolated; dockerd
+        leaves DOCKER-USER to the operator and never flushes it. INPUT: of the host, build steps
+        reach only the bridge's gateway (not the Hub's API on the run engine's bridge, nor any
+        service listening on all addresses)."""
+        rules = [["INPUT", "-i", self.bridge, "!", "-d", self.gateway(), "-j", "DROP"]]
         for other in ("docker+", "br-+"):
-            rules.append(["-i", self.bridge, "-o", other, "-j", "DROP"])
-            rules.append(["-i", other, "-o", self.bridge, "-j", "DROP"])
+            rules.append(["DOCKER-USER", "-i", self.bridge, "-o", other, "-j", "DROP"])
+            rules.append(["DOCKER-USER", "-i", other, "-o", self.bridge, "-j", "DROP"])
         return rules
 
     def isolate(self) -> None:
-        """Insert ``isolation_rules`` into DOCKER-USER, each once."""
-        for rule in self.isolation_rules():
-            if _run(["iptables", "-C", "DOCKER-USER", *rule]).returncode != 0:
-                _run(["iptables", "-I", "DOCKER-USER", *rule], check=True)
+        """Insert each of ``isolation_rules`` once."""
+        for chain, *rule in self.isolation_rules():
+            if _run(["iptables", "-C", chain, *rule]).returncode != 0:
+                _run(["iptables", "-I", chain, *rule], check=True)
 
     def seed(self, source: DockerCommand | None = None) -> list[str]:
         """Copy each of ``seed_images`` the build engine lacks from the run engine (``source``, a

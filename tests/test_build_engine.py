@@ -138,7 +138,13 @@ def test_stop_removes_every_rule_of_the_build_bridge_and_nothing_else():
         "-t nat -D DOCKER -i pbx0 -j RETURN",
     ]
     isolation = [" ".join(rule) for rule in engine.isolation_rules()]
-    assert "-i pbx0 -o docker+ -j DROP" in isolation and "-i docker+ -o pbx0 -j DROP" in isolation
+    assert "DOCKER-USER -i pbx0 -o docker+ -j DROP" in isolation
+    assert "DOCKER-USER -i docker+ -o pbx0 -j DROP" in isolation
+    assert "INPUT -i pbx0 ! -d 10.9.8.1 -j DROP" in isolation  # of the host, only the gateway
+    input_rule = "-A INPUT ! -d 10.9.8.1/32 -i pbx0 -j DROP"  # as iptables -S lists it
+    assert leftover_deletions("filter", input_rule, "pbx0", "10.9.8.0/24") == [
+        ["-t", "filter", "-D", "INPUT", "!", "-d", "10.9.8.1/32", "-i", "pbx0", "-j", "DROP"]
+    ]
 
 
 def test_docker_argv_takes_a_path_or_a_command_line():

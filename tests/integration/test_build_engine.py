@@ -23,6 +23,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.builder.build_engine import BuildEngine
 from panbinder.builder.r2d import ENGINE_STOPPED
+from panbinder.launcher.hub_process import docker_bridge_gateway
 from panbinder.testing import (
     Portal,
     machine_build_engine,
@@ -197,28 +198,37 @@ async def test_a_build_that_fills_its_disk_fails_saying_so(own_engine, own_porta
 
 
 PROBE = """import socket, sys
-try:
-    socket.create_connection((sys.argv[1], 8888), timeout=3)
-    print("probe-reached")
-except OSError as e:
-    print("probe-blocked", e)
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3)
+        print("probe-reached", target)
+    except OSError as e:
+        print("probe-blocked", target, e)
 """
 
 
-async def test_build_steps_cannot_reach_readers_servers(portal, git_server, analysis_repo, own_portal):
+async def test_build_steps_reach_neither_readers_servers_nor_the_hub(
+    portal, git_server, analysis_repo, own_portal
+):
     launched = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
     assert launched.last["phase"] == "ready", launched.log()
     user = launched.last["url"].rstrip("/").rsplit("/", 1)[1].removeprefix("pb-")
     names = run([*RUN_ENGINE, "ps", "--format", "{{.Names}}"]).stdout.split()
     container = next(n for n in names if n.startswith(IT_PREFIX) and user in n)
     inspect = [*RUN_ENGINE, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", container]
-    address = run(inspect).stdout.strip()
-    assert address.startswith("172.17."), address  # a server on the run engine's own bridge
-    with socket.create_connection((address, 8888), timeout=3):  # it listens: the host reaches it
-        pass
+    server = (run(inspect).stdout.strip(), 8888)
+    assert server[0].startswith("172.17."), server  # a server on the run engine's own bridge
+    hub_api = (docker_bridge_gateway(), portal.hub_api_port)  # where servers call the Hub
+    targets = [f"{host}:{port}" for host, port in (server, hub_api)]
+    for target in (server, hub_api):  # both listen: the host reaches them
+        with socket.create_connection(target, timeout=3):
+            pass
     name = f"probe-{secrets.token_hex(4)}"
-    dockerfile = f"FROM panbinder-base:bookworm-1\nCOPY probe.py /probe.py\nRUN python3 /probe.py {address}\n"
+    run_probe = f"RUN python3 /probe.py {' '.join(targets)}"
+    dockerfile = f"FROM panbinder-base:bookworm-1\nCOPY probe.py /probe.py\n{run_probe}\n"
     git_server.commit(name, {"Dockerfile": dockerfile, "probe.py": PROBE}, "probe")
     stream = await read_stream(own_portal.build_url(git_server.url(name), "main", "build_only=true"))
-    assert stream.last["phase"] == "ready", stream.log()
-    assert "probe-blocked" in stream.log() and "probe-reached" not in stream.log(), stream.log()[-3000:]
+    built_image(stream)
+    log = stream.log()
+    assert all(f"probe-blocked {t}" in log for t in targets) and "probe-reached" not in log, log[-3000:]
