@@ -276,8 +276,10 @@ class Repo2DockerBuilder(Builder):
         fields = {"build_id": request.build_id, "image": request.image.full, "phase": "failed"}
         self.log.warning("build failed: %s", getattr(error, "log_message", error), extra=fields)
         extra: dict[str, Any] = {"log_tail": lines[-self.log_tail_lines :]}
-        if isinstance(error, PanbinderError):
-            return Event("failed", error.message, extra)
+        if isinstance(error, PanbinderError):  # its reason and status, as when it comes before the build
+            return Event(
+                "failed", error.message, {**extra, "reason": error.reason, "status_code": error.status_code}
+            )
         if not isinstance(error, BuildCancelled) and not await run_blocking(self.build_engine.ping):
             self.log.error("the build engine at %s does not answer", self.build_engine.host, extra=fields)
             return Event("failed", ENGINE_STOPPED, {**extra, "reason": "build_engine_stopped"})

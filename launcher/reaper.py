@@ -8,6 +8,9 @@ a container). Every ``interval`` seconds it removes, once older than ``grace_per
   that has no ready server: a ready server may be a reader's, and the idle culler ends it;
 - a server container (``{container_prefix}-`` and the escaped user prefix) given this Hub's API
   URL whose user has no server in the Hub; containers of another Hub are left alone.
+
+The first sweep runs as soon as the portal has started, and what was made before that start
+needs no grace period: no launch of this run can own it (a portal killed mid-launch left it).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Candidate:
     name: str
     age: float
     busy: bool = False
+    earlier_run: bool = False  # made before this portal started: no launch of this run owns it
 
 
 _ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
@@ -42,7 +46,9 @@ _ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$"
 
 def select_orphans(candidates: Iterable[Candidate], owned: set[str], grace: float) -> list[str]:
     """Names nobody owns, not in use and older than ``grace`` seconds."""
-    return [c.name for c in candidates if c.name not in owned and not c.busy and c.age >= grace]
+    return [
+        c.name for c in candidates if c.name not in owned and not c.busy and (c.age >= grace or c.earlier_run)
+    ]
 
 
 def age_of(timestamp: str | None, now: float) -> float:
@@ -79,9 +85,11 @@ class Reaper(LoggingConfigurable):
         self.task: asyncio.Task | None = None
         self.removed_users = 0
         self.removed_containers = 0
+        self.started_at: float | None = None  # set by start(): what is older came from an earlier run
 
     def start(self, scope: ServerScope | None) -> None:
         self.scope = scope
+        self.started_at = time.time()
         if self.interval > 0 and (self.task is None or self.task.done()):
             self.task = asyncio.get_running_loop().create_task(self._run(), name="reaper")
             self.task.add_done_callback(lambda t: log_task_exception(t, self.log))
@@ -93,11 +101,14 @@ class Reaper(LoggingConfigurable):
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
             try:
                 await self.sweep()
             except Exception as e:  # the Hub or docker down: the next sweep tries again
                 self.log.warning("reaper sweep failed: %s", e)
+            await asyncio.sleep(self.interval)
+
+    def _earlier_run(self, age: float, now: float) -> bool:
+        return self.started_at is not None and age > 0 and now - age < self.started_at - 1.0
 
     async def sweep(self) -> tuple[list[str], list[str]]:
         """One pass; returns the users and containers removed."""
@@ -110,6 +121,7 @@ class Reaper(LoggingConfigurable):
                 u["name"],
                 age_of(u.get("created"), now),
                 busy=bool((u.get("servers") or {}).get("", {}).get("ready")),
+                earlier_run=self._earlier_run(age_of(u.get("created"), now), now),
             )
             for u in users
         ]
@@ -149,7 +161,8 @@ class Reaper(LoggingConfigurable):
             for c in client.containers.list(all=True, filters={"name": head}):
                 env = c.attrs.get("Config", {}).get("Env") or []
                 ours = not api_url or f"JUPYTERHUB_API_URL={api_url}" in env
-                found = Candidate(c.name, age_of(c.attrs.get("Created"), now), busy=not ours)
+                age = age_of(c.attrs.get("Created"), now)
+                found = Candidate(c.name, age, busy=not ours, earlier_run=self._earlier_run(age, now))
                 if c.name.startswith(head) and select_orphans([found], owned, self.grace_period):
                     try:
                         c.remove(force=True)

@@ -222,6 +222,16 @@ async def test_reaper_removes_only_unowned_old_users_without_a_ready_server(hub)
     assert sorted(hub.users) == ["alice", "pb-live", "pb-reading", "pb-young"]
 
 
+async def test_reaper_start_removes_what_an_earlier_run_left_without_grace(hub):
+    hub.add_user("pb-left-by-a-killed-portal", age=5)
+    hub.add_user("pb-reading", age=5, server={"ready": True, "pending": None})
+    launcher = launcher_for(hub)
+    launcher.reaper.grace_period = 600
+    launcher.reaper.started_at = time.time()  # the portal started after those users were made
+    removed, _ = await launcher.reaper.sweep()
+    assert removed == ["pb-left-by-a-killed-portal"] and sorted(hub.users) == ["pb-reading"]
+
+
 async def test_reaper_retries_a_removal_that_failed(hub):
     hub.add_user("pb-left", age=1)
     launcher = launcher_for(hub)
