@@ -69,7 +69,7 @@ async def floor_all(image: str, n: int) -> list[float]:
 
 
 async def hub_call(portal, method: str, path: str) -> tuple[int, dict | list | None]:
-    token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
+    token = portal.service_token
     resp = await AsyncHTTPClient().fetch(
         f"http://127.0.0.1:{portal.hub_port}/hub/api{path}",
         method=method,

@@ -232,6 +232,24 @@ class Portal:
         state = str(self.state.resolve())
         return [p for p in all_procs() if p.state == state]
 
+    @property
+    def service_token(self) -> str:
+        """The portal's Hub service token (admin scopes on the test Hub)."""
+        return (self.state / "secrets" / "hub-service-token").read_text().strip()
+
+    def user_token(self, name: str) -> str:
+        """A new Hub API token of user ``name``, made with the service token."""
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.hub_port}/hub/api/users/{name}/tokens",
+            data=b"{}",
+            method="POST",
+            headers={"Authorization": f"token {self.service_token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.load(resp)["token"]
+
     def logs(self) -> str:
         parts = []
         for name in ("portal.log", "logs/jupyterhub.log", "logs/lifeline.log"):

@@ -38,7 +38,7 @@ async def test_idle_server_and_user_are_removed(culling_portal, git_server, anal
     s = await read_stream(culling_portal.build_url(git_server.url(analysis_repo), "main"))
     assert s.last["phase"] == "ready", s.log()
     user = s.last["url"].rstrip("/").rsplit("/", 1)[1]
-    token = (culling_portal.state / "secrets" / "hub-service-token").read_text().strip()
+    token = culling_portal.service_token
     client = AsyncHTTPClient()
     hub = f"http://127.0.0.1:{culling_portal.hub_port}/hub/api/users/{user}"
     first = await client.fetch(hub, headers={"Authorization": f"token {token}"})

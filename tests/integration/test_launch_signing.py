@@ -29,7 +29,7 @@ class Hub:
 
     def __init__(self, portal) -> None:
         self.api = f"http://127.0.0.1:{portal.hub_port}/hub/api"
-        token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
+        token = portal.service_token
         self.auth = {"Authorization": f"token {token}"}
         self.log = portal.state / "logs" / "jupyterhub.log"
 

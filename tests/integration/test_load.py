@@ -58,7 +58,7 @@ class Hub:
 
     def __init__(self, portal: Portal) -> None:
         self.api = f"http://127.0.0.1:{portal.hub_port}/hub/api"
-        token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
+        token = portal.service_token
         self.headers = {"Authorization": f"token {token}", "Accept": "application/jupyterhub-pagination+json"}
 
     async def call(self, method: str, path: str, body: str | None = None):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -18,31 +17,6 @@ from panbinder.testing import read_stream
 from .conftest import HUB_ADMIN
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
-
-
-def service_token(portal) -> str:
-    return (portal.state / "secrets" / "hub-service-token").read_text().strip()
-
-
-def user_token(portal, name: str) -> str:
-    """A Hub API token of ``name`` (created by the portal's service)."""
-    result = subprocess.run(
-        [
-            "curl",
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            f"Authorization: token {service_token(portal)}",
-            "-d",
-            "{}",
-            f"http://127.0.0.1:{portal.hub_port}/hub/api/users/{name}/tokens",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)["token"]
 
 
 async def health(portal, token: str = "") -> dict:
@@ -56,17 +30,17 @@ async def test_health_names_prestarted_images_only_to_operators(portal, git_serv
     assert launched.last["phase"] == "ready", launched.log()
     image = launched.last["image"]
     for _ in range(120):
-        operator_view = await health(portal, service_token(portal))
+        operator_view = await health(portal, portal.service_token)
         if operator_view["prestarted"].get(image):
             break
         await asyncio.sleep(0.5)
     else:
         raise AssertionError("no server was pre-started after a launch")
-    admin_view = await health(portal, user_token(portal, HUB_ADMIN))
+    admin_view = await health(portal, portal.user_token(HUB_ADMIN))
     assert admin_view["prestarted"].get(image)
     for view in (
         await health(portal),  # anonymous
-        await health(portal, user_token(portal, "alice")),  # signed in, not an admin
+        await health(portal, portal.user_token("alice")),  # signed in, not an admin
         await health(portal, "not-a-valid-token"),
     ):
         assert "prestarted" not in view and view["prestarted_servers"] >= 1, view

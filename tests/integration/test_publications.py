@@ -4,7 +4,6 @@ read-only under /data, with embargo rules; catalogue pages, API and preview."""
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,27 +22,6 @@ READ = (
     "with h5py.File(os.path.join(ds['path'], 'scan.nxs')) as f:\n"
     "    print(int(f['/entry/data/counts'][7]), os.environ['PANBINDER_DATA'], ds['pid'])\n"
 )
-
-
-def user_token(portal, name: str) -> str:
-    token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
-    resp = subprocess.run(
-        [
-            "curl",
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            f"Authorization: token {token}",
-            "-d",
-            "{}",
-            f"http://127.0.0.1:{portal.hub_port}/hub/api/users/{name}/tokens",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(resp.stdout)["token"]
 
 
 async def get(url: str, token: str = "", accept: str = "application/json"):
@@ -83,7 +61,7 @@ async def test_embargoed_dataset_refused_for_anonymous(portal, publications):
 
 
 async def test_embargoed_dataset_mounted_for_proposal_member(portal, publications):
-    token = user_token(portal, "alice")
+    token = portal.user_token("alice")
     s = await read_stream(
         f"{portal.url}/build/doi/{DOI_EMBARGO}", headers={"Authorization": f"token {token}"}
     )
@@ -111,7 +89,7 @@ async def test_dataset_api_hides_embargoed_files(portal, publications):
     anon = json.loads((await get(f"{portal.url}/api/datasets/local:embargoed-scan")).body)
     assert anon["title"] and anon["files"] is None and anon["accessible"] is False
     alice = json.loads(
-        (await get(f"{portal.url}/api/datasets/local:embargoed-scan", user_token(portal, "alice"))).body
+        (await get(f"{portal.url}/api/datasets/local:embargoed-scan", portal.user_token("alice"))).body
     )
     assert [f["path"] for f in alice["files"]] == ["scan.nxs"]
     listing = json.loads((await get(f"{portal.url}/api/datasets")).body)
@@ -177,7 +155,7 @@ def test_cli_launch_by_doi_prints_the_url(portal, publications):
 
 async def test_hub_refuses_unsigned_mounts(portal, publications, storage_root):
     """A user token cannot restart a server with datasets the portal did not grant."""
-    token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
+    token = portal.service_token
     hub = f"http://127.0.0.1:{portal.hub_port}/hub/api"
     client = AsyncHTTPClient()
     auth = {"Authorization": f"token {token}"}

@@ -182,7 +182,7 @@ async def test_keepalive_comments_during_silent_build_steps(portal, git_server):
 
 async def prestarted(portal, image: str) -> int:
     """Pre-started servers of ``image``, as /health shows them to the operator (service token)."""
-    token = (portal.state / "secrets" / "hub-service-token").read_text().strip()
+    token = portal.service_token
     resp = await AsyncHTTPClient().fetch(
         portal.url + "/health", headers={"Authorization": f"token {token}"}, raise_error=False
     )
