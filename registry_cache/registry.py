@@ -52,9 +52,10 @@ class Registry(LoggingConfigurable):
         Raises PanbinderError (503): ``registry_unreachable`` when nothing answers (refused,
         reset, timed out) and ``registry_error`` when the registry answers with an error.
         """
-        where = f"registry HEAD {self.url.rstrip('/')}/v2/{image.name}/manifests/{image.tag}"
+        url = f"{self.url.rstrip('/')}/v2/{image.name}/manifests/{image.tag}"
+        where = f"registry HEAD {url}"
         req = HTTPRequest(
-            f"{self.url.rstrip('/')}/v2/{image.name}/manifests/{image.tag}",
+            url,
             method="HEAD",
             headers=self._headers(),
             request_timeout=self.timeout,
