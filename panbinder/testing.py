@@ -437,6 +437,19 @@ def remove_containers(prefix: str) -> None:
         client.close()
 
 
+def container_names(prefix: str) -> list[str]:
+    """Names of containers starting with ``prefix`` (one listing: others come and go meanwhile)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        found = client.api.containers(all=True, filters={"name": prefix})
+    finally:
+        client.close()
+    names = [n.lstrip("/") for c in found for n in c["Names"]]
+    return sorted(n for n in names if n.startswith(prefix))
+
+
 def session_prefix(base: str) -> str:
     """A container name prefix of this process, so parallel runs do not clean up each other."""
     return f"{base}{os.getpid()}"

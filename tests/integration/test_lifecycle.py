@@ -18,13 +18,13 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import docker
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from panbinder import processes
 from panbinder.testing import (
     Portal,
+    container_names,
     read_stream,
     remove_containers,
     remove_stale_containers,
@@ -69,17 +69,6 @@ def leftovers(portal: Portal) -> list[processes.Proc]:
     ]
 
 
-def containers(prefix: str) -> list[str]:
-    """Names of containers starting with ``prefix`` (one listing: others come and go meanwhile)."""
-    client = docker.from_env()
-    try:
-        found = client.api.containers(all=True, filters={"name": prefix})
-    finally:
-        client.close()
-    names = [n.lstrip("/") for c in found for n in c["Names"]]
-    return sorted(n for n in names if n.startswith(prefix))
-
-
 def wait_until(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,7 +80,7 @@ def wait_until(check, timeout: float, what: str) -> None:
 
 def assert_nothing_left(portal: Portal, timeout: float = 15) -> None:
     wait_until(lambda: not leftovers(portal), timeout, f"processes left: {leftovers(portal)}")
-    wait_until(lambda: not containers(portal.container_prefix), timeout, "containers left")
+    wait_until(lambda: not container_names(portal.container_prefix), timeout, "containers left")
 
 
 def sleeping_steps() -> list[processes.Proc]:
@@ -124,7 +113,7 @@ async def test_sigterm_stops_servers_culler_proxy_and_hub(portal, git_server, an
     s = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
     assert s.last["phase"] == "ready", s.log()
     await wait_status(s.last["url"] + "api/status", s.last["token"])
-    assert containers(portal.container_prefix)
+    assert container_names(portal.container_prefix)
     names = " ".join(p.command for p in portal.processes())
     assert "configurable-http-proxy" in names and "jupyterhub_idle_culler" in names
     start = time.monotonic()
@@ -249,12 +238,12 @@ async def test_kill9_mid_launch_then_restart(portal, git_server, analysis_repo):
     portal.start()
     reader = asyncio.ensure_future(read_stream(url, timeout=120))
     await asyncio.to_thread(
-        wait_until, lambda: containers(portal.container_prefix), 60, "a container being started"
+        wait_until, lambda: container_names(portal.container_prefix), 60, "a container being started"
     )
     portal.kill()
     await asyncio.wait([reader])
     portal.start()
-    wait_until(lambda: not containers(portal.container_prefix), 60, "the interrupted launch's container")
+    wait_until(lambda: not container_names(portal.container_prefix), 60, "the interrupted launch's container")
     assert hub_is_child_of_serve(portal)
     portal.stop()
     assert_nothing_left(portal)
@@ -270,16 +259,16 @@ async def test_servers_left_for_the_next_hub_stay_reachable(portal, git_server, 
     status = s.last["url"] + "api/status"
     await wait_status(status, s.last["token"])
     portal.stop()
-    running = containers(portal.container_prefix)
+    running = container_names(portal.container_prefix)
     assert running, "the server was stopped although cleanup_servers is False"
     wait_until(lambda: not leftovers(portal), 10, f"processes left: {leftovers(portal)}")
     portal.config += "        c.HubProcess.cull_timeout = 20\n        c.HubProcess.cull_every = 3\n"
     portal.start()
     assert hub_is_child_of_serve(portal)
     await wait_status(status, s.last["token"], timeout=30)  # through the new proxy
-    assert containers(portal.container_prefix) == running
+    assert container_names(portal.container_prefix) == running
     # and the new Hub's culler removes it once idle
-    await asyncio.to_thread(wait_until, lambda: not containers(portal.container_prefix), 90, "the cull")
+    await asyncio.to_thread(wait_until, lambda: not container_names(portal.container_prefix), 90, "the cull")
     portal.stop()
     assert_nothing_left(portal)
 

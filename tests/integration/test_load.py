@@ -14,6 +14,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from panbinder.launcher.hub_process import docker_bridge_gateway
 from panbinder.testing import (
     Portal,
+    container_names,
     read_stream,
     remove_containers,
     remove_stale_containers,
@@ -80,14 +81,6 @@ class Hub:
         raise AssertionError(f"user {user} still exists after {timeout} s")
 
 
-def containers(prefix: str = PREFIX) -> list[str]:
-    client = docker.from_env()
-    try:
-        return [c.name for c in client.containers.list(all=True, filters={"name": prefix})]
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def cached(load_portal, git_server):
     """The analysis repository's image, built by a first launch that is then removed."""
@@ -124,10 +117,10 @@ async def test_concurrent_launches_all_ready_and_nothing_leaks(load_portal, cach
     await asyncio.gather(*(hub.wait_gone(u) for u in users))
     assert await hub.temporary_users() == []
     for _ in range(30):
-        if not containers():
+        if not container_names(PREFIX):
             break
         await asyncio.sleep(1)
-    assert containers() == []
+    assert container_names(PREFIX) == []
 
 
 async def test_an_abandoned_start_is_stopped_and_its_user_deleted(load_portal, git_server, cached):
@@ -150,10 +143,10 @@ async def test_an_abandoned_start_is_stopped_and_its_user_deleted(load_portal, g
     writer.close()  # the reader leaves
     await hub.wait_gone(started, timeout=90)
     for _ in range(30):
-        if not containers():
+        if not container_names(PREFIX):
             break
         await asyncio.sleep(1)
-    assert containers() == []
+    assert container_names(PREFIX) == []
 
 
 async def pending_user(hub: Hub, before: set[str]) -> str:
@@ -195,10 +188,10 @@ async def test_reaper_removes_orphaned_users_and_this_hubs_containers(load_porta
     try:
         await hub.wait_gone("pb-orphan0001", timeout=60)
         for _ in range(60):
-            if ours not in containers():
+            if ours not in container_names(PREFIX):
                 break
             await asyncio.sleep(1)
-        assert ours not in containers() and theirs in containers()
+        assert ours not in container_names(PREFIX) and theirs in container_names(PREFIX)
     finally:
         remove_containers(theirs)
 
