@@ -280,7 +280,7 @@ class Repo2DockerBuilder(Builder):
             return Event(
                 "failed", error.message, {**extra, "reason": error.reason, "status_code": error.status_code}
             )
-        if not isinstance(error, BuildCancelled) and not await run_blocking(self.build_engine.ping):
+        if not isinstance(error, BuildCancelled) and not await self.ping():
             self.log.error("the build engine at %s does not answer", self.build_engine.host, extra=fields)
             return Event("failed", ENGINE_STOPPED, {**extra, "reason": "build_engine_stopped"})
         return Event("failed", failure_message(lines, str(error)), extra)
