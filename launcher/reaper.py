@@ -116,21 +116,18 @@ class Reaper(LoggingConfigurable):
         owned = self.launcher.owned_users()
         now = time.time()
         users = await hub.users(self.launcher.user_prefix)
-        candidates = [
-            Candidate(
-                u["name"],
-                age_of(u.get("created"), now),
-                busy=bool((u.get("servers") or {}).get("", {}).get("ready")),
-                earlier_run=self._earlier_run(age_of(u.get("created"), now), now),
-            )
-            for u in users
-        ]
+        candidates = [self._user_candidate(u, now) for u in users]
         doomed = select_orphans(candidates, owned, self.grace_period)
         doomed += [n for n in self.launcher.abandoned_users() if n not in doomed and n not in owned]
         removed = [u for u in doomed if await self._remove_user(u)]
         with_server = {u["name"] for u in users if (u.get("servers") or {}).get("")}
         gone = await self._sweep_containers(owned | (with_server - set(removed)), now)
         return removed, gone
+
+    def _user_candidate(self, user: dict, now: float) -> Candidate:
+        age = age_of(user.get("created"), now)
+        busy = bool((user.get("servers") or {}).get("", {}).get("ready"))
+        return Candidate(user["name"], age, busy=busy, earlier_run=self._earlier_run(age, now))
 
     async def _remove_user(self, user: str) -> bool:
         ok = await self.launcher.remove_user(user)
