@@ -185,7 +185,7 @@ class HubLauncher(Launcher):
         pooled = await self.pool.take(request) if self.pool is not None else None
         if pooled is not None:
             try:
-                token = await self.create_token(pooled, f"panbinder launch {request.launch_id}")
+                token = await self._token(pooled, request)
             except Exception as e:
                 self.log.warning("pooled server %s unusable: %s", pooled, e, extra=extra)
                 self._discard(pooled)
