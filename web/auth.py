@@ -46,23 +46,22 @@ class HubIdentity:
         hit = self._groups.get(name)
         if hit and time.monotonic() - hit[0] < 60:
             return hit[1]
-        resp = await AsyncHTTPClient().fetch(
-            f"{self.hub_api}/users/{quote(name)}",
-            headers={"Authorization": f"token {self.api_token}"},
-            request_timeout=10,
-        )
-        groups = frozenset(json.loads(resp.body).get("groups") or ())
+        groups = frozenset((await self._user_model(name)).get("groups") or ())
         self._groups[name] = (time.monotonic(), groups)
         return groups
 
     async def is_admin(self, name: str) -> bool:
         """Whether the Hub lists ``name`` as an admin (operators see details others do not)."""
+        return bool((await self._user_model(name)).get("admin"))
+
+    async def _user_model(self, name: str) -> dict:
+        """The Hub's model of user ``name`` (raises on errors, 404 included)."""
         resp = await AsyncHTTPClient().fetch(
             f"{self.hub_api}/users/{quote(name)}",
             headers={"Authorization": f"token {self.api_token}"},
             request_timeout=10,
         )
-        return bool(json.loads(resp.body).get("admin"))
+        return json.loads(resp.body)
 
     async def identify(self, handler) -> Identity:
         header = handler.request.headers.get("Authorization", "")
