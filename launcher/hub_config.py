@@ -9,6 +9,8 @@ import json
 import os
 import sys
 
+from panbinder.lifeline import exec_prefix
+
 c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
 s = json.load(open(os.environ["PANBINDER_HUB_SETTINGS"]))
 
@@ -18,7 +20,7 @@ c.JupyterHub.hub_port = s["hub_port"]
 c.JupyterHub.hub_connect_ip = s["hub_connect_ip"]
 c.ConfigurableHTTPProxy.api_url = s["proxy_api_url"]
 # the proxy and the culler die with the Hub (parent-death signal), whatever stops it
-lifeline = [sys.executable, "-m", "panbinder.lifeline", "exec", f"--parent={os.getpid()}"]
+lifeline = exec_prefix(os.getpid())
 c.ConfigurableHTTPProxy.command = [*lifeline, "--", *s["proxy_command"]]
 c.ConfigurableHTTPProxy.pid_file = s["proxy_pid_file"]
 c.JupyterHub.db_url = s["db_url"]

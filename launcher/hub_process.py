@@ -26,6 +26,7 @@ from traitlets.config import LoggingConfigurable
 
 from panbinder import processes
 from panbinder.errors import PanbinderError
+from panbinder.lifeline import exec_prefix
 
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
 IDENTITY_PATH = "api/panbinder/identity"  # served by hub_app.IdentityHandler under /hub/
@@ -194,7 +195,7 @@ class HubProcess(LoggingConfigurable):
         log = open(state_dir / "logs" / "jupyterhub.log", "ab")
         self.log.info("starting JupyterHub at %s (log: logs/jupyterhub.log)", self.public_url)
         # SIGTERM when the portal dies: the Hub's own clean-up stops servers, culler and proxy
-        lifeline = [sys.executable, "-m", "panbinder.lifeline", "exec", f"--parent={os.getpid()}", "--"]
+        lifeline = [*exec_prefix(os.getpid()), "--"]
         self.proc = subprocess.Popen(
             [*lifeline, sys.executable, "-m", "panbinder.launcher.hub_app", "-f", str(HUB_CONFIG)],
             cwd=hub_dir,

@@ -30,6 +30,11 @@ PR_SET_PDEATHSIG = 1
 HUB_PROGRAM = "panbinder.launcher.hub_app"
 
 
+def exec_prefix(parent: int) -> list[str]:
+    """The start of an ``exec`` command line for a child of ``parent``; options and ``--`` follow."""
+    return [sys.executable, "-m", "panbinder.lifeline", "exec", f"--parent={parent}"]
+
+
 def parent_death_signal(sig: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
