@@ -26,13 +26,13 @@ from traitlets.config import LoggingConfigurable
 
 from panbinder import processes
 from panbinder.errors import PanbinderError
-from panbinder.lifeline import exec_prefix
+from panbinder.lifeline import HUB_PROGRAM, exec_prefix
 
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
 IDENTITY_PATH = "api/panbinder/identity"  # served by hub_app.IdentityHandler under /hub/
 # pid file (under <state>/run) -> what its command line must name
 PID_FILES = {
-    "jupyterhub.pid": "panbinder.launcher.hub_app",
+    "jupyterhub.pid": HUB_PROGRAM,
     "proxy.pid": "configurable-http-proxy",
     "culler.pid": "jupyterhub_idle_culler",
 }
@@ -197,7 +197,7 @@ class HubProcess(LoggingConfigurable):
         # SIGTERM when the portal dies: the Hub's own clean-up stops servers, culler and proxy
         lifeline = [*exec_prefix(os.getpid()), "--"]
         self.proc = subprocess.Popen(
-            [*lifeline, sys.executable, "-m", "panbinder.launcher.hub_app", "-f", str(HUB_CONFIG)],
+            [*lifeline, sys.executable, "-m", HUB_PROGRAM, "-f", str(HUB_CONFIG)],
             cwd=hub_dir,
             env=env,
             stdout=log,
