@@ -34,10 +34,10 @@ format: setup
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 bench: setup
-	@$(PY) benchmarks/launch.py
-	@$(PY) benchmarks/data_launch.py
-	@$(PY) benchmarks/preview.py
-	@$(PY) benchmarks/build.py
+	@$(PY) -m benchmarks.launch
+	@$(PY) -m benchmarks.data_launch
+	@$(PY) -m benchmarks.preview
+	@$(PY) -m benchmarks.build
 
 stop:
 	@bash scripts/stop.sh

@@ -3,7 +3,7 @@ cold build (empty BuildKit cache), code-only commit rebuild (target <= 2 s), req
 rebuild, and archive and restore times (after a registry wipe) with the cached launch they are
 compared against (target: restore + launch <= 2x cached launch).
 
-    python benchmarks/build.py [--keep-build-cache]
+    python -m benchmarks.build [--keep-build-cache]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from panbinder.testing import (
+from tests.support import (
     Portal,
     forget_image,
     machine_build_engine,

@@ -8,7 +8,7 @@ median cached launch time of three publications with the same repository commit 
 and the ratios huge/small and many/small (target <= 1.05). Then the HDF5 preview (tree and
 thumbnail) of the terabyte-shaped dataset: time and peak memory (targets < 1 s, < 200 MB).
 
-    python benchmarks/data_launch.py [--runs 5]
+    python -m benchmarks.data_launch [--runs 5]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from panbinder.data_mounts.catalogue import Catalogue
-from panbinder.testing import Portal, running_git, running_portal, timed_launch
+from tests.support import Portal, running_git, running_portal, timed_launch
 
 PREFIX = "panbinder-bench-data"
 

@@ -6,7 +6,7 @@ measurements of
   launch: GET /build/git/<repo>/<ref> until `ready`, then until the server's /api/status is 200
 and the ratio of the medians (target <= 1.5).
 
-    python benchmarks/launch.py [--runs 5] [--keep-build-cache]
+    python -m benchmarks.launch [--runs 5] [--keep-build-cache]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from panbinder.testing import (
+from tests.support import (
     free_port,
     machine_build_engine,
     notebook,

@@ -8,7 +8,7 @@
 2. M concurrent requests for one new commit: how many builds ran (target 1), how many streams
    ended `ready` (target M).
 
-    python benchmarks/load.py [--launches 20] [--requests 50]
+    python -m benchmarks.load [--launches 20] [--requests 50]
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from launch import DOCKER, FILES, floor_command
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import free_port, read_stream, running_git, running_portal, timed_launch, wait_status
+from benchmarks.launch import DOCKER, FILES, floor_command
+from tests.support import free_port, read_stream, running_git, running_portal, timed_launch, wait_status
 
 PREFIX = "panbinder-bench-load"
 CONFIG = """

@@ -11,7 +11,7 @@ Last, the same tree and thumbnail through the preview sandbox (as the portal ser
 confined child per preview, data_mounts/sandbox.py) against in the benchmark's own process, to
 show what the sandbox adds per preview.
 
-    python benchmarks/preview.py [--runs 5]
+    python -m benchmarks.preview [--runs 5]
 """
 
 from __future__ import annotations

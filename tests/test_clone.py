@@ -15,8 +15,8 @@ import pytest
 from panbinder.builder.clone import clone_pinned
 from panbinder.builder.url_guard import RepoGuard
 from panbinder.errors import PanbinderError
-from panbinder.testing import running_git
 from tests.loopback import LoopbackHTTP, SilentPort, bare_repo
+from tests.support import running_git
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 LOG = logging.getLogger("test-clone")

@@ -38,7 +38,7 @@ from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.errors import PanbinderError
 from panbinder.registry_cache import ImageRef
 from panbinder.registry_cache.naming import derived_ref, parse_image
-from panbinder.testing import machine_build_engine
+from tests.support import machine_build_engine
 
 DIGEST = "sha256:" + "ab" * 32
 # images are built, labelled and probed in the build engine, never in the one that runs servers

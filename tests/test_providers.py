@@ -16,8 +16,8 @@ from panbinder.builder.providers import GitProvider, RepoProvider, match_ref
 from panbinder.builder.url_guard import RepoGuard
 from panbinder.data_mounts.access import Identity
 from panbinder.errors import PanbinderError
-from panbinder.testing import free_port, running_git
 from tests.loopback import LoopbackHTTP, SilentPort, bare_repo
+from tests.support import free_port, running_git
 
 HEAD_SHA = "1111111111111111111111111111111111111111"
 MAIN_SHA = HEAD_SHA

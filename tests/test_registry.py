@@ -14,7 +14,7 @@ from tornado.web import Application, RequestHandler
 from panbinder.errors import PanbinderError
 from panbinder.registry_cache import Registry
 from panbinder.registry_cache.naming import ImageRef
-from panbinder.testing import free_port
+from tests.support import free_port
 
 IMAGE = ImageRef("127.0.0.1:5000", "panbinder/v1-git-x", "0" * 40)
 

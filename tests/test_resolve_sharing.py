@@ -12,7 +12,7 @@ import pytest
 from traitlets.config import Config
 
 from panbinder.builder.providers import GitProvider
-from panbinder.testing import running_git
+from tests.support import running_git
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 

@@ -15,8 +15,8 @@ from sqlalchemy import delete
 from panbinder.data_mounts.models import ImageLock
 from panbinder.registry_cache import ImageRef, Registry, image_ref
 from panbinder.registry_cache.transfer import RegistryClient
-from panbinder.testing import forget_image as forget
-from panbinder.testing import read_stream, run_code
+from tests.support import forget_image as forget
+from tests.support import read_stream, run_code
 
 from .conftest import catalogue_of, cli, write_scan
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import free_port, read_stream
+from tests.support import free_port, read_stream
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 

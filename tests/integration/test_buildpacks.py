@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from panbinder.builder.buildpacks import NOTICE_PREFIX
-from panbinder.testing import read_stream, run_code
+from tests.support import read_stream, run_code
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 

@@ -36,8 +36,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from panbinder.testing import free_port
 from panbinder.web.api import openapi
+from tests.support import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.data_mounts import MountSpec
 from panbinder.data_mounts.signing import SignedFields, fields_from_options, signed_options
-from panbinder.testing import read_stream
+from tests.support import read_stream
 
 from .conftest import DOI_OPEN, PREFIX
 

@@ -12,7 +12,7 @@ from panbinder.builder.lock import LABEL, image_lock
 from panbinder.registry_cache.archive import Archive
 from panbinder.registry_cache.naming import parse_image
 from panbinder.registry_cache.transfer import RegistryClient
-from panbinder.testing import machine_build_engine
+from tests.support import machine_build_engine
 
 from .conftest import build_and_lock, catalogue_of, cli
 

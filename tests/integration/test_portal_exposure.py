@@ -12,7 +12,7 @@ import json
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import read_stream
+from tests.support import read_stream
 
 from .conftest import HUB_ADMIN
 

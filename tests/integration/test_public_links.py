@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from panbinder.testing import read_stream
+from tests.support import read_stream
 
 from .conftest import ANALYSIS_FILES
 

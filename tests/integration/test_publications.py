@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import read_stream, run_code
+from tests.support import read_stream, run_code
 
 from .conftest import DOI_EMBARGO, DOI_OPEN, DOI_RELEASED, cli, write_scan
 

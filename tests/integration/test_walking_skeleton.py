@@ -11,7 +11,7 @@ import docker
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import read_stream, run_code
+from tests.support import read_stream, run_code
 
 from .conftest import CORS_ORIGIN, PREFIX
 

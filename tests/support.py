@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -121,7 +122,7 @@ def notebook(code: str) -> str:
 def machine_build_engine():
     """The build engine the set-up started (its state folder as this process sees it), which a
     portal with a state folder of its own uses too."""
-    from .builder.build_engine import BuildEngine
+    from panbinder.builder.build_engine import BuildEngine
 
     return BuildEngine()
 
@@ -216,7 +217,7 @@ class Portal:
 
     def kill(self, *, watcher: bool = False) -> None:
         """SIGKILL ``serve`` as a crash would (with ``watcher``, its process watcher first)."""
-        from .processes import all_procs
+        from panbinder.processes import all_procs
 
         if watcher:
             for p in all_procs():
@@ -227,7 +228,7 @@ class Portal:
 
     def processes(self) -> list:
         """Every live process started by a ``serve`` run on this state folder (``processes.Proc``)."""
-        from .processes import all_procs
+        from panbinder.processes import all_procs
 
         state = str(self.state.resolve())
         return [p for p in all_procs() if p.state == state]
@@ -413,11 +414,15 @@ def running_git(base: Path) -> Iterator[GitServer]:
 
 
 @contextmanager
-def running_portal(state: Path, *, prefix: str, config: str = "") -> Iterator[Portal]:
-    """``panbinder serve`` for the length of the block; its containers are removed afterwards."""
-    portal = Portal(state=state, container_prefix=prefix, config=config)
+def running_portal(
+    state: Path, *, prefix: str, config: str = "", start: bool = True, **fields: Any
+) -> Iterator[Portal]:
+    """``panbinder serve`` for the length of the block (started by the caller when ``start`` is
+    False); stopped and its containers removed afterwards. ``fields`` go to ``Portal``."""
+    portal = Portal(state=state, container_prefix=prefix, config=config, **fields)
     try:
-        portal.start()
+        if start:
+            portal.start()
         yield portal
     finally:
         portal.stop()
@@ -487,8 +492,8 @@ def cleanup_dir(path: Path) -> None:
 def forget_image(image: str, *, blobs: bool, docker: str = "docker") -> None:
     """Lose ``image`` as a registry wipe would: its manifest (and with ``blobs`` its repository's
     links to the blobs, so every blob must be sent again) and the local engine's copy."""
-    from .registry_cache.naming import parse_image
-    from .registry_cache.transfer import RegistryClient, TransferError
+    from panbinder.registry_cache.naming import parse_image
+    from panbinder.registry_cache.transfer import RegistryClient, TransferError
 
     ref = parse_image(image)
     client = RegistryClient(f"http://{ref.registry}")
