@@ -16,12 +16,14 @@ from traitlets import Bool, Float, Int, Type, Unicode, default
 from .base import PanbinderBase
 from .builder.build_engine import BuildEngine
 from .builder.buildpacks.conda_mirror import CondaMirror
+from .builder.engine import BuildKitEngine
 from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
 from .builder.providers import GitProvider
 from .builder.r2d import Repo2DockerBuilder
 from .builder.url_guard import RepoGuard
 from .data_mounts.catalogue import Catalogue
+from .data_mounts.provider import DoiProvider
 from .data_mounts.sandbox import PreviewSandbox
 from .errors import PanbinderError
 from .events import Event
@@ -37,11 +39,13 @@ from .registry_cache import Registry
 COMPONENTS = [
     Registry,
     Repo2DockerBuilder,
+    BuildKitEngine,
     BuildEngine,
     CondaMirror,
     BuildManager,
     SpecPolicy,
     GitProvider,
+    DoiProvider,
     RepoGuard,
     HubLauncher,
     ServerPool,

@@ -12,18 +12,25 @@ import contextlib
 import logging
 import os
 import secrets
+import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from traitlets import Bool, Unicode, default
 from traitlets.config import Application
 
 from . import __version__, logs
+from .state import default_state_dir
 
 
 class PanbinderBase(Application):
     version = __version__
     config_file = Unicode("panbinder_config.py", help="Configuration file to load.").tag(config=True)
+    generate_config = Bool(
+        False, help="Write the configuration file with every setting and its default, then exit."
+    ).tag(config=True)
+    raise_config_file_errors = True  # a broken config file stops the command (see load_config)
     state_dir = Unicode(help="Directory for state: hub database, logs, pid files, secrets.").tag(config=True)
     log_json = Bool(False, help="Write logs as JSON lines.").tag(config=True)
     image_prefix = Unicode(
@@ -38,21 +45,24 @@ class PanbinderBase(Application):
     flags = {
         "json-logs": ({"PanbinderBase": {"log_json": True}}, "Write logs as JSON lines."),
         "generate-config": (
-            {"PanbinderApp": {"generate_config": True}},
+            {"PanbinderBase": {"generate_config": True}},
             "Write a commented panbinder_config.py with every setting and its default, then exit.",
         ),
     }
 
     @default("state_dir")
     def _state_default(self) -> str:
-        return os.path.abspath(os.environ.get("PANBINDER_STATE", ".state"))
+        return default_state_dir()
 
     def initialize(self, argv=None) -> None:
         super().initialize(argv)
         if self.subapp is not None:
             return
+        if self.generate_config:
+            self.write_config_file()
+            self.exit(0)
         if self.config_file and os.path.exists(self.config_file):
-            self.load_config_file(self.config_file)
+            self.load_config()
         elif self.config_file != "panbinder_config.py":
             self.log.error("configuration file %s not found", self.config_file)
             self.exit(1)
@@ -60,6 +70,31 @@ class PanbinderBase(Application):
         self.log = logging.getLogger("panbinder")
         self.log.setLevel(self.log_level)
         logs.configure(self.log, json_format=self.log_json)
+
+    def load_config(self) -> None:
+        """Load ``config_file``; one that fails (syntax, a bad value) stops the command, naming the
+        file and line, rather than starting on defaults."""
+        try:
+            self.load_config_file(self.config_file)
+        except Exception as e:
+            self.log.error(
+                "configuration file %s: %s; fix it and start again",
+                config_error_place(self.config_file, e),
+                e,
+            )
+            self.exit(1)
+
+    def write_config_file(self) -> None:
+        """Write ``config_file`` with every setting of every command (the root command lists them)."""
+        path = Path(self.config_file)
+        if path.exists():
+            print(f"{path} exists; move it away first", file=sys.stderr)
+            self.exit(1)
+        root = self
+        while isinstance(root.parent, Application):
+            root = root.parent
+        path.write_text(root.generate_config_file())
+        print(f"wrote {path}")
 
     @property
     def state(self) -> Path:
@@ -108,3 +143,13 @@ class PanbinderBase(Application):
                 os.link(temporary, path)
             os.unlink(temporary)
         return path.read_text().strip()
+
+
+def config_error_place(path: str, error: BaseException) -> str:
+    """``path, line N`` where ``error`` arose in the config file ``path`` (``path`` if unknown)."""
+    line = error.lineno if isinstance(error, SyntaxError) else None
+    target = os.path.abspath(path)
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename and os.path.abspath(frame.filename) == target:
+            line = frame.lineno
+    return f"{target}, line {line}" if line else target

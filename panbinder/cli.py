@@ -8,9 +8,9 @@ they run, so each command loads only what it uses (app.py holds serve, build and
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from traitlets import Bool
+from traitlets.config import Application, Configurable
+from traitlets.utils.importstring import import_item
 
 from .base import PanbinderBase
 
@@ -39,13 +39,11 @@ class PanbinderApp(PanbinderBase):
         "restore": ("panbinder.archive_cli.RestoreApp", "Restore an archive: restore ARCHIVE."),
         "registry": ("panbinder.archive_cli.RegistryApp", "Registry maintenance: registry gc [--apply]."),
     }
-    generate_config = Bool(False, help="Write panbinder_config.py and exit.").tag(config=True)
 
     def use_all_classes(self) -> None:
-        """List every configurable class (for help and generated configuration files)."""
-        from .app import ALL_CLASSES
-
-        self.classes = [PanbinderApp, *ALL_CLASSES]
+        """List every configurable class: those of every command (for help and generated
+        configuration files). A class is listed by adding it to its command's ``classes``."""
+        self.classes = command_classes(PanbinderApp)
 
     def initialize(self, argv: list[str] | None = None) -> None:
         args = sys.argv[1:] if argv is None else argv
@@ -61,20 +59,28 @@ class PanbinderApp(PanbinderBase):
     def start(self) -> None:
         if self.subapp is not None:
             return self.subapp.start()
-        if self.generate_config:
-            path = Path(self.config_file)
-            if path.exists():
-                print(f"{path} exists; move it away first", file=sys.stderr)
-                self.exit(1)
-            path.write_text(self.generate_config_file())
-            print(f"wrote {path}")
-            return
         self.print_help()
         self.exit(0)
+
+
+def command_classes(app: type[Application]) -> list[type[Configurable]]:
+    """``app``, its ``classes`` and those of its subcommands (recursively), once each, in order."""
+    found: list[type[Configurable]] = [app]
+    listed = app.classes if isinstance(app.classes, list) else []  # else the trait: none listed
+    subcommands = app.subcommands if isinstance(app.subcommands, dict) else {}
+    for cls in listed:
+        if cls not in found:
+            found.append(cls)
+    for sub, _ in subcommands.values():
+        sub = import_item(sub) if isinstance(sub, str) else sub
+        for cls in command_classes(sub) if isinstance(sub, type) else []:
+            if cls not in found:
+                found.append(cls)
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
     PanbinderApp.launch_instance(argv)
 
 
-__all__ = ["PanbinderApp", "main"]
+__all__ = ["PanbinderApp", "command_classes", "main"]

@@ -92,7 +92,7 @@ if [ ! -x "$STATE/node/bin/configurable-http-proxy" ]; then
 fi
 
 # -- virtualenv with pinned dependencies ---------------------------------------------------
-stamp=$(cat "$ROOT/requirements.lock" "$ROOT/setup.cfg" "$ROOT/setup.py" | sha256sum | cut -c1-16)
+stamp=$(cat "$ROOT/requirements.lock" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
 if [ "$(cat "$VENV/.panbinder-stamp" 2>/dev/null)" != "$stamp" ]; then
   say "creating the virtualenv"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

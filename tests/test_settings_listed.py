@@ -1,0 +1,171 @@
+"""Every setting is listed: each trait tagged config=True, on every Configurable class of the package,
+appears in ``panbinder --generate-config`` and ``panbinder --help-all``.
+
+The classes are found by importing every module of the installed package, so a class added
+anywhere (a new component, a new command) fails here until an application lists it in its
+``classes``. Classes that run inside JupyterHub are the Hub's settings (set through
+``HubProcess.extra_config``), not panbinder's, and are left out on purpose.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pkgutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from traitlets.config import Configurable
+
+ROOT = Path(__file__).resolve().parent.parent
+# Not modules to import: a JupyterHub config file (it reads the Hub's settings at import) and
+# Alembic's migration scripts (they need a migration context).
+NOT_MODULES = ("panbinder.launcher.hub_config", "panbinder.data_mounts.migrations")
+# Configured by the Hub's own configuration (launcher/hub_config.py), not by panbinder_config.py.
+HUB_SIDE = {"panbinder.launcher.spawner.PanbinderSpawner", "panbinder.launcher.hub_app.PanbinderHub"}
+
+
+def package_modules() -> list[str]:
+    """Every module of the installed package: panbinder and the packages mapped into it."""
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    names = set()
+    for package in mapping:
+        names.add(package)
+        path = importlib.import_module(package).__path__
+        for info in pkgutil.walk_packages(path, f"{package}."):
+            names.add(info.name)
+    return sorted(n for n in names if not n.startswith(NOT_MODULES) and not n.endswith("__main__"))
+
+
+def configurable_classes() -> list[type[Configurable]]:
+    found: dict[str, type[Configurable]] = {}
+    for name in package_modules():
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            path = f"{cls.__module__}.{cls.__qualname__}"
+            if (
+                issubclass(cls, Configurable)
+                and cls.__module__.startswith("panbinder.")
+                and path not in HUB_SIDE
+            ):
+                found[path] = cls
+    return sorted(found.values(), key=lambda c: (c.__module__, c.__qualname__))
+
+
+def config_options() -> list[str]:
+    """``Class.trait`` of every trait tagged config=True, on the class that declares it."""
+    return sorted(
+        f"{cls.__name__}.{name}"
+        for cls in configurable_classes()
+        for name in cls.class_own_traits(config=True)
+    )
+
+
+def run_panbinder(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PANBINDER_STATE": str(cwd / "state")}
+    return subprocess.run(
+        [sys.executable, "-m", "panbinder", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("generated")
+    out = run_panbinder("--generate-config", cwd=folder)
+    assert out.returncode == 0, out.stderr
+    return (folder / "panbinder_config.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def help_all(tmp_path_factory) -> str:
+    out = run_panbinder("--help-all", cwd=tmp_path_factory.mktemp("help"))
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_the_walk_finds_the_components():
+    names = {cls.__name__ for cls in configurable_classes()}
+    assert {
+        "Archive",
+        "Retention",
+        "BuildKitEngine",
+        "Repo2DockerBuilder",
+        "HubLauncher",
+        "ServeApp",
+    } <= names
+    assert len(config_options()) > 150
+
+
+def test_no_two_configurable_classes_share_a_name():
+    """Configuration is keyed by class name: two classes of one name would share their settings."""
+    seen: dict[str, str] = {}
+    for cls in configurable_classes():
+        path = f"{cls.__module__}.{cls.__qualname__}"
+        assert seen.setdefault(cls.__name__, path) == path, f"{path} and {seen[cls.__name__]}"
+
+
+def test_every_setting_is_in_the_generated_config(generated):
+    missing = [option for option in config_options() if f"# c.{option} = " not in generated]
+    assert not missing, f"not in panbinder --generate-config: {missing}"
+
+
+def test_every_setting_is_in_help_all(help_all):
+    missing = [option for option in config_options() if f"--{option}=" not in help_all]
+    assert not missing, f"not in panbinder --help-all: {missing}"
+
+
+def test_every_setting_has_help():
+    bare = [
+        f"{cls.__name__}.{name}"
+        for cls in configurable_classes()
+        for name, trait in cls.class_own_traits(config=True).items()
+        if not (trait.help or "").strip()
+    ]
+    assert not bare, f"settings without help: {bare}"
+
+
+def test_subcommand_generate_config_writes_the_file_and_exits(tmp_path):
+    """``panbinder serve --generate-config`` used to ignore the flag and start serving."""
+    out = run_panbinder("serve", "--generate-config", cwd=tmp_path, timeout=30)
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "panbinder_config.py").read_text()
+    assert "# c.ServeApp.port = " in text
+    assert "# c.Archive.root = " in text
+
+
+def test_generate_config_refuses_to_overwrite(tmp_path):
+    (tmp_path / "panbinder_config.py").write_text("# mine\n")
+    out = run_panbinder("--generate-config", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "exists" in out.stderr
+    assert (tmp_path / "panbinder_config.py").read_text() == "# mine\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("datasets", "import", "missing.json"), ("publications", "import", "missing.json")],
+    ids=["datasets", "publications"],
+)
+def test_a_config_file_with_a_syntax_error_stops_every_command(tmp_path, argv):
+    (tmp_path / "panbinder_config.py").write_text('c.Registry.url = "http://a:5000"\nc.ServeApp.port = = 1\n')
+    out = run_panbinder(*argv, cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"{tmp_path / 'panbinder_config.py'}, line 2" in out.stderr
+
+
+def test_serve_refuses_to_start_with_a_broken_config_file(tmp_path):
+    (tmp_path / "panbinder_config.py").write_text("c.ServeApp.port = undefined_name\n")
+    out = run_panbinder("serve", cwd=tmp_path, timeout=30)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"{tmp_path / 'panbinder_config.py'}, line 1" in out.stderr
+    assert "undefined_name" in out.stderr
+    assert not (tmp_path / "state" / "run").exists()  # nothing was started
