@@ -72,8 +72,8 @@ class ServiceApp(PanbinderBase):
 
     def components(self):
         from .builder.manager import BuildManager
+        from .pipeline import PipelineContext
         from .registry_cache import Registry
-        from .web.pipeline import PipelineContext
 
         registry = Registry(parent=self, log=self.log)
         builder = self.builder_class(parent=self, log=self.log)
@@ -200,9 +200,9 @@ class ServeApp(ServiceApp):
             await run_blocking(run.release)
 
     async def serve(self) -> None:
+        from . import metrics
         from .data_mounts.preview import ThumbnailCache
         from .launcher.hub_process import check_ports
-        from .web import metrics
         from .web.app import make_app
         from .web.auth import HubIdentity
         from .web.http_server import make_http_server
@@ -312,7 +312,7 @@ class BuildApp(ServiceApp):
         from urllib.parse import quote
 
         from .builder import get_provider_class
-        from .web.pipeline import run_pipeline
+        from .pipeline import run_pipeline
 
         ctx = self.components()
         try:
@@ -353,7 +353,7 @@ class LaunchApp(ServiceApp):
     async def run_launch(self) -> int:
         from .data_mounts.access import ANONYMOUS
         from .data_mounts.provider import DoiProvider
-        from .web.pipeline import run_pipeline
+        from .pipeline import run_pipeline
 
         ctx = self.components()
         self.hub_connection(ctx.launcher)

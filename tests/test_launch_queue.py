@@ -14,8 +14,8 @@ from panbinder.launcher import LaunchRequest
 from panbinder.launcher.hub_api import HubLauncher
 from panbinder.launcher.reaper import Candidate, age_of, escape_name, select_orphans
 from panbinder.launcher.slots import LaunchSlots
+from panbinder.pipeline import until_set
 from panbinder.registry_cache import ImageRef
-from panbinder.web.pipeline import until_set
 
 from .fake_hub import HubState, start_fake_hub
 

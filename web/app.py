@@ -8,13 +8,13 @@ from pathlib import Path
 from tornado import web
 
 from panbinder.data_mounts.sandbox import PreviewSandbox
+from panbinder.pipeline import PipelineContext
 
 from . import auth
 from .api import build, openapi
 from .api import catalogue as catalogue_api
 from .handlers import badge, base, build_logs, health, pages
 from .handlers import catalogue as catalogue_pages
-from .pipeline import PipelineContext
 from .urls import public_base
 
 HERE = Path(__file__).parent

@@ -11,9 +11,9 @@ from panbinder.builder import get_provider_class
 from panbinder.errors import PanbinderError
 from panbinder.events import DEFAULT_FAILED_STATUS, SSE_KEEPALIVE, Event, sse_event
 from panbinder.executor import log_task_exception
+from panbinder.pipeline import run_pipeline
 
 from ..handlers.base import BaseHandler
-from ..pipeline import run_pipeline
 
 _END = object()
 

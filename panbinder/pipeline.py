@@ -1,7 +1,7 @@
 """From a provider spec to a running server: resolve, look up, build (shared), launch.
 
 The pipeline reaches the builder and the launcher only through their base classes and yields
-events; the HTTP handler only formats them.
+events; the HTTP handler and the ``build`` and ``launch`` commands only format them.
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from panbinder.builder import BuildRequest, RepoProvider
-from panbinder.builder.manager import BuildManager
-from panbinder.builder.policy import SpecPolicy
-from panbinder.data_mounts.mounts import MountPlan
-from panbinder.errors import PanbinderError
-from panbinder.events import Event
-from panbinder.launcher import Launcher, LaunchRequest
-from panbinder.registry_cache import Registry, image_ref
-
 from . import metrics
+from .builder import BuildRequest, RepoProvider
+from .builder.manager import BuildManager
+from .builder.policy import SpecPolicy
+from .data_mounts.mounts import MountPlan
+from .errors import PanbinderError
+from .events import Event
+from .launcher import Launcher, LaunchRequest
+from .registry_cache import Registry, image_ref
 
 
 @dataclass
