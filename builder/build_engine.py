@@ -26,33 +26,20 @@ import ipaddress
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from traitlets import Float, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from panbinder.base import PanbinderBase
+from panbinder.docker_engine import Docker, DockerCommand, docker_argv
+from panbinder.docker_engine import default_cli as default_docker_cli
 from panbinder.errors import PanbinderError
-
-DockerCommand = Sequence[str]
-
-
-def docker_argv(docker: str | DockerCommand, *args: str) -> list[str]:
-    """A command line for the docker client ``docker``: a path, or a path with global options
-    such as ``("/usr/bin/docker", "--host", "unix:///…/build.sock")``."""
-    return [docker, *args] if isinstance(docker, str) else [*docker, *args]
-
-
-def default_docker_cli() -> str:
-    """Debian's docker client when present (newer clients on PATH lack BuildKit without buildx)."""
-    debian = "/usr/bin/docker"
-    return debian if os.path.exists(debian) else (shutil.which("docker") or "docker")
+from panbinder.state import state_dir
 
 
 def _run(args: list[str], *, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
@@ -72,7 +59,8 @@ class BuildEngine(LoggingConfigurable):
 
     state_dir = Unicode(
         help="Folder of the build engine's socket, pid file, data root, exec root and log "
-        "(default: <PANBINDER_STATE, else ./.state>/build-engine, where the set-up starts it).",
+        "(default: <state_dir>/build-engine of the command, PanbinderBase.state_dir, where the set-up "
+        "starts it).",
     ).tag(config=True)
     host = Unicode(
         help="Docker host URL of the build engine (default: unix://<state_dir>/build.sock).",
@@ -106,7 +94,7 @@ class BuildEngine(LoggingConfigurable):
 
     @default("state_dir")
     def _state_dir_default(self) -> str:
-        return os.path.join(os.path.abspath(os.environ.get("PANBINDER_STATE", ".state")), "build-engine")
+        return str(state_dir(self) / "build-engine")
 
     @default("host")
     def _host_default(self) -> str:
@@ -143,9 +131,16 @@ class BuildEngine(LoggingConfigurable):
 
     # --- what clients need ------------------------------------------------------------------
 
+    def docker(self) -> Docker:
+        """The build engine's docker client (command line and SDK), made once."""
+        made = getattr(self, "_docker", None)
+        if made is None or (made.cli, made.host) != (self.docker_cli, self.host):
+            made = self._docker = Docker(cli=self.docker_cli, host=self.host, log=self.log)
+        return made
+
     def command(self, *args: str) -> list[str]:
         """The docker client command line for the build engine, followed by ``args``."""
-        return [self.docker_cli, "--host", self.host, *args]
+        return self.docker().command(*args)
 
     def gateway(self) -> str:
         """The host's address on the build bridge: the one host address build steps reach."""
@@ -299,19 +294,20 @@ class BuildEngine(LoggingConfigurable):
             if _run(["iptables", "-C", chain, *rule]).returncode != 0:
                 _run(["iptables", "-I", chain, *rule], check=True)
 
-    def seed(self, source: DockerCommand | None = None) -> list[str]:
-        """Copy each of ``seed_images`` the build engine lacks from the run engine (``source``, a
-        docker command; default the client's own default engine). Returns the images copied."""
-        source = list(source or [self.docker_cli])
+    def seed(self, source: Docker | None = None) -> list[str]:
+        """Copy each of ``seed_images`` the build engine lacks from the run engine (``source``;
+        default the client's own default engine). Returns the images copied."""
+        source = source or Docker(cli=self.docker_cli, log=self.log)
         copied = []
         for image in self.seed_images:
-            if _run(self.command("image", "inspect", image)).returncode == 0:
+            if self.docker().has_image(image):
                 continue
-            if _run([*source, "image", "inspect", image]).returncode != 0:
+            if not source.has_image(image):
                 self.log.warning("the run engine has no image %s to copy into the build engine", image)
                 continue
             self.log.info("copying %s into the build engine", image)
-            save = subprocess.Popen([*source, "save", image], stdout=subprocess.PIPE)
+            # save | load stream between the two engines' clients (the SDK would hold the image in memory)
+            save = subprocess.Popen(source.command("save", image), stdout=subprocess.PIPE)
             load = subprocess.run(self.command("load", "--quiet"), stdin=save.stdout, capture_output=True)
             save.stdout.close()
             if save.wait() != 0 or load.returncode != 0:

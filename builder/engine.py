@@ -16,12 +16,13 @@ Builds go to the build engine (``build_engine.py``), named by ``docker_host``: t
 runs readers' servers never builds.
 
 Every ``docker`` process is registered with the build thread's ``CancelToken`` (see
-``cancel.py``), so a cancelled or timed-out build stops at once.
+``cancel.py``), so a cancelled or timed-out build stops at once; that is why the build and its
+push run the command line, while the image look-up goes through the SDK
+(``panbinder.docker_engine``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -34,8 +35,9 @@ from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError, Image
 from traitlets import Bool, Unicode, default
 
+from panbinder.docker_engine import Docker, default_cli
+
 from . import cancel, limits
-from .build_engine import default_docker_cli
 
 
 def _lines(stream: IO[bytes]) -> Iterator[str]:
@@ -113,24 +115,31 @@ class BuildKitEngine(DockerEngine):
 
     @default("docker_cli")
     def _docker_cli_default(self) -> str:
-        return default_docker_cli()
+        return default_cli()
 
     @property
     def container_cli(self) -> str:
         return self.docker_cli
 
     @property
+    def docker(self) -> Docker:
+        """The engine that builds (command line and SDK)."""
+        made = getattr(self, "_docker", None)
+        if made is None or (made.cli, made.host) != (self.docker_cli, self.docker_host):
+            made = self._docker = Docker(cli=self.docker_cli, host=self.docker_host, log=self.log)
+        return made
+
+    @property
     def command(self) -> list[str]:
         """The docker client with the build engine's host."""
-        return [self.docker_cli, *(["--host", self.docker_host] if self.docker_host else [])]
+        return self.docker.command()
 
     def inspect_image(self, image: str) -> Image | None:
         """The image's tags and configuration in the build engine, or None."""
-        proc = subprocess.run([*self.command, "image", "inspect", image], capture_output=True)
-        if proc.returncode != 0:
+        info = self.docker.inspect_image(image)
+        if info is None:
             return None
-        config = json.loads(proc.stdout.decode())[0]
-        return Image(tags=config["RepoTags"], config={"WorkingDir": "", **config["Config"]})
+        return Image(tags=info["RepoTags"], config={"WorkingDir": "", **info["Config"]})
 
     def build(
         self,

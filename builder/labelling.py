@@ -20,62 +20,61 @@ first) and the error is raised for the caller to report.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import subprocess
 import tempfile
 import threading
 
-from .build_engine import DockerCommand, docker_argv
+from panbinder.docker_engine import Docker, DockerCommand, as_docker, docker_argv
+
 from .engine import run_streaming
 from .lock import image_id, pushed_digest
 
 
-def label_build_args(image: str, labels: dict[str, str], *, docker_cli: str | DockerCommand) -> list[str]:
+def label_build_args(
+    image: str, labels: dict[str, str], *, docker_cli: Docker | str | DockerCommand
+) -> list[str]:
     """``docker build`` arguments that add ``labels`` to ``image`` (Dockerfile on stdin)."""
-    args = docker_argv(docker_cli, "build", "--progress=plain")
+    command = docker_cli.command() if isinstance(docker_cli, Docker) else docker_argv(docker_cli)
+    args = [*command, "build", "--progress=plain"]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
     return [*args, "--tag", image, "-"]
 
 
-def _quiet(docker_cli: str | DockerCommand, *args: str) -> None:
-    """Run a docker command whose failure changes nothing that matters (best effort)."""
-    try:
-        subprocess.run(docker_argv(docker_cli, *args), capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        pass
-
-
-def _drop(unused: str, kept: str, docker_cli: str | DockerCommand) -> None:
+def _drop(unused: str, kept: str, docker: Docker) -> None:
     """Remove the image ``unused`` unless it is ``kept``; never forced, so an image that another
-    name or a container still uses stays."""
+    name or a container still uses stays (best effort)."""
     if unused and unused != kept:
-        _quiet(docker_cli, "rmi", unused)
+        with contextlib.suppress(Exception):
+            docker.remove_image(unused)
 
 
-def label_and_push(image: str, labels: dict[str, str], *, docker_cli: str | DockerCommand) -> str:
+def label_and_push(image: str, labels: dict[str, str], *, docker_cli: Docker | str | DockerCommand) -> str:
     """Add ``labels`` to the local ``image``, push it again and return the pushed manifest digest
     ("" if the push printed none). On failure, ``image`` names the unlabelled image again."""
-    unlabelled = image_id(image, docker_cli=docker_cli)
+    docker = as_docker(docker_cli)
+    unlabelled = image_id(image, docker_cli=docker)
     labelled = ""
     env = dict(os.environ, DOCKER_BUILDKIT="1")
     with tempfile.TemporaryDirectory(prefix="panbinder-label-") as tmp:
         iidfile = os.path.join(tmp, "iid")
-        args = label_build_args(image, labels, docker_cli=docker_cli)
+        args = label_build_args(image, labels, docker_cli=docker)
         args[-1:-1] = ["--iidfile", iidfile]
         try:
             for _ in run_streaming(args, stdin_file=io.BytesIO(f"FROM {image}\n".encode()), env=env):
                 pass
             with open(iidfile, encoding="ascii") as f:
                 labelled = f.read().strip()
-            pushed = list(run_streaming(docker_argv(docker_cli, "push", image)))
+            pushed = list(run_streaming(docker.command("push", image)))
         except BaseException:
-            _quiet(docker_cli, "tag", unlabelled, image)
-            _drop(labelled, unlabelled, docker_cli)
+            with contextlib.suppress(Exception):  # best effort: the error below is what matters
+                docker.tag(unlabelled, image)
+            _drop(labelled, unlabelled, docker)
             raise
     # tidying up need not delay the build (about 0.02 s)
-    threading.Thread(target=_drop, args=(unlabelled, labelled, docker_cli), daemon=True).start()
+    threading.Thread(target=_drop, args=(unlabelled, labelled, docker), daemon=True).start()
     return pushed_digest(pushed)
 
 

@@ -30,12 +30,13 @@ import json
 import logging
 import os
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from panbinder.docker_engine import Docker, as_docker
 
 CPU_PERIOD_US = 100_000
 MARKER_ARG = "no_proxy"
@@ -224,12 +225,9 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _docker_root(docker: Sequence[str]) -> str:
-    """The DockerRootDir of the engine that ``docker`` (a client command line) talks to."""
-    out = subprocess.run(
-        [*docker, "info", "--format", "{{.DockerRootDir}}"], capture_output=True, text=True, timeout=30
-    )
-    return out.stdout.strip() or "/var/lib/docker"
+def _docker_root(docker: Docker | Sequence[str]) -> str:
+    """The DockerRootDir of the engine ``docker`` (or the one a client command line talks to)."""
+    return as_docker(docker).root_dir()
 
 
 class StepLimiter:
@@ -243,13 +241,13 @@ class StepLimiter:
         self,
         executor_dir: str = "",
         *,
-        docker: Sequence[str] = ("docker",),
+        docker: Docker | Sequence[str] = ("docker",),
         layout: CgroupLayout | None = None,
         interval: float = 0.005,
         log: logging.Logger | None = None,
     ) -> None:
         self.executor_dir = executor_dir  # "": <docker root>/buildkit/executor, asked once
-        self.docker = tuple(docker)  # the client command line of the engine that builds
+        self.docker = as_docker(docker)  # the engine that builds
         self.layout = layout
         self.interval = interval
         self.log = log or logging.getLogger("panbinder.limits")
@@ -288,7 +286,7 @@ class StepLimiter:
         if not self.executor_dir:
             try:
                 self.executor_dir = os.path.join(_docker_root(self.docker), "buildkit", "executor")
-            except (OSError, subprocess.SubprocessError) as e:
+            except Exception as e:  # the engine not answering, a missing socket
                 return f"cannot ask docker for its root folder: {e}"
         if not os.access(self.executor_dir, os.R_OK | os.X_OK):
             return f"cannot read BuildKit's executor folder {self.executor_dir}"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -34,9 +33,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from panbinder import __version__
+from panbinder.docker_engine import Docker, DockerCommand, as_docker
 from panbinder.errors import PanbinderError
 
-from .build_engine import DockerCommand, docker_argv
 from .buildpacks.conda_mirror_lock import (
     CONDA_META_PROBE,
     CONDA_PIP_PROBE,
@@ -65,11 +64,14 @@ DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 _NAME_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
-def _docker(docker_cli: str | DockerCommand, *args: str, timeout: float = 120) -> str:
-    proc = subprocess.run(docker_argv(docker_cli, *args), capture_output=True, text=True, timeout=timeout)
+# A probe is one ``docker run --rm`` on the command line: the SDK needs create, start, wait,
+# logs and remove for the same half second.
+def _probe(docker: Docker, image: str, script: str, timeout: float = 120) -> str:
+    args = ("run", "--rm", "--network=none", "--entrypoint", "/bin/sh", image, "-c", script)
+    proc = docker.run_cli(*args, timeout=timeout)
     if proc.returncode != 0:
         raise PanbinderError(
-            f"docker {args[0]} failed: {proc.stderr.strip()[-300:]}. Check that the image exists locally.",
+            f"docker run failed: {proc.stderr.strip()[-300:]}. Check that the image exists locally.",
             reason="lock",
         )
     return proc.stdout
@@ -132,15 +134,20 @@ def parse_freeze(lines: list[str]) -> dict[str, str]:
     return found
 
 
-def image_id(image: str, *, docker_cli: str | DockerCommand) -> str:
-    return _docker(docker_cli, "image", "inspect", "--format", "{{.Id}}", image).strip()
+def image_id(image: str, *, docker_cli: Docker | str | DockerCommand) -> str:
+    """The ID of a local image (PanbinderError when the engine lacks it)."""
+    info = as_docker(docker_cli).inspect_image(image)
+    if info is None:
+        raise PanbinderError(
+            f"{image} is not in the docker engine; check that it exists locally.", reason="lock"
+        )
+    return info["Id"]
 
 
-def dpkg_of(image: str, *, docker_cli: str | DockerCommand) -> dict[str, str]:
+def dpkg_of(image: str, *, docker_cli: Docker | str | DockerCommand) -> dict[str, str]:
     """The Debian packages of a local image (its base image, for example)."""
     probe = "dpkg-query -W -f '${Package}=${Version}\\n'"
-    out = _docker(docker_cli, "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", image, "-c", probe)
-    return parse_dpkg(out)
+    return parse_dpkg(_probe(as_docker(docker_cli), image, probe))
 
 
 def pushed_digest(push_lines: list[str]) -> str:
@@ -155,7 +162,7 @@ def pushed_digest(push_lines: list[str]) -> str:
 def capture_lock(
     image: str,
     *,
-    docker_cli: str | DockerCommand,
+    docker_cli: Docker | str | DockerCommand,
     base_image: str = "",
     repo_url: str = "",
     commit: str = "",
@@ -164,7 +171,8 @@ def capture_lock(
     """Run the probe in ``image`` (a local image) and return its lock."""
     import repo2docker
 
-    out = _docker(docker_cli, "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", image, "-c", PROBE)
+    docker = as_docker(docker_cli)
+    out = _probe(docker, image, PROBE)
     lock: dict[str, Any] = {
         "lock_version": LOCK_VERSION,
         "image": image,
@@ -174,7 +182,7 @@ def capture_lock(
         **parse_probe(out),
         "base_image": {
             "name": base_image,
-            "id": image_id(base_image, docker_cli=docker_cli) if base_image else "",
+            "id": image_id(base_image, docker_cli=docker) if base_image else "",
         },
         "repo2docker": repo2docker.__version__,
         "panbinder": __version__,
@@ -226,21 +234,13 @@ def lock_from_inspect(image: str, info: dict[str, Any]) -> dict[str, Any] | None
     return lock
 
 
-def image_lock(image: str, *, docker_cli: str | DockerCommand = "docker") -> dict[str, Any] | None:
+def image_lock(image: str, *, docker_cli: Docker | str | DockerCommand = "docker") -> dict[str, Any] | None:
     """The lock in the ``org.panbinder.lock`` label of a local image; None when the image is not
     local, has no such label or cannot be read. Never raises."""
     try:
-        proc = subprocess.run(
-            docker_argv(docker_cli, "image", "inspect", "--format", "{{json .}}", image),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if proc.returncode != 0:
-            return None
-        info = json.loads(proc.stdout)
+        info = as_docker(docker_cli).inspect_image(image)
         return lock_from_inspect(image, info) if isinstance(info, dict) else None
-    except Exception:  # a missing client, a timeout, odd output: no lock
+    except Exception:  # no engine answering, a timeout, odd output: no lock
         return None
 
 
@@ -255,7 +255,12 @@ class LockCapture:
     """
 
     def __init__(
-        self, builder: Any, request: Any, docker_cli: str | DockerCommand, *, label: Labeller | None = None
+        self,
+        builder: Any,
+        request: Any,
+        docker_cli: Docker | str | DockerCommand,
+        *,
+        label: Labeller | None = None,
     ) -> None:
         self.builder, self.image, self.label = builder, request.image.full, label
         self.lock: dict[str, Any] | None = None

@@ -241,7 +241,7 @@ class BuildManager(LoggingConfigurable):
         if limits.empty:
             return None
         if self._limiter is None:
-            docker = BuildEngine(parent=self, log=self.log).command()
+            docker = BuildEngine(parent=self, log=self.log).docker()
             self._limiter = StepLimiter(self.buildkit_executor_dir, docker=docker, log=self.log)
         return self._limiter.register(request.image.full, request.build_id, limits)
 

@@ -255,14 +255,17 @@ class Repo2DockerBuilder(Builder):
             r2d.fetch = fetch_and_measure
             r2d.build()
             token.check()
-            if not self._engine(r2d).inspect_image(request.image.full):
+            engine = self._engine(r2d)
+            if not engine.inspect_image(request.image.full):
                 raise RuntimeError("repo2docker finished without producing the image")
             push_line(None)
-            docker_cli = self._engine(r2d).command
-            label = functools.partial(label_and_push, docker_cli=docker_cli) if self.label_lock else None
-            lock = LockCapture(self, request, docker_cli, label=label)  # the probe runs during the push
+            docker = (
+                self.build_engine.docker()
+            )  # the same engine as ``engine``, one SDK client for all builds
+            label = functools.partial(label_and_push, docker_cli=docker) if self.label_lock else None
+            lock = LockCapture(self, request, docker, label=label)  # the probe runs during the push
             pushed = []
-            for line in self._engine(r2d).push(request.image.full):
+            for line in engine.push(request.image.full):
                 push_line(line)
                 pushed.append(line)
             lock.finish(pushed, emit=push_line)

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
+from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -191,18 +192,11 @@ def getaddrinfo_addresses(host: str, port: int) -> list[str]:
 def container_networks() -> tuple[str, ...]:
     """Subnets of the local container engine's networks (read once; none when it cannot be asked)."""
     try:
-        import docker
-
-        client = docker.from_env(timeout=5)
+        docker = Docker(timeout=5)
         try:
-            return tuple(
-                cfg["Subnet"]
-                for net in client.networks.list()
-                for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []
-                if cfg.get("Subnet")
-            )
+            return docker.network_subnets()
         finally:
-            client.close()
+            docker.close()
     except Exception:  # no engine here: the default list still covers docker's default pools
         return ()
 

@@ -10,7 +10,6 @@ port is this process's child.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import secrets
@@ -25,6 +24,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from panbinder import processes
+from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
 from panbinder.lifeline import HUB_PROGRAM, exec_prefix
 
@@ -38,19 +38,14 @@ PID_FILES = {
 }
 
 
-def docker_bridge_gateway() -> str:
-    """The docker0 gateway: containers reach the Hub API there."""
-    import docker
-
-    client = docker.from_env()
+def docker_bridge_gateway(docker: Docker | None = None) -> str:
+    """The run engine's docker0 gateway: containers reach the Hub API there."""
+    engine = docker or Docker()
     try:
-        ipam = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
-        if ipam.get("Gateway"):
-            return ipam["Gateway"]
-        # dockerd 20.10 leaves Gateway out on the default bridge: it is the first host address
-        return str(next(ipaddress.ip_network(ipam["Subnet"]).hosts()))
+        return engine.bridge_gateway()
     finally:
-        client.close()
+        if docker is None:
+            engine.close()
 
 
 class HubProcess(LoggingConfigurable):
@@ -129,7 +124,7 @@ class HubProcess(LoggingConfigurable):
         storage_roots: list[str],
         portal_oauth_callback: str = "",
     ) -> dict:
-        hub_ip = self.hub_ip or docker_bridge_gateway()
+        hub_ip = self.hub_ip or docker_bridge_gateway(Docker(parent=self, log=self.log))
         args = []
         if cors_origin:
             args.append(f"--ServerApp.allow_origin={cors_origin}")

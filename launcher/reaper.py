@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from traitlets import Any as AnyTrait
-from traitlets import Float
+from traitlets import Float, Instance, default
 from traitlets.config import LoggingConfigurable
 
+from panbinder.docker_engine import Docker
 from panbinder.executor import log_task_exception, run_blocking
 
 from .base import ServerScope
@@ -78,6 +79,11 @@ class Reaper(LoggingConfigurable):
         "it (keep above the server start timeout).",
     ).tag(config=True)
     launcher = AnyTrait(help="The HubLauncher whose temporary users are swept.")
+    docker = Instance(Docker, help="The run engine, whose server containers are swept.")
+
+    @default("docker")
+    def _docker_default(self) -> Docker:
+        return Docker(parent=self, log=self.log)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -149,23 +155,13 @@ class Reaper(LoggingConfigurable):
         return gone
 
     def _remove_containers(self, head: str, owned: set[str], api_url: str, now: float) -> list[str]:
-        import docker
-        from docker.errors import APIError, NotFound
-
-        client = docker.from_env(timeout=30)
         gone = []
-        try:
-            for c in client.containers.list(all=True, filters={"name": head}):
-                env = c.attrs.get("Config", {}).get("Env") or []
-                ours = not api_url or f"JUPYTERHUB_API_URL={api_url}" in env
-                age = age_of(c.attrs.get("Created"), now)
-                found = Candidate(c.name, age, busy=not ours, earlier_run=self._earlier_run(age, now))
-                if c.name.startswith(head) and select_orphans([found], owned, self.grace_period):
-                    try:
-                        c.remove(force=True)
-                    except (NotFound, APIError):  # removed meanwhile, or being removed: done
-                        continue
-                    gone.append(c.name)
-        finally:
-            client.close()
+        for c in self.docker.containers(head):
+            env = c.attrs.get("Config", {}).get("Env") or []
+            ours = not api_url or f"JUPYTERHUB_API_URL={api_url}" in env
+            age = age_of(c.attrs.get("Created"), now)
+            found = Candidate(c.name, age, busy=not ours, earlier_run=self._earlier_run(age, now))
+            # a container removed meanwhile, or being removed, counts as done (not as removed here)
+            if select_orphans([found], owned, self.grace_period) and self.docker.remove_container(c):
+                gone.append(c.name)
         return gone

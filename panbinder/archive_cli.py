@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from .base import PanbinderBase
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.cli import CatalogueCommand, GroupCommand
 from .data_mounts.models import Dataset, Publication
+from .docker_engine import Docker
 from .errors import PanbinderError
 from .registry_cache import ImageRef, Registry, image_ref
 from .registry_cache.archive import Archive, ArchivedImage, ArchiveError, verify_bag
@@ -60,13 +60,10 @@ def publication_metadata(pub: Publication) -> dict:
 
 
 class ArchiveCommand(CatalogueCommand):
-    classes = [PanbinderBase, Catalogue, Archive, Registry]
+    classes = [PanbinderBase, Catalogue, Archive, Registry, Docker]
 
     def make_archive(self) -> Archive:
-        archive = Archive(parent=self, log=self.log)
-        archive.root = archive.root or str(self.state / "archives")
-        archive.repo_mirror_root = archive.repo_mirror_root or str(self.state / "repo-mirrors")
-        return archive
+        return Archive(parent=self, log=self.log)
 
     def client(self, registry: Registry) -> RegistryClient:
         return RegistryClient(registry.url, registry.auth_headers(), timeout=max(registry.timeout, 120))
@@ -117,9 +114,17 @@ class ArchiveApp(ArchiveCommand):
                 repo_url=pub["repo_url"],
                 ref=pub["resolved_sha"],
             )
-            if asyncio.run(registry.exists(ref)) or _local(ref.full):
+            if asyncio.run(registry.exists(ref)) or self.local(ref.full):
                 return ArchivedImage(provider, pub["repo_url"], pub["resolved_sha"], ref.full)
         self.fail(f"No image of {pub['doi']} is in the registry; launch it once to build it, then archive.")
+
+    def local(self, image: str) -> bool:
+        """Whether the run engine holds ``image`` (False when it does not answer)."""
+        try:
+            return Docker(parent=self, log=self.log).has_image(image)
+        except Exception as e:  # the push that follows says what is wrong
+            self.log.warning("the docker engine could not be asked for %s: %s", image, e)
+            return False
 
     def labelled_image(self, labels: dict[str, str], image: str) -> ArchivedImage:
         """Provider, repository and commit from the labels of ``image``."""
@@ -280,10 +285,6 @@ def label_lock(labels: dict[str, str], digest: str) -> dict | None:
 
     lock = parse_lock_label(labels.get(LABEL))
     return {**lock, "digest": digest} if lock is not None else None
-
-
-def _local(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
 
 
 __all__ = ["ArchiveApp", "ArchiveError", "RegistryApp", "RestoreApp"]

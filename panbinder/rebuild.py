@@ -21,7 +21,6 @@ import asyncio
 import os
 import re
 import secrets
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from .builder.lock import LABEL, diff_locks, dpkg_of, format_diff, image_lock, i
 from .builder.manager import BuildManager
 from .builder.r2d import Repo2DockerBuilder
 from .data_mounts.catalogue import Catalogue
+from .docker_engine import Docker
 from .errors import PanbinderError
 from .executor import run_blocking
 from .registry_cache import Registry, image_ref
@@ -61,24 +61,21 @@ class RebuildBuilder(Repo2DockerBuilder):
         return r2d
 
 
-def docker_cli(builder: Repo2DockerBuilder) -> list[str]:
-    """The client command line of the build engine, where rebuilds and their probes run."""
-    return builder.build_engine.command()
+def docker_cli(builder: Repo2DockerBuilder) -> Docker:
+    """The build engine, where rebuilds and their probes run."""
+    return builder.build_engine.docker()
 
 
-def lock_in_label(image: str, *, docker_cli: list[str]) -> dict[str, Any] | None:
+def lock_in_label(image: str, *, docker_cli: Docker) -> dict[str, Any] | None:
     """The lock in ``image``'s label, pulling the image first when it is not local (None if absent)."""
     lock = image_lock(image, docker_cli=docker_cli)
-    if lock is not None:
+    if lock is not None or docker_cli.has_image(image):
         return lock
-    local = subprocess.run([*docker_cli, "image", "inspect", image], capture_output=True, timeout=60)
-    if local.returncode == 0:
-        return None
     try:
-        pulled = subprocess.run([*docker_cli, "pull", "--quiet", image], capture_output=True, timeout=1800)
-    except (OSError, subprocess.SubprocessError):
+        docker_cli.pull(image)
+    except Exception:  # not in the registry, or the registry away: no lock
         return None
-    return image_lock(image, docker_cli=docker_cli) if pulled.returncode == 0 else None
+    return image_lock(image, docker_cli=docker_cli)
 
 
 class RebuildApp(PanbinderBase):

@@ -16,7 +16,7 @@ Checksums are computed streaming. Before anything is restored, every file of the
 against the manifest (``check_bag``: none missing, none extra) and every file that the restore
 reads is verified; an image layer the registry already holds under its digest is not read at
 all (the digest is the content's checksum). ``verify_bag`` checks every byte (fixity audits).
-The calls to docker, git and the registry here block; callers run them in a CLI or through
+The calls to docker (the run engine, ``Docker`` settings), git and the registry here block; callers run them in a CLI or through
 ``run_blocking``.
 """
 
@@ -29,15 +29,17 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from traitlets import Int, Unicode
+from traitlets import Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
+from panbinder.state import state_dir
 
 from .naming import ImageRef, image_ref, parse_image, repo_slug
 from .transfer import (
@@ -174,23 +176,44 @@ def _run(*args: str, what: str) -> str:
     return proc.stdout
 
 
+def _docker(call: Callable[..., object], *args: str, what: str) -> None:
+    """An SDK call whose failure the archive command reports."""
+    try:
+        call(*args)
+    except PanbinderError as e:
+        raise ArchiveError(f"{what} failed: {e.message}") from None
+    except Exception as e:  # the engine's own error (requests/docker-py)
+        raise ArchiveError(f"{what} failed: {e}") from None
+
+
 # the configurable ------------------------------------------------------------------------------
 
 
 class Archive(LoggingConfigurable):
-    root = Unicode("", help="Folder where archives are written (empty: <state_dir>/archives).").tag(
-        config=True
-    )
+    root = Unicode(help="Folder where archives are written (default: <state_dir>/archives).").tag(config=True)
     repo_mirror_root = Unicode(
-        "",
         help="Folder where restored repositories are kept as bare repositories <slug>.git "
-        "(empty: <state_dir>/repo-mirrors). Serve it (e.g. git daemon --base-path) for launches "
+        "(default: <state_dir>/repo-mirrors). Serve it (e.g. git daemon --base-path) for launches "
         "by URL, or use file:// URLs when GitProvider.allow_local is set.",
     ).tag(config=True)
-    docker = Unicode("docker", help="The docker command.").tag(config=True)
     transfers = Int(4, help="Blobs copied at the same time between the registry and an archive.").tag(
         config=True
     )
+
+    @default("root")
+    def _root_default(self) -> str:
+        return str(state_dir(self) / "archives")
+
+    @default("repo_mirror_root")
+    def _repo_mirror_root_default(self) -> str:
+        return str(state_dir(self) / "repo-mirrors")
+
+    @property
+    def docker(self) -> Docker:
+        """The run engine: images are pushed from and pulled into it (``Docker`` settings)."""
+        if getattr(self, "_docker", None) is None:
+            self._docker = Docker(parent=self, log=self.log)
+        return self._docker
 
     # writing
 
@@ -199,12 +222,12 @@ class Archive(LoggingConfigurable):
         try:
             client.get_manifest(parse_image(image))
         except TransferError:
-            if subprocess.run([self.docker, "image", "inspect", image], capture_output=True).returncode:
+            if not self.docker.has_image(image):
                 raise ArchiveError(
                     f"{image} is neither in the registry nor in the local engine; launch it once to "
                     "build it, then archive it."
                 ) from None
-            _run(self.docker, "push", "-q", image, what=f"docker push {image}")
+            _docker(self.docker.push, image, what=f"docker push {image}")
 
     def registry_image(self, client: RegistryClient, image: str) -> tuple[str, dict]:
         """The manifest digest of ``image`` in the registry and its configuration (labels...)."""
@@ -368,10 +391,10 @@ class Archive(LoggingConfigurable):
     def load(self, target: ImageRef, manifest: Manifest) -> None:
         """Make the local engine hold ``target`` (a pull of what it lacks; a tag if it has the image)."""
         image_id = manifest.blobs()[0].digest
-        if subprocess.run([self.docker, "image", "inspect", image_id], capture_output=True).returncode == 0:
-            _run(self.docker, "tag", image_id, target.full, what=f"docker tag {target.full}")
+        if self.docker.has_image(image_id):
+            _docker(self.docker.tag, image_id, target.full, what=f"docker tag {target.full}")
             return
-        _run(self.docker, "pull", "-q", target.full, what=f"docker pull {target.full}")
+        _docker(self.docker.pull, target.full, what=f"docker pull {target.full}")
 
     def restore_repository(self, bag: Path, repo_url: str) -> Path:
         """Clone the bundle into ``repo_mirror_root/<slug>.git`` (fetch into it if it exists)."""

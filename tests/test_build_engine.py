@@ -1,16 +1,22 @@
 """The build engine's settings and how every docker call of a build reaches it (no docker needed:
-a stand-in client records its command lines)."""
+a stand-in client records its command lines, a stand-in Engine API on a unix socket the SDK's)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 from repo2docker.app import Repo2Docker
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_unix_socket
+from tornado.web import Application, RequestHandler
 from traitlets import TraitError
 from traitlets.config import Config
 
@@ -169,28 +175,77 @@ def test_repo2docker_builds_in_the_build_engine(tmp_path, fake_docker):
     assert builder._engine(r2d).command == engine.command
 
 
-def test_every_docker_call_of_a_build_goes_to_the_build_engine(tmp_path, fake_docker):
+class EngineApi(RequestHandler):
+    """The Docker Engine API calls the SDK makes, recorded: every image exists (id sha256:0123)."""
+
+    def _answer(self, path: str) -> None:
+        self.settings["calls"].append(f"{self.request.method} {path.split('/', 1)[-1]}")
+        if path == "version":
+            self.finish({"ApiVersion": "1.41", "Version": "20.10.24"})
+        elif path.endswith("/info"):
+            self.finish({"DockerRootDir": "/srv/build-root"})
+        elif "/images/" in path and path.endswith("/json"):
+            name = path.split("/images/", 1)[1].removesuffix("/json")
+            self.finish({"Id": "sha256:0123", "RepoTags": [name], "RepoDigests": [], "Config": {}})
+        else:  # tag, remove
+            self.set_status(201 if self.request.method == "POST" else 200)
+            self.finish("[]" if self.request.method == "DELETE" else "")
+
+    get = post = delete = _answer
+
+
+@pytest.fixture
+def engine_api():
+    """(host URL of a Docker Engine API stand-in on a unix socket, the calls it received)."""
+    folder = tempfile.mkdtemp(prefix="pb-api-")  # short: a socket path has at most 107 bytes
+    calls: list[str] = []
+    ready, loop_box = threading.Event(), []
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        server = HTTPServer(Application([(r"/(.*)", EngineApi)], calls=calls))
+        server.add_socket(bind_unix_socket(f"{folder}/api.sock"))
+        loop_box.append(loop)
+        ready.set()
+        loop.run_forever()
+        server.stop()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield f"unix://{folder}/api.sock", calls
+    loop_box[0].call_soon_threadsafe(loop_box[0].stop)
+    thread.join(10)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_every_docker_call_of_a_build_goes_to_the_build_engine(tmp_path, fake_docker, engine_api):
     docker, log = fake_docker
-    parent = Repo2Docker(config=Config({"BuildKitEngine": {"docker_cli": docker, "docker_host": HOST}}))
+    host, api_calls = engine_api
+    parent = Repo2Docker(config=Config({"BuildKitEngine": {"docker_cli": docker, "docker_host": host}}))
     engine = BuildKitEngine(parent=parent)
     list(engine.build(tag="r/x:1", path=str(tmp_path), push=True))
-    assert engine.inspect_image("r/x:1") is None  # the stand-in prints no JSON: no image
+    assert engine.inspect_image("r/x:1").tags == ["r/x:1"]
     command = engine.command
     label_and_push("r/x:1", {"a": "b"}, docker_cli=command)
     capture_lock("r/x:1", docker_cli=command, base_image="base:1")
     assert _docker_root(command) == "/srv/build-root"
-    lines = calls(log)
-    assert {line.split()[2] for line in lines} >= {"build", "push", "image", "run", "info"}
-    assert all(line.startswith(f"--host {HOST} ") for line in lines), lines
+    lines = calls(log)  # the command line: builds, pushes and probes
+    assert {line.split()[2] for line in lines} >= {"build", "push", "run"}
+    assert all(line.startswith(f"--host {host} ") for line in lines), lines
+    sdk = set(api_calls)  # the SDK: look-ups and the root folder, on the same engine's socket
+    assert {"GET images/r/x:1/json", "GET images/base:1/json", "GET info"} <= sdk, api_calls
 
 
-def test_build_limits_find_the_steps_under_the_build_engines_root(fake_docker):
+def test_build_limits_find_the_steps_under_the_build_engines_root(fake_docker, engine_api):
     docker, log = fake_docker
+    host, api_calls = engine_api
     limiter = StepLimiter(
-        docker=[docker, "--host", HOST], layout=CgroupLayout(v1={"memory": "/sys/fs/cgroup/memory"})
+        docker=[docker, "--host", host], layout=CgroupLayout(v1={"memory": "/sys/fs/cgroup/memory"})
     )
     assert limiter._setup() == "cannot read BuildKit's executor folder /srv/build-root/buildkit/executor"
-    assert calls(log) == [f"--host {HOST} info --format {{{{.DockerRootDir}}}}"]
+    assert api_calls[-1] == "GET info" and calls(log) == []
 
 
 def test_a_full_disk_is_named_in_the_failure():

@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.httpclient import HTTPClientError
 
 from panbinder import __version__
+from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
-from panbinder.executor import run_blocking
 
 from .base import BaseHandler
 
@@ -27,14 +27,11 @@ CACHE_SECONDS = 10.0
 _cache: dict[str, tuple[float, bool]] = {}
 
 
-def _docker_ping() -> bool:
-    import docker
-
-    client = docker.from_env(timeout=CHECK_TIMEOUT)
-    try:
-        return bool(client.ping())
-    finally:
-        client.close()
+def run_engine(settings: dict) -> Docker:
+    """The run engine's client: the application's, else one made once from its settings."""
+    if settings.get("docker") is None:
+        settings["docker"] = Docker(parent=settings.get("app"))
+    return settings["docker"]
 
 
 # what a failed check means for users, so that /health says which service is down and what fails
@@ -91,10 +88,10 @@ class HealthHandler(BaseHandler):
         return launcher.ping  # a Hub run elsewhere (ServeApp.start_hub = False)
 
     async def get(self) -> None:
-        pipeline = self.settings["pipeline"]
+        pipeline, docker = self.settings["pipeline"], run_engine(self.settings)
         checks = await asyncio.gather(
             _check("registry", pipeline.registry.ping),
-            _check("docker", lambda: run_blocking(_docker_ping)),
+            _check("docker", lambda: docker.call(docker.ping)),
             _check("hub", self._hub_check(pipeline.launcher)),
             _check("build-engine", pipeline.manager.builder.ping),
         )
