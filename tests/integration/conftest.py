@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
 
-from panbinder.testing import (
+from tests.support import (
     GitServer,
     Portal,
     notebook,
     read_stream,
-    remove_containers,
     remove_stale_containers,
+    running_portal,
     session_prefix,
 )
 
-PREFIX = session_prefix("panbinder-it")
+PREFIX = session_prefix("panbinder-it")  # the shared portal's containers
 CORS_ORIGIN = "https://pages.example.org"
 HUB_PASSWORD = "test-password-for-the-dummy-authenticator"
 HUB_ADMIN = "operator"  # a Hub admin: sees what /health keeps from others
@@ -31,7 +35,55 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
-        item.session.config._panbinder_failed = True
+        config = item.session.config
+        config._panbinder_failed = True
+        config._panbinder_failures = getattr(config, "_panbinder_failures", 0) + 1
+
+
+def _failures(config: pytest.Config) -> int:
+    return getattr(config, "_panbinder_failures", 0)
+
+
+def _show(config: pytest.Config, text: str) -> None:
+    """Print past pytest's capture (a fixture's teardown output is otherwise not shown)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n{text}", flush=True)
+
+
+@pytest.fixture(scope="session")
+def portal_factory(tmp_path_factory, request):
+    """Every ``panbinder serve`` of the integration tests: ``with portal_factory(name, config) as p``.
+
+    The portal gets a state folder and ports of its own and the container prefix
+    ``panbinder-<name><pid>`` (``prefix`` overrides it), after the containers that a dead earlier
+    session left under ``panbinder-<name>`` are removed. It starts at once unless ``start`` is
+    False (the test starts it). When the block ends its logs are printed if a test failed
+    meanwhile, then it is stopped and its containers are removed by prefix. ``state`` defaults to a
+    new temporary folder; other ``fields`` go to ``Portal`` (``repo_hosts``...). A fixture of any
+    scope (session, module, test) wraps its ``yield`` in the block.
+    """
+
+    @contextmanager
+    def started(
+        name: str, config: str = "", *, prefix: str = "", state: Path | None = None, **fields: Any
+    ) -> Iterator[Portal]:
+        base = f"panbinder-{name}"
+        remove_stale_containers(base)
+        state = state or tmp_path_factory.mktemp(f"{name}-state")
+        failures = _failures(request.config)
+        with running_portal(state, prefix=prefix or session_prefix(base), config=config, **fields) as p:
+            try:
+                yield p
+            finally:
+                if _failures(request.config) > failures:
+                    logs = p.logs()
+                    _show(
+                        request.config,
+                        f"==== logs of the portal {p.container_prefix} (a test failed) ====\n{logs}",
+                    )
+
+    return started
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +101,9 @@ def storage_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def portal(tmp_path_factory, request, storage_root):
-    remove_stale_containers("panbinder-it")
-    p = Portal(
-        state=tmp_path_factory.mktemp("state"),
-        container_prefix=PREFIX,
-        config=f"""
+def portal(portal_factory, storage_root):
+    """The portal most modules share: a Hub with a dummy authenticator, a proposal group, CORS."""
+    config = f"""
         c.Catalogue.storage_roots = [{str(storage_root)!r}]
         c.HubProcess.groups = {{"proposal-42": ["alice"]}}
         c.HubProcess.authenticator_class = "dummy"
@@ -69,14 +118,9 @@ def portal(tmp_path_factory, request, storage_root):
         c.HubProcess.cpu_limit = 1.0
         c.HubProcess.pids_limit = 200
         c.HubProcess.cull_timeout = 900
-        """,
-    )
-    p.start()
-    yield p
-    if getattr(request.config, "_panbinder_failed", False):
-        print("\n==== panbinder logs (a test failed) ====\n" + p.logs())
-    p.stop()
-    remove_containers(PREFIX)
+        """
+    with portal_factory("it", config, prefix=PREFIX) as p:
+        yield p
 
 
 ANALYSIS_FILES = {

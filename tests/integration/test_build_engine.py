@@ -24,7 +24,8 @@ from tornado.httpclient import AsyncHTTPClient
 from panbinder.builder.build_engine import BuildEngine
 from panbinder.builder.r2d import ENGINE_STOPPED
 from panbinder.launcher.hub_process import docker_bridge_gateway
-from panbinder.testing import (
+from panbinder.web.handlers.health import CACHE_SECONDS, DOWN_MESSAGES
+from tests.support import (
     Portal,
     machine_build_engine,
     read_stream,
@@ -32,7 +33,6 @@ from panbinder.testing import (
     session_prefix,
     wait_status,
 )
-from panbinder.web.handlers.health import CACHE_SECONDS, DOWN_MESSAGES
 
 from .conftest import PREFIX as IT_PREFIX
 
@@ -130,23 +130,18 @@ def own_engine(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def own_portal(own_engine, tmp_path_factory):
+def own_portal(portal_factory, own_engine):
     """A portal (no Hub, so no containers: builds only) whose builds run in ``own_engine``."""
-    p = Portal(
-        state=tmp_path_factory.mktemp("be-portal"),
-        container_prefix=PREFIX,
-        config=f"""
+    config = f"""
         c.GitProvider.allow_local = True
         c.ServeApp.start_hub = False
         c.BuildEngine.state_dir = {own_engine.state_dir!r}
         c.BuildEngine.data_root = {own_engine.data_root!r}
         c.BuildEngine.bridge = {own_engine.bridge!r}
         c.BuildEngine.bridge_address = {own_engine.bridge_address!r}
-        """,
-    )
-    p.start()
-    yield p
-    p.stop()
+        """
+    with portal_factory("be", config, prefix=PREFIX) as p:
+        yield p
 
 
 async def test_killing_the_build_engine_mid_build_fails_the_build_and_spares_running_servers(

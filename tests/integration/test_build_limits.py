@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from panbinder.testing import Portal, read_stream, remove_containers, remove_stale_containers, session_prefix
+from tests.support import Portal, read_stream, session_prefix
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 PREFIX = session_prefix("panbinder-bl")
@@ -33,23 +33,16 @@ python3 -c "b = bytearray(b'x' * (600 * 1024 * 1024)); print('allocated', len(b)
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    remove_stale_containers("panbinder-bl")
-    p = Portal(
-        state=tmp_path_factory.mktemp("build-limits-state"),
-        container_prefix=PREFIX,
-        config=f"""
+def service(portal_factory):
+    config = f"""
         c.GitProvider.allow_local = True
         c.ServeApp.start_hub = False
         c.BuildManager.build_memory_limit = "256M"
         c.BuildManager.build_cpu_limit = {CPU_QUOTA / 100_000}
         c.BuildManager.build_pids_limit = {PIDS}
-        """,
-    )
-    p.start()
-    yield p
-    p.stop()
-    remove_containers(PREFIX)
+        """
+    with portal_factory("bl", config, prefix=PREFIX) as p:
+        yield p
 
 
 def build_url(service: Portal, git_server, name: str) -> str:

@@ -13,7 +13,7 @@ import time
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import Portal, read_stream, remove_containers, remove_stale_containers, session_prefix
+from tests.support import read_stream, session_prefix
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 PREFIX = session_prefix("panbinder-bs")
@@ -24,12 +24,8 @@ MAX_REPO = 300_000
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    remove_stale_containers("panbinder-bs")
-    p = Portal(
-        state=tmp_path_factory.mktemp("build-service-state"),
-        container_prefix=PREFIX,
-        config=f"""
+def service(portal_factory):
+    config = f"""
         c.GitProvider.allow_local = True
         c.ServeApp.start_hub = False
         c.ServeApp.keepalive_interval = 1.0
@@ -38,12 +34,9 @@ def service(tmp_path_factory):
         c.BuildManager.cancel_when_abandoned = True
         c.Repo2DockerBuilder.max_repo_size = {MAX_REPO}
         c.SpecPolicy.banned_specs = [r"git://127\\.0\\.0\\.1:\\d+/banned-"]
-        """,
-    )
-    p.start()
-    yield p
-    p.stop()
-    remove_containers(PREFIX)
+        """
+    with portal_factory("bs", config, prefix=PREFIX) as p:
+        yield p
 
 
 def build_url(service, git_server, name: str) -> str:

@@ -30,12 +30,9 @@ import pytest
 
 from panbinder.builder.buildpacks import NOTICE_PREFIX
 from panbinder.builder.lock import image_lock
-from panbinder.testing import (
-    Portal,
+from tests.support import (
     machine_build_engine,
     read_stream,
-    remove_containers,
-    remove_stale_containers,
     run_code,
     session_prefix,
 )
@@ -178,24 +175,15 @@ def mirror(mirror_channel):
 
 
 @pytest.fixture(scope="module")
-def mirror_portal(tmp_path_factory, mirror, request):
-    remove_stale_containers("panbinder-cm")
-    p = Portal(
-        state=tmp_path_factory.mktemp("conda-mirror-state"),
-        container_prefix=PREFIX,
-        config=f"""
+def mirror_portal(portal_factory, mirror):
+    config = f"""
         c.GitProvider.allow_local = True
         c.ServeApp.keepalive_interval = 1.0
         c.Repo2DockerBuilder.conda_policy = "mirror"
         c.Repo2DockerBuilder.conda_channel_mirror = {mirror!r}
-        """,
-    )
-    p.start()
-    yield p
-    if getattr(request.config, "_panbinder_failed", False):
-        print("\n==== panbinder logs (a test failed) ====\n" + p.logs())
-    p.stop()
-    remove_containers(PREFIX)
+        """
+    with portal_factory("cm", config, prefix=PREFIX) as p:
+        yield p
 
 
 ENV = "channels: [conda-forge]\ndependencies:\n  - panbinder-probe\n  - pip:\n    - tabulate==0.9.0\n"

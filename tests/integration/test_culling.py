@@ -9,29 +9,22 @@ import docker
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import Portal, read_stream, remove_containers, remove_stale_containers, session_prefix
+from tests.support import read_stream, session_prefix
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 PREFIX = session_prefix("panbinder-cull")
 
 
 @pytest.fixture(scope="module")
-def culling_portal(tmp_path_factory):
-    remove_stale_containers("panbinder-cull")
-    p = Portal(
-        state=tmp_path_factory.mktemp("cull-state"),
-        container_prefix=PREFIX,
-        config="""
+def culling_portal(portal_factory):
+    config = """
         c.GitProvider.allow_local = True
         c.HubProcess.cull_timeout = 4
         c.HubProcess.cull_every = 2
         c.ServerPool.size = 0
-        """,
-    )
-    p.start()
-    yield p
-    p.stop()
-    remove_containers(PREFIX)
+        """
+    with portal_factory("cull", config, prefix=PREFIX) as p:
+        yield p
 
 
 async def test_idle_server_and_user_are_removed(culling_portal, git_server, analysis_repo):

@@ -22,12 +22,11 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from panbinder import processes
-from panbinder.testing import (
+from tests.support import (
     Portal,
     container_names,
     read_stream,
     remove_containers,
-    remove_stale_containers,
     session_prefix,
     wait_status,
 )
@@ -38,24 +37,19 @@ SLEEP = "23.17"  # a postBuild sleep no other process on the machine runs
 
 
 @pytest.fixture
-def portal(tmp_path, request):
-    remove_stale_containers(BASE)
+def portal(portal_factory, tmp_path, request):
+    """Not started: each test starts, kills and restarts it itself."""
     prefix = f"{session_prefix(BASE)}-{request.node.name[5:20].replace('_', '')}"
-    p = Portal(
-        state=tmp_path / "state",
-        container_prefix=prefix,
-        config="""
+    config = """
         c.GitProvider.allow_local = True
         c.ServerPool.size = 0
         c.HubProcess.cull_timeout = 900
-        """,
-    )
-    yield p
-    if p.proc is not None and p.proc.poll() is None:
+        """
+    with portal_factory("life", config, start=False, prefix=prefix, state=tmp_path / "state") as p:
+        yield p
         p.stop()
-    for proc in leftovers(p):  # never leave a process behind, even when the test failed
-        processes.stop_pids([proc.pid], timeout=5)
-    remove_containers(prefix)
+        for proc in leftovers(p):  # never leave a process behind, even when the test failed
+            processes.stop_pids([proc.pid], timeout=5)
 
 
 def leftovers(portal: Portal) -> list[processes.Proc]:
@@ -201,6 +195,7 @@ class Impostor(BaseHTTPRequestHandler):
 
 async def test_health_fails_when_another_program_answers_for_the_hub(portal):
     """/health said ok whenever something answered on the Hub's port with 200."""
+    portal.config = portal.config.rstrip() + "\n        c.HubProcess.restart = False\n"  # the impostor's port
     portal.start()
     assert (await health(portal))["ok"]
     hub_pid = processes.read_pid_file(portal.state / "run" / "jupyterhub.pid")

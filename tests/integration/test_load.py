@@ -12,12 +12,11 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from panbinder.launcher.hub_process import docker_bridge_gateway
-from panbinder.testing import (
+from tests.support import (
     Portal,
     container_names,
     read_stream,
     remove_containers,
-    remove_stale_containers,
     session_prefix,
     wait_status,
 )
@@ -33,12 +32,8 @@ AsyncHTTPClient.configure(None, max_clients=64)
 
 
 @pytest.fixture(scope="module")
-def load_portal(tmp_path_factory):
-    remove_stale_containers("panbinder-load")
-    p = Portal(
-        state=tmp_path_factory.mktemp("load-state"),
-        container_prefix=PREFIX,
-        config="""
+def load_portal(portal_factory):
+    config = """
         c.GitProvider.allow_local = True
         c.ServerPool.size = 0
         c.HubProcess.mem_limit = "512M"
@@ -46,12 +41,9 @@ def load_portal(tmp_path_factory):
         c.Reaper.interval = 2
         c.Reaper.grace_period = 15
         c.ServeApp.enable_build_only = False
-        """,
-    )
-    p.start()
-    yield p
-    p.stop()
-    remove_containers(PREFIX)
+        """
+    with portal_factory("load", config, prefix=PREFIX) as p:
+        yield p
 
 
 class Hub:

@@ -19,19 +19,16 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.builder.build_engine import BuildEngine
-from panbinder.testing import (
+from tests.integration.conftest import ANALYSIS_FILES
+from tests.support import (
     Portal,
     free_port,
     read_stream,
-    remove_containers,
-    remove_stale_containers,
-    session_prefix,
     wait_status,
 )
-from tests.integration.conftest import ANALYSIS_FILES
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
-BASE = "panbinder-regdown"
+
 HEALTH_CACHE = 10.0  # /health keeps a check's result this long (web/handlers/health.py)
 
 
@@ -103,24 +100,15 @@ def forget_images(prefix: str) -> None:
 
 
 @pytest.fixture
-def portal(tmp_path, registry, request):
-    remove_stale_containers(BASE)
-    p = Portal(
-        state=tmp_path / "state",
-        container_prefix=session_prefix(BASE),
-        config=f"""
+def portal(portal_factory, tmp_path, registry):
+    config = f"""
         c.Registry.url = {registry.url!r}
         c.Registry.timeout = 5.0
         c.ServerPool.size = 0
         c.ServeApp.keepalive_interval = 1.0
-        """,
-    )
-    p.start()
-    yield p
-    if getattr(request.config, "_panbinder_failed", False):
-        print("\n==== panbinder logs (a test failed) ====\n" + p.logs())
-    p.stop()
-    remove_containers(p.container_prefix)
+        """
+    with portal_factory("regdown", config, state=tmp_path / "state") as p:
+        yield p
 
 
 async def health(portal: Portal) -> tuple[int, dict]:

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.testing import Portal, free_port, read_stream, session_prefix
 from tests.loopback import LoopbackHTTP, bare_repo
+from tests.support import free_port, read_stream
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -50,27 +50,15 @@ class CountingPort:
         self.sock.close()
 
 
-def start_portal(tmp_path_factory, name: str, config: str, repo_hosts: tuple[str, ...]) -> Portal:
-    p = Portal(
-        state=tmp_path_factory.mktemp(name),
-        container_prefix=session_prefix(f"panbinder-ssrf-{name}"),
-        repo_hosts=repo_hosts,
-        config=config,
-    )
-    p.start()
-    return p
-
-
 @pytest.fixture(scope="module")
-def default_portal(tmp_path_factory):
+def default_portal(portal_factory):
     """The configuration a facility gets without changing anything."""
-    p = start_portal(tmp_path_factory, "default", "c.ServeApp.start_hub = False\n", repo_hosts=())
-    yield p
-    p.stop()
+    with portal_factory("ssrf-default", "c.ServeApp.start_hub = False\n", repo_hosts=()) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
-def loopback_portal(tmp_path_factory):
+def loopback_portal(portal_factory):
     config = """
     c.ServeApp.start_hub = False
     c.RepoGuard.allow_http = True
@@ -78,9 +66,8 @@ def loopback_portal(tmp_path_factory):
     c.RepoGuard.answer_timeout = 3.0
     c.RepoGuard.max_concurrent = 1
     """
-    p = start_portal(tmp_path_factory, "loopback", config, repo_hosts=("127.0.0.1",))
-    yield p
-    p.stop()
+    with portal_factory("ssrf-loopback", config, repo_hosts=("127.0.0.1",)) as p:
+        yield p
 
 
 async def get(url: str):
