@@ -7,6 +7,10 @@ are removed before the idle culler would take them; the pool is refilled only by
 launch of the same image), so an image nobody uses stops costing memory after ``max_age``.
 Its launch options are signed for its own temporary user when it is started, so they are
 checked then and cannot start another user's server, or this one again once they expire.
+
+A pre-started server can vanish while it waits (the run engine restarted, its container was
+removed): each is checked through the proxy before it is handed out and at every sweep, and
+one that does not answer is removed and, at a sweep, replaced.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+from tornado.httpclient import AsyncHTTPClient
 from traitlets import Any as AnyTrait
 from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
@@ -50,6 +56,9 @@ class ServerPool(LoggingConfigurable):
     sweep_interval = Float(30.0, help="Seconds between removals of expired pre-started servers.").tag(
         config=True
     )
+    check_timeout = Float(
+        2.0, help="Seconds a pre-started server may take to answer the check before it is handed out."
+    ).tag(config=True)
     launcher = AnyTrait(help="The HubLauncher that starts and removes servers.")
 
     def __init__(self, **kwargs: Any) -> None:
@@ -61,6 +70,8 @@ class ServerPool(LoggingConfigurable):
         self.sweeper: asyncio.Task | None = None
         self.hits = 0
         self.misses = 0
+        self.dead = 0  # pre-started servers found not answering
+        self._client: AsyncHTTPClient | None = None
 
     @property
     def count(self) -> int:
@@ -85,15 +96,34 @@ class ServerPool(LoggingConfigurable):
         if self.size <= 0:
             return None
         entries = self.entries.get(pool_key(request), [])
-        now = time.monotonic()
         while entries:
             entry = entries.pop(0)
-            if now - entry.started < self.max_age:
+            if time.monotonic() - entry.started < self.max_age and await self._answers(entry.user):
                 self.hits += 1
                 return entry.user
             self._spawn_task(self.launcher.delete_user(entry.user), f"pool-expire-{entry.user}")
         self.misses += 1
         return None
+
+    async def _answers(self, user: str) -> bool:
+        """Whether ``user``'s server answers through the proxy (only the server itself says 200)."""
+        if self._client is None:
+            self._client = AsyncHTTPClient(force_instance=True, max_clients=4)
+        url = f"{self.launcher.hub_url.rstrip('/')}/user/{quote(user)}/api"
+        try:
+            resp = await self._client.fetch(
+                url, request_timeout=self.check_timeout, follow_redirects=False, raise_error=False
+            )
+        except OSError as e:
+            resp = None
+            self.log.debug("checking pre-started %s: %s", user, e)
+        if resp is not None and resp.code == 200:
+            return True
+        self.dead += 1
+        self.log.warning(
+            "pre-started server of %s does not answer (%s); removing it", user, resp and resp.code
+        )
+        return False
 
     def refill_soon(self, request: LaunchRequest) -> None:
         """Top up the pool for this request's image in the background."""
@@ -145,11 +175,21 @@ class ServerPool(LoggingConfigurable):
     async def _sweep(self) -> None:
         while self.count:
             await asyncio.sleep(self.sweep_interval)
-            now = time.monotonic()
-            for entries in self.entries.values():
-                for entry in [e for e in entries if now - e.started >= self.max_age]:
-                    entries.remove(entry)
-                    await self.launcher.delete_user(entry.user)
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """Remove expired and vanished pre-started servers; replace the vanished ones."""
+        for key, entries in list(self.entries.items()):
+            for entry in list(entries):
+                expired = time.monotonic() - entry.started >= self.max_age
+                if not expired and await self._answers(entry.user):
+                    continue
+                if entry not in entries:  # handed out meanwhile
+                    continue
+                entries.remove(entry)
+                await self.launcher.delete_user(entry.user)
+                if not expired and key in self.requests:
+                    self.refill_soon(self.requests[key])
 
     async def drain(self) -> None:
         """Remove every pre-started server (on shutdown)."""
@@ -160,3 +200,6 @@ class ServerPool(LoggingConfigurable):
         users = [e.user for v in self.entries.values() for e in v]
         self.entries.clear()
         await asyncio.gather(*(self.launcher.delete_user(u) for u in users), return_exceptions=True)
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,18 +1,48 @@
-"""ServerPool logic with a stand-in launcher (no Hub): take, refill, expiry, eviction, drain."""
+"""ServerPool logic with a stand-in launcher (no Hub): take, refill, expiry, eviction, drain.
+
+The stand-in's servers answer a real HTTP check (a tornado app on a free loopback port plays the
+proxy: 200 for a live server, 503 for one that vanished), as the pool checks before a hand-out.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
+from tornado.httpserver import HTTPServer
+from tornado.web import Application, RequestHandler
 
 from panbinder.launcher import LaunchRequest
 from panbinder.launcher.pool import ServerPool
 from panbinder.registry_cache import ImageRef
 
+ALIVE: set[str] = set()  # users whose server answers
+
+
+class ServerStatus(RequestHandler):
+    def get(self, user: str) -> None:
+        if user not in ALIVE:
+            self.set_status(503)
+        self.finish({"version": "test"} if user in ALIVE else {})
+
+
+@pytest.fixture(autouse=True)
+async def proxy():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = HTTPServer(Application([(r"/user/([^/]+)/api", ServerStatus)]))
+    server.listen(port, "127.0.0.1")
+    FakeLauncher.hub_url = f"http://127.0.0.1:{port}"
+    yield
+    server.stop()
+    ALIVE.clear()
+
 
 class FakeLauncher:
     user_prefix = "pb-"
+    hub_url = ""
 
     def __init__(self, fail: bool = False) -> None:
         self.spawned: list[str] = []
@@ -24,10 +54,12 @@ class FakeLauncher:
         if self.fail:
             raise RuntimeError("no room")
         self.spawned.append(user)
+        ALIVE.add(user)
         yield "started"
 
     async def delete_user(self, user):
         self.deleted.append(user)
+        ALIVE.discard(user)
 
 
 def req(tag: str) -> LaunchRequest:
@@ -35,7 +67,7 @@ def req(tag: str) -> LaunchRequest:
 
 
 def make_pool(launcher, **kw) -> ServerPool:
-    return ServerPool(launcher=launcher, refill_delay=0, sweep_interval=0.01, **kw)
+    return ServerPool(launcher=launcher, **{"refill_delay": 0, "sweep_interval": 0.01, **kw})
 
 
 async def settle(pool: ServerPool) -> None:
@@ -115,3 +147,23 @@ async def test_fills_up_to_size_and_drain_removes_all(size):
     assert pool.count == size
     await pool.drain()
     assert sorted(launcher.deleted) == sorted(launcher.spawned) and pool.count == 0
+
+
+async def test_a_vanished_server_is_never_handed_out_and_a_sweep_replaces_it():
+    """The run engine restarted: pre-started containers are gone, the Hub still lists them."""
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, size=1, sweep_interval=3600)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    ALIVE.discard(launcher.spawned[0])
+    assert await pool.take(req("a")) is None  # handing it out would give a reader a dead link
+    await settle(pool)
+    assert launcher.deleted == launcher.spawned[:1] and pool.dead == 1
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    ALIVE.discard(launcher.spawned[1])
+    await pool.sweep()
+    await settle(pool)
+    assert pool.count == 1 and launcher.deleted == launcher.spawned[:2]
+    assert await pool.take(req("a")) == launcher.spawned[2]
+    await pool.drain()
