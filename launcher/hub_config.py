@@ -87,6 +87,7 @@ c.PanbinderSpawner.host_ip = "127.0.0.1"
 c.PanbinderSpawner.mem_limit = sp["mem_limit"]
 c.PanbinderSpawner.cpu_limit = sp["cpu_limit"]
 c.PanbinderSpawner.start_timeout = sp["start_timeout"]
+c.PanbinderSpawner.poll_interval = s.get("poll_interval", 30)
 c.PanbinderSpawner.http_timeout = sp["start_timeout"]
 c.PanbinderSpawner.prefix = sp["container_prefix"]
 c.PanbinderSpawner.extra_host_config = {

@@ -5,11 +5,17 @@ and the culler die with the Hub. Each writes a pid file under ``<state>/run``; a
 stops what an earlier run left there (``stop_stale``) and refuses to start when something else
 holds one of the ports (``check_ports``). ``owns_hub`` tells whether the Hub answering on the
 port is this process's child.
+
+A Hub that exits while the portal runs (a crash, a ``kill -9``, the OOM killer) is started
+again by ``watch``: the proxy and the culler died with it, and the new Hub finds the running
+servers in its database, adds their routes to its new proxy and culls them as before (their
+URLs and tokens stay valid). While it is down, ``owns_hub`` is false and ``/health`` says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -26,7 +32,9 @@ from traitlets.config import LoggingConfigurable
 from panbinder import processes
 from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
+from panbinder.executor import log_task_exception, run_blocking
 from panbinder.lifeline import HUB_PROGRAM, exec_prefix
+from panbinder.state import state_dir
 
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
 IDENTITY_PATH = "api/panbinder/identity"  # served by hub_app.IdentityHandler under /hub/
@@ -97,10 +105,25 @@ class HubProcess(LoggingConfigurable):
         it is killed; servers get all but 10 of them. What is left then is killed by pid.""",
     ).tag(config=True)
 
+    restart = Bool(
+        True,
+        help="""Start the Hub again when it exits while the portal runs. Running servers are
+        kept: the new Hub adopts them (same URLs and tokens) and its culler culls them.""",
+    ).tag(config=True)
+    watch_interval = Float(1.0, help="Seconds between checks that the Hub still runs.").tag(config=True)
+    restart_backoff = Float(
+        30.0, help="Longest wait (seconds) between attempts to start a Hub that keeps failing."
+    ).tag(config=True)
+    poll_interval = Int(
+        30,
+        help="""Seconds between the Hub's checks that each server's container still runs
+        (Spawner.poll_interval): a server whose container vanished (the run engine restarted) is
+        reported stopped and its route removed within this time.""",
+    ).tag(config=True)
+
     @default("proxy_command")
     def _proxy_default(self) -> list[str]:
-        state = os.environ.get("PANBINDER_STATE", ".state")
-        local = Path(state, "node", "bin", "configurable-http-proxy")
+        local = state_dir(self) / "node" / "bin" / "configurable-http-proxy"
         if local.exists():
             return [str(local.resolve())]
         return [shutil.which("configurable-http-proxy") or "configurable-http-proxy"]
@@ -110,6 +133,11 @@ class HubProcess(LoggingConfigurable):
         self.proc: subprocess.Popen | None = None
         self.nonce = ""
         self.state_dir = Path(".")
+        self.stopping = False
+        self.restarts = 0
+        self.down_since: float | None = None  # monotonic time the watcher found the Hub gone
+        self.watcher: asyncio.Task | None = None
+        self._start_args: dict = {}
 
     @property
     def public_url(self) -> str:
@@ -142,6 +170,7 @@ class HubProcess(LoggingConfigurable):
             "proxy_pid_file": str(state_dir / "run" / "proxy.pid"),
             "culler_pid_file": str(state_dir / "run" / "culler.pid"),
             "cleanup_servers": self.cleanup_servers,
+            "poll_interval": self.poll_interval,
             "stop_servers_timeout": max(1.0, self.stop_timeout - 10),
             "authenticator_class": self.authenticator_class,
             "cull_timeout": self.cull_timeout,
@@ -170,6 +199,13 @@ class HubProcess(LoggingConfigurable):
         self, *, state_dir: Path, token: str, proxy_token: str, signing_key: str, settings: dict
     ) -> None:
         self.state_dir = state_dir
+        self._start_args = dict(
+            state_dir=state_dir,
+            token=token,
+            proxy_token=proxy_token,
+            signing_key=signing_key,
+            settings=settings,
+        )
         hub_dir = state_dir / "hub"
         hub_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "run").mkdir(exist_ok=True)
@@ -200,6 +236,53 @@ class HubProcess(LoggingConfigurable):
             start_new_session=True,
         )
         log.close()
+
+    def watch(self, token: str) -> None:
+        """Start the Hub again whenever it exits without ``stop`` (when ``restart`` is set)."""
+        if not self.restart or self.proc is None or self.watcher is not None:
+            return
+        self.watcher = asyncio.get_running_loop().create_task(self._watch(token), name="hub-watch")
+        self.watcher.add_done_callback(lambda t: log_task_exception(t, self.log))
+
+    async def _watch(self, token: str) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self.watch_interval)
+            if self.stopping or self.proc is None or self.proc.poll() is None:
+                continue
+            self.down_since = time.monotonic()
+            self.log.error(
+                "JupyterHub (pid %d) exited with status %s; starting it again (running servers are kept)",
+                self.proc.pid,
+                self.proc.returncode,
+            )
+            delay = self.watch_interval
+            while not self.stopping:
+                try:
+                    await self._start_again(token)
+                    break
+                except Exception as e:  # ports still held, the Hub failing at start: try again
+                    self.log.error("JupyterHub did not start again: %s; next try in %.0f s", e, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.restart_backoff)
+            if self.stopping:
+                return
+            self.restarts += 1
+            self.log.warning("JupyterHub is back after %.1f s", time.monotonic() - self.down_since)
+            self.down_since = None
+
+    async def _start_again(self, token: str) -> None:
+        """Clear what the dead Hub left (its proxy and culler, their ports), then start it."""
+        await run_blocking(self.stop_stale, self.state_dir)
+        ports = self.ports(self._start_args["settings"]["hub_ip"])
+        deadline = time.monotonic() + 10
+        while not all(processes.port_free(ip, port) for ip, port, _ in ports):
+            if time.monotonic() > deadline:
+                check_ports(ports)  # names the holder
+            await asyncio.sleep(0.2)
+        if self.stopping:
+            return
+        self.start(**self._start_args)
+        await self.wait_ready(token)
 
     async def wait_ready(self, token: str) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -264,6 +347,10 @@ class HubProcess(LoggingConfigurable):
 
     def stop(self) -> None:
         """Stop the Hub (servers, culler, proxy: see hub_app.py) within ``stop_timeout``."""
+        self.stopping = True  # the watcher does not start it again
+        if self.watcher is not None:
+            with contextlib.suppress(RuntimeError):  # its loop already closed
+                self.watcher.get_loop().call_soon_threadsafe(self.watcher.cancel)
         if self.proc is None:
             return
         if self.proc.poll() is None:

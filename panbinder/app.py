@@ -249,6 +249,7 @@ class ServeApp(ServiceApp):
                     settings=settings,
                 )
                 await hub.wait_ready(token)
+                hub.watch(token)  # a Hub that exits is started again
             await ctx.launcher.start(
                 ServerScope(
                     hub.container_prefix, f"http://{settings['hub_connect_ip']}:{hub.hub_port}/hub/api"

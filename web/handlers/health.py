@@ -39,6 +39,8 @@ DOWN_MESSAGES = {
     "registry": "registry unreachable: launches and builds fail until it answers again",
     "build-engine": "build engine not answering: builds fail until it is started again; "
     "launches of built images and running servers are not affected",
+    "hub": "JupyterHub not answering: launches fail until it is back; the portal starts it again "
+    "when it stopped, and running servers are kept",
 }
 
 
