@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from panbinder.data_mounts.paths import safe_join
 from panbinder.errors import PanbinderError
 from panbinder.events import Event
+from panbinder.paths import safe_join
 
 from .base import BuildRequest
 

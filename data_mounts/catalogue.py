@@ -23,12 +23,12 @@ from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
+from panbinder.paths import confine, resolved_roots, safe_join, slug
 
 from . import db, importers, panet
 from .importers import DatasetRecord, PublicationRecord, normalise_doi
 from .locks import LockStore
 from .models import Dataset, Publication, Technique
-from .paths import confine, resolved_roots, safe_join, slug
 from .scan import ScanReport, run_scan, sync_files
 
 Resolver = Callable[[str, str], Awaitable[str]]

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from panbinder.errors import PanbinderError
+from panbinder.paths import check_relative
 
 from . import panet
-from .paths import check_relative
 from .record_fields import Fields, record_label
 
 SCICAT_TYPES = {"raw": "raw", "derived": "processed", "processed": "processed", "simulated": "simulated"}

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from .paths import slug as _slug
+from panbinder.paths import slug as _slug
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from panbinder.errors import PanbinderError
+from panbinder.paths import confine
 
 from . import MountSpec
 from .access import Identity, embargo_text, may_access
-from .paths import confine
 
 DATA_ROOT = "/data"
 MANIFEST_PATH = f"{DATA_ROOT}/MANIFEST.json"

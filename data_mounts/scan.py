@@ -29,10 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from panbinder.errors import PanbinderError
+from panbinder.paths import confine, shown_name
 
 from .importers import FileRecord
 from .models import Dataset, DatasetFile
-from .paths import confine, shown_name
 
 CHUNK_SIZE = 8 * 1024 * 1024
 SUFFIXES = (".h5", ".hdf", ".hdf5", ".nxs", ".nx5", ".nxs.h5")

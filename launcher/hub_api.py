@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 from traitlets import Float, Int, Type, Unicode
 
-from panbinder.data_mounts import signing
 from panbinder.events import Event
 from panbinder.executor import log_task_exception
 
+from . import signing
 from .base import Launcher, LaunchRequest, ServerScope
 from .hub_client import HubClient
 from .reaper import Reaper

@@ -72,9 +72,9 @@ class PanbinderSpawner(DockerSpawner):
     def apply_launch_options(self) -> None:
         """Check the portal's signature (made for this Hub user, not expired) and confinement
         again, then set mounts and environment."""
-        from panbinder.data_mounts import signing
         from panbinder.data_mounts.mounts import MANIFEST_PATH
-        from panbinder.data_mounts.paths import confine
+        from panbinder.launcher import signing
+        from panbinder.paths import confine
 
         opts = self.user_options or {}
         fields = signing.fields_from_options(opts)

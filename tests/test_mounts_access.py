@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from panbinder.data_mounts import MountSpec, signing
+from panbinder.data_mounts import MountSpec
 from panbinder.data_mounts.access import ANONYMOUS, Identity, is_open, may_access
 from panbinder.data_mounts.mounts import MANIFEST_PATH, plan_mounts
 from panbinder.errors import PanbinderError
+from panbinder.launcher import signing
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from panbinder.data_mounts import MountSpec, signing
-from panbinder.data_mounts.signing import SignedFields
+from panbinder.data_mounts import MountSpec
 from panbinder.errors import PanbinderError
-from panbinder.launcher import LaunchRequest
+from panbinder.launcher import LaunchRequest, signing
 from panbinder.launcher.hub_api import HubLauncher
+from panbinder.launcher.signing import SignedFields
 from panbinder.launcher.spawner import PanbinderSpawner
 from panbinder.registry_cache import ImageRef
 

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from panbinder.data_mounts.catalogue import Catalogue, normalise_doi
 from panbinder.data_mounts.models import Dataset, Publication, Technique
-from panbinder.data_mounts.paths import slug
 from panbinder.errors import PanbinderError
+from panbinder.paths import slug
 from tests.shared_data import CATALOGUE
 
 from .test_importers import DATACITE

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from panbinder.data_mounts.paths import confine, safe_join, shown_name
 from panbinder.errors import PanbinderError
+from panbinder.paths import confine, safe_join, shown_name
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from panbinder.data_mounts.paths import check_relative, confine, safe_join, slug
 from panbinder.errors import PanbinderError
+from panbinder.paths import check_relative, confine, safe_join, slug
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.data_mounts import MountSpec
-from panbinder.data_mounts.signing import SignedFields, fields_from_options, signed_options
+from panbinder.launcher.signing import SignedFields, fields_from_options, signed_options
 from tests.support import read_stream
 
 from .conftest import DOI_OPEN, PREFIX

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import async_playwright
 
-from panbinder.data_mounts.paths import slug
+from panbinder.paths import slug
 from panbinder.web.urls import path_segment
 
 from .conftest import cli, write_scan

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from panbinder.data_mounts.access import may_access
-from panbinder.data_mounts.paths import confine, safe_join
 from panbinder.data_mounts.preview import ThumbnailCache
 from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.data_mounts.scan import SUFFIXES as HDF5_SUFFIXES
 from panbinder.errors import PanbinderError
+from panbinder.paths import confine, safe_join
 
 from ..api.catalogue import CatalogueHandler, _not_found
 from .badge import badge_svg

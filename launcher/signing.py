@@ -16,9 +16,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from panbinder.data_mounts import MountSpec
 from panbinder.errors import PanbinderError
-
-from . import MountSpec
 
 
 @dataclass(frozen=True)

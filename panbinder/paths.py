@@ -2,7 +2,9 @@
 
 ``confine`` is the one check used when a location is registered (import, scan), when a launch
 plans its mounts and again in the Hub's spawner. ``safe_join`` is the only way a string that
-came from outside (a record, a PID, a file name) becomes part of a path.
+came from outside (a record, a PID, a file name) becomes part of a path. ``slug`` names a
+dataset's mount point. These are shared helpers (the catalogue, the spawner, the build logs and
+the portal use them), so they live in the core package and import nothing but its errors.
 
 Refusals name a path relative to its storage root (``shown_name``), never the host's absolute
 path: messages reach anonymous readers and launched servers' owners, and an absolute path tells
@@ -17,7 +19,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from panbinder.errors import PanbinderError
+from .errors import PanbinderError
 
 SLUG_MAX = 48
 _SLUG_BAD = re.compile(r"[^a-z0-9._-]+")
