@@ -1,4 +1,5 @@
-"""Catalogue tables: datasets (with techniques and a per-file manifest), publications, image locks.
+"""Catalogue tables: datasets (with techniques and a per-file manifest), publications, image locks,
+reproducibility checks.
 
 Dates are stored as naive UTC in portable ``DATETIME``/``TIMESTAMP`` columns and always read
 back as timezone-aware UTC datetimes (``UTCDateTime``); naive datetimes given to the models
@@ -15,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -215,3 +217,34 @@ class ImageLock(Base):
 
     def __repr__(self) -> str:
         return f"<ImageLock {self.image!r}>"
+
+
+class CheckRun(Base):
+    """One reproducibility check of a publication (``panbinder/checks/``): steps, verdict, diff.
+
+    ``steps`` and ``differences`` are JSON lists as ``StepResult.to_dict`` and
+    ``Difference.to_dict`` write them; ``verdict`` and ``failed_step`` repeat what the steps
+    decide, so history and overview queries need no JSON. ``restored`` says the registry had lost
+    the image and it came back from the archive; ``kind`` is "frozen" or "fresh".
+    """
+
+    __tablename__ = "checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    publication_id: Mapped[int] = mapped_column(ForeignKey("publications.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    started: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    verdict: Mapped[str] = mapped_column(String(32))
+    failed_step: Mapped[str] = mapped_column(String(32), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    image: Mapped[str] = mapped_column(String(512), default="")
+    restored: Mapped[bool] = mapped_column(default=False)
+    steps: Mapped[list] = mapped_column(JSON, default=list)
+    differences: Mapped[list] = mapped_column(JSON, default=list)
+    diff: Mapped[str] = mapped_column(Text, default="")
+
+    publication: Mapped[Publication] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<CheckRun {self.kind} {self.verdict!r} {self.started:%Y-%m-%d %H:%M}>"

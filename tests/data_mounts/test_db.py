@@ -25,10 +25,10 @@ def test_upgrade_creates_tables_and_is_idempotent(url, tmp_path):
     db.upgrade(url)  # second run: nothing to do, no error
     engine = db.make_engine(url)
     try:
-        assert db.current_revision(engine) == "0002"
+        assert db.current_revision(engine) == "0003"
         tables = set(inspect(engine).get_table_names())
         assert {"datasets", "dataset_files", "techniques", "dataset_techniques"} <= tables
-        assert {"publications", "publication_datasets", "image_locks", "alembic_version"} <= tables
+        assert {"publications", "publication_datasets", "image_locks", "checks", "alembic_version"} <= tables
     finally:
         engine.dispose()
     assert (tmp_path / "state" / "catalogue.sqlite").exists()
