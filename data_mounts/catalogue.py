@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -18,12 +17,13 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
-from traitlets import List, Unicode
+from traitlets import List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
 from panbinder.paths import confine, resolved_roots, safe_join, slug
+from panbinder.state import state_dir
 
 from . import db, importers, panet
 from .importers import DatasetRecord, PublicationRecord, normalise_doi
@@ -41,7 +41,7 @@ class Catalogue(LockStore, LoggingConfigurable):
     db_url = Unicode(
         "",
         help="SQLAlchemy URL of the catalogue database, e.g. postgresql://user@host/panbinder. "
-        "Empty: an SQLite file catalogue.sqlite in the state directory.",
+        "Default (and empty): an SQLite file catalogue.sqlite in the state directory.",
     ).tag(config=True)
     storage_roots = List(
         Unicode(),
@@ -55,12 +55,13 @@ class Catalogue(LockStore, LoggingConfigurable):
         self._sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
 
+    @default("db_url")
+    def _db_url_default(self) -> str:
+        return db.default_url(state_dir(self))
+
     @property
     def url(self) -> str:
-        if self.db_url:
-            return self.db_url
-        state = getattr(self.parent, "state_dir", "") or os.environ.get("PANBINDER_STATE", ".state")
-        return db.default_url(state)
+        return self.db_url or db.default_url(state_dir(self))
 
     def start(self) -> None:
         """Run the migrations (upgrade to head) and create the engine; idempotent."""

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from traitlets import Float, Int, Type, Unicode
+from traitlets import Float, Int, Type, Unicode, default
 
 from panbinder.events import Event
 from panbinder.executor import log_task_exception
@@ -32,7 +32,8 @@ FAILED_MESSAGE = "The server could not be started; try again, or tell the operat
 
 class HubLauncher(Launcher):
     hub_url = Unicode(
-        "http://127.0.0.1:8000", help="Public URL of JupyterHub (the proxy), as users reach it."
+        help="URL of JupyterHub (its proxy) as the portal reaches it (default: the address of the Hub "
+        "that panbinder serve runs, HubProcess.ip and HubProcess.port)."
     ).tag(config=True)
     api_token = Unicode("", help="Token of the panbinder service in the Hub (generated when empty).").tag(
         config=True
@@ -77,6 +78,12 @@ class HubLauncher(Launcher):
         allow_none=True,
         help="Pre-started server pool (None: every launch starts a new server).",
     ).tag(config=True)
+
+    @default("hub_url")
+    def _hub_url_default(self) -> str:
+        from .hub_process import HubProcess
+
+        return HubProcess(parent=self, log=self.log).public_url
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

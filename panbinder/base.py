@@ -109,18 +109,14 @@ class PanbinderBase(Application):
             from .data_mounts.catalogue import Catalogue
 
             catalogue = Catalogue(parent=self, log=self.log)
-            if not catalogue.db_url:
-                catalogue.db_url = f"sqlite:///{self.state / 'catalogue.sqlite'}"
             catalogue.start()
             self._catalogue = catalogue
         return self._catalogue
 
     def hub_connection(self, launcher) -> None:
-        """Point a launcher at the Hub that `panbinder serve` runs (URL and service token)."""
-        from .launcher.hub_process import HubProcess
-
+        """Give a launcher the service token of the Hub that `panbinder serve` runs (unless set);
+        its URL defaults to that Hub's (HubLauncher.hub_url)."""
         launcher.api_token = launcher.api_token or self.secret("hub-service-token")
-        launcher.hub_url = HubProcess(parent=self, log=self.log).public_url
 
     def secret(self, name: str) -> str:
         """The secret `name` from the state folder, made on first use.

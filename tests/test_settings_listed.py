@@ -169,3 +169,57 @@ def test_serve_refuses_to_start_with_a_broken_config_file(tmp_path):
     assert f"{tmp_path / 'panbinder_config.py'}, line 1" in out.stderr
     assert "undefined_name" in out.stderr
     assert not (tmp_path / "state" / "run").exists()  # nothing was started
+
+
+# -- one meaning --------------------------------------------------------------------------------
+
+
+def test_state_dir_option_reaches_every_state_default(tmp_path, monkeypatch):
+    """--state-dir wins over $PANBINDER_STATE for every path under the state folder (the build
+    engine's folder used to follow the environment only)."""
+    from panbinder.builder.build_engine import BuildEngine
+    from panbinder.data_mounts.catalogue import Catalogue
+    from panbinder.launcher.hub_process import HubProcess
+    from panbinder.rebuild import RebuildApp
+    from panbinder.registry_cache.archive import Archive
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PANBINDER_STATE", str(tmp_path / "from-env"))
+    chosen = tmp_path / "chosen"
+    (chosen / "node" / "bin").mkdir(parents=True)
+    (chosen / "node" / "bin" / "configurable-http-proxy").touch()
+    app = RebuildApp()
+    app.initialize([f"--state-dir={chosen}"])
+    assert BuildEngine(parent=app).state_dir == str(chosen / "build-engine")
+    assert Catalogue(parent=app).url == f"sqlite:///{chosen / 'catalogue.sqlite'}"
+    assert Archive(parent=app).root == str(chosen / "archives")
+    assert Archive(parent=app).repo_mirror_root == str(chosen / "repo-mirrors")
+    assert HubProcess(parent=app).proxy_command == [str(chosen / "node" / "bin" / "configurable-http-proxy")]
+
+
+def test_a_configured_state_path_wins_over_the_state_folder(tmp_path, monkeypatch):
+    from panbinder.builder.build_engine import BuildEngine
+    from panbinder.rebuild import RebuildApp
+
+    monkeypatch.chdir(tmp_path)
+    app = RebuildApp()
+    app.initialize([f"--state-dir={tmp_path}", "--BuildEngine.state_dir=/srv/engine"])
+    assert BuildEngine(parent=app).state_dir == "/srv/engine"
+
+
+def test_hub_url_set_by_the_user_is_kept(tmp_path, monkeypatch):
+    """HubLauncher.hub_url used to be overwritten with the local Hub's address."""
+    from panbinder.app import LaunchApp
+    from panbinder.launcher.hub_api import HubLauncher
+
+    monkeypatch.chdir(tmp_path)
+    app = LaunchApp()
+    app.initialize([f"--state-dir={tmp_path}", "--HubLauncher.hub_url=https://hub.example.org"])
+    launcher = HubLauncher(parent=app)
+    app.hub_connection(launcher)
+    assert launcher.hub_url == "https://hub.example.org"
+    assert launcher.api_token  # the service token is still filled in
+
+    app = LaunchApp()
+    app.initialize([f"--state-dir={tmp_path}", "--HubProcess.port=8123"])
+    assert HubLauncher(parent=app).hub_url == "http://127.0.0.1:8123"  # default: the Hub serve runs
