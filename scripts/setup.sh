@@ -91,16 +91,25 @@ if [ ! -x "$STATE/node/bin/configurable-http-proxy" ]; then
   npm install --silent --global --prefix "$STATE/node" "configurable-http-proxy@$CHP_VERSION" >"$STATE/logs/npm.log" 2>&1
 fi
 
-# -- virtualenv with pinned dependencies ---------------------------------------------------
-stamp=$(cat "$ROOT/requirements.lock" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
-if [ "$(cat "$VENV/.panbinder-stamp" 2>/dev/null)" != "$stamp" ]; then
-  say "creating the virtualenv"
+# -- virtualenv from the hashed locks: the runtime lock always, the development lock for tests ----
+# Each lock is installed once per content (a stamp in the venv records what it holds), so a second
+# run skips pip entirely.
+install_lock() {  # stamp name, lock file, files whose change means reinstalling
+  local name=$1 lock=$2; shift 2
+  local stamp; stamp=$(cat "$lock" "$@" | sha256sum | cut -c1-16)
+  if [ "$(cat "$VENV/.panbinder-$name" 2>/dev/null)" = "$stamp" ]; then return 0; fi
+  say "installing $(basename "$lock") into the virtualenv"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q -r "$ROOT/requirements.lock" 2>>"$STATE/logs/pip.log"
+  "$VENV/bin/pip" install -q --require-hashes --no-deps -r "$lock" 2>>"$STATE/logs/pip.log"
+  echo "$stamp" >"$VENV/.panbinder-$name"
+}
+install_lock runtime "$ROOT/requirements.lock"
+if [ "$(cat "$VENV/.panbinder-editable" 2>/dev/null)" != "$(sha256sum <"$ROOT/pyproject.toml")" ]; then
   rm -rf "$ROOT"/*.egg-info  # stale metadata there would shadow the installed entry points
   "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" 2>>"$STATE/logs/pip.log"
-  echo "$stamp" >"$VENV/.panbinder-stamp"
+  sha256sum <"$ROOT/pyproject.toml" >"$VENV/.panbinder-editable"
 fi
+if [ "${1:-}" = "--test" ]; then install_lock dev "$ROOT/requirements-dev.lock" "$ROOT/requirements.lock"; fi
 
 # -- the build engine: a dockerd of its own that runs every build (builder/build_engine.py) --------
 # own socket, data root and bridge; the base image is copied from the engine above. Idempotent.
