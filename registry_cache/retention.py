@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
 
 from .naming import ImageRef
-from .registry import Registry
+from .registry import MANIFEST_TYPES, Registry
 
 GC_COMMAND = "docker-registry garbage-collect --delete-untagged <registry config.yml>"
 
@@ -72,18 +72,16 @@ def log_mtime(log_dir: Path, name: str, tag: str) -> datetime | None:
 
 
 class RegistryAdmin:
-    """The listing and deleting half of the distribution v2 API, for retention."""
+    """The listing and deleting half of the distribution v2 API, for retention (through
+    ``Registry.fetch``)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.base = registry.url.rstrip("/")
+        self.base = registry.base
 
     async def _get(self, path: str) -> tuple[dict, dict]:
-        req = HTTPRequest(
-            f"{self.base}{path}", headers=self.registry._headers(), request_timeout=self.registry.timeout
-        )
         try:
-            resp = await AsyncHTTPClient().fetch(req)
+            resp = await self.registry.fetch("GET", path, headers={"Accept": MANIFEST_TYPES})
         except (HTTPClientError, OSError) as e:
             raise PanbinderError(f"The registry at {self.base} failed on GET {path}: {e}") from e
         return json.loads(resp.body or b"{}"), dict(resp.headers)
@@ -122,14 +120,8 @@ class RegistryAdmin:
             return None
 
     async def delete(self, name: str, digest: str) -> None:
-        req = HTTPRequest(
-            f"{self.base}/v2/{name}/manifests/{digest}",
-            method="DELETE",
-            headers=self.registry._headers(),
-            request_timeout=self.registry.timeout,
-        )
         try:
-            await AsyncHTTPClient().fetch(req)
+            await self.registry.fetch("DELETE", f"/v2/{name}/manifests/{digest}")
         except HTTPClientError as e:
             if e.code == 404:
                 return  # already gone

@@ -5,7 +5,7 @@ and the compressed layers, each named by its sha256 digest (OCI image layout 1.0
 back uploads only the blobs the registry lacks and puts the very same manifest bytes: a restored
 image has the digest it was published with, and nothing is recompressed.
 
-The calls here block (``http.client``); callers run them in a CLI or through ``run_blocking``.
+The calls here block (``Registry.request``); callers run them in a CLI or through ``run_blocking``.
 Blob transfers stream in chunks and check sha256 and size on the way.
 """
 
@@ -21,11 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin
 
 from panbinder.errors import PanbinderError
 
 from .naming import ImageRef
+from .registry import Registry
 
 CHUNK = 1024 * 1024
 LAYOUT_FILE = {"imageLayoutVersion": "1.0.0"}
@@ -89,17 +90,13 @@ def blob_path(layout: Path, blob: Blob | str) -> Path:
 
 
 class RegistryClient:
-    """The blob and manifest half of the distribution v2 API, over one HTTP(S) connection per call."""
+    """The blob and manifest half of the distribution v2 API, through ``Registry.request``
+    (blocking: one HTTP(S) connection per call, run in threads)."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 120) -> None:
-        self.url = url.rstrip("/")
-        self.headers = dict(headers or {})
+    def __init__(self, registry: Registry | str, timeout: float = 120) -> None:
+        self.registry = registry if isinstance(registry, Registry) else Registry(url=registry)
+        self.url = self.registry.base
         self.timeout = timeout
-
-    def _connection(self, url: str) -> http.client.HTTPConnection:
-        parts = urlsplit(url)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        return cls(parts.netloc, timeout=self.timeout, blocksize=CHUNK)
 
     def _request(
         self,
@@ -111,30 +108,14 @@ class RegistryClient:
         sink: Callable[[bytes], None] | None = None,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         """(status, headers, body); with ``sink`` the body is streamed to it. Follows redirects."""
-        for _ in range(5):
-            conn = self._connection(url)
-            try:
-                parts = urlsplit(url)
-                path = parts.path + (f"?{parts.query}" if parts.query else "")
-                same_host = url.startswith(self.url)
-                all_headers = {**(self.headers if same_host else {}), **(headers or {})}
-                conn.request(method, path, body=body, headers=all_headers)
-                resp = conn.getresponse()
-                if resp.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
-                    url = urljoin(url, resp.getheader("Location", ""))
-                    continue
-                if sink is not None and resp.status == 200:
-                    while chunk := resp.read(CHUNK):
-                        sink(chunk)
-                    return resp.status, resp.headers, b""
-                return resp.status, resp.headers, resp.read()
-            except OSError as e:
-                raise TransferError(
-                    f"The registry at {self.url} cannot be reached ({e}); check Registry.url."
-                ) from None
-            finally:
-                conn.close()
-        raise TransferError(f"too many redirects from the registry at {self.url}")
+        try:
+            return self.registry.request(
+                method, url, body=body, headers=headers, sink=sink, timeout=self.timeout
+            )
+        except OSError as e:
+            raise TransferError(
+                f"The registry at {self.url} cannot be reached ({e}); check Registry.url."
+            ) from None
 
     def _fail(self, what: str, status: int, body: bytes) -> TransferError:
         detail = body.decode("utf-8", "replace").strip()[:300]
