@@ -23,6 +23,7 @@ from traitlets.config import LoggingConfigurable
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
 from panbinder.paths import confine, resolved_roots, safe_join, slug
+from panbinder.progress import Progress, no_progress
 from panbinder.state import state_dir
 
 from . import db, importers, panet
@@ -195,13 +196,13 @@ class Catalogue(LockStore, LoggingConfigurable):
         session.flush()
         return ds
 
-    def scan(self, root: str) -> ScanReport:
+    def scan(self, root: str, progress: Progress = no_progress) -> ScanReport:
         """Register the HDF5/NeXus files under ``root`` (see ``scan.py``); one transaction."""
         path = confine(root, self.storage_roots)
         if not path.is_dir():
             raise PanbinderError(f"{root} is not a folder; give a folder under a storage root to scan.")
         try:
-            return run_scan(self.session, path, resolved_roots(self.storage_roots), self.log)
+            return run_scan(self.session, path, resolved_roots(self.storage_roots), self.log, progress)
         except OSError as e:  # unreadable folder, a file removed while scanning
             raise PanbinderError(
                 f"The scan of {root} stopped at {e.filename or root}: {e.strerror or e}; "

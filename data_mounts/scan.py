@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from panbinder.errors import PanbinderError
 from panbinder.paths import confine, shown_name
+from panbinder.progress import Progress, no_progress
 
 from .importers import FileRecord
 from .models import Dataset, DatasetFile
@@ -284,14 +285,21 @@ def sync_files(ds: Dataset, files: list[FileRecord]) -> None:
         ds.files.remove(row)
 
 
-def run_scan(session: SessionFactory, root: Path, roots: list[Path], log: logging.Logger) -> ScanReport:
-    """Scan ``root`` (confined by the caller) and write all datasets in one transaction."""
+def run_scan(
+    session: SessionFactory,
+    root: Path,
+    roots: list[Path],
+    log: logging.Logger,
+    progress: Progress = no_progress,
+) -> ScanReport:
+    """Scan ``root`` (confined by the caller) and write all datasets in one transaction;
+    ``progress`` is called on the datasets as they are measured and read."""
     skips = Skips(root, log)
     found = discover(root, roots, skips)
     with session() as s:
         previous = _previous(s, [str(f.location) for f in found])
     results, hashed, skipped, unreadable, refused = [], 0, 0, [], []
-    for item in found:
+    for item in progress(found, total=len(found), desc="datasets"):
         prev = previous.get(str(item.location), {})
         files, n = measure(item, prev)
         hashed += n

@@ -299,6 +299,7 @@ class ServeApp(ServiceApp):
 class BuildApp(ServiceApp):
     classes = [PanbinderBase, ServiceApp, *COMPONENTS]
     name = "panbinder-build"
+    usage = "panbinder build REPO_URL [REF]"
     description = "Build and push the image for REPO_URL at REF (default HEAD), printing the build log."
     provider = Unicode("git", help="Repository provider.").tag(config=True)
     aliases = {**PanbinderBase.aliases, "provider": "BuildApp.provider"}
@@ -338,6 +339,7 @@ class BuildApp(ServiceApp):
 class LaunchApp(ServiceApp):
     classes = [PanbinderBase, ServiceApp, *COMPONENTS]
     name = "panbinder-launch"
+    usage = "panbinder launch --doi DOI"
     description = (
         "Launch a registered publication (--doi DOI) through the running service's Hub and print "
         "the server URL with its token. Embargoed datasets are refused as for an anonymous reader."

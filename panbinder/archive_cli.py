@@ -27,6 +27,7 @@ from .data_mounts.cli import CatalogueCommand, GroupCommand
 from .data_mounts.models import Dataset, Publication
 from .docker_engine import Docker
 from .errors import PanbinderError
+from .progress import terminal_progress
 from .registry_cache import ImageRef, Registry, image_ref
 from .registry_cache.archive import Archive, ArchivedImage, ArchiveError, verify_bag
 from .registry_cache.retention import GC_COMMAND, RegistryAdmin, Retention, select_removals
@@ -166,7 +167,7 @@ class RestoreApp(ArchiveCommand):
         with tempfile.TemporaryDirectory(prefix="panbinder-restore-") as scratch:
             bag = archive.open(path, Path(scratch))
             if self.verify_only:
-                verify_bag(bag)
+                verify_bag(bag, terminal_progress)
                 print(f"{path}: every file matches its sha256 checksum")
                 return
             archived = archive.describe(bag)

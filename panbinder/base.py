@@ -50,6 +50,13 @@ class PanbinderBase(Application):
         ),
     }
 
+    usage = ""  # the command line with its positional arguments, shown first by -h
+
+    def emit_description(self):
+        if self.usage:
+            yield f"Usage: {self.usage}\n"
+        yield from super().emit_description()
+
     @default("state_dir")
     def _state_default(self) -> str:
         return default_state_dir()

@@ -80,6 +80,7 @@ def lock_in_label(image: str, *, docker_cli: Docker) -> dict[str, Any] | None:
 
 class RebuildApp(PanbinderBase):
     name = "panbinder-rebuild"
+    usage = "panbinder rebuild --frozen|--fresh IMAGE_OR_DOI"
     description = (
         "Rebuild IMAGE_OR_DOI from its recorded lock with exact versions (--frozen) and report "
         "whether the new lock is identical, or from the repository's files (--fresh) and print "

@@ -39,6 +39,7 @@ from traitlets.config import LoggingConfigurable
 
 from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
+from panbinder.progress import Progress, no_progress
 from panbinder.state import state_dir
 
 from .naming import ImageRef, image_ref, parse_image, repo_slug
@@ -125,9 +126,11 @@ def check_bag(bag: Path) -> dict[str, str]:
     return entries
 
 
-def verify_files(bag: Path, entries: dict[str, str], paths: Iterable[str]) -> None:
+def verify_files(
+    bag: Path, entries: dict[str, str], paths: Iterable[str], progress: Progress = no_progress
+) -> None:
     """Raise ArchiveError naming the first of ``paths`` whose sha256 differs from the manifest."""
-    for rel in paths:
+    for rel in progress(paths, desc="files checked"):
         if sha256_file(bag / rel) != entries[rel]:
             raise ArchiveError(
                 f"{rel} in the archive {bag} does not match its sha256 checksum; the archive is "
@@ -135,10 +138,10 @@ def verify_files(bag: Path, entries: dict[str, str], paths: Iterable[str]) -> No
             )
 
 
-def verify_bag(bag: Path) -> None:
+def verify_bag(bag: Path, progress: Progress = no_progress) -> None:
     """Check every file of the bag, byte for byte; raise ArchiveError naming the first bad one."""
     entries = check_bag(bag)
-    verify_files(bag, entries, entries)
+    verify_files(bag, entries, list(entries), progress)
 
 
 # archive description ---------------------------------------------------------------------------

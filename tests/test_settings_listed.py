@@ -223,3 +223,27 @@ def test_hub_url_set_by_the_user_is_kept(tmp_path, monkeypatch):
     app = LaunchApp()
     app.initialize([f"--state-dir={tmp_path}", "--HubProcess.port=8123"])
     assert HubLauncher(parent=app).hub_url == "http://127.0.0.1:8123"  # default: the Hub serve runs
+
+
+# -- command lines ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (("restore", "-h"), "panbinder restore ARCHIVE [--verify-only]"),
+        (("datasets", "scan", "-h"), "panbinder datasets scan ROOT"),
+        (("rebuild", "-h"), "panbinder rebuild --frozen|--fresh IMAGE_OR_DOI"),
+    ],
+)
+def test_help_starts_with_the_positional_usage(tmp_path, argv, usage):
+    out = run_panbinder(*argv, cwd=tmp_path)
+    assert out.stdout.startswith(f"Usage: {usage}\n"), out.stdout[:200]
+
+
+def test_progress_bars_only_on_a_terminal(capsys):
+    from panbinder.progress import terminal_progress
+
+    items = [1, 2, 3]
+    assert terminal_progress(items, desc="x") is items  # stderr is captured here: no bar
+    assert capsys.readouterr().err == ""
