@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from typing import Any
 
@@ -95,15 +94,21 @@ def _client(
     startup_timeout: float,
     running: list[int],
 ) -> NotebookClient:
-    """A client whose cells share one deadline: each cell may use what the earlier ones left."""
-    deadline = time.monotonic() + timeout
+    """A client whose cells share one deadline: each cell may use what the earlier ones left.
 
-    def remaining(cell: NotebookNode) -> int:
-        return max(1, math.ceil(deadline - time.monotonic()))
+    The deadline starts with the first cell; starting the kernel has its own limit
+    (``startup_timeout``), so a slow container start does not eat the notebook's time.
+    """
+    deadline: list[float] = []
+
+    def remaining(cell: NotebookNode) -> float:
+        return max(0.1, deadline[0] - time.monotonic())
 
     def on_cell_start(cell: NotebookNode, cell_index: int) -> None:
         running[0] = cell_index
-        if time.monotonic() >= deadline:
+        if not deadline:
+            deadline.append(time.monotonic() + timeout)
+        elif time.monotonic() >= deadline[0]:
             raise CellTimeoutError(f"the notebook used its {timeout:g} s before cell {cell_index}")
 
     return NotebookClient(
