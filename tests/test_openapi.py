@@ -4,22 +4,18 @@ and served by the portal with its public URL (never the request's Host) in ``ser
 from __future__ import annotations
 
 import json
-import logging
 import re
-from types import SimpleNamespace
 
 import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 
 from panbinder.web.api import build, openapi
 from panbinder.web.api import catalogue as catalogue_api
-from panbinder.web.app import make_app
 from panbinder.web.handlers import build_logs, health
 from panbinder.web.handlers import catalogue as catalogue_pages
+from tests.web_app import web_portal
 
 PUBLIC_URL = "https://binder.facility.example"
 DESCRIBED_PREFIXES = ("/api/", "/build", "/health", "/versions")
@@ -80,20 +76,10 @@ def test_every_operation_describes_its_errors_with_the_error_body():
 
 @pytest.fixture
 async def served(tmp_path):
-    app = make_app(
-        pipeline=SimpleNamespace(),
-        app=SimpleNamespace(),
-        log=logging.getLogger("test-openapi"),
-        public_url=PUBLIC_URL,
-        base_url="/binder/",
-        cors_allow_origin="https://pages.example.org",
-        cookie_secret="0" * 64,
-    )
-    sock, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_sockets([sock])
-    yield f"http://127.0.0.1:{port}/binder"
-    server.stop()
+    async with web_portal(
+        tmp_path, {"ServeApp": {"base_url": "/binder/", "public_url": PUBLIC_URL}}
+    ) as portal:
+        yield portal.url
 
 
 async def test_portal_serves_the_description_with_its_public_url(served):

@@ -1,8 +1,8 @@
 """Script injection, open redirects and Host-header links, attacked against the real portal app.
 
-The tornado application from web/app.py serves on 127.0.0.1 with a real SQLite catalogue that
-holds a dataset and a publication with hostile identifiers; only the Hub identity is replaced
-(a fixed anonymous or signed-in user). Browser checks of the same payloads are in
+The portal's application serves on 127.0.0.1 (tests/web_app.py) with a real SQLite catalogue
+that holds a dataset and a publication with hostile identifiers; the Hub's user API is a
+stand-in that knows one signed-in reader's token. Browser checks of the same payloads are in
 tests/integration/test_xss.py.
 """
 
@@ -10,28 +10,19 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
-from types import SimpleNamespace
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
-from traitlets.config import Config, LoggingConfigurable
 
-from panbinder.data_mounts.access import ANONYMOUS, Identity
-from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.data_mounts.models import Publication
-from panbinder.web.app import make_app
-from panbinder.web.auth import HubIdentity
 from panbinder.web.handlers.badge import badge_svg
 from panbinder.web.urls import doi_links, launch_targets, local_next, path_segment, target_problem
+from tests.web_app import PUBLIC_URL, web_portal
 
-PUBLIC_URL = "https://binder.facility.example"
 SCRIPT = "</script><script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(2)>'
 HOSTILE_PID = f"pid{SCRIPT}{IMG}'onmouseover=alert(3) x"
@@ -176,30 +167,10 @@ def test_svg_badge_text_is_escaped():
 # ---------------------------------------------------------------- the portal app
 
 
-class FixedIdentity:
-    """The Hub's answer, fixed: who the request is from. The OAuth client is the real one
-    (cookies, XSRF); it never reaches the Hub, as no request carries a token or cookie."""
-
-    def __init__(self, who: Identity) -> None:
-        self.who = who
-        self.auth = HubIdentity(
-            hub_url="http://127.0.0.1:9",
-            public_hub_url="http://127.0.0.1:9",
-            api_token="unused",
-            portal_url=PUBLIC_URL,
-        ).auth
-
-    async def identify(self, handler) -> Identity:
-        return self.who
+ALICE = "alice-token"  # a signed-in reader's Hub token
 
 
-class PortalApp(LoggingConfigurable):
-    """The parent the providers read their settings and catalogue from."""
-
-
-def hostile_catalogue(tmp_path) -> Catalogue:
-    cat = Catalogue(db_url=f"sqlite:///{tmp_path}/c.sqlite", storage_roots=[str(tmp_path)])
-    cat.start()
+def add_hostile_records(cat) -> None:
     record = {
         "pid": HOSTILE_PID,
         "title": HOSTILE_TITLE,
@@ -221,32 +192,16 @@ def hostile_catalogue(tmp_path) -> Catalogue:
                 datasets=[cat.get_dataset(session, HOSTILE_PID)],
             )
         )
-    return cat
 
 
 @pytest.fixture
 async def portal(tmp_path):
-    """Start the app on loopback; ``portal.who`` sets who the next requests come from."""
-    cat = hostile_catalogue(tmp_path)
-    # the launch page checks the repository's address (never connecting): allow the loopback one
-    parent = PortalApp(config=Config({"RepoGuard": {"allowed_hosts": ["127.0.0.1"]}}))
-    parent.catalogue, parent.state_dir = cat, str(tmp_path)
-    identity = FixedIdentity(ANONYMOUS)
-    app = make_app(
-        pipeline=SimpleNamespace(check_policy=lambda provider: None),
-        app=parent,
-        log=logging.getLogger("test-web-escaping"),
-        public_url=PUBLIC_URL,
-        identity=identity,
-        cors_allow_origin="https://pages.example.org",
-        cookie_secret="0" * 64,
-    )
-    sock, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_sockets([sock])
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", identity=identity)
-    server.stop()
-    cat.close()
+    """The portal app on loopback with hostile catalogue records; requests are anonymous unless
+    they carry ``ALICE``'s token."""
+    async with web_portal(tmp_path) as p:
+        add_hostile_records(p.catalogue)
+        p.hub_users[ALICE] = {"name": "alice", "groups": []}
+        yield p
 
 
 async def get(url: str, *, html_page: bool = True, **headers: str):
@@ -368,16 +323,14 @@ async def test_error_messages_echo_request_values_escaped(portal):
 
 @pytest.mark.parametrize("target", OFFSITE[:-1])
 async def test_login_sends_a_signed_in_user_home_instead_of_off_site(portal, target):
-    portal.identity.who = Identity("alice", frozenset())
-    resp = await get(f"{portal.url}/login?next={quote(target, safe='')}")
+    resp = await get(f"{portal.url}/login?next={quote(target, safe='')}", Authorization=f"token {ALICE}")
     assert resp.code == 302 and resp.headers["Location"] == "/"
     assert_safe_page(resp)
 
 
 async def test_login_returns_to_a_local_path(portal):
-    portal.identity.who = Identity("alice", frozenset())
     target = "/v2/doi/10.5555/x?labpath=a.ipynb"
-    resp = await get(f"{portal.url}/login?next={quote(target, safe='')}")
+    resp = await get(f"{portal.url}/login?next={quote(target, safe='')}", Authorization=f"token {ALICE}")
     assert resp.code == 302 and resp.headers["Location"] == target
 
 
@@ -388,6 +341,6 @@ async def test_login_sends_an_anonymous_user_to_the_hub_with_a_local_next(portal
     resp = await get(f"{portal.url}/login?next={quote(target, safe='')}")
     assert resp.code == 302
     location = resp.headers["Location"]
-    assert location.startswith("http://127.0.0.1:9/hub/api/oauth2/authorize?")
+    assert location.startswith(f"{portal.hub_url}/hub/api/oauth2/authorize?")
     state = parse_qs(urlsplit(location).query)["state"][0]
     assert portal.identity.auth.get_next_url(state) == (expected or target)

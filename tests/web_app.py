@@ -214,6 +214,8 @@ class WebPortal:
     hub_users: dict[str, dict]  # token -> {"name", "groups", "admin"}, answered by the Hub stand-in
     storage: Path
     hub_server: HTTPServer
+    hub_url: str  # the Hub stand-in, where /login sends anonymous readers
+    identity: HubIdentity
 
     @property
     def builder(self) -> RecordingBuilder:
@@ -373,6 +375,8 @@ async def web_portal(tmp_path: Path, config: dict | None = None) -> AsyncIterato
             hub_users=users,
             storage=tmp_path / "storage",
             hub_server=hub,
+            hub_url=hub_url,
+            identity=identity,
         )
     finally:
         server.stop()
