@@ -99,14 +99,14 @@ def run_streaming(
 
 class BuildKitEngine(DockerEngine):
     docker_cli = Unicode(
-        help="Docker client used for `docker build` with BuildKit. Default: Debian's client "
-        "when present, else the first `docker` on PATH.",
+        help="Docker client used for `docker build` with BuildKit (builds: the build engine's, "
+        "BuildEngine.docker_cli; else Debian's client when present, else the first `docker` on PATH).",
     ).tag(config=True)
 
     docker_host = Unicode(
         "",
-        help="Docker host URL of the engine that builds (the build engine's; set by "
-        "Repo2DockerBuilder from BuildEngine.host). Empty: the client's default engine.",
+        help="Docker host URL of the engine that builds (builds: the build engine's, BuildEngine.host). "
+        "Empty: the client's default engine.",
     ).tag(config=True)
 
     no_cache = Bool(

@@ -227,9 +227,15 @@ class Repo2DockerBuilder(Builder):
             },
         )
         r2d.log = log
-        # repo2docker makes its engine itself (parent=r2d): it reaches the build engine by config
-        r2d.config.BuildKitEngine.docker_cli = self.build_engine.docker_cli
-        r2d.config.BuildKitEngine.docker_host = self.build_engine.host
+        # repo2docker makes its engine itself (parent=r2d), from r2d's config: the deployment's
+        # BuildKitEngine settings, with the build engine's client and host unless those are set
+        engine = r2d.config.BuildKitEngine
+        if "BuildKitEngine" in self.config:
+            engine.merge(self.config.BuildKitEngine)
+        if "docker_cli" not in engine:
+            engine.docker_cli = self.build_engine.docker_cli
+        if "docker_host" not in engine:
+            engine.docker_host = self.build_engine.host
         return r2d
 
     def _engine(self, r2d: Repo2Docker) -> BuildKitEngine:

@@ -225,6 +225,41 @@ def test_hub_url_set_by_the_user_is_kept(tmp_path, monkeypatch):
     assert HubLauncher(parent=app).hub_url == "http://127.0.0.1:8123"  # default: the Hub serve runs
 
 
+def test_buildkit_engine_settings_reach_the_engine_repo2docker_makes():
+    """repo2docker makes its engine from its own config: the deployment's BuildKitEngine settings
+    are passed on, and the build engine's client and host fill in only what is not set."""
+    import logging
+
+    from traitlets.config import Config
+
+    from panbinder.builder.base import BuildRequest
+    from panbinder.builder.r2d import Repo2DockerBuilder
+    from panbinder.registry_cache import image_ref
+
+    sha = "a" * 40
+    image = image_ref(
+        registry="127.0.0.1:5000", prefix="p/", provider="git", repo_url="https://x/y.git", ref=sha
+    )
+    request = BuildRequest(
+        build_id="1",
+        provider="git",
+        repo_url="https://x/y.git",
+        resolved_ref=sha,
+        unresolved_ref=sha,
+        image=image,
+    )
+    config = Config()
+    config.BuildKitEngine.no_cache = True
+    builder = Repo2DockerBuilder(config=config)
+    engine = builder._engine(builder._make_r2d(request, logging.getLogger("test"), "/nonexistent"))
+    assert engine.no_cache is True
+    assert engine.docker_host == builder.build_engine.host
+    config.BuildKitEngine.docker_host = "unix:///run/elsewhere.sock"
+    builder = Repo2DockerBuilder(config=config)
+    engine = builder._engine(builder._make_r2d(request, logging.getLogger("test"), "/nonexistent"))
+    assert engine.docker_host == "unix:///run/elsewhere.sock"
+
+
 # -- command lines ------------------------------------------------------------------------------
 
 
