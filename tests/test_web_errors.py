@@ -19,6 +19,8 @@ from tests.web_app import CORS_ORIGIN, REPO, SERVICE_TOKEN, git_spec, web_portal
 
 DOI = "10.5555/paper.open"
 DOI_EMBARGO = "10.5555/paper.embargo"
+DOI_NOWHERE = "10.5555/paper.nowhere"
+DOI_OUTSIDE = "10.5555/paper.outside"
 MEMBER_TOKEN = "alice-token"
 
 
@@ -33,8 +35,11 @@ async def catalogued_portal(tmp_path, config: dict | None = None):
         p.add_dataset("local:open")
         p.add_dataset("local:embargoed", public=False, groups=("proposal-42",))
         p.add_dataset("local:nowhere", location=None)
+        p.add_dataset("local:outside", location="/etc")  # not under a storage root
         p.add_publication(DOI, "local:open")
         p.add_publication(DOI_EMBARGO, "local:embargoed")
+        p.add_publication(DOI_NOWHERE, "local:nowhere")
+        p.add_publication(DOI_OUTSIDE, "local:outside")
         p.hub_users[MEMBER_TOKEN] = {"name": "alice", "groups": ["proposal-42"]}
         yield p
 
@@ -78,6 +83,9 @@ LAUNCH_REFUSALS = [
     ("doi/not-a-doi", 400, "bad_doi", "expected something like 10.5281/zenodo"),
     ("doi/10.5555/nobody", 404, "unknown_doi", "check the DOI"),
     (f"doi/{DOI_EMBARGO}", 403, "embargo", "sign in as a member of its proposal"),
+    (f"doi/{DOI_NOWHERE}", 409, "no_location", "ask the facility to register where its files are"),
+    (f"doi/{DOI_OUTSIDE}", 409, "dataset_missing", "tell the facility"),
+    (f"gi%74/{SPEC}", 400, "malformed_spec", "Malformed path"),  # the provider's name must be plain
 ]
 
 
@@ -166,6 +174,7 @@ CATALOGUE_REFUSALS = [
     ("/api/preview/tree/local:open?file=other.nxs", 404, "not_found", "is not a file of this dataset"),
     ("/api/preview/tree/local:open?file=../embargoed/scan.nxs", 404, "not_found", "not a file"),
     ("/api/preview/tree/local:nowhere?file=scan.nxs", 409, "no_location", "no storage location"),
+    ("/api/preview/tree/local:outside?file=scan.nxs", 403, "path_refused", ""),
     ("/api/preview/thumbnail/local:open?file=scan.nxs", 400, "no_path", "&path="),
     ("/api/preview/thumbnail/local:open?file=scan.nxs&path=/x&size=big", 400, "bad_argument", "'size'"),
     ("/build-logs/no-such-build.log", 404, "log_not_found", "no longer kept"),
