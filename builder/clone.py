@@ -20,11 +20,17 @@ from repo2docker.engine import BuildError
 from panbinder.errors import PanbinderError
 
 from .engine import run_streaming
-from .providers import git_env
 from .url_guard import PinnedRepo, RepoGuard, unreachable
 
 SUBMODULE_URL_RE = re.compile(r"^submodule\.(?P<name>.+)\.url (?P<url>.+)$")
 MAX_SUBMODULE_DEPTH = 3
+
+
+def git_env() -> dict[str, str]:
+    """The environment git runs in: no prompts, and no ssh command that would override the pin."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
 
 
 def _run(cmd: list[str], *, cwd: str = "") -> str:

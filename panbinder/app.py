@@ -19,11 +19,9 @@ from .builder.buildpacks.conda_mirror import CondaMirror
 from .builder.engine import BuildKitEngine
 from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
-from .builder.providers import GitProvider
 from .builder.r2d import Repo2DockerBuilder
 from .builder.url_guard import RepoGuard
 from .data_mounts.catalogue import Catalogue
-from .data_mounts.provider import DoiProvider
 from .data_mounts.sandbox import PreviewSandbox
 from .errors import PanbinderError
 from .events import Event
@@ -34,6 +32,8 @@ from .launcher.hub_process import HubProcess
 from .launcher.pool import ServerPool
 from .launcher.reaper import Reaper
 from .lifecycle import PortalRun
+from .providers.doi import DoiProvider
+from .providers.git import GitProvider
 from .registry_cache import Registry
 
 COMPONENTS = [
@@ -91,6 +91,8 @@ class ServiceApp(PanbinderBase):
             launcher=launcher,
             image_prefix=self.image_prefix,
             policy=SpecPolicy(parent=self, log=self.log),
+            catalogue=self.catalogue,
+            settings=self,
         )
 
 
@@ -313,12 +315,12 @@ class BuildApp(ServiceApp):
     async def run_build(self, repo_url: str, ref: str = "HEAD") -> int:
         from urllib.parse import quote
 
-        from .builder import get_provider_class
         from .pipeline import run_pipeline
+        from .providers import get_provider_class
 
         ctx = self.components()
         try:
-            provider = get_provider_class(self.provider)(f"{quote(repo_url, safe='')}/{ref}", parent=self)
+            provider = ctx.provider(get_provider_class(self.provider), f"{quote(repo_url, safe='')}/{ref}")
         except PanbinderError as e:
             print(f"error: {e.message}", file=sys.stderr)
             return 2
@@ -355,14 +357,13 @@ class LaunchApp(ServiceApp):
 
     async def run_launch(self) -> int:
         from .data_mounts.access import ANONYMOUS
-        from .data_mounts.provider import DoiProvider
         from .pipeline import run_pipeline
 
         ctx = self.components()
         self.hub_connection(ctx.launcher)
         ctx.launcher.pool = None  # a script wants its own server, and this process exits
         try:
-            provider = DoiProvider(self.doi, parent=self)
+            provider = ctx.provider(DoiProvider, self.doi)
             plan = await provider.prepare(ANONYMOUS)
         except PanbinderError as e:
             print(f"error: {e.message}", file=sys.stderr)

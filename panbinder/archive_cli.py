@@ -22,8 +22,8 @@ from pathlib import Path
 from traitlets import Bool
 
 from .base import PanbinderBase
+from .catalogue_cli import CatalogueCommand, GroupCommand
 from .data_mounts.catalogue import Catalogue
-from .data_mounts.cli import CatalogueCommand, GroupCommand
 from .data_mounts.models import Dataset, Publication
 from .docker_engine import Docker
 from .errors import PanbinderError

@@ -25,9 +25,9 @@ class PanbinderApp(PanbinderBase):
         "serve": ("panbinder.app.ServeApp", "Run the portal and JupyterHub in the foreground."),
         "build": ("panbinder.app.BuildApp", "Build and push the image for REPO_URL at REF."),
         "launch": ("panbinder.app.LaunchApp", "Launch a registered publication: launch --doi DOI."),
-        "datasets": ("panbinder.data_mounts.cli.DatasetsApp", "Register datasets: import FILE, scan ROOT."),
+        "datasets": ("panbinder.catalogue_cli.DatasetsApp", "Register datasets: import FILE, scan ROOT."),
         "publications": (
-            "panbinder.data_mounts.cli.PublicationsApp",
+            "panbinder.catalogue_cli.PublicationsApp",
             "Register publications: add, import FILE.",
         ),
         "rebuild": ("panbinder.rebuild.RebuildApp", "Rebuild an image from its lock (--frozen) or afresh."),

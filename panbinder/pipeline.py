@@ -11,16 +11,23 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from traitlets.config import Configurable
 
 from . import metrics
-from .builder import BuildRequest, RepoProvider
+from .builder import BuildRequest
 from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
 from .data_mounts.mounts import MountPlan
 from .errors import PanbinderError
 from .events import Event
 from .launcher import Launcher, LaunchRequest
+from .providers import RepoProvider
 from .registry_cache import Registry, image_ref
+
+if TYPE_CHECKING:
+    from .data_mounts.catalogue import Catalogue
 
 
 @dataclass
@@ -30,6 +37,13 @@ class PipelineContext:
     launcher: Launcher
     image_prefix: str
     policy: SpecPolicy | None = None
+    catalogue: Catalogue | None = None
+    settings: Configurable | None = None  # where providers read their configuration
+
+    def provider(self, cls: type[RepoProvider], spec: str) -> RepoProvider:
+        """A provider of class ``cls`` (see ``providers.get_provider_class``) for ``spec``, with
+        this service's settings and catalogue; a PanbinderError (4xx) for a malformed spec."""
+        return cls(spec, parent=self.settings, catalogue=self.catalogue)
 
     def check_policy(self, provider: RepoProvider) -> None:
         """Raise PanbinderError (403) for a repository the ban/allow lists refuse."""

@@ -10,10 +10,10 @@ import pytest
 
 from panbinder.app import BuildApp, PanbinderApp, ServeApp
 from panbinder.builder.manager import BuildManager
-from panbinder.builder.providers import GitProvider
 from panbinder.builder.r2d import Repo2DockerBuilder
 from panbinder.launcher.hub_api import HubLauncher
 from panbinder.launcher.hub_process import HubProcess
+from panbinder.providers.git import GitProvider
 from panbinder.registry_cache import Registry
 
 DOCUMENTED_TRAITS = [

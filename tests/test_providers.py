@@ -1,4 +1,4 @@
-"""Repository providers (builder/providers.py): spec parsing, ref matching, resolving."""
+"""Repository providers (panbinder/providers/): spec parsing, ref matching, resolving."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from urllib.parse import quote
 import pytest
 from traitlets.config import Config
 
-from panbinder.builder import get_provider_class
-from panbinder.builder.providers import GitProvider, RepoProvider, match_ref
 from panbinder.builder.url_guard import RepoGuard
 from panbinder.data_mounts.access import Identity
 from panbinder.errors import PanbinderError
+from panbinder.providers import RepoProvider, get_provider_class
+from panbinder.providers.git import GitProvider, match_ref
 from tests.loopback import LoopbackHTTP, SilentPort, bare_repo
 from tests.support import free_port, running_git
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from traitlets.config import Config
 
-from panbinder.builder.providers import GitProvider
+from panbinder.providers.git import GitProvider
 from tests.support import running_git
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from panbinder.data_mounts import cli
+from panbinder import catalogue_cli as cli
+from panbinder.catalogue_cli import DatasetsApp, DatasetsScanApp, PublicationsAddApp, PublicationsApp
 from panbinder.data_mounts.catalogue import Catalogue
-from panbinder.data_mounts.cli import DatasetsApp, DatasetsScanApp, PublicationsAddApp, PublicationsApp
 from tests.shared_data import CATALOGUE, NEXUS
 
 
 def run(app: str, *args: str, cwd: Path, state: Path) -> subprocess.CompletedProcess:
-    code = f"import sys; from panbinder.data_mounts.cli import {app} as A; A.launch_instance(sys.argv[1:])"
+    code = f"import sys; from panbinder.catalogue_cli import {app} as A; A.launch_instance(sys.argv[1:])"
     env = {**os.environ, "PANBINDER_STATE": str(state)}
     return subprocess.run(
         [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120

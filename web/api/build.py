@@ -7,11 +7,11 @@ from urllib.parse import quote
 
 from tornado.iostream import StreamClosedError
 
-from panbinder.builder import get_provider_class
 from panbinder.errors import PanbinderError
 from panbinder.events import DEFAULT_FAILED_STATUS, SSE_KEEPALIVE, Event, sse_event
 from panbinder.executor import log_task_exception
 from panbinder.pipeline import run_pipeline
+from panbinder.providers import get_provider_class
 
 from ..handlers.base import BaseHandler
 
@@ -57,7 +57,7 @@ class BuildHandler(BaseHandler):
     async def get(self, provider_name: str, _spec: str) -> None:
         provider_cls = get_provider_class(provider_name)
         spec = self.provider_spec("build", provider_name)
-        provider = provider_cls(spec, parent=self.settings["app"])
+        provider = self.settings["pipeline"].provider(provider_cls, spec)
         build_only = self.get_argument("build_only", "false").lower() in ("1", "true", "yes")
         if build_only and not self.settings["app"].enable_build_only:
             raise PanbinderError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from panbinder.builder import get_provider_class
+from panbinder.providers import get_provider_class
 
 from ..urls import LAUNCH_TARGETS, launch_targets
 from .base import BaseHandler
@@ -25,7 +25,7 @@ class LaunchPageHandler(BaseHandler):
         targets = launch_targets({name: self.get_argument(name, "", strip=False) for name in LAUNCH_TARGETS})
         provider_cls = get_provider_class(provider_name)
         spec = self.provider_spec("v2", provider_name)
-        provider = provider_cls(spec, parent=self.settings["app"])  # 4xx on a malformed spec
+        provider = self.settings["pipeline"].provider(provider_cls, spec)  # 4xx on a malformed spec
         # refusals (unknown DOI, embargo) show here as a page, before any event stream starts
         await provider.prepare(await self.settings["identity"].identify(self))
         self.settings["pipeline"].check_policy(provider)

@@ -6,16 +6,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from panbinder.builder.providers import RepoProvider
+from panbinder.data_mounts.access import Identity
+from panbinder.data_mounts.importers import normalise_doi
+from panbinder.data_mounts.mounts import MountPlan, plan_mounts
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
+from panbinder.state import state_dir
 
-from .access import Identity
-from .importers import normalise_doi
-from .mounts import MountPlan, plan_mounts
+from .base import RepoProvider
+
+if TYPE_CHECKING:
+    from panbinder.data_mounts.catalogue import Catalogue
 
 
 class DoiProvider(RepoProvider):
@@ -29,17 +33,15 @@ class DoiProvider(RepoProvider):
         self.title = ""
         return "", doi
 
-    @property
-    def catalogue(self):
-        catalogue = getattr(self.parent, "catalogue", None)
-        if catalogue is None:
+    def _registered(self) -> Catalogue:
+        if self.catalogue is None:
             raise PanbinderError(
                 "This service has no dataset catalogue.", reason="no_catalogue", status_code=501
             )
-        return catalogue
+        return self.catalogue
 
     def _plan(self, who: Identity) -> MountPlan:
-        catalogue = self.catalogue
+        catalogue = self._registered()
         with catalogue.session() as session:
             pub = catalogue.get_publication(session, self.doi)
             if pub is None:
@@ -53,7 +55,7 @@ class DoiProvider(RepoProvider):
                 pub,
                 who,
                 roots=list(catalogue.storage_roots),
-                manifest_dir=Path(getattr(self.parent, "state_dir", ".state"), "manifests"),
+                manifest_dir=state_dir(self) / "manifests",
             )
             self.repo_url, self.resolved_sha, self.title = pub.repo_url, pub.resolved_sha, pub.title
             self.unresolved_ref = pub.ref or pub.resolved_sha

@@ -17,12 +17,11 @@ from urllib.parse import quote
 from sqlalchemy.exc import SQLAlchemyError
 from traitlets import Int, List, Unicode
 
-from panbinder.base import PanbinderBase
-from panbinder.errors import PanbinderError
-
-from . import db
-from .catalogue import Catalogue, Resolver
-from .importers import load_json
+from .base import PanbinderBase
+from .data_mounts import db
+from .data_mounts.catalogue import Catalogue, Resolver
+from .data_mounts.importers import load_json
+from .errors import PanbinderError
 
 CATALOGUE_ALIASES = {
     **PanbinderBase.aliases,
@@ -35,7 +34,7 @@ def git_resolver(parent: PanbinderBase) -> Resolver:
     """Resolve a ref with the git provider (``git ls-remote``), as a build would."""
 
     async def resolve(repo_url: str, ref: str) -> str:
-        from panbinder.builder.providers import GitProvider
+        from .providers.git import GitProvider
 
         return await GitProvider(f"{quote(repo_url, safe='')}/{ref}", parent=parent).resolve()
 

@@ -1,79 +1,29 @@
-"""Repository providers: turn the spec after ``/v2/<provider>/`` into a repository and a ref.
+"""The ``git`` repository provider: any git repository at a branch, tag or commit.
 
-A provider is a plug-in (entry point group ``panbinder.providers``). Each parses its spec,
-validates it and resolves the ref to an immutable version before anything else happens.
+The spec is ``<url-quoted repository URL>/<ref>``; the ref is resolved to a full commit sha with
+``git ls-remote`` (or a bare clone for a short sha), through the URL guard's pinned address.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import tempfile
-from collections.abc import Awaitable, Callable
-from importlib.metadata import entry_points
-from typing import TypeVar
 from urllib.parse import quote, unquote
 
 from traitlets import Bool, Float
-from traitlets.config import LoggingConfigurable
 
+from panbinder.builder.clone import git_env
+from panbinder.builder.url_guard import PinnedRepo, RepoGuard, unreachable
 from panbinder.data_mounts.access import Identity
 from panbinder.data_mounts.mounts import MountPlan
 from panbinder.errors import PanbinderError
 
-from .url_guard import PinnedRepo, RepoGuard, unreachable
+from .base import RepoProvider, shared
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA_RE = re.compile(r"^[0-9a-f]{7,39}$")
-T = TypeVar("T")
 BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20~^:?*\[\\]|@\{|^-|^/|/$|\.lock$|//)")
-
-
-_UNDER_WAY: dict[tuple, asyncio.Future] = {}  # repository look-ups, shared by identical ones
-
-
-async def shared(key: tuple, start: Callable[[], Awaitable[T]]) -> T:
-    """The result of the look-up ``key`` under way, or of a new one made by ``start``. Nothing is
-    kept once it ends; a requester that leaves does not cancel it for the others."""
-    key = (id(asyncio.get_running_loop()), *key)
-    future = _UNDER_WAY.get(key)
-    if future is None:
-        future = asyncio.ensure_future(start())
-        _UNDER_WAY[key] = future
-        future.add_done_callback(lambda _: _UNDER_WAY.pop(key, None))
-    return await asyncio.shield(future)
-
-
-class RepoProvider(LoggingConfigurable):
-    """Base class. Subclasses set ``name`` and implement ``parse`` and ``resolve``."""
-
-    name = "base"
-
-    @property
-    def image_provider(self) -> str:
-        """The provider whose naming the image uses (a DOI launches its repository's image)."""
-        return self.name
-
-    def __init__(self, spec: str, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.spec = spec
-        self.repo_url, self.unresolved_ref = self.parse(spec)
-
-    def parse(self, spec: str) -> tuple[str, str]:
-        raise NotImplementedError
-
-    async def resolve(self) -> str:
-        """The immutable version (a full commit sha for git)."""
-        raise NotImplementedError
-
-    def persistent_spec(self, resolved: str) -> str:
-        """The spec that names this exact version, for binder_persistent_request."""
-        return self.spec
-
-    async def prepare(self, who: Identity) -> MountPlan:
-        """Checks and mounts for this user before anything streams; raises PanbinderError (4xx)."""
-        return MountPlan((), ())
 
 
 class GitProvider(RepoProvider):
@@ -201,13 +151,6 @@ class GitProvider(RepoProvider):
             return out.strip() if code == 0 and SHA_RE.match(out.strip()) else None
 
 
-def git_env() -> dict[str, str]:
-    """The environment git runs in: no prompts, and no ssh command that would override the pin."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS")}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    return env
-
-
 def match_ref(ls_remote: str, ref: str) -> str | None:
     """Find ``ref`` in ``git ls-remote`` output: HEAD, branch, tag (peeled) or full ref name."""
     refs: dict[str, str] = {}
@@ -230,15 +173,3 @@ def match_ref(ls_remote: str, ref: str) -> str | None:
         if name in refs:
             return refs[name]
     return None
-
-
-def get_provider_class(name: str) -> type[RepoProvider]:
-    for ep in entry_points(group="panbinder.providers"):
-        if ep.name == name:
-            return ep.load()
-    known = sorted(ep.name for ep in entry_points(group="panbinder.providers"))
-    raise PanbinderError(
-        f"Unknown repository provider '{name}'; this service knows: {', '.join(known)}.",
-        reason="unknown_provider",
-        status_code=404,
-    )
