@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from panbinder.events import Event
 from panbinder.pipeline import run_pipeline
-from tests.web_app import SHA, git_spec, web_portal
+from tests.web_app import SHA, eventually, git_spec, web_portal
 
 SPEC = git_spec()
 
@@ -40,14 +40,6 @@ async def collect(
         if event.phase == stop_at and abandoned is not None:
             abandoned.set()
     return events
-
-
-async def eventually(check, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 async def test_build_only_as_the_build_command_runs_it(portal):

@@ -15,7 +15,7 @@ import pytest
 from panbinder.events import TERMINAL_RETRY_MS, Event
 from tests.loopback import bare_repo
 from tests.support import free_port
-from tests.web_app import CORS_ORIGIN, PUBLIC_URL, REPO, SHA, git_spec, web_portal
+from tests.web_app import CORS_ORIGIN, PUBLIC_URL, REPO, SHA, eventually, git_spec, web_portal
 
 SPEC = git_spec()
 DOI = "10.5555/paper.data"
@@ -165,7 +165,8 @@ async def test_identical_requests_share_one_build(portal):
     first = asyncio.ensure_future(portal.stream(f"/build/git/{SPEC}"))
     await portal.builder.started.wait()
     second = asyncio.ensure_future(portal.stream(f"/build/git/{SPEC}"))
-    await asyncio.sleep(0.3)
+    (job,) = portal.pipeline.manager.jobs.values()
+    await eventually(lambda: len(job.listeners) == 2)  # both requests follow the one build
     portal.builder.gate.set()
     a, b = await asyncio.gather(first, second)
     assert a.last["phase"] == b.last["phase"] == "ready"

@@ -21,7 +21,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -192,6 +192,15 @@ class Stream:
     @property
     def last(self) -> dict:
         return self.events[-1]
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``check()`` is true (polled every 20 ms); AssertionError after ``timeout``."""
+    for _ in range(int(timeout / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not reached within {timeout} s: {check}")
 
 
 def parse_stream(raw: str) -> list[dict]:
