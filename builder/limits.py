@@ -40,26 +40,10 @@ from panbinder.docker_engine import Docker, as_docker
 
 CPU_PERIOD_US = 100_000
 MARKER_ARG = "no_proxy"
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes in a size such as "512M", "2G", "1.5GiB", "4096" (powers of 1024); "" or "0" is 0."""
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError(f"a size cannot be negative: {text}")
-        return text
-    if not text.strip():
-        return 0
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise ValueError(f"not a size: {text!r} (use bytes or a number with K, M, G or T, like '2G')")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def format_size(n: int) -> str:
-    """'512 MB', '1.5 GB' (powers of 1024, as parse_size reads them)."""
+    """'512 MB', '1.5 GB' (powers of 1024, as ByteSpecification reads "512M" and "1.5G")."""
     for unit, factor in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if n >= factor:
             return f"{n / factor:.4g} {unit}"

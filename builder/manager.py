@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyterhub.traitlets import ByteSpecification
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Float, Int, TraitError, Unicode, default, observe, validate
+from traitlets import Bool, Float, Int, Unicode, default, observe
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
@@ -31,7 +32,7 @@ from .base import BuildRequest
 from .build_engine import BuildEngine
 from .build_logs import log_file_name, write_log
 from .inflight import InflightRecords
-from .limits import LimitReport, StepLimiter, StepLimits, limit_failure_message, parse_size
+from .limits import LimitReport, StepLimiter, StepLimits, limit_failure_message
 from .queue import SlotQueue
 
 __all__ = ["BuildJob", "BuildManager", "log_file_name"]
@@ -85,10 +86,10 @@ class BuildManager(LoggingConfigurable):
         that arrives after the stop starts a new build.""",
     ).tag(config=True)
 
-    build_memory_limit = Unicode(
-        "4G",
-        help="""Memory each RUN step of a build may use, like "512M" or "4G" (powers of 1024;
-        "" or "0": no limit). Enforced by the kernel: the limit is written into the cgroup of
+    build_memory_limit = ByteSpecification(
+        4 * 1024**3,
+        help="""Memory each RUN step of a build may use, in bytes or like "512M" or "4G" (K, M, G,
+        T: powers of 1024; 0 or None: no limit). Enforced by the kernel: the limit is written into the cgroup of
         each step's container (memory.limit_in_bytes and, with swap accounting, no swap beyond
         it on cgroup v1; memory.max and memory.swap.max = 0 on cgroup v2), so a step that needs
         more is killed and the build fails with a message naming this setting. COPY and the
@@ -123,14 +124,6 @@ class BuildManager(LoggingConfigurable):
     @default("build_cpu_limit")
     def _cpu_default(self) -> float:
         return float(os.cpu_count() or 1)
-
-    @validate("build_memory_limit")
-    def _check_memory(self, proposal) -> str:
-        try:
-            parse_size(proposal["value"])
-        except ValueError as e:
-            raise TraitError(f"BuildManager.build_memory_limit: {e}") from None
-        return proposal["value"]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -231,7 +224,7 @@ class BuildManager(LoggingConfigurable):
 
     def step_limits(self) -> StepLimits:
         return StepLimits(
-            memory=parse_size(self.build_memory_limit),
+            memory=max(0, self.build_memory_limit or 0),
             cpu=max(0.0, self.build_cpu_limit),
             pids=max(0, self.build_pids_limit),
         )

@@ -12,9 +12,9 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+from jupyterhub.traitlets import Callable
 from repo2docker.app import Repo2Docker
 from repo2docker.contentproviders import Git as GitContent
-from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Int, List, Unicode, default
 
 from panbinder.errors import PanbinderError
@@ -146,7 +146,7 @@ class Repo2DockerBuilder(Builder):
         help="Images a repository's Dockerfile may name in FROM (images of the build engine, which "
         "BuildEngine.seed_images copies there; nothing is pulled).",
     ).tag(config=True)
-    on_built = AnyTrait(
+    on_built = Callable(
         None,
         allow_none=True,
         help="Callable on_built(image, digest, lock) called (in the build thread) after each push "
