@@ -62,6 +62,9 @@ class BuildManager(LoggingConfigurable):
     log_dir = Unicode(
         "", help="Where build logs are kept, one per image (empty: <state_dir>/build-logs)."
     ).tag(config=True)
+    stop_timeout = Float(
+        10.0, help="Seconds the portal waits, when it stops, for the builds it stopped to end."
+    ).tag(config=True)
     log_max_bytes = Int(
         2 * 1024 * 1024, help="Largest kept build log in bytes; a longer log keeps its start and its end."
     ).tag(config=True)
@@ -140,8 +143,10 @@ class BuildManager(LoggingConfigurable):
         """Stop the builds an earlier run left running (logged); returns how many it found."""
         return len(self.inflight.stop_left())
 
-    async def stop_all(self, reason: str = "shutdown", timeout: float = 10.0) -> None:
-        """Stop every build (the portal is stopping) and wait up to ``timeout`` for them to end."""
+    async def stop_all(self, reason: str = "shutdown", timeout: float | None = None) -> None:
+        """Stop every build (the portal is stopping) and wait up to ``timeout`` (default:
+        ``stop_timeout``) for them to end."""
+        timeout = self.stop_timeout if timeout is None else timeout
         jobs = list(self.jobs.values())
         for job in jobs:
             self.stop(job, reason)

@@ -58,11 +58,12 @@ UNREACHABLE = "Could not read the repository {url}; check the URL and that the r
 _dns_pool: ThreadPoolExecutor | None = None
 
 
-def _dns() -> ThreadPoolExecutor:
-    """Look-ups get their own few threads: a hung resolver cannot take the service's executor."""
+def _dns(threads: int) -> ThreadPoolExecutor:
+    """Look-ups get their own few threads: a hung resolver cannot take the service's executor.
+    The first look-up sizes the pool; it is shared by every guard of the process."""
     global _dns_pool
     if _dns_pool is None:
-        _dns_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="panbinder-dns")
+        _dns_pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="panbinder-dns")
     return _dns_pool
 
 
@@ -240,6 +241,11 @@ class RepoGuard(LoggingConfigurable):
     resolve_timeout = Float(5.0, help="Seconds allowed for resolving a repository's host name.").tag(
         config=True
     )
+    resolver_threads = Int(
+        8,
+        help="Threads that resolve repository host names, apart from the service's other blocking "
+        "calls (a hung resolver holds one; read at the first look-up).",
+    ).tag(config=True)
     max_concurrent = Int(
         16,
         help="Repository look-ups (DNS and git ls-remote) running at once; a request beyond that "
@@ -338,7 +344,7 @@ class RepoGuard(LoggingConfigurable):
         loc = self.location(url, allow_file=allow_file)
         if loc.scheme == "file":
             return self.pinned(loc, "")
-        future = _dns().submit(self.resolver, loc.host, loc.port)
+        future = _dns(self.resolver_threads).submit(self.resolver, loc.host, loc.port)
         try:
             addresses = await asyncio.wait_for(asyncio.wrap_future(future), self.resolve_timeout)
         except (OSError, UnicodeError, TimeoutError) as e:
@@ -350,7 +356,7 @@ class RepoGuard(LoggingConfigurable):
         loc = self.location(url, allow_file=allow_file)
         if loc.scheme == "file":
             return self.pinned(loc, "")
-        future = _dns().submit(self.resolver, loc.host, loc.port)
+        future = _dns(self.resolver_threads).submit(self.resolver, loc.host, loc.port)
         try:
             addresses = future.result(self.resolve_timeout)
         except (OSError, UnicodeError, FutureTimeout) as e:

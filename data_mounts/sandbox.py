@@ -61,6 +61,12 @@ class PreviewSandbox(LoggingConfigurable):
     max_open_files = Int(
         64, min=8, help="Open files per preview (the file, its linked files and virtual-dataset sources)."
     ).tag(config=True)
+    start_timeout = Float(
+        60.0, min=1.0, help="Seconds the preview worker may take to start (it loads h5py and numpy)."
+    ).tag(config=True)
+    stop_timeout = Float(
+        5.0, min=0.0, help="Seconds the preview worker may take to exit when stopped before it is killed."
+    ).tag(config=True)
 
     def __init__(self, *, worker_module: str = WORKER_MODULE, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -175,7 +181,7 @@ class PreviewSandbox(LoggingConfigurable):
                 start_new_session=True,
             )
             try:
-                header, _ = await asyncio.wait_for(_read_frame(self._process.stdout), 60)
+                header, _ = await asyncio.wait_for(_read_frame(self._process.stdout), self.start_timeout)
             except (TimeoutError, asyncio.IncompleteReadError) as error:
                 await self.stop()
                 raise self._unavailable(f"worker did not start: {error!r}") from None
@@ -191,7 +197,7 @@ class PreviewSandbox(LoggingConfigurable):
         if process.returncode is None:
             process.stdin.close()
             try:
-                await asyncio.wait_for(process.wait(), 5)
+                await asyncio.wait_for(process.wait(), self.stop_timeout)
             except TimeoutError:
                 process.kill()
                 await process.wait()

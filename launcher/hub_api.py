@@ -72,6 +72,9 @@ class HubLauncher(Launcher):
         help="Seconds the removal of a failed or abandoned launch's server and user may take "
         "(stop the server, wait until it has stopped, delete the user); the reaper retries the rest.",
     ).tag(config=True)
+    ping_timeout = Float(
+        3.0, help="Seconds the Hub may take to answer a health check (/health) before it counts as down."
+    ).tag(config=True)
     pool_class = Type(
         "panbinder.launcher.pool.ServerPool",
         klass="panbinder.launcher.pool.ServerPool",
@@ -112,7 +115,7 @@ class HubLauncher(Launcher):
 
     async def ping(self) -> bool:
         try:
-            await self.hub.call("GET", "/", timeout=3)
+            await self.hub.call("GET", "/", timeout=self.ping_timeout)
         except Exception:
             return False
         return True

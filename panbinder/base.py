@@ -17,10 +17,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Int, Unicode, default
 from traitlets.config import Application
 
-from . import __version__, logs
+from . import __version__, executor, logs
 from .state import default_state_dir
 
 
@@ -33,6 +33,11 @@ class PanbinderBase(Application):
     raise_config_file_errors = True  # a broken config file stops the command (see load_config)
     state_dir = Unicode(help="Directory for state: hub database, logs, pid files, secrets.").tag(config=True)
     log_json = Bool(False, help="Write logs as JSON lines.").tag(config=True)
+    executor_threads = Int(
+        16,
+        help="Threads for blocking calls (docker, git, the catalogue, repo2docker builds) that leave "
+        "the event loop, shared by the whole command.",
+    ).tag(config=True)
     image_prefix = Unicode(
         "panbinder/v1-",
         help="Prefix of image names in the registry (see registry_cache/naming.py).",
@@ -74,6 +79,7 @@ class PanbinderBase(Application):
             self.log.error("configuration file %s not found", self.config_file)
             self.exit(1)
         self.update_config(self.cli_config)
+        executor.configure(self.executor_threads)
         self.log = logging.getLogger("panbinder")
         self.log.setLevel(self.log_level)
         logs.configure(self.log, json_format=self.log_json)

@@ -10,12 +10,19 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _executor: ThreadPoolExecutor | None = None
+_threads = 16
+
+
+def configure(threads: int) -> None:
+    """Size the executor (PanbinderBase.executor_threads); only before its first use."""
+    global _threads
+    _threads = max(1, threads)
 
 
 def executor() -> ThreadPoolExecutor:
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="panbinder")
+        _executor = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="panbinder")
     return _executor
 
 
