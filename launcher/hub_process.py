@@ -221,6 +221,9 @@ class HubProcess(LoggingConfigurable):
             CONFIGPROXY_AUTH_TOKEN=proxy_token,
             PANBINDER_SIGNING_KEY=signing_key,
         )
+        run_engine = Docker(parent=self, log=self.log).host
+        if run_engine:  # the Hub's spawner starts servers in the same engine as the portal's calls
+            env["DOCKER_HOST"] = run_engine
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         log = open(state_dir / "logs" / "jupyterhub.log", "ab")

@@ -105,6 +105,21 @@ class PanbinderSpawner(DockerSpawner):
         await self._wait_ready(ip, port)
         return ip, port
 
+    async def poll(self) -> int | str | None:
+        """DockerSpawner's poll (a vanished container is reported stopped, status 0, so the Hub
+        removes its route and marks the server stopped); while the run engine does not answer
+        (restarting), the state is unknown and the server counts as running until the next poll,
+        logged in one line instead of a traceback per server and poll."""
+        from requests.exceptions import ConnectionError as DockerUnreachable
+
+        try:
+            return await super().poll()
+        except DockerUnreachable as e:
+            self.log.warning(
+                "docker not answering; %s assumed running until the next poll: %s", self._log_name, e
+            )
+            return None
+
     async def _wait_ready(self, ip: str, port: int) -> None:
         url = f"http://{ip}:{port}{self.server.base_url}api"
         # a client of its own: the Hub's shared one (10 connections) also talks to the proxy

@@ -7,6 +7,7 @@ Nothing here is faked: the portal, JupyterHub, docker and the registry are the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -429,11 +430,16 @@ def running_portal(
         remove_containers(prefix)
 
 
-def remove_containers(prefix: str) -> None:
-    """Remove containers whose name starts with ``prefix`` (clean-up by name)."""
+def _docker_client(host: str = ""):
+    """An SDK client of the engine at ``host`` (default: DOCKER_HOST, else the local socket)."""
     import docker
 
-    client = docker.from_env()
+    return docker.DockerClient(base_url=host) if host else docker.from_env()
+
+
+def remove_containers(prefix: str, host: str = "") -> None:
+    """Remove containers whose name starts with ``prefix`` (clean-up by name)."""
+    client = _docker_client(host)
     try:
         for c in client.containers.list(all=True, filters={"name": prefix}):
             if c.name.startswith(prefix):
@@ -442,11 +448,9 @@ def remove_containers(prefix: str) -> None:
         client.close()
 
 
-def container_names(prefix: str) -> list[str]:
+def container_names(prefix: str, host: str = "") -> list[str]:
     """Names of containers starting with ``prefix`` (one listing: others come and go meanwhile)."""
-    import docker
-
-    client = docker.from_env()
+    client = _docker_client(host)
     try:
         found = client.api.containers(all=True, filters={"name": prefix})
     finally:
@@ -508,3 +512,176 @@ def forget_image(image: str, *, blobs: bool, docker: str = "docker") -> None:
             if status not in (202, 404):
                 raise RuntimeError(f"DELETE {path} of {ref.name}: HTTP {status} {body[:200]!r}")
     subprocess.run([docker, "rmi", "-f", image], capture_output=True)
+
+
+# --- fault injection: shared by the fault tests and ``benchmarks/faults.py`` ------------------
+
+
+class OwnRegistry:
+    """``docker-registry serve`` on a free loopback port, stopped and started again at will."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.root = root
+        self.config = root / "registry.yml"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        (self.root / "storage").mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            "version: 0.1\n"
+            "log: {level: warn}\n"
+            "storage:\n"
+            f"  filesystem: {{rootdirectory: {self.root / 'storage'}}}\n"
+            "  delete: {enabled: true}\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+        )
+        log = open(self.root / "registry.log", "ab")
+        self.proc = subprocess.Popen(
+            ["docker-registry", "serve", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if subprocess.run(["curl", "-sf", f"{self.url}/v2/"], capture_output=True).returncode == 0:
+                return
+            assert self.proc.poll() is None, (self.root / "registry.log").read_text()
+            time.sleep(0.1)
+        raise AssertionError("the test's registry did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll ``check()`` until it is true; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout:g} s: {what}")
+
+
+async def portal_health(portal: Portal) -> tuple[int, dict]:
+    """(status, body) of the portal's /health, with the service token (operator details)."""
+    resp = await AsyncHTTPClient().fetch(
+        f"{portal.url}/health",
+        headers={"Authorization": f"token {portal.service_token}"},
+        raise_error=False,
+        request_timeout=30,
+    )
+    return resp.code, json.loads(resp.body)
+
+
+def hub_pid(portal: Portal) -> int:
+    from panbinder.processes import read_pid_file
+
+    return read_pid_file(portal.state / "run" / "jupyterhub.pid") or 0
+
+
+def kill_hub(portal: Portal) -> int:
+    """SIGKILL the portal's Hub alone (its proxy and culler die with it); returns its pid."""
+    pid = hub_pid(portal)
+    assert pid, "no Hub pid file"
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def hub_users(portal: Portal, prefix: str = "pb-") -> dict[str, dict]:
+    """The Hub's temporary users (name -> model), read with the portal's service token."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{portal.hub_port}/hub/api/users?limit=1000",
+        headers={"Authorization": f"token {portal.service_token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return {u["name"]: u for u in json.load(resp) if u["name"].startswith(prefix)}
+
+
+def server_running(user: dict | None) -> bool:
+    """Whether a Hub user model lists a ready default server."""
+    return bool(user and (user.get("servers") or {}).get("", {}).get("ready"))
+
+
+@contextmanager
+def own_run_engine(folder: Path) -> Iterator[Any]:
+    """A run engine (dockerd) of the caller's own: own socket, data root, exec root and bridge,
+    started and stopped with the build engine's functions (``BuildEngine``), so restarting it
+    disturbs nothing else on the machine. Its bridge is named ``docker-r…``, so the build
+    engine's isolation rules (``docker+``) keep build steps away from its servers. A portal
+    uses it with ``c.Docker.host = engine.host``."""
+    from panbinder.builder.build_engine import BuildEngine
+
+    n = os.getpid() % 250
+    engine = BuildEngine(
+        state_dir=str(folder),
+        bridge=f"docker-r{os.getpid() % 10_000_000}",
+        bridge_address=f"172.28.{n}.1/24",
+        seed_images=[],
+    )
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.stop()
+
+
+def restart_engine(engine: Any, *, kill: bool = False) -> float:
+    """Restart ``engine``'s dockerd as an operator would (SIGTERM, or SIGKILL with ``kill``,
+    then start it with the same settings); returns the seconds it was away."""
+    start = time.monotonic()
+    pid = engine._pid()
+    assert pid, "the engine's dockerd is not running"
+    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        wait_until(lambda: not _alive_process(pid), 60, f"dockerd {pid} stopping")
+    finally:
+        engine.start()  # back, whatever happened meanwhile
+    return time.monotonic() - start
+
+
+def _alive_process(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # a child of this process would stay a zombie
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def leftover_processes(portal: Portal) -> list:
+    """Processes of earlier, dead runs on the portal's state folder (``processes.Proc``): those
+    not of the live run (its owner id is the one its children carry), and all of them when the
+    portal is not running. The docker daemons a run may have started are not counted."""
+    from panbinder.processes import all_procs
+
+    state = str(portal.state.resolve())
+    marked = [p for p in all_procs() if p.state == state and not p.daemon]
+    live = portal.proc.pid if portal.proc is not None and portal.proc.poll() is None else None
+    owners = {p.owner for p in marked if p.ppid == live}
+    return [p for p in marked if p.owner not in owners and p.pid != live]
+
+
+def processes_running(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (a build step's unique ``sleep`` argument)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

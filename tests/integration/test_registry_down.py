@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -21,8 +19,8 @@ from tornado.httpclient import AsyncHTTPClient
 from panbinder.builder.build_engine import BuildEngine
 from tests.integration.conftest import ANALYSIS_FILES
 from tests.support import (
+    OwnRegistry,
     Portal,
-    free_port,
     read_stream,
     wait_status,
 )
@@ -30,51 +28,6 @@ from tests.support import (
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
 HEALTH_CACHE = 10.0  # /health keeps a check's result this long (web/handlers/health.py)
-
-
-class OwnRegistry:
-    """``docker-registry serve`` on a free loopback port, stopped and started again at will."""
-
-    def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.root = root
-        self.config = root / "registry.yml"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        (self.root / "storage").mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
-            "version: 0.1\n"
-            "log: {level: warn}\n"
-            "storage:\n"
-            f"  filesystem: {{rootdirectory: {self.root / 'storage'}}}\n"
-            "  delete: {enabled: true}\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n"
-        )
-        log = open(self.root / "registry.log", "ab")
-        self.proc = subprocess.Popen(
-            ["docker-registry", "serve", str(self.config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if subprocess.run(["curl", "-sf", f"{self.url}/v2/"], capture_output=True).returncode == 0:
-                return
-            assert self.proc.poll() is None, (self.root / "registry.log").read_text()
-            time.sleep(0.1)
-        raise AssertionError("the test's registry did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture
