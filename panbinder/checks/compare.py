@@ -6,7 +6,9 @@ differently on each run), the rich outputs (``execute_result`` and ``display_dat
 in order) and errors are compared:
 
 - text after ``normalise`` (addresses, timestamps, temporary paths, timings), with the numbers
-  in it compared with ``rel_tol``/``abs_tol`` and the words between them exactly;
+  in it compared with ``rel_tol``/``abs_tol`` (integers exactly: counts and shapes are not
+  measurements) and the words between them exactly, whitespace aside (numpy and pandas pad
+  columns to the longest number, so a value within tolerance can shift the spaces around it);
 - images (``image/png``, ``image/jpeg``) decoded with Pillow, pixel by pixel: a pixel changed
   when a channel differs by more than ``pixel_tolerance``, and the image differs when more
   than ``changed_pixels`` of its pixels changed. A figure re-rendered with the same code and
@@ -218,14 +220,22 @@ class OutputComparison(Configurable):
             return None
         s_words, s_numbers = split_numbers(normalise(stored, extra))
         e_words, e_numbers = split_numbers(normalise(executed, extra))
-        if s_words != e_words or len(s_numbers) != len(e_numbers):
+        if _layout(s_words) != _layout(e_words) or len(s_numbers) != len(e_numbers):
             return "text", stored, executed, ""
         for before, after in zip(s_numbers, e_numbers, strict=True):
-            a, b = float(before), float(after)
-            if not (math.isclose(a, b, rel_tol=self.rel_tol, abs_tol=self.abs_tol) or (a != a and b != b)):
-                detail = f"{before} became {after} (rel_tol {self.rel_tol:g}, abs_tol {self.abs_tol:g})"
+            if not self.same_number(before, after):
+                detail = f"{before} became {after}"
+                if not (is_integer(before) and is_integer(after)):
+                    detail += f" (rel_tol {self.rel_tol:g}, abs_tol {self.abs_tol:g})"
                 return "number", stored, executed, detail
         return None
+
+    def same_number(self, before: str, after: str) -> bool:
+        """Integers (counts, shapes, indices) must be equal; other numbers within the tolerances."""
+        if is_integer(before) and is_integer(after):
+            return int(before) == int(after)
+        a, b = float(before), float(after)
+        return math.isclose(a, b, rel_tol=self.rel_tol, abs_tol=self.abs_tol) or (a != a and b != b)
 
     def compare_images(self, stored: Any, executed: Any) -> str | None:
         """Why two base64-encoded images differ, or None when they match within tolerance."""
@@ -239,6 +249,15 @@ class OutputComparison(Configurable):
         if changed <= self.changed_pixels:
             return None
         return f"{changed:.2%} of pixels changed (tolerance {self.changed_pixels:.2%})"
+
+
+def is_integer(number: str) -> bool:
+    return number.lstrip("+-").isdigit()
+
+
+def _layout(words: list[str]) -> list[str]:
+    """The words between numbers without whitespace: a longer number pads a column differently."""
+    return [re.sub(r"\s+", "", word) for word in words]
 
 
 def changed_fraction(a: Image.Image, b: Image.Image, tolerance: int) -> float:

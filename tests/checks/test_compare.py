@@ -146,3 +146,16 @@ def test_long_values_are_shortened():
         "a", notebook([stdout(long)]), notebook([stdout(long + "x")])
     )
     assert len(found.differences[0].stored) == 50 and found.differences[0].stored.endswith("…")
+
+
+def test_integers_are_compared_exactly_and_padding_around_numbers_is_layout(comparison):
+    counts = comparison.compare_notebooks(
+        "a", notebook([stdout("events: 1000000\n")]), notebook([stdout("events: 1000001\n")])
+    )
+    assert [(d.kind, d.detail) for d in counts.differences] == [("number", "1000000 became 1000001")]
+    stored = notebook([result("array([1.        , 2.00000001])")])
+    executed = notebook([result("array([1.        , 2.00000002])")])
+    assert comparison.compare_notebooks("a", stored, executed).same
+    padded = notebook([result("   energy  counts\n0     1.5      10\n")])
+    repadded = notebook([result("       energy  counts\n0  1.5000001      10\n")])
+    assert comparison.compare_notebooks("a", padded, repadded).same
