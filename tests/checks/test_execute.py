@@ -81,3 +81,24 @@ async def test_a_given_kernel_manager_is_used_and_not_shut_down(kernel):
 async def test_a_kernel_manager_and_a_connection_together_are_refused(kernel):
     with pytest.raises(ValueError, match="not both"):
         await execute_notebook(nb("1"), timeout=5, km=kernel, connection=kernel.get_connection_info())
+
+
+async def test_a_second_run_matches_the_first_and_a_changed_input_is_caught(tmp_path):
+    """Execute, store, execute again: object addresses and clocks differ, results do not."""
+    from panbinder.checks.compare import OutputComparison
+
+    (tmp_path / "counts.txt").write_text("3 4 5\n")
+    source = nb(
+        "import datetime; counts = [int(v) for v in open('counts.txt').read().split()]",
+        "print(object(), datetime.datetime.now().isoformat())",
+        "print('mean', sum(counts) / len(counts))",
+    )
+    first = await execute_notebook(source, timeout=60, cwd=str(tmp_path))
+    second = await execute_notebook(source, timeout=60, cwd=str(tmp_path))
+    assert first.notebook.cells[1].outputs != second.notebook.cells[1].outputs
+    assert OutputComparison().compare_notebooks("a.ipynb", first.notebook, second.notebook).same
+    (tmp_path / "counts.txt").write_text("3 4 6\n")
+    drifted = await execute_notebook(source, timeout=60, cwd=str(tmp_path))
+    found = OutputComparison().compare_notebooks("a.ipynb", first.notebook, drifted.notebook)
+    assert [(d.cell, d.cell_id, d.kind) for d in found.differences] == [(2, "c2", "number")]
+    assert found.differences[0].detail.startswith("4.0 became 4.333333333333333")
