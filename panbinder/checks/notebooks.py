@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from panbinder.errors import PanbinderError
+from panbinder.paths import check_relative
 
 PLAN_FILES = ("binder/panbinder.yml", ".binder/panbinder.yml", ".panbinder.yml")
 TOP_KEYS = {"check"}
@@ -72,9 +73,10 @@ def _match(repo: Path, file: str, index: int, pattern: Any) -> list[str]:
     key = f"check.notebooks[{index}]"
     if not isinstance(pattern, str) or not pattern.strip():
         raise _fail(file, key, f"must be a notebook path or glob pattern, not {pattern!r}")
-    parts = Path(pattern).parts
-    if Path(pattern).is_absolute() or ".." in parts or "\\" in pattern or "\x00" in pattern:
-        raise _fail(file, key, f"must be a relative path inside the repository, not {pattern!r}")
+    try:
+        check_relative(pattern)
+    except PanbinderError as error:
+        raise _fail(file, key, f"must be a relative path inside the repository, not {pattern!r}") from error
     if not pattern.endswith(".ipynb"):
         raise _fail(file, key, f"must name .ipynb files, not {pattern!r}")
     found = sorted(

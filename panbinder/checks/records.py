@@ -18,6 +18,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from traitlets import Instance, Int
 from traitlets.config import LoggingConfigurable
 
@@ -89,7 +90,7 @@ class CheckRecords(LoggingConfigurable):
             )
         return differences, diff
 
-    def _publication(self, session, doi: str) -> Publication:
+    def _publication(self, session: Session, doi: str) -> Publication:
         publication = self.catalogue.get_publication(session, doi)
         if publication is None:
             raise PanbinderError(

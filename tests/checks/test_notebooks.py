@@ -69,6 +69,7 @@ def test_a_plan_may_name_a_notebook_stored_without_outputs(repo):
         ("check: {notebooks: [analysis.ipynb, 3]}\n", ["check.notebooks[1] must be a notebook path"]),
         ("check: {notebooks: [../other/a.ipynb]}\n", ["check.notebooks[0] must be a relative path inside"]),
         ("check: {notebooks: [/etc/a.ipynb]}\n", ["check.notebooks[0] must be a relative path inside"]),
+        ("check: {notebooks: ['~/a.ipynb']}\n", ["check.notebooks[0] must be a relative path inside"]),
         ("check: {notebooks: [analysis.py]}\n", ["check.notebooks[0] must name .ipynb files"]),
         ("check: {commands: python x.py}\n", ["check.commands must be a list"]),
         ("check: {commands: ['']}\n", ["check.commands[0] must be a command line"]),
