@@ -190,6 +190,14 @@ async def test_catalogue_preview_and_log_refusals(portal, path, status, reason, 
     assert_refused(portal, resp, status, reason, words)
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/api/datasets/%ff", "/v2/git/%ff/main", "/build/doi/%ff", "/api/datasets?q=%ff", "/login?next=%C0%AF"],
+)
+async def test_bytes_that_are_not_utf8_are_a_plain_400(portal, path):
+    assert_refused(portal, await portal.fetch(path), 400, "http", "Bad Request")
+
+
 @pytest.mark.parametrize("path", ["/datasets/local:unknown", f"/v2/git/{quote(REPO, safe='')}/bad..ref"])
 async def test_errors_for_browsers_are_pages_without_traceback(portal, path):
     resp = await portal.fetch(path, accept="text/html")
