@@ -142,7 +142,9 @@ class Catalogue(LockStore, LoggingConfigurable):
 
     # datasets --------------------------------------------------------------------------------
 
-    def import_datasets(self, records_json: object, *, root: str | None = None) -> list[str]:
+    def import_datasets(
+        self, records_json: object, *, root: str | None = None, progress: Progress = no_progress
+    ) -> list[str]:
         """Import dataset records (any supported shape) in one transaction; returns their PIDs.
 
         With ``root`` (a folder under a storage root), each dataset's location becomes
@@ -154,7 +156,7 @@ class Catalogue(LockStore, LoggingConfigurable):
             raise PanbinderError(f"{root} is not a folder; give the folder that holds the datasets.")
         with self.session() as session:
             techniques: dict[str, Technique] = {}
-            for rec in records:
+            for rec in progress(records, desc="datasets"):
                 location = None
                 if base is not None:
                     location = str(

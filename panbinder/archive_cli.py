@@ -102,7 +102,16 @@ class ArchiveApp(ArchiveCommand):
         image = published or self.labelled_image(labels, target)
         label = metadata["doi"] if metadata is not None else target
         lock = self.lock(catalogue, image.image) or label_lock(labels, digest)
-        print(archive.create(client, label=label, image=image, metadata=metadata, lock=lock, tar=self.tar))
+        path = archive.create(
+            client,
+            label=label,
+            image=image,
+            metadata=metadata,
+            lock=lock,
+            tar=self.tar,
+            progress=terminal_progress,
+        )
+        print(path)
 
     def publication_image(self, registry: Registry, pub: dict) -> ArchivedImage:
         """The publication's image: its repository's ``git`` name at the pinned commit (launches by
@@ -177,7 +186,7 @@ class RestoreApp(ArchiveCommand):
             metadata = json.loads(meta_path.read_text()) if meta_path.exists() else None
             with ThreadPoolExecutor(max_workers=1) as pool:  # the repository while the image moves
                 repository = pool.submit(archive.restore_repository, bag, archived.repo_url)
-                archive.push(bag, client, manifest, targets, plan)
+                archive.push(bag, client, manifest, targets, plan, terminal_progress)
                 archive.load(targets[0], manifest)
                 mirror = repository.result()
             lock_path = bag / "data" / "lock.json"

@@ -18,10 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from traitlets import Int, List, Unicode
 
 from .base import PanbinderBase
-from .data_mounts import db
 from .data_mounts.catalogue import Catalogue, Resolver
 from .data_mounts.importers import load_json
 from .errors import PanbinderError
+from .progress import terminal_progress
 
 CATALOGUE_ALIASES = {
     **PanbinderBase.aliases,
@@ -49,10 +49,7 @@ class CatalogueCommand(PanbinderBase):
     usage = ""
 
     def make_catalogue(self) -> Catalogue:
-        catalogue = Catalogue(parent=self, log=self.log)
-        if not catalogue.db_url:
-            catalogue.db_url = db.default_url(self.state)
-        return catalogue
+        return Catalogue(parent=self, log=self.log)
 
     def fail(self, message: str, *, detail: str = "") -> NoReturn:
         print(f"error: {message}", file=sys.stderr)
@@ -105,7 +102,7 @@ class DatasetsImportApp(CatalogueCommand):
 
     def run(self) -> None:
         data = load_json(self.one_file())
-        pids = self.make_catalogue().import_datasets(data, root=self.root or None)
+        pids = self.make_catalogue().import_datasets(data, root=self.root or None, progress=terminal_progress)
         for pid in pids:
             print(pid)
         print(f"imported {len(pids)} datasets", file=sys.stderr)
@@ -117,7 +114,7 @@ class DatasetsScanApp(CatalogueCommand):
     usage = "panbinder datasets scan ROOT"
 
     def run(self) -> None:
-        report = self.make_catalogue().scan(self.one_file())
+        report = self.make_catalogue().scan(self.one_file(), progress=terminal_progress)
         for pid in report.pids:
             print(pid)
         print(

@@ -273,6 +273,7 @@ class Archive(LoggingConfigurable):
         metadata: dict | None,
         lock: dict | None,
         tar: bool = False,
+        progress: Progress = no_progress,
     ) -> Path:
         """Write the archive for ``image`` (in the registry: see ``ensure_in_registry``) into
         ``root`` and return its folder (or tarball)."""
@@ -287,7 +288,11 @@ class Archive(LoggingConfigurable):
             data.mkdir()
             try:
                 manifest = export_image(
-                    client, parse_image(image.image), work / IMAGE_DIR, workers=self.transfers
+                    client,
+                    parse_image(image.image),
+                    work / IMAGE_DIR,
+                    workers=self.transfers,
+                    progress=progress,
                 )
             except TransferError as e:
                 raise ArchiveError(f"Copying {image.image} from the registry failed: {e.message}") from None
@@ -377,12 +382,20 @@ class Archive(LoggingConfigurable):
         return sorted(names, key=lambda n: -_shared_start(n, target.name))
 
     def push(
-        self, bag: Path, client: RegistryClient, manifest: Manifest, targets: list[ImageRef], plan: ImportPlan
+        self,
+        bag: Path,
+        client: RegistryClient,
+        manifest: Manifest,
+        targets: list[ImageRef],
+        plan: ImportPlan,
+        progress: Progress = no_progress,
     ) -> None:
         """Link and upload the blobs as planned and put the archived manifest under every target."""
         first = targets[0]
         try:
-            import_image(client, bag / IMAGE_DIR, manifest, first, plan, workers=self.transfers)
+            import_image(
+                client, bag / IMAGE_DIR, manifest, first, plan, workers=self.transfers, progress=progress
+            )
             for target in targets[1:]:
                 more = plan_import(client, target.name, manifest, [first.name])
                 import_image(client, bag / IMAGE_DIR, manifest, target, more, workers=self.transfers)

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urljoin
 
 from panbinder.errors import PanbinderError
+from panbinder.progress import Progress, no_progress
 
 from .naming import ImageRef
 from .registry import Registry
@@ -204,7 +205,14 @@ class RegistryClient:
 # layouts -----------------------------------------------------------------------------------------
 
 
-def export_image(client: RegistryClient, image: ImageRef, layout: Path, *, workers: int = 4) -> Manifest:
+def export_image(
+    client: RegistryClient,
+    image: ImageRef,
+    layout: Path,
+    *,
+    workers: int = 4,
+    progress: Progress = no_progress,
+) -> Manifest:
     """Write ``image`` from the registry into the OCI image layout folder ``layout``."""
     manifest = client.get_manifest(image)
     blobs = manifest.blobs()
@@ -212,7 +220,8 @@ def export_image(client: RegistryClient, image: ImageRef, layout: Path, *, worke
     (layout / "oci-layout").write_text(json.dumps(LAYOUT_FILE) + "\n")
     blob_path(layout, manifest.digest).parent.mkdir(parents=True, exist_ok=True)
     blob_path(layout, manifest.digest).write_bytes(manifest.body)
-    _parallel(workers, (lambda b=b: client.download_blob(image.name, b, blob_path(layout, b)) for b in blobs))
+    downloads = [lambda b=b: client.download_blob(image.name, b, blob_path(layout, b)) for b in blobs]
+    _parallel(workers, downloads, progress)
     index = {
         "schemaVersion": 2,
         "manifests": [
@@ -289,6 +298,7 @@ def import_image(
     plan: ImportPlan,
     *,
     workers: int = 4,
+    progress: Progress = no_progress,
 ) -> str:
     """Link and upload the blobs as ``plan`` says (a link that fails is uploaded), then put the
     manifest; returns the digest."""
@@ -300,7 +310,7 @@ def import_image(
 
     calls = [lambda i=i: mount(i) for i in plan.mounts]
     calls += [lambda b=b: client.upload_blob(image.name, b, blob_path(layout, b)) for b in plan.uploads]
-    _parallel(workers, calls)
+    _parallel(workers, calls, progress)
     return client.put_manifest(image, manifest)
 
 
@@ -309,9 +319,10 @@ def _held(client: RegistryClient, name: str, blobs: list[Blob]) -> list[bool]:
         return list(pool.map(lambda b: client.has_blob(name, b), blobs))
 
 
-def _parallel(workers: int, calls: Iterable[Callable[[], None]]) -> None:
+def _parallel(workers: int, calls: Iterable[Callable[[], None]], progress: Progress = no_progress) -> None:
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in [pool.submit(call) for call in calls]:
+        futures = [pool.submit(call) for call in calls]
+        for future in progress(futures, desc="blobs"):
             future.result()
 
 

@@ -209,14 +209,14 @@ def test_a_configured_state_path_wins_over_the_state_folder(tmp_path, monkeypatc
 
 def test_hub_url_set_by_the_user_is_kept(tmp_path, monkeypatch):
     """HubLauncher.hub_url used to be overwritten with the local Hub's address."""
-    from panbinder.app import LaunchApp
     from panbinder.launcher.hub_api import HubLauncher
+    from panbinder.service_cli import LaunchApp
 
     monkeypatch.chdir(tmp_path)
     app = LaunchApp()
     app.initialize([f"--state-dir={tmp_path}", "--HubLauncher.hub_url=https://hub.example.org"])
     launcher = HubLauncher(parent=app)
-    app.hub_connection(launcher)
+    launcher.use_secrets(app.secret)
     assert launcher.hub_url == "https://hub.example.org"
     assert launcher.api_token  # the service token is still filled in
 
@@ -282,3 +282,25 @@ def test_progress_bars_only_on_a_terminal(capsys):
     items = [1, 2, 3]
     assert terminal_progress(items, desc="x") is items  # stderr is captured here: no bar
     assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_on_a_terminal(monkeypatch):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from panbinder.progress import terminal_progress
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal's size
+    tty = os.fdopen(slave, "w")
+    monkeypatch.setattr(sys, "stderr", tty)
+    try:
+        assert list(terminal_progress(range(3), desc="datasets")) == [0, 1, 2]
+        tty.flush()
+        drawn = os.read(master, 65536).decode()
+    finally:
+        tty.close()
+        os.close(master)
+    assert "datasets:" in drawn and "/3" in drawn
