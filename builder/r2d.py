@@ -15,7 +15,7 @@ from typing import Any
 from jupyterhub.traitlets import Callable
 from repo2docker.app import Repo2Docker
 from repo2docker.contentproviders import Git as GitContent
-from traitlets import Bool, Enum, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from panbinder.errors import PanbinderError
 from panbinder.events import Event
@@ -109,6 +109,12 @@ class Repo2DockerBuilder(Builder):
         config=True
     )
     extra_index_urls = List(Unicode(), help="Extra package index URLs for builds.").tag(config=True)
+    index_timeout = Float(
+        20.0, help="Seconds one package look-up on the index may take (environment.yml converted to pip)."
+    ).tag(config=True)
+    index_threads = Int(
+        8, help="Package look-ups on the index at once (environment.yml converted to pip)."
+    ).tag(config=True)
     server_requirements = List(
         Unicode(),
         ["jupyterhub==6.1.1", "jupyterlab==4.6.6"],
@@ -191,6 +197,8 @@ class Repo2DockerBuilder(Builder):
             ca_bundle=self.ca_bundle,
             index_url=self.index_url,
             extra_index_urls=tuple(self.extra_index_urls),
+            index_timeout=self.index_timeout,
+            index_threads=self.index_threads,
             uid=self.user_id,
             python_version=self.python_version,
             runtime_policy=self.runtime_policy,

@@ -71,7 +71,7 @@ def exists_on_index(name: str, settings: PackSettings, index: str = "") -> bool:
     context = ssl.create_default_context(cafile=settings.ca_bundle or None)
     request = urllib.request.Request(url, method="HEAD")
     try:
-        with urllib.request.urlopen(request, timeout=20, context=context) as resp:
+        with urllib.request.urlopen(request, timeout=settings.index_timeout, context=context) as resp:
             return 200 <= resp.status < 300
     except urllib.error.HTTPError as e:
         if e.code == 404:
@@ -92,7 +92,7 @@ def exists_on_index(name: str, settings: PackSettings, index: str = "") -> bool:
         ) from e
 
 
-def pip_requirements(env: dict, exists: Any) -> tuple[list[str], list[str], list[str]]:
+def pip_requirements(env: dict, exists: Any, threads: int = 8) -> tuple[list[str], list[str], list[str]]:
     """(requirements, python requests, conda names missing from the index) for an environment."""
     requirements: list[str] = []
     pythons: list[str] = []
@@ -110,7 +110,7 @@ def pip_requirements(env: dict, exists: Any) -> tuple[list[str], list[str], list
         if name.lower() in DROPPED:
             continue
         candidates.append((name, CONDA_TO_PIP.get(name.lower(), name), version))
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         found = list(pool.map(exists, [pip for _, pip, _ in candidates]))
     missing = [conda for (conda, _, _), ok in zip(candidates, found, strict=True) if not ok]
     converted = [pip + version for (_, pip, version), ok in zip(candidates, found, strict=True) if ok]
@@ -149,7 +149,9 @@ class EnvironmentYmlPipBuildPack(CondaMirrorMixin, DebianPipBuildPack):
                 reason="conda_unavailable",
                 status_code=422,
             )
-        reqs, pythons, missing = parse_environment(source, lambda env: pip_requirements(env, self.lookup))
+        reqs, pythons, missing = parse_environment(
+            source, lambda env: pip_requirements(env, self.lookup, self.settings.index_threads)
+        )
         if missing:
             raise PanbinderError(
                 f"{source} lists conda packages that have no pip package of the same name on "

@@ -40,6 +40,8 @@ class PackSettings:
     ca_bundle: str = ""
     index_url: str = ""
     extra_index_urls: tuple[str, ...] = ()
+    index_timeout: float = 20.0  # seconds for one package look-up on the index
+    index_threads: int = 8  # look-ups at once
     uid: int = 1000
     extra_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     # Python of the base image (Debian bookworm's python3).
