@@ -188,6 +188,28 @@ async def test_a_repository_over_its_build_quota_gets_429_in_the_stream(tmp_path
         assert (await first).last["phase"] == "ready"
 
 
+async def test_a_build_waiting_for_a_slot_streams_its_place_in_the_queue(tmp_path):
+    async with web_portal(tmp_path, {"BuildManager": {"concurrent_builds": 1}}) as portal:
+        portal.builder.gate = asyncio.Event()
+        first = asyncio.ensure_future(portal.stream(f"/build/git/{SPEC}"))
+        await portal.builder.started.wait()
+        second = asyncio.ensure_future(portal.stream(f"/build/git/{git_spec(ref='f' * 40)}"))
+        await eventually(lambda: portal.pipeline.manager.queued == 1)
+        portal.builder.gate.set()
+        a, b = await asyncio.gather(first, second)
+        assert a.phases == ["waiting", "fetching", "building", "built", "launching", "ready"]
+        queued = [e for e in b.events if e.get("position")]
+        assert queued == [
+            {
+                "phase": "waiting",
+                "message": "Waiting for a build slot: position 1 of 1\n",
+                "position": 1,
+                "queue_length": 1,
+            }
+        ]
+        assert b.phases[b.events.index(queued[0]) + 1 :] == ["building", "built", "launching", "ready"]
+
+
 async def test_an_idle_stream_gets_keepalive_comments(tmp_path):
     async with web_portal(tmp_path, {"ServeApp": {"keepalive_interval": 0.05}}) as portal:
         portal.builder.gate = asyncio.Event()
