@@ -9,10 +9,14 @@ anywhere (a new component, a new command) fails here until an application lists 
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.metadata
+import importlib.util
 import inspect
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 import tomllib
@@ -304,3 +308,44 @@ def test_progress_bar_on_a_terminal(monkeypatch):
         tty.close()
         os.close(master)
     assert "datasets:" in drawn and "/3" in drawn
+
+
+# -- dependencies -------------------------------------------------------------------------------
+
+# Imported only where they are installed on purpose: inside built images (the conda mirror's
+# installer runs there with the pinned py-rattler), or optionally (HDF5 filter plugins).
+NOT_DEPENDENCIES = {"rattler": "runs inside the image", "hdf5plugin": "optional, imported if present"}
+
+
+def third_party_imports() -> dict[str, set[str]]:
+    """Top-level module -> the package modules that import it (lazy imports included)."""
+    found: dict[str, set[str]] = {}
+    for name in package_modules():
+        spec = importlib.util.find_spec(name)
+        tree = ast.parse(Path(spec.origin).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                tops = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top not in sys.stdlib_module_names and top != "panbinder" and top != "__future__":
+                    found.setdefault(top, set()).add(name)
+    return found
+
+
+def test_every_imported_package_is_a_declared_dependency():
+    declared = {
+        re.split(r"[=<>!~ \[;]", d)[0].lower().replace("_", "-")
+        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {
+        module: sorted(users)
+        for module, users in third_party_imports().items()
+        if module not in NOT_DEPENDENCIES
+        and not {d.lower().replace("_", "-") for d in distributions.get(module, [module])} & declared
+    }
+    assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
