@@ -237,6 +237,10 @@ class BuildEngine(LoggingConfigurable):
         for pid in (self._pid(), self._containerd_pid()):
             if pid:
                 _terminate(pid, 10)
+        # a containerd that died with its dockerd can linger as a zombie until init reaps it, and
+        # dockerd takes any pid that still exists for a running containerd: it waited for that
+        # one's socket and failed ("timeout waiting for containerd to start") after a kill mid-build
+        Path(self.exec_root, "containerd", "containerd.pid").unlink(missing_ok=True)
         self.reap_steps()
 
     def reap_steps(self) -> list[str]:
