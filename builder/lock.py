@@ -167,12 +167,13 @@ def capture_lock(
     repo_url: str = "",
     commit: str = "",
     digest: str = "",
+    timeout: float = 120,
 ) -> dict[str, Any]:
-    """Run the probe in ``image`` (a local image) and return its lock."""
+    """Run the probe in ``image`` (a local image; at most ``timeout`` seconds) and return its lock."""
     import repo2docker
 
     docker = as_docker(docker_cli)
-    out = _probe(docker, image, PROBE)
+    out = _probe(docker, image, PROBE, timeout)
     lock: dict[str, Any] = {
         "lock_version": LOCK_VERSION,
         "image": image,
@@ -261,8 +262,10 @@ class LockCapture:
         docker_cli: Docker | str | DockerCommand,
         *,
         label: Labeller | None = None,
+        timeout: float = 120,
     ) -> None:
         self.builder, self.image, self.label = builder, request.image.full, label
+        self.timeout = timeout
         self.lock: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
@@ -273,11 +276,12 @@ class LockCapture:
             "base_image": builder.base_image,
             "repo_url": request.repo_url,
             "commit": request.resolved_ref,
+            "timeout": timeout,
         }
         self.thread = threading.Thread(target=self._run, args=(args,), name=f"lock-{self.image}", daemon=True)
         self.thread.start()
 
-    def _run(self, args: dict[str, str]) -> None:
+    def _run(self, args: dict[str, Any]) -> None:
         try:
             self.lock = capture_lock(self.image, **args)
         except BaseException as e:  # reported by finish()
@@ -293,7 +297,7 @@ class LockCapture:
         """
         if self.thread is None:
             return
-        self.thread.join(timeout=300)
+        self.thread.join(timeout=self.timeout + 30)  # the probe's own limit, and its start
         if self.lock is None:
             error = self.error or TimeoutError("the lock probe did not finish")
             self._warn("could not record the environment lock of %s: %s", error)

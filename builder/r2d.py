@@ -158,6 +158,11 @@ class Repo2DockerBuilder(Builder):
         help="Callable on_built(image, digest, lock) called (in the build thread) after each push "
         "with the image's environment lock; set by the application (the catalogue records it).",
     )
+    lock_probe_timeout = Float(
+        120.0,
+        help="Seconds the probe that reads a built image's environment lock may run (one docker run, "
+        "about half a second; during the push). A probe that takes longer records no lock.",
+    ).tag(config=True)
     label_lock = Bool(
         True,
         help="After each push, write the image's environment lock into its label org.panbinder.lock "
@@ -277,7 +282,8 @@ class Repo2DockerBuilder(Builder):
                 self.build_engine.docker()
             )  # the same engine as ``engine``, one SDK client for all builds
             label = functools.partial(label_and_push, docker_cli=docker) if self.label_lock else None
-            lock = LockCapture(self, request, docker, label=label)  # the probe runs during the push
+            # the probe runs during the push
+            lock = LockCapture(self, request, docker, label=label, timeout=self.lock_probe_timeout)
             pushed = []
             for line in engine.push(request.image.full):
                 push_line(line)
