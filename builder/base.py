@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from jupyterhub.traitlets import Callable
 from traitlets import Int
 from traitlets.config import LoggingConfigurable
 
@@ -35,7 +36,18 @@ class Builder(LoggingConfigurable):
     cancels the ``build`` iteration, which must end promptly. The default does nothing, which
     suits builders whose work is all in ``build``'s awaits; builders that run processes
     ``track`` each build's ``CancelToken`` and the default ``cancel`` fires it.
+
+    ``on_built`` is the hook for a builder that records each image's environment lock: the
+    composition root sets it (the catalogue records the lock); a builder that makes no locks
+    never calls it.
     """
+
+    on_built = Callable(
+        None,
+        allow_none=True,
+        help="Callable on_built(image, digest, lock) called (in the build thread) after each push "
+        "with the image's environment lock; set by the application (the catalogue records it).",
+    )
 
     max_repo_size = Int(
         1024**3,

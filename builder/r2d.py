@@ -12,7 +12,6 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from jupyterhub.traitlets import Callable
 from repo2docker.app import Repo2Docker
 from repo2docker.contentproviders import Git as GitContent
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
@@ -152,12 +151,6 @@ class Repo2DockerBuilder(Builder):
         help="Images a repository's Dockerfile may name in FROM (images of the build engine, which "
         "BuildEngine.seed_images copies there; nothing is pulled).",
     ).tag(config=True)
-    on_built = Callable(
-        None,
-        allow_none=True,
-        help="Callable on_built(image, digest, lock) called (in the build thread) after each push "
-        "with the image's environment lock; set by the application (the catalogue records it).",
-    )
     lock_probe_timeout = Float(
         120.0,
         help="Seconds the probe that reads a built image's environment lock may run (one docker run, "

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from traitlets.config import LoggingConfigurable
 
 from panbinder.data_mounts import MountSpec
 from panbinder.events import Event
 from panbinder.registry_cache import ImageRef
+
+if TYPE_CHECKING:
+    from .pool import ServerPool
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,17 @@ class ServerScope:
 
 class Launcher(LoggingConfigurable):
     """Starts a server for an image. ``launch`` yields ``launching`` events and ends with
-    ``ready`` (extra: url, token, image) or ``failed``. It never builds."""
+    ``ready`` (extra: url, token, image) or ``failed``. It never builds.
+
+    ``pool`` holds the servers a launcher starts ahead of requests (None: it starts none, or
+    the command turned it off); /health and the metrics count them.
+    """
+
+    pool: ServerPool | None = None
+
+    def use_secrets(self, secret: Callable[[str], str]) -> None:
+        """Take the secrets this launcher needs and was not configured with; ``secret(name)``
+        reads one from the state folder, made on first use. Default: it needs none."""
 
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
         raise NotImplementedError

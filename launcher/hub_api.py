@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -112,6 +112,12 @@ class HubLauncher(Launcher):
                 retries=self.retries,
             )
         return self._hub
+
+    def use_secrets(self, secret: Callable[[str], str]) -> None:
+        """The launch signing key and the Hub service token, unless set: both are shared with the
+        Hub that ``panbinder serve`` runs."""
+        self.signing_key = self.signing_key or secret("launch-signing-key")
+        self.api_token = self.api_token or secret("hub-service-token")
 
     async def ping(self) -> bool:
         try:

@@ -1,9 +1,9 @@
-"""What every ``panbinder`` command shares: configuration file, state folder, logs, secrets and
-the catalogue.
+"""What every ``panbinder`` command shares: configuration file, state folder, logs and secrets.
 
-It imports only what every command needs, so that ``panbinder restore``, ``panbinder datasets``
-and the other maintenance commands start without loading the builder, the Hub launcher or the
-portal (see cli.py and app.py).
+It imports only what every command needs (no other part of panbinder than the shared helpers),
+so that ``panbinder restore``, ``panbinder datasets`` and the other maintenance commands start
+without loading the builder, the Hub launcher or the portal. The components of the commands that
+build and launch are made in components.py.
 """
 
 from __future__ import annotations
@@ -114,22 +114,6 @@ class PanbinderBase(Application):
         path = Path(self.state_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-    @property
-    def catalogue(self):
-        """The dataset catalogue (migrated on first use)."""
-        if getattr(self, "_catalogue", None) is None:
-            from .data_mounts.catalogue import Catalogue
-
-            catalogue = Catalogue(parent=self, log=self.log)
-            catalogue.start()
-            self._catalogue = catalogue
-        return self._catalogue
-
-    def hub_connection(self, launcher) -> None:
-        """Give a launcher the service token of the Hub that `panbinder serve` runs (unless set);
-        its URL defaults to that Hub's (HubLauncher.hub_url)."""
-        launcher.api_token = launcher.api_token or self.secret("hub-service-token")
 
     def secret(self, name: str) -> str:
         """The secret `name` from the state folder, made on first use.

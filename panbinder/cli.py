@@ -2,7 +2,7 @@
 
 Every setting is a trait, loadable from ``panbinder_config.py``; ``panbinder --help-all`` lists
 them and ``panbinder --generate-config`` writes a commented file. Subcommands are imported when
-they run, so each command loads only what it uses (app.py holds serve, build and launch).
+they run, so each command loads only what it uses (serve.py holds serve; service_cli.py build and launch).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ class PanbinderApp(PanbinderBase):
         "panbinder serve\npanbinder build https://example.org/group/repo.git main\npanbinder --help-all"
     )
     subcommands = {
-        "serve": ("panbinder.app.ServeApp", "Run the portal and JupyterHub in the foreground."),
-        "build": ("panbinder.app.BuildApp", "Build and push the image for REPO_URL at REF."),
-        "launch": ("panbinder.app.LaunchApp", "Launch a registered publication: launch --doi DOI."),
+        "serve": ("panbinder.serve.ServeApp", "Run the portal and JupyterHub in the foreground."),
+        "build": ("panbinder.service_cli.BuildApp", "Build and push the image for REPO_URL at REF."),
+        "launch": ("panbinder.service_cli.LaunchApp", "Launch a registered publication: launch --doi DOI."),
         "datasets": ("panbinder.catalogue_cli.DatasetsApp", "Register datasets: import FILE, scan ROOT."),
         "publications": (
             "panbinder.catalogue_cli.PublicationsApp",

@@ -24,6 +24,7 @@ import secrets
 import sys
 import tempfile
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, NoReturn
 
 from traitlets import Bool
@@ -35,6 +36,7 @@ from .builder.buildpacks.frozen import apt_pins, frozen_pack, frozen_requirement
 from .builder.lock import LABEL, diff_locks, dpkg_of, format_diff, image_lock, is_empty
 from .builder.manager import BuildManager
 from .builder.r2d import Repo2DockerBuilder
+from .components import Components
 from .data_mounts.catalogue import Catalogue
 from .docker_engine import Docker
 from .errors import PanbinderError
@@ -95,6 +97,11 @@ class RebuildApp(PanbinderBase):
         "fresh": ({"RebuildApp": {"fresh": True}}, fresh.help),
     }
 
+    @cached_property
+    def components(self) -> Components:
+        """The catalogue, the registry, the rebuild's builder and its build manager."""
+        return Components(self, builder_class=RebuildBuilder)
+
     def fail(self, message: str, status: int = 2) -> NoReturn:
         print(f"error: {message}", file=sys.stderr)
         self.exit(status)
@@ -113,19 +120,19 @@ class RebuildApp(PanbinderBase):
         """The full image name of an image or of a registered publication's DOI."""
         if not DOI_RE.match(target):
             return target
-        with self.catalogue.session() as s:
-            pub = self.catalogue.get_publication(s, target)
+        with self.components.catalogue.session() as s:
+            pub = self.components.catalogue.get_publication(s, target)
             if pub is None:
                 raise PanbinderError(f"No publication with DOI {target} is registered; check the DOI.")
             repo_url, sha = pub.repo_url, pub.resolved_sha
-        host = Registry(parent=self, log=self.log).host
+        host = self.components.registry.host
         return image_ref(
             registry=host, prefix=self.image_prefix, provider="git", repo_url=repo_url, ref=sha
         ).full
 
     async def recorded_lock(self, image: str, builder: Repo2DockerBuilder) -> dict[str, Any]:
         """The catalogue's lock of ``image``, else the lock in its label."""
-        recorded = self.catalogue.get_lock(image)
+        recorded = self.components.catalogue.get_lock(image)
         if recorded is not None:
             return recorded
         recorded = await run_blocking(lock_in_label, image, docker_cli=docker_cli(builder))
@@ -139,7 +146,8 @@ class RebuildApp(PanbinderBase):
 
     async def rebuild(self, target: str) -> int:
         image = self.image_of(target)
-        builder = RebuildBuilder(parent=self, log=self.log)
+        builder = self.components.builder
+        assert isinstance(builder, RebuildBuilder)
         recorded = await self.recorded_lock(image, builder)
         kind = "frozen" if self.frozen else "fresh"
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -175,7 +183,7 @@ class RebuildApp(PanbinderBase):
         captured: dict[str, Any] = {}
 
         def on_built(image: str, digest: str, new_lock: dict[str, Any]) -> None:
-            self.catalogue.record_lock(image, digest, new_lock)
+            self.components.catalogue.record_lock(image, digest, new_lock)
             captured["lock"] = new_lock
 
         builder.on_built = on_built
@@ -191,8 +199,7 @@ class RebuildApp(PanbinderBase):
             image=target,
         )
         # through a build manager: the build timeout, the step limits and the kept log apply
-        manager = BuildManager(parent=self, log=self.log, builder=builder)
-        manager.log_dir = manager.log_dir or str(self.state / "build-logs")
+        manager = self.components.manager
         job, _ = manager.attach(request)
         async for event in manager.follow(job):
             if event.phase == "failed":

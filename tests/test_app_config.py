@@ -1,4 +1,4 @@
-"""Configuration of the ``panbinder`` application (panbinder/app.py)."""
+"""Configuration of the ``panbinder`` application (panbinder/cli.py, serve.py, service_cli.py, components.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import sys
 
 import pytest
 
-from panbinder.app import BuildApp, PanbinderApp, ServeApp
 from panbinder.builder.manager import BuildManager
 from panbinder.builder.r2d import Repo2DockerBuilder
+from panbinder.cli import PanbinderApp
 from panbinder.launcher.hub_api import HubLauncher
 from panbinder.launcher.hub_process import HubProcess
 from panbinder.providers.git import GitProvider
 from panbinder.registry_cache import Registry
+from panbinder.serve import ServeApp
+from panbinder.service_cli import BuildApp
 
 DOCUMENTED_TRAITS = [
     (Registry, "Registry.url"),
@@ -64,7 +66,7 @@ def test_trait_is_documented_in_its_config_section(cls, option):
 
 def test_help_all_lists_the_component_options():
     out = subprocess.run(
-        [sys.executable, "-m", "panbinder.app", "--help-all"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "panbinder", "--help-all"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     for _, option in DOCUMENTED_TRAITS:
@@ -143,7 +145,7 @@ def test_state_dir_from_environment(tmp_path):
 def test_components_use_the_configured_classes(config_file):
     app = BuildApp()
     app.initialize(["--config", str(config_file)])
-    ctx = app.components()
+    ctx = app.components.pipeline
     assert isinstance(ctx.registry, Registry)
     assert ctx.registry.url == "https://registry.example.org:5443"
     assert isinstance(ctx.manager, BuildManager)
@@ -157,7 +159,7 @@ def test_maintenance_commands_do_not_load_the_builder_or_the_portal():
     code = (
         "import sys; from panbinder.cli import main\n"
         "try:\n    main(['restore', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('repo2docker', 'panbinder.app', 'panbinder.web.app', 'jupyterhub')"
+        "print(sorted(m for m in ('repo2docker', 'panbinder.serve', 'panbinder.components', 'panbinder.web.app', 'jupyterhub')"
         " if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -280,7 +280,7 @@ def test_slots_are_bounded_and_busy_is_503():
 
 
 def test_settings_are_listed_for_the_config_file():
-    from panbinder.app import COMPONENTS
+    from panbinder.components import COMPONENTS
 
     assert RepoGuard in COMPONENTS
     section = RepoGuard.class_config_section()

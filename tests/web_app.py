@@ -1,7 +1,7 @@
 """The portal's tornado application in this process, on 127.0.0.1, for fast tests of its HTTP side.
 
 This is the one place in the tests that knows how the portal is put together: the components
-come from ``ServeApp.components()`` (the builder and launcher chosen with its ``builder_class``
+come from ``ServeApp.components`` (panbinder/components.py) (the builder and launcher chosen with its ``builder_class``
 and ``launcher_class`` settings, as a deployment chooses its own), the application from
 ``web.app.make_app`` and the HTTP server, with its header and body limits, from
 ``web.http_server.make_http_server``. When that wiring changes, only this module changes.
@@ -35,12 +35,12 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 from traitlets.config import Config
 
-from panbinder.app import ServeApp
 from panbinder.builder import Builder, BuildRequest
 from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.events import Event
 from panbinder.launcher import Launcher, LaunchRequest
 from panbinder.providers import get_provider_class
+from panbinder.serve import ServeApp
 from panbinder.web.app import make_app
 from panbinder.web.auth import HubIdentity
 from panbinder.web.http_server import make_http_server
@@ -236,7 +236,7 @@ class WebPortal:
 
     @property
     def catalogue(self):
-        return self.serve.catalogue
+        return self.serve.components.catalogue
 
     async def fetch(
         self, path: str, *, accept: str = "application/json", token: str = "", **kwargs: Any
@@ -346,8 +346,8 @@ async def web_portal(tmp_path: Path, config: dict | None = None) -> AsyncIterato
     shutil.copyfile(_migrated_catalogue(), tmp_path / "state" / "catalogue.sqlite")
     log = logging.getLogger("panbinder-web-test")
     serve = ServeApp(config=portal_config(tmp_path, registry_url, config), log=log)
-    pipeline = serve.components()
-    serve.catalogue.start()  # migrations (here: none, a migrated copy) run before anything serves
+    pipeline = serve.components.pipeline
+    pipeline.catalogue.start()  # migrations (here: none, a migrated copy) run before anything serves
     identity = HubIdentity(
         hub_url=hub_url,
         public_hub_url=hub_url,
@@ -392,4 +392,4 @@ async def web_portal(tmp_path: Path, config: dict | None = None) -> AsyncIterato
         await pipeline.manager.stop_all("shutdown", timeout=5)
         registry.stop()
         hub.stop()
-        serve.catalogue.close()
+        pipeline.catalogue.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 from tornado import web
 
 from panbinder.data_mounts.sandbox import PreviewSandbox
+from panbinder.launcher.hub_process import HubProcess
 from panbinder.pipeline import PipelineContext
 
 from . import auth
@@ -30,11 +31,13 @@ def make_app(
     cors_allow_origin: str = "",
     keepalive_interval: float = 20.0,
     identity: object = None,
+    hub: HubProcess | None = None,
     thumbnail_cache: object = None,
     preview_sandbox: PreviewSandbox | None = None,
     cookie_secret: str = "",
 ) -> web.Application:
-    """``public_url`` (scheme, host, port) starts every absolute link the portal hands out."""
+    """``public_url`` (scheme, host, port) starts every absolute link the portal hands out;
+    ``hub`` is the JupyterHub the portal started (None: a Hub run elsewhere)."""
     routes = [
         *pages.routes,
         *build.routes,
@@ -62,6 +65,7 @@ def make_app(
         cors_allow_origin=cors_allow_origin,
         keepalive_interval=keepalive_interval,
         identity=identity,
+        hub=hub,
         thumbnail_cache=thumbnail_cache,
         preview_sandbox=preview_sandbox or PreviewSandbox(log=log),
         cookie_secret=cookie_secret or None,

@@ -327,7 +327,7 @@ def test_settings_are_documented_traits():
     from traitlets import TraitError
     from traitlets.config import Config
 
-    from panbinder.app import COMPONENTS
+    from panbinder.components import COMPONENTS
 
     assert PreviewSandbox in COMPONENTS  # listed by --help-all and --generate-config
     traits = PreviewSandbox.class_traits(config=True)

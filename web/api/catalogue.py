@@ -70,7 +70,7 @@ def publication_detail(pub: Any, who: Identity, base: str) -> dict:
 class CatalogueHandler(BaseHandler):
     @property
     def catalogue(self):
-        catalogue = getattr(self.settings["app"], "catalogue", None)
+        catalogue = self.settings["pipeline"].catalogue
         if catalogue is None:
             raise PanbinderError(
                 "This service has no dataset catalogue.", reason="no_catalogue", status_code=501

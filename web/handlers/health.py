@@ -84,8 +84,8 @@ async def is_operator(handler: BaseHandler) -> bool:
 class HealthHandler(BaseHandler):
     def _hub_check(self, launcher):
         """The Hub this portal started must be the one answering (not one an earlier run left)."""
-        hub = getattr(self.settings.get("app"), "hub", None)
-        if hub is not None and getattr(hub, "proc", None) is not None:
+        hub = self.settings.get("hub")
+        if hub is not None and hub.proc is not None:
             return lambda: hub.owns_hub(launcher.api_token)
         return launcher.ping  # a Hub run elsewhere (ServeApp.start_hub = False)
 
@@ -98,7 +98,7 @@ class HealthHandler(BaseHandler):
             _check("build-engine", pipeline.manager.builder.ping),
         )
         ok = all(c["ok"] for c in checks)
-        pool = getattr(pipeline.launcher, "pool", None)
+        pool = pipeline.launcher.pool
         body = {"ok": ok, "checks": checks, "prestarted_servers": pool.count if pool is not None else 0}
         if await is_operator(self):
             body["prestarted"] = pool.summary() if pool is not None else {}

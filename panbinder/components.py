@@ -1,0 +1,141 @@
+"""The composition root: the components of a running panbinder, each built once from configuration.
+
+The portal (``panbinder serve``) and the ``build``, ``launch`` and ``rebuild`` commands take their
+components from ``Components``; no other module wires components together. Each component is made
+on first use, once, with the command as its traitlets parent (so it reads the command's settings
+and state folder). What a component needs from the others it gets through the hooks its seam
+declares (``Builder.on_built``, ``Launcher.use_secrets``, ``Launcher.pool``), never by probing.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .builder.base import Builder
+from .builder.build_engine import BuildEngine
+from .builder.buildpacks.conda_mirror import CondaMirror
+from .builder.engine import BuildKitEngine
+from .builder.manager import BuildManager
+from .builder.policy import SpecPolicy
+from .builder.r2d import Repo2DockerBuilder
+from .builder.url_guard import RepoGuard
+from .data_mounts.catalogue import Catalogue
+from .data_mounts.sandbox import PreviewSandbox
+from .launcher.base import Launcher
+from .launcher.hub_api import HubLauncher
+from .launcher.hub_process import HubProcess
+from .launcher.pool import ServerPool
+from .launcher.reaper import Reaper
+from .pipeline import PipelineContext
+from .providers.doi import DoiProvider
+from .providers.git import GitProvider
+from .registry_cache import Registry
+
+if TYPE_CHECKING:
+    from .base import PanbinderBase
+
+# The configurable classes of the components, for --help-all and --generate-config.
+COMPONENTS = [
+    Registry,
+    Repo2DockerBuilder,
+    BuildKitEngine,
+    BuildEngine,
+    CondaMirror,
+    BuildManager,
+    SpecPolicy,
+    GitProvider,
+    DoiProvider,
+    RepoGuard,
+    HubLauncher,
+    ServerPool,
+    Reaper,
+    HubProcess,
+    Catalogue,
+    PreviewSandbox,
+]
+
+
+class Components:
+    """The components of one command, made on first use from its configuration.
+
+    ``builder_class`` and ``launcher_class`` are the implementations the command chose (its
+    ``ServiceApp.builder_class`` / ``launcher_class`` settings). The launcher owns its pool of
+    pre-started servers and its reaper (``Launcher.pool``, ``HubLauncher.reaper``).
+    """
+
+    def __init__(
+        self,
+        command: PanbinderBase,
+        *,
+        builder_class: type[Builder] = Repo2DockerBuilder,
+        launcher_class: type[Launcher] = HubLauncher,
+    ) -> None:
+        self.command = command
+        self.log = command.log
+        self.builder_class = builder_class
+        self.launcher_class = launcher_class
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        """The dataset catalogue; its first session runs the migrations (``serve`` starts it
+        before anything serves)."""
+        return Catalogue(parent=self.command, log=self.log)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(parent=self.command, log=self.log)
+
+    @cached_property
+    def builder(self) -> Builder:
+        builder = self.builder_class(parent=self.command, log=self.log)
+        if builder.on_built is None:  # each build's environment lock goes to the catalogue
+            builder.on_built = lambda image, digest, lock: self.catalogue.record_lock(image, digest, lock)
+        return builder
+
+    @cached_property
+    def manager(self) -> BuildManager:
+        manager = BuildManager(parent=self.command, log=self.log, builder=self.builder)
+        if not manager.log_dir:
+            manager.log_dir = str(self.state / "build-logs")
+        return manager
+
+    @cached_property
+    def launcher(self) -> Launcher:
+        launcher = self.launcher_class(parent=self.command, log=self.log)
+        launcher.use_secrets(self.command.secret)
+        return launcher
+
+    @cached_property
+    def policy(self) -> SpecPolicy:
+        return SpecPolicy(parent=self.command, log=self.log)
+
+    @cached_property
+    def pipeline(self) -> PipelineContext:
+        """Resolve, look up, build, launch: what the portal's /build and the commands run."""
+        return PipelineContext(
+            registry=self.registry,
+            manager=self.manager,
+            launcher=self.launcher,
+            image_prefix=self.command.image_prefix,
+            policy=self.policy,
+            catalogue=self.catalogue,
+            settings=self.command,
+        )
+
+    @cached_property
+    def hub(self) -> HubProcess:
+        """The JupyterHub that ``serve`` runs (its settings, ports, start and stop)."""
+        return HubProcess(parent=self.command, log=self.log)
+
+    @cached_property
+    def previews(self) -> PreviewSandbox:
+        return PreviewSandbox(parent=self.command, log=self.log)
+
+    @property
+    def state(self) -> Path:
+        return self.command.state
+
+
+__all__ = ["COMPONENTS", "Components"]

@@ -1,0 +1,238 @@
+"""``panbinder serve``: the portal and JupyterHub in the foreground.
+
+This is the one module that imports the web portal (``web/``): it takes the components from the
+composition root (components.py), starts the Hub, and hands the pipeline, the catalogue and the
+launcher to ``web.app.make_app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from traitlets import Bool, Float, Int, Unicode, default
+
+from . import metrics
+from .base import PanbinderBase
+from .components import COMPONENTS
+from .data_mounts.preview import ThumbnailCache
+from .data_mounts.sandbox import PreviewSandbox
+from .errors import PanbinderError
+from .executor import run_blocking
+from .launcher.base import ServerScope
+from .launcher.hub_process import HubProcess, check_ports
+from .lifecycle import PortalRun
+from .pipeline import PipelineContext
+from .service_cli import ServiceApp
+from .web.app import make_app
+from .web.auth import HubIdentity
+from .web.http_server import make_http_server
+
+
+class ServeApp(ServiceApp):
+    classes = [PanbinderBase, ServiceApp, *COMPONENTS]
+    name = "panbinder-serve"
+    description = "Run the portal and JupyterHub in the foreground."
+    ip = Unicode("127.0.0.1", help="Address of the portal.").tag(config=True)
+    port = Int(8585, help="Port of the portal.").tag(config=True)
+    base_url = Unicode("/", help="URL prefix of the portal.").tag(config=True)
+    cors_allow_origin = Unicode(
+        "", help="Access-Control-Allow-Origin for /build and badges, and allow_origin of launched servers."
+    ).tag(config=True)
+    keepalive_interval = Float(20.0, help="Seconds between keepalive comments on idle event streams.").tag(
+        config=True
+    )
+    public_url = Unicode(
+        "",
+        help="URL users reach the portal at, without the base_url (default: http://ip:port); "
+        "absolute links (launch URLs, badges, build logs) start with it, never with the Host header.",
+    ).tag(config=True)
+    start_hub = Bool(True, help="Start JupyterHub as a child process (False: use a running Hub).").tag(
+        config=True
+    )
+    max_header_size = Int(
+        64 * 1024, help="Bytes a request's line and headers may take; larger ones get 431."
+    ).tag(config=True)
+    header_timeout = Float(
+        20.0,
+        help="Seconds a client may take to send a request's headers, counted from the end of its "
+        "previous request (so it also closes keep-alive connections left idle).",
+    ).tag(config=True)
+    max_body_size = Int(1024 * 1024, help="Bytes a request body may take (the portal takes none).").tag(
+        config=True
+    )
+    body_timeout = Float(30.0, help="Seconds a client may take to send a request body.").tag(config=True)
+    enable_build_only = Bool(
+        False,
+        help="Allow /build/...?build_only=true (API-only mode): build the image and end with 'ready' "
+        "and its imageName, launching nothing. Refused with 403 when False.",
+    ).tag(config=True)
+
+    @default("public_url")
+    def _public_url_default(self) -> str:
+        return f"http://{self.ip}:{self.port}"
+
+    def start(self) -> None:
+        try:
+            asyncio.run(self.serve())
+        except PanbinderError as e:  # a port in use, a state folder in use: what to change
+            self.log.error("panbinder serve stopped: %s", e.message)
+            self.exit(1)
+        except asyncio.CancelledError:
+            self.log.info("panbinder serve stopped by a signal while starting")
+            self.exit(1)
+        except Exception as e:
+            # a Hub that would not start, docker not answering: say so, no traceback
+            self.log.error("panbinder serve stopped: %s: %s", type(e).__name__, e)
+            self.log.debug("details", exc_info=True)
+            self.exit(1)
+
+    def _install_signals(self) -> asyncio.Event:
+        """SIGTERM and SIGINT stop the portal; while it starts, they cancel the start (clean-up runs)."""
+        stop = asyncio.Event()
+        main = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if self._stopping:
+                self.log.info("received %s; already stopping", sig.name)
+                return
+            self.log.info("received %s, stopping", sig.name)
+            if self._serving:
+                stop.set()
+            elif main is not None:
+                main.cancel()
+
+        self._serving = self._stopping = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        return stop
+
+    def _prepare_state(self, hub: HubProcess, ctx) -> PortalRun:
+        """Take the state folder: stop what an earlier run left (Hub, proxy, culler, builds)."""
+        run = PortalRun(self.state, self.log, hub_timeout=hub.stop_timeout)
+        run.claim()
+        run.mark()
+        hub.stop_stale(self.state)
+        ctx.manager.inflight_dir = ctx.manager.inflight_dir or str(self.state / "run" / "builds")
+        ctx.manager.stop_interrupted()
+        run.stop_left_behind()
+        return run
+
+    async def _stop(self, ctx, server, hub: HubProcess, previews, run: PortalRun | None) -> None:
+        """In order, each bounded: the portal's listener, builds, pre-started servers, previews,
+        then the Hub (user servers, culler, proxy), then the watcher's last sweep."""
+        if server is not None:
+            server.stop()
+        with contextlib.suppress(Exception):
+            await ctx.manager.stop_all("shutdown")  # BuildManager.stop_timeout
+        if server is not None:  # pre-started servers, the reaper, removals under way
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ctx.launcher.stop(), 30)
+        await previews.stop()
+        await run_blocking(hub.stop)
+        if run is not None:
+            await run_blocking(run.release)
+
+    @staticmethod
+    def _publish_metrics(ctx: PipelineContext) -> None:
+        metrics.BUILDS_IN_PROGRESS.set_function(lambda: ctx.manager.running)
+        pool = ctx.launcher.pool
+        metrics.POOL_SERVERS.set_function(lambda: pool.count if pool is not None else 0)
+        metrics.BUILD_QUEUE.set_function(lambda: ctx.manager.queued)
+
+        def count_build(job, outcome: str, seconds: float) -> None:
+            metrics.BUILD_TIME.labels(job.result.phase if job.result else outcome).observe(seconds)
+            metrics.BUILDS.labels(outcome).inc()
+
+        ctx.manager.on_finish.append(count_build)
+
+    async def serve(self) -> None:
+        stop = self._install_signals()
+        parts = self.components
+        ctx = parts.pipeline
+        token = ctx.launcher.api_token
+        hub = parts.hub
+        catalogue = parts.catalogue
+        catalogue.start()  # migrations run before anything serves
+        self._publish_metrics(ctx)
+        previews = parts.previews
+        run = server = None
+        try:
+            run = self._prepare_state(hub, ctx)
+            ports = [(self.ip, self.port, "ServeApp.port")]
+            if self.start_hub:
+                prefix = f"{ctx.registry.host}/{self.image_prefix}"
+                settings = hub.settings(
+                    state_dir=self.state,
+                    allowed_image_prefixes=[prefix],
+                    cors_origin=self.cors_allow_origin,
+                    storage_roots=list(catalogue.storage_roots),
+                    portal_oauth_callback=f"{self.public_url}{self.base_url}oauth_callback",
+                )
+                ports += hub.ports(settings["hub_ip"])
+            check_ports(ports)
+            run.start_watcher()
+            if self.start_hub:
+                hub.start(
+                    state_dir=self.state,
+                    token=token,
+                    proxy_token=self.secret("proxy-token"),
+                    signing_key=ctx.launcher.signing_key,
+                    settings=settings,
+                )
+                await hub.wait_ready(token)
+                hub.watch(token)  # a Hub that exits is started again
+            await ctx.launcher.start(
+                ServerScope(
+                    hub.container_prefix, f"http://{settings['hub_connect_ip']}:{hub.hub_port}/hub/api"
+                )
+                if self.start_hub
+                else None
+            )
+            with contextlib.suppress(PanbinderError):  # logged; the first preview tries again
+                await previews.start()  # logs what the sandbox enforces on this machine
+            server = self._portal(ctx, hub, previews)
+            server.listen(self.port, self.ip)
+            url = f"http://{self.ip}:{self.port}{self.base_url}"
+            self.log.info("JupyterHub at %s", hub.public_url)
+            print(f"\npanbinder is running at {url}\n", flush=True)
+            self._serving = True
+            await stop.wait()
+        finally:
+            self._stopping = True
+            await self._stop(ctx, server, hub, previews, run)
+
+    def _portal(self, ctx: PipelineContext, hub: HubProcess, previews: PreviewSandbox):
+        """The portal's HTTP server (not listening yet) for the pipeline, the catalogue and the launcher."""
+        app = make_app(
+            pipeline=ctx,
+            app=self,
+            log=self.log,
+            public_url=self.public_url,
+            base_url=self.base_url,
+            cors_allow_origin=self.cors_allow_origin,
+            keepalive_interval=self.keepalive_interval,
+            identity=HubIdentity(
+                hub_url=hub.public_url,
+                public_hub_url=ctx.launcher.public_url or hub.public_url,
+                api_token=ctx.launcher.api_token,
+                portal_url=self.public_url,
+                base_url=self.base_url,
+            ),
+            hub=hub,
+            cookie_secret=self.secret("portal-cookie-secret"),
+            thumbnail_cache=ThumbnailCache(self.state / "thumbnails"),
+            preview_sandbox=previews,
+        )
+        return make_http_server(
+            app,
+            max_header_size=self.max_header_size,
+            header_timeout=self.header_timeout,
+            max_body_size=self.max_body_size,
+            body_timeout=self.body_timeout,
+        )
+
+
+__all__ = ["ServeApp"]
