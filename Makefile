@@ -1,4 +1,5 @@
 # panbinder: the two commands are `make serve` and `make test`.
+# serve installs the runtime lock only; test, lint and format add the development lock (ruff, pytest).
 SHELL := /bin/bash
 export PANBINDER_STATE ?= $(CURDIR)/.state
 VENV := $(PANBINDER_STATE)/venv
@@ -27,10 +28,10 @@ test-unit: setup-test
 test-docker: setup-test
 	@$(PY) -m pytest -m docker $(PYTEST_ARGS)
 
-lint: setup
+lint: setup-test
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-format: setup
+format: setup-test
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 bench: setup
