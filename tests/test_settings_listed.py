@@ -349,3 +349,15 @@ def test_every_imported_package_is_a_declared_dependency():
         and not {d.lower().replace("_", "-") for d in distributions.get(module, [module])} & declared
     }
     assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
+
+
+def test_every_subpackage_is_shipped():
+    """A package folder missing from pyproject.toml's list works in the editable install and is
+    absent from the wheel."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = set(setuptools["packages"])
+    found = set(setuptools["package-dir"])
+    for package in setuptools["package-dir"]:
+        path = importlib.import_module(package).__path__
+        found |= {i.name for i in pkgutil.walk_packages(path, f"{package}.") if i.ispkg}
+    assert found <= packages, f"not in [tool.setuptools] packages: {sorted(found - packages)}"
