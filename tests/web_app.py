@@ -1,10 +1,11 @@
 """The portal's tornado application in this process, on 127.0.0.1, for fast tests of its HTTP side.
 
 This is the one place in the tests that knows how the portal is put together: the components
-come from ``ServeApp.components`` (panbinder/components.py) (the builder and launcher chosen with its ``builder_class``
-and ``launcher_class`` settings, as a deployment chooses its own), the application from
-``web.app.make_app`` and the HTTP server, with its header and body limits, from
-``web.http_server.make_http_server``. When that wiring changes, only this module changes.
+come from the composition root, ``ServeApp.components`` (panbinder/components.py), with the
+builder and launcher chosen by its ``builder_class`` and ``launcher_class`` settings, as a
+deployment chooses its own; the application from ``web.app.make_app`` and the HTTP server, with
+its header and body limits, from ``web.http_server.make_http_server``. When that wiring
+changes, only this module changes.
 
 Real: routes, handlers, templates, error rendering, providers and their checks, the ban list,
 the pipeline, the build manager (shared builds, kept logs), the registry client, HubIdentity
