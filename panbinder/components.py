@@ -21,6 +21,8 @@ from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
 from .builder.r2d import Repo2DockerBuilder
 from .builder.url_guard import RepoGuard
+from .checks.compare import OutputComparison
+from .checks.records import CheckRecords
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.sandbox import PreviewSandbox
 from .launcher.base import Launcher
@@ -54,6 +56,8 @@ COMPONENTS = [
     HubProcess,
     Catalogue,
     PreviewSandbox,
+    OutputComparison,
+    CheckRecords,
 ]
 
 

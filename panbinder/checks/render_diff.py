@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import io
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
-from nbdime import diff_notebooks
-from nbdime.prettyprint import PrettyPrintConfig, pretty_print_diff
+if TYPE_CHECKING:
+    from nbdime.prettyprint import PrettyPrintConfig
 
 ONLY_OUTPUTS = argparse.Namespace(
     sources=False, outputs=True, attachments=False, metadata=False, id=False, details=False
@@ -24,6 +23,8 @@ ONLY_OUTPUTS = argparse.Namespace(
 
 
 def _config(out: io.StringIO) -> PrettyPrintConfig:
+    from nbdime.prettyprint import PrettyPrintConfig
+
     return PrettyPrintConfig(out=out, include=ONLY_OUTPUTS, use_git=False, use_diff=False, use_color=False)
 
 
@@ -32,6 +33,12 @@ def cell_diffs(stored: dict[str, Any], executed: dict[str, Any], cells: Iterable
     wanted = set(cells)
     if not wanted:
         return {}
+    # imported here: nbformat's schema validation pulls in jsonschema's format checkers (about
+    # 1.6 s here, mostly rfc3987-syntax), and every command lists this package's settings
+    import nbformat
+    from nbdime import diff_notebooks
+    from nbdime.prettyprint import pretty_print_diff
+
     a, b = nbformat.from_dict(stored), nbformat.from_dict(executed)
     texts: dict[int, str] = {}
     for entry in diff_notebooks(a, b):
