@@ -35,7 +35,7 @@ from pathlib import Path
 from traitlets import Float, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from panbinder.base import PanbinderBase
+from panbinder.command import PanbinderBase
 from panbinder.docker_engine import Docker, DockerCommand, docker_argv
 from panbinder.docker_engine import default_cli as default_docker_cli
 from panbinder.errors import PanbinderError

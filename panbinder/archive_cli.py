@@ -21,8 +21,8 @@ from pathlib import Path
 
 from traitlets import Bool
 
-from .base import PanbinderBase
 from .catalogue_cli import CatalogueCommand, GroupCommand
+from .command import PanbinderBase
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.models import Dataset, Publication
 from .docker_engine import Docker

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from sqlalchemy.exc import SQLAlchemyError
 from traitlets import Int, List, Unicode
 
-from .base import PanbinderBase
+from .command import PanbinderBase
 from .data_mounts.catalogue import Catalogue, Resolver
 from .data_mounts.importers import load_json
 from .errors import PanbinderError

@@ -12,7 +12,7 @@ import sys
 from traitlets.config import Application, Configurable
 from traitlets.utils.importstring import import_item
 
-from .base import PanbinderBase
+from .command import PanbinderBase
 
 
 class PanbinderApp(PanbinderBase):

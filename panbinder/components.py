@@ -36,7 +36,7 @@ from .providers.git import GitProvider
 from .registry_cache import Registry
 
 if TYPE_CHECKING:
-    from .base import PanbinderBase
+    from .command import PanbinderBase
 
 # The configurable classes of the components, for --help-all and --generate-config.
 COMPONENTS = [

@@ -29,13 +29,13 @@ from typing import Any, NoReturn
 
 from traitlets import Bool
 
-from .base import PanbinderBase
 from .builder.base import BuildRequest
 from .builder.build_engine import BuildEngine
 from .builder.buildpacks.frozen import apt_pins, frozen_pack, frozen_requirements
 from .builder.lock import LABEL, diff_locks, dpkg_of, format_diff, image_lock, is_empty
 from .builder.manager import BuildManager
 from .builder.r2d import Repo2DockerBuilder
+from .command import PanbinderBase
 from .components import Components
 from .data_mounts.catalogue import Catalogue
 from .docker_engine import Docker

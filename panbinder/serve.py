@@ -14,7 +14,7 @@ import signal
 from traitlets import Bool, Float, Int, Unicode, default
 
 from . import metrics
-from .base import PanbinderBase
+from .command import PanbinderBase
 from .components import COMPONENTS
 from .data_mounts.preview import ThumbnailCache
 from .data_mounts.sandbox import PreviewSandbox

@@ -13,7 +13,7 @@ from functools import cached_property
 
 from traitlets import Type, Unicode
 
-from .base import PanbinderBase
+from .command import PanbinderBase
 from .components import COMPONENTS, Components
 from .data_mounts.access import ANONYMOUS
 from .errors import PanbinderError

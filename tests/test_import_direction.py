@@ -37,7 +37,7 @@ SHARED = {
     "panbinder.state",
     "panbinder.progress",
     "panbinder.docker_engine",
-    "panbinder.base",
+    "panbinder.command",
     "panbinder.metrics",
 }
 ALLOWED = {

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import pytest
 
-from panbinder.base import PanbinderBase
+from panbinder.command import PanbinderBase
 from panbinder.data_mounts import preview, preview_child, preview_worker
 from panbinder.data_mounts.frames import parse_frame
 from panbinder.data_mounts.preview import ThumbnailCache
