@@ -307,7 +307,8 @@ class BuildManager(LoggingConfigurable):
             limit = f"{minutes:g} minutes" if minutes >= 1 else f"{self.build_timeout:g} seconds"
             return Event(
                 "failed",
-                f"The build took longer than this service's limit of {limit} and was stopped. Make it "
+                f"The build took longer than this service's limit of {limit} and was stopped "
+                "(BuildManager.build_timeout). Make it "
                 "faster (fewer or lighter dependencies, less work in postBuild) or ask the operators "
                 "for a longer limit.",
                 {"reason": "build_timeout"},

@@ -6,10 +6,9 @@ import asyncio
 import functools
 import logging
 import os
-import re
 import tempfile
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from repo2docker.app import Repo2Docker
@@ -29,38 +28,12 @@ from .cancel import BuildCancelled, CancelToken
 from .checkout import check_checkout_size
 from .clone import clone_pinned
 from .engine import BuildKitEngine
+from .failure_causes import FailedBuild, explain, is_notice
 from .labelling import label_and_push
 from .lock import LockCapture
 from .url_guard import RepoGuard
 
 _DONE = object()
-# Log lines that explain a failure better than the last line does.
-FAILURE_HINTS: list[tuple[re.Pattern[str], str]] = [
-    (
-        re.compile(
-            r"(No matching distribution found for .*|Could not find a version that satisfies the requirement .*)"
-        ),
-        "pip could not install the requirements: {0}. Check the package names and versions in requirements.txt.",
-    ),
-    (
-        re.compile(r"(ERROR: Invalid requirement: .*)"),
-        "requirements.txt has a line pip does not understand: {0}. Fix that line.",
-    ),
-    (
-        re.compile(r"(E: Unable to locate package .*)"),
-        "apt could not install a package from apt.txt: {0}. Check the Debian package names.",
-    ),
-    (
-        re.compile(r"(Failed to check out ref .*|Failed to clone repository .*)"),
-        "{0} Check the repository URL and the ref.",
-    ),
-    (
-        re.compile(r"(no space left on device)", re.IGNORECASE),
-        "The build ran out of disk space (no space left on device). Make the image smaller (fewer or "
-        "lighter dependencies, no large downloads in postBuild), or ask the operators to free space "
-        "for the build engine (BuildEngine.data_root).",
-    ),
-]
 ENGINE_STOPPED = (
     "The build engine stopped during the build (its docker daemon does not answer), so the build "
     "could not finish; running servers are not affected. Try again in a few minutes; if it keeps "
@@ -82,16 +55,11 @@ class _QueueHandler(logging.Handler):
         self.loop.call_soon_threadsafe(self.queue.put_nowait, (phase, record.getMessage()))
 
 
-def failure_message(tail: list[str], error: str) -> str:
-    for line in reversed(tail):
-        for pattern, template in FAILURE_HINTS:
-            m = pattern.search(line)
-            if m:
-                return template.format(m.group(1).strip())
-    last = next((ln.strip() for ln in reversed(error.splitlines()) if ln.strip()), "")
-    if not last:
-        return "The build failed; the log above shows the failing step."
-    return f"The build failed: {last[:300]}. The log above shows the failing step."
+def failure_message(
+    tail: list[str], error: str, notices: Sequence[str] = (), python_version: str = ""
+) -> str:
+    """Why the build failed, from its last log lines, its error and its notices (failure_causes.py)."""
+    return explain(FailedBuild(tail, error, notices, python_version))
 
 
 class Repo2DockerBuilder(Builder):
@@ -287,7 +255,9 @@ class Repo2DockerBuilder(Builder):
         """The build engine answers."""
         return await run_blocking(self.build_engine.ping)
 
-    async def _failed(self, request: BuildRequest, error: BaseException, lines: list[str]) -> Event:
+    async def _failed(
+        self, request: BuildRequest, error: BaseException, lines: list[str], notices: Sequence[str] = ()
+    ) -> Event:
         """The failed event for ``error``: the build engine gone, else what the log explains."""
         fields = {"build_id": request.build_id, "image": request.image.full, "phase": "failed"}
         self.log.warning("build failed: %s", getattr(error, "log_message", error), extra=fields)
@@ -299,7 +269,8 @@ class Repo2DockerBuilder(Builder):
         if not isinstance(error, BuildCancelled) and not await self.ping():
             self.log.error("the build engine at %s does not answer", self.build_engine.host, extra=fields)
             return Event("failed", ENGINE_STOPPED, {**extra, "reason": "build_engine_stopped"})
-        return Event("failed", failure_message(lines, str(error)), extra)
+        message = failure_message(lines, str(error), notices, self.python_version)
+        return Event("failed", message, extra)
 
     async def build(self, request: BuildRequest) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
@@ -323,6 +294,7 @@ class Repo2DockerBuilder(Builder):
 
         task = asyncio.create_task(work(), name=f"build-{request.build_id}")
         tail: deque[str] = deque(maxlen=self.log_tail_lines)
+        notices: list[str] = []  # e.g. the Python version asked for: a failure may be explained by it
         try:
             while True:
                 item = await queue.get()
@@ -330,13 +302,15 @@ class Repo2DockerBuilder(Builder):
                     yield Event("built", "Image built and pushed.\n", {"image": request.image.full})
                     return
                 if isinstance(item, BaseException):
-                    yield await self._failed(request, item, list(tail))
+                    yield await self._failed(request, item, list(tail), notices)
                     return
                 phase, line = item
                 if line is None:
                     yield Event("pushing", f"Pushing {request.image.full}\n")
                     continue
                 tail.append(line.rstrip("\n"))
+                if is_notice(line):
+                    notices.append(line.strip())
                 yield Event(phase, line if line.endswith("\n") else line + "\n")
         finally:
             if not task.done():
