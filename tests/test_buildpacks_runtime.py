@@ -88,3 +88,25 @@ def test_bad_runtime_txt_is_refused(repo, text, fragment):
     with pytest.raises(PanbinderError) as e:
         configure(DebianPipBuildPack, PackSettings())(base_image="b").render(BUILD_ARGS)
     assert fragment in e.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("runtime.txt", "python-2.7\n"),
+        ("Pipfile", '[packages]\n[requires]\npython_version = "2.7"\n'),
+        ("environment.yml", "dependencies:\n  - python=2.7\n"),
+    ],
+)
+def test_python2_is_refused_whatever_the_policy(repo, name, text):
+    from panbinder.builder.buildpacks import configured_packs
+
+    (repo / name).write_text(text)
+    pack = next(
+        p for p in configured_packs(PackSettings(runtime_policy="notice")) if p(base_image="b").detect()
+    )
+    with pytest.raises(PanbinderError) as e:
+        pack(base_image="b").render(BUILD_ARGS)
+    assert "asks for Python 2.7. Python 2 is not available on this deployment" in e.value.message
+    assert "Port the code to Python 3" in e.value.message
+    assert e.value.reason == "python2_unavailable"

@@ -41,6 +41,16 @@ def check_python(requested: str, source: str, settings: PackSettings) -> str | N
     available = settings.python_version
     if satisfies(requested, available):
         return None
+    if satisfies(requested, "2.7"):  # running Python 2 code on Python 3 silently would be wrong
+        raise PanbinderError(
+            f"{source} asks for Python {requested}. Python 2 is not available on this deployment "
+            f"(it reached its end of life in 2020), and Python 2 code does not run unchanged on Python "
+            f"{available}. Port the code to Python 3 and ask for Python {available} in {source}, or "
+            "remove the Python version from it. Notebooks that only declare a python2 kernel need no "
+            "change: they run on the image's Python 3 kernel.",
+            reason="python2_unavailable",
+            status_code=422,
+        )
     if settings.runtime_policy == "refuse":
         raise PanbinderError(
             f"{source} asks for Python {requested}, but this deployment only has Python {available}. "
