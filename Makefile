@@ -39,6 +39,7 @@ bench: setup
 	@$(PY) -m benchmarks.data_launch
 	@$(PY) -m benchmarks.preview
 	@$(PY) -m benchmarks.build
+	@$(PY) -m benchmarks.faults
 
 stop:
 	@bash scripts/stop.sh

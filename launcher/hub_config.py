@@ -88,7 +88,10 @@ c.PanbinderSpawner.mem_limit = sp["mem_limit"]
 c.PanbinderSpawner.cpu_limit = sp["cpu_limit"]
 c.PanbinderSpawner.start_timeout = sp["start_timeout"]
 c.PanbinderSpawner.poll_interval = s.get("poll_interval", 30)
-c.PanbinderSpawner.http_timeout = sp["start_timeout"]
+# the spawner's start() returns once the server answers, so the Hub's own wait after it is short;
+# it is also how long a restarted Hub waits for a server whose start the old Hub never finished
+# (its address was never recorded) before it stops it and frees its user
+c.PanbinderSpawner.http_timeout = min(sp["start_timeout"], 30)
 c.PanbinderSpawner.prefix = sp["container_prefix"]
 c.PanbinderSpawner.extra_host_config = {
     "security_opt": ["no-new-privileges"],

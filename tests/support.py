@@ -635,6 +635,16 @@ def own_run_engine(folder: Path) -> Iterator[Any]:
         yield engine
     finally:
         engine.stop()
+        unmount_under(folder)
+
+
+def unmount_under(folder: Path) -> None:
+    """Lazily unmount what a stopped dockerd left mounted under ``folder`` (its data root, a
+    killed build's layers), deepest first, so the folder can be removed."""
+    root = str(Path(folder).resolve())
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m == root or m.startswith(root + "/")), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 def restart_engine(engine: Any, *, kill: bool = False) -> float:
