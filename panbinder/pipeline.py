@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class PipelineContext:
+    """What a request goes through, made once by the composition root (components.py): the
+    registry, the build manager, the launcher, the ban/allow lists and the catalogue."""
+
     registry: Registry
     manager: BuildManager
     launcher: Launcher
