@@ -331,7 +331,16 @@ def test_settings_are_documented_traits():
 
     assert PreviewSandbox in COMPONENTS  # listed by --help-all and --generate-config
     traits = PreviewSandbox.class_traits(config=True)
-    assert set(traits) == {"user", "memory_limit", "timeout", "max_concurrent", "max_wait", "max_open_files"}
+    assert set(traits) == {
+        "user",
+        "memory_limit",
+        "timeout",
+        "max_concurrent",
+        "max_wait",
+        "max_open_files",
+        "start_timeout",
+        "stop_timeout",
+    }
     assert all(trait.help for trait in traits.values())
     assert "c.PreviewSandbox.memory_limit" in PreviewSandbox.class_config_section()
     config = Config({"PreviewSandbox": {"timeout": 5.0, "user": "someone"}})
