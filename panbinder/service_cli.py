@@ -11,6 +11,7 @@ import asyncio
 import sys
 from functools import cached_property
 
+from jupyterhub.traitlets import EntryPointType
 from traitlets import Type, Unicode
 
 from .command import PanbinderBase
@@ -19,7 +20,6 @@ from .data_mounts.access import ANONYMOUS
 from .errors import PanbinderError
 from .events import Event
 from .pipeline import run_pipeline
-from .providers import get_provider_class
 from .providers.doi import DoiProvider
 
 
@@ -48,7 +48,13 @@ class BuildApp(ServiceApp):
     name = "panbinder-build"
     usage = "panbinder build REPO_URL [REF]"
     description = "Build and push the image for REPO_URL at REF (default HEAD), printing the build log."
-    provider = Unicode("git", help="Repository provider.").tag(config=True)
+    provider = EntryPointType(
+        "panbinder.providers.git.GitProvider",
+        klass="panbinder.providers.base.RepoProvider",
+        entry_point_group="panbinder.providers",
+        help="Repository provider: the name of an installed one (entry point group panbinder.providers) "
+        "or an import path.",
+    ).tag(config=True)
     aliases = {**PanbinderBase.aliases, "provider": "BuildApp.provider"}
 
     def start(self) -> None:
@@ -62,7 +68,7 @@ class BuildApp(ServiceApp):
 
         ctx = self.components.pipeline
         try:
-            provider = ctx.provider(get_provider_class(self.provider), f"{quote(repo_url, safe='')}/{ref}")
+            provider = ctx.provider(self.provider, f"{quote(repo_url, safe='')}/{ref}")
         except PanbinderError as e:
             print(f"error: {e.message}", file=sys.stderr)
             return 2
