@@ -27,6 +27,7 @@ from traitlets.config import LoggingConfigurable
 from panbinder.errors import PanbinderError
 from panbinder.events import Event
 from panbinder.executor import log_task_exception, run_blocking
+from panbinder.state import command_state_dir
 
 from .base import BuildRequest
 from .build_engine import BuildEngine
@@ -60,7 +61,8 @@ class BuildJob:
 class BuildManager(LoggingConfigurable):
     builder = AnyTrait(help="The Builder that does the work.")
     log_dir = Unicode(
-        "", help="Where build logs are kept, one per image (empty: <state_dir>/build-logs)."
+        help="Where build logs are kept, one per image (default: <state_dir>/build-logs of the command; "
+        "empty: none are kept, as for a manager made outside a command)."
     ).tag(config=True)
     stop_timeout = Float(
         10.0, help="Seconds the portal waits, when it stops, for the builds it stopped to end."
@@ -123,6 +125,11 @@ class BuildManager(LoggingConfigurable):
         is how build limits find a build's steps (empty: <docker root dir>/buildkit/executor,
         with the root dir from the build engine's `docker info`, see BuildEngine).""",
     ).tag(config=True)
+
+    @default("log_dir")
+    def _log_dir_default(self) -> str:
+        state = command_state_dir(self)
+        return str(state / "build-logs") if state is not None else ""
 
     @default("build_cpu_limit")
     def _cpu_default(self) -> float:

@@ -100,10 +100,7 @@ class Components:
 
     @cached_property
     def manager(self) -> BuildManager:
-        manager = BuildManager(parent=self.command, log=self.log, builder=self.builder)
-        if not manager.log_dir:
-            manager.log_dir = str(self.state / "build-logs")
-        return manager
+        return BuildManager(parent=self.command, log=self.log, builder=self.builder)
 
     @cached_property
     def launcher(self) -> Launcher:

@@ -21,15 +21,20 @@ def default_state_dir() -> str:
     return os.path.abspath(os.environ.get(STATE_ENV, ".state"))
 
 
-def state_dir(configurable: Configurable | None) -> Path:
-    """The state folder of the command ``configurable`` belongs to: the ``state_dir`` of the
-    nearest application among its parents, else the default (a component made on its own)."""
+def command_state_dir(configurable: Configurable | None) -> Path | None:
+    """The ``state_dir`` of the nearest application among ``configurable``'s parents (None when
+    it belongs to no command, e.g. a component a test made on its own)."""
     node = configurable
     while node is not None:
         if isinstance(node, Application) and node.has_trait("state_dir"):
             return Path(os.path.abspath(node.state_dir))
         node = node.parent
-    return Path(default_state_dir())
+    return None
 
 
-__all__ = ["STATE_ENV", "default_state_dir", "state_dir"]
+def state_dir(configurable: Configurable | None) -> Path:
+    """The state folder of the command ``configurable`` belongs to, else the default."""
+    return command_state_dir(configurable) or Path(default_state_dir())
+
+
+__all__ = ["STATE_ENV", "command_state_dir", "default_state_dir", "state_dir"]

@@ -182,6 +182,7 @@ def test_state_dir_option_reaches_every_state_default(tmp_path, monkeypatch):
     """--state-dir wins over $PANBINDER_STATE for every path under the state folder (the build
     engine's folder used to follow the environment only)."""
     from panbinder.builder.build_engine import BuildEngine
+    from panbinder.builder.manager import BuildManager
     from panbinder.data_mounts.catalogue import Catalogue
     from panbinder.launcher.hub_process import HubProcess
     from panbinder.rebuild import RebuildApp
@@ -199,6 +200,8 @@ def test_state_dir_option_reaches_every_state_default(tmp_path, monkeypatch):
     assert Archive(parent=app).root == str(chosen / "archives")
     assert Archive(parent=app).repo_mirror_root == str(chosen / "repo-mirrors")
     assert HubProcess(parent=app).proxy_command == [str(chosen / "node" / "bin" / "configurable-http-proxy")]
+    assert BuildManager(parent=app).log_dir == str(chosen / "build-logs")
+    assert BuildManager().log_dir == ""  # outside a command (tests): no logs kept anywhere
 
 
 def test_a_configured_state_path_wins_over_the_state_folder(tmp_path, monkeypatch):
