@@ -319,12 +319,14 @@ async def read_stream(url: str, timeout: float = 900, headers: dict | None = Non
     return Stream(events, keepalives, raw, time.monotonic() - start)
 
 
-async def run_code(server_url: str, token: str, code: str, timeout: float = 60) -> str:
-    """Start a kernel in a launched server, run ``code``, return its stdout (raise on error)."""
+async def run_code(server_url: str, token: str, code: str, timeout: float = 60, kernel_name: str = "") -> str:
+    """Start a kernel (the server's default, or ``kernel_name``) in a launched server, run ``code``,
+    return its stdout (raise on error)."""
     client = AsyncHTTPClient()
     base = server_url.rstrip("/")
     auth = {"Authorization": f"token {token}"}
-    resp = await client.fetch(f"{base}/api/kernels", method="POST", body="{}", headers=auth)
+    body = json.dumps({"name": kernel_name} if kernel_name else {})
+    resp = await client.fetch(f"{base}/api/kernels", method="POST", body=body, headers=auth)
     kernel_id = json.loads(resp.body)["id"]
     ws_url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
     conn = await websocket_connect(HTTPRequest(ws_url, headers=auth))

@@ -274,7 +274,7 @@ def test_a_failed_build_with_the_engine_answering_keeps_its_own_explanation(fake
     builder = Repo2DockerBuilder(config=Config({"BuildEngine": {"host": HOST, "docker_cli": fake_docker[0]}}))
     lines = ["E: Unable to locate package nosuch"]
     event = asyncio.run(builder._failed(request(), RuntimeError("docker build exited with 100"), lines))
-    assert event.message.startswith("apt could not install a package from apt.txt")
+    assert event.message.startswith("apt.txt names the package nosuch")
 
 
 def cli(*args: str, state: Path) -> subprocess.CompletedProcess:

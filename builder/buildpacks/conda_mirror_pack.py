@@ -92,7 +92,12 @@ class CondaMirrorMixin:
         env = list(super().get_env())  # type: ignore[misc]
         if not self.uses_mirror():
             return env
-        return [*env, ("CONDA_PREFIX", CONDA_PREFIX), ("PATH", conda_mirror.RUNTIME_PATH)]
+        return [
+            *env,
+            ("CONDA_DIR", conda_mirror.CONDA_DIR),
+            ("CONDA_PREFIX", CONDA_PREFIX),
+            ("PATH", conda_mirror.RUNTIME_PATH),
+        ]
 
     @lru_cache
     def get_build_scripts(self) -> list[tuple[str, str]]:

@@ -33,6 +33,7 @@ from repo2docker.buildpacks.base import BaseImage
 
 from panbinder.errors import PanbinderError
 
+from .kernels import alias_notice, alias_script, python_aliases
 from .runtime import check_python, read_runtime
 from .settings import CA_IN_IMAGE, VENV, PackSettings, env_value, notice
 
@@ -98,6 +99,18 @@ class DebianPipBuildPack(BaseImage):
         if self.settings.extra_index_urls:
             env.append(("PIP_EXTRA_INDEX_URL", " ".join(self.settings.extra_index_urls)))
         return [(name, env_value(value)) for name, value in env + list(self.settings.extra_env)]
+
+    @lru_cache
+    def get_env(self) -> list[tuple[str, str]]:
+        """repo2docker's variables for postBuild and the server (after the shared server layer;
+        APP_BASE, REPO_DIR, USER, HOME and SHELL come from its template)."""
+        return [
+            *super().get_env(),
+            ("NB_USER", "${NB_USER}"),
+            ("NB_UID", "${NB_UID}"),
+            ("NB_PYTHON_PREFIX", VENV),
+            ("KERNEL_PYTHON_PREFIX", VENV),
+        ]
 
     @lru_cache
     def get_path(self) -> list[str]:
@@ -209,4 +222,8 @@ class DebianPipBuildPack(BaseImage):
         if self.is_python_package():
             cache = PIP_CACHE.format(uid=self.settings.uid)
             scripts.append(("${NB_USER}", f"{cache} {self._pip()} ."))
+        aliases = python_aliases()
+        if aliases:  # after every install: the python3 kernelspec they copy is final
+            notice(self, alias_notice(aliases, self.settings.python_version))
+            scripts.append(("${NB_USER}", alias_script(sorted(aliases))))
         return scripts
