@@ -94,5 +94,6 @@ def test_repo2docker_variables_set_for_postbuild_and_the_server(repo, caplog):
         "ENV KERNEL_PYTHON_PREFIX=/srv/venv",
         "ENV APP_BASE=/srv",
         "ENV REPO_DIR=${REPO_DIR}",
+        "ENV NPM_CONFIG_PREFIX=${HOME}/.local",
     ):
         assert env in lines and lines.index(env) < post, env

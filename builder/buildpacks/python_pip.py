@@ -110,6 +110,8 @@ class DebianPipBuildPack(BaseImage):
             ("NB_UID", "${NB_UID}"),
             ("NB_PYTHON_PREFIX", VENV),
             ("KERNEL_PYTHON_PREFIX", VENV),
+            # npm install --global as the user (Node.js from apt.txt): into ~/.local, whose bin is on PATH
+            ("NPM_CONFIG_PREFIX", "${HOME}/.local"),
         ]
 
     @lru_cache

@@ -1,5 +1,5 @@
 """Repositories as papers ship them, built and launched for real: notebooks that declare kernels
-the image does not have by name, and postBuild scripts that use repo2docker's variables."""
+the image does not have by name, and postBuild scripts that use repo2docker's variables and npm."""
 
 from __future__ import annotations
 
@@ -38,14 +38,18 @@ def declared(kernel: str, code: str) -> str:
     )
 
 
-async def test_declared_kernels_start_and_postbuild_sees_repo2docker_variables(portal, git_server):
+async def test_declared_kernels_start_and_postbuild_has_repo2docker_variables_and_npm(portal, git_server):
     names = " ".join(R2D_VARIABLES)
     git_server.commit(
         "paper-kernels",
         {
             "analysis.ipynb": declared("python2", "print(f'{6 * 7}')"),
             "figures/plots.ipynb": declared("conda-env-paper-py", "print(sum(range(10)))"),
-            "postBuild": f'#!/bin/bash\nset -e\nfor v in {names}; do echo "$v=${{!v}}"; done > postbuild-env.txt\n',
+            # Node.js from Debian; npm install --global as the user, into ~/.local
+            "apt.txt": "nodejs\nnpm\n",
+            "postBuild": "#!/bin/bash\nset -e\n"
+            f'for v in {names}; do echo "$v=${{!v}}"; done > postbuild-env.txt\n'
+            "npm install --global --no-audit --no-fund semver@7.6.3\n",
         },
         "fixture",
     )
@@ -77,3 +81,8 @@ async def test_declared_kernels_start_and_postbuild_sees_repo2docker_variables(p
     out = (await run_code(url, token, code)).strip().splitlines()
     expected = [f"{k}={v}" for k, v in EXPECTED.items()]
     assert out == expected + expected
+    # what postBuild installed with npm is on the server's PATH
+    semver = (
+        "import subprocess; print(subprocess.run(['semver', '1.2.3'], capture_output=True, text=True).stdout)"
+    )
+    assert (await run_code(url, token, semver)).strip() == "1.2.3"
