@@ -136,6 +136,11 @@ async def test_allowed_dockerfile_is_used_alone(portal, git_server):
             ["R / Julia environments are not available"],
         ),
         (
+            "refuse-python2",
+            {"runtime.txt": "python-2.7\n", "requirements.txt": "tabulate\n"},
+            ["runtime.txt asks for Python 2.7. Python 2 is not available", "Port the code to Python 3"],
+        ),
+        (
             "refuse-dockerfile",
             {"Dockerfile": "FROM python:3.12-slim\n"},
             ["FROM 'python:3.12-slim'", "Allowed base images: panbinder-base:bookworm-1"],
