@@ -149,6 +149,7 @@ async def test_timeout_calls_the_cancel_hook_and_fails_clearly():
     last = events[-1]
     assert last.phase == "failed" and last.extra["reason"] == "build_timeout"
     assert "longer than this service's limit of 0.2 seconds" in last.message
+    assert "(BuildManager.build_timeout)" in last.message  # the setting to raise
     assert manager.jobs == {} and manager.running == 0
     assert outcomes == ["timeout"]
 
