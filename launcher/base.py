@@ -68,3 +68,7 @@ class Launcher(LoggingConfigurable):
 
     async def stop(self) -> None:
         """End background work and remove the servers only this process holds (on shutdown)."""
+
+    async def delete_user(self, user: str) -> None:
+        """Stop the server of ``user`` (a launch this launcher handed out, e.g. a check's, once
+        done) and remove the user. Default: nothing to remove."""

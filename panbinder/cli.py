@@ -38,6 +38,7 @@ class PanbinderApp(PanbinderBase):
         "archive": ("panbinder.archive_cli.ArchiveApp", "Archive a publication or image: archive DOI|IMAGE."),
         "restore": ("panbinder.archive_cli.RestoreApp", "Restore an archive: restore ARCHIVE."),
         "registry": ("panbinder.archive_cli.RegistryApp", "Registry maintenance: registry gc [--apply]."),
+        "check": ("panbinder.check_cli.CheckApp", "Reproducibility checks: check DOI | --all [--json]."),
     }
 
     def use_all_classes(self) -> None:
