@@ -57,6 +57,11 @@ class HubLauncher(Launcher):
     )
     launch_timeout = Float(120.0, help="Seconds a server may take to start.").tag(config=True)
     retries = Int(3, help="Attempts for each Hub API call that fails on connection errors.").tag(config=True)
+    call_timeout = Float(
+        30.0,
+        help="Seconds a short Hub API call (users, tokens, server state) and the connection of a "
+        "progress stream may take.",
+    ).tag(config=True)
     max_concurrent_launches = Int(
         32,
         help="Launches that may start servers at once (each holds one progress stream to the Hub); "
@@ -110,6 +115,8 @@ class HubLauncher(Launcher):
                 stream_slots=self.max_concurrent_launches + extra + 2,
                 call_slots=self.api_connections,
                 retries=self.retries,
+                call_timeout=self.call_timeout,
+                log=self.log,
             )
         return self._hub
 

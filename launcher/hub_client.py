@@ -8,13 +8,17 @@ read from its model and the stream reopened while it is still starting.
 
 Removal is ordered as the Hub requires: it refuses to delete a user whose server is starting
 or stopping, so the server is stopped first, its state polled until it is gone, then the user
-is deleted, all within a time bound.
+is deleted, all within a time bound. A Hub started again after a crash answers 500 to that
+removal for a server whose start the old Hub never finished, until it gives up on it (its
+spawner's ``http_timeout``, 30 s): removal retries quietly, with one log line when the 500s
+begin and one when they end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,8 +42,10 @@ class HubClient:
         call_slots: int,
         retries: int = 3,
         call_timeout: float = 30.0,
+        log: logging.Logger | None = None,
     ) -> None:
         self.api = f"{hub_url.rstrip('/')}/hub/api"
+        self.log = log or logging.getLogger(__name__)
         self.token = token
         self.retries = max(1, retries)
         self.call_timeout = call_timeout
@@ -191,23 +197,39 @@ class HubClient:
         is gone within ``timeout`` seconds. A 404 at any step means that part is already gone."""
         deadline = time.monotonic() + timeout
         pause = 0.2
-        while time.monotonic() < deadline:
-            try:
-                state = await self.server_state(user)
-                if state in ("ready", "starting"):
-                    await self.call("DELETE", f"/users/{quote(user)}/server", timeout=_left(deadline))
-                elif state == "none":
-                    if await self.user(user) is None:
+        errors = 0  # 500s so far: logged once when they begin and once when they end
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    if await self._remove_step(user, deadline):
                         return True
-                    await self.call("DELETE", f"/users/{quote(user)}", timeout=_left(deadline))
-                    return True
-            except HTTPClientError as e:
-                if e.code == 404:
-                    return True
-                if e.code != 400:  # 400: pending start or stop; the Hub needs a moment
-                    raise
-            await asyncio.sleep(min(pause, _left(deadline)))
-            pause = min(pause * 2, 2.0)
+                except HTTPClientError as e:
+                    if e.code == 404:
+                        return True
+                    if e.code == 500:  # a restarted Hub still waiting for a server the old one started
+                        if not errors:
+                            self.log.info("the Hub answers 500 to removing %s; retrying quietly", user)
+                        errors += 1
+                    elif e.code != 400:  # 400: pending start or stop; the Hub needs a moment
+                        raise
+                await asyncio.sleep(min(pause, _left(deadline)))
+                pause = min(pause * 2, 2.0)
+            return False
+        finally:
+            if errors:
+                self.log.info("removal of %s ended after %d answers with 500 from the Hub", user, errors)
+
+    async def _remove_step(self, user: str, deadline: float) -> bool:
+        """One step of ``remove``: stop a running or starting server, or delete a user without
+        one; True when the user is gone."""
+        state = await self.server_state(user)
+        if state in ("ready", "starting"):
+            await self.call("DELETE", f"/users/{quote(user)}/server", timeout=_left(deadline))
+        elif state == "none":
+            if await self.user(user) is None:
+                return True
+            await self.call("DELETE", f"/users/{quote(user)}", timeout=_left(deadline))
+            return True
         return False
 
 

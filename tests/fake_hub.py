@@ -30,6 +30,7 @@ class HubState:
     streams_max: int = 0
     streams_total: int = 0
     refused_deletes: int = 0
+    failing_deletes: int = 0  # user deletions to answer with 500, as a Hub started again after a crash
     log: list[str] = field(default_factory=list)
 
     def add_user(self, name: str, *, age: float = 0.0, server: dict | None = None) -> None:
@@ -84,6 +85,9 @@ class User(Base):
 
     def delete(self, name: str) -> None:
         server = self.user(name)["server"]
+        if self.hub.failing_deletes > 0:
+            self.hub.failing_deletes -= 1
+            raise web.HTTPError(500)
         if server and server.get("pending"):
             self.hub.refused_deletes += 1
             raise web.HTTPError(400, "pending")

@@ -240,6 +240,20 @@ async def test_reaper_retries_a_removal_that_failed(hub):
     assert removed == ["pb-left"] and hub.users == {} and not launcher.leftover
 
 
+async def test_removal_retries_a_hub_answering_500_quietly(hub, caplog):
+    """A Hub started again after a crash answers 500 for a while: the removal retries within its
+    bound and logs twice, not once per answer."""
+    hub.add_user("pb-half-started", age=1)
+    hub.failing_deletes = 4
+    launcher = launcher_for(hub, cleanup_timeout=10)
+    with caplog.at_level("DEBUG"):
+        assert await launcher.remove_user("pb-half-started")
+    assert hub.users == {} and hub.failing_deletes == 0
+    ours = [r for r in caplog.records if not r.name.startswith("tornado")]
+    lines = [r for r in ours if "pb-half-started" in r.getMessage() and "500" in r.getMessage()]
+    assert len(lines) == 2 and all(r.levelname == "INFO" for r in lines)
+
+
 async def test_reaper_runs_periodically_and_stops(hub):
     hub.add_user("pb-orphan", age=2000)
     launcher = launcher_for(hub)
