@@ -129,7 +129,7 @@ class CheckRunner(LoggingConfigurable):
                 )
             doi, repo_url, sha = publication.doi, publication.repo_url, publication.resolved_sha
         image = self.image_of(repo_url, sha)
-        archive_step, restored = await self.archive_step(doi, image)
+        archive_step, restored = await self.archive_step(doi, image, sha)
         steps = [archive_step]
         if archive_step.status == Status.FAILED:
             why = "not run: the archive step failed"
@@ -156,9 +156,9 @@ class CheckRunner(LoggingConfigurable):
             row = session.scalar(select(ImageLock).where(ImageLock.image == image.full))
             return row.digest if row is not None else ""
 
-    async def archive_step(self, doi: str, image: ImageRef) -> tuple[StepResult, bool]:
+    async def archive_step(self, doi: str, image: ImageRef, sha: str) -> tuple[StepResult, bool]:
         began, started = time.monotonic(), datetime.now(UTC)
-        path = self.archive_path(doi, image.ref)
+        path = self.archive_path(doi, sha)
         try:
             expected = ""
             if path is not None:
@@ -253,7 +253,8 @@ class CheckRunner(LoggingConfigurable):
                     failure = f"{path}: {execution.error.describe()}"
         ran = f"{len(plan.notebooks)} notebooks, {len(plan.commands)} commands ran"
         run = _step(Step.RUN, not failure, began, started, failure or ran)
-        return _Run([launch, run], *self.results(executions, stored))
+        results, differences, diff = self.results(executions, stored)
+        return _Run([launch, run, *results], differences, diff)
 
     async def run_commands(self, container: str, commands: tuple[str, ...], timeout: float) -> str:
         """Run the plan's commands in the repository's folder; the first failure's message."""
