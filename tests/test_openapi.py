@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 from tornado.httpclient import AsyncHTTPClient
 
-from panbinder.web.api import build, openapi
+from panbinder.web.api import build, checks, openapi
 from panbinder.web.api import catalogue as catalogue_api
 from panbinder.web.handlers import build_logs, health
 from panbinder.web.handlers import catalogue as catalogue_pages
@@ -23,7 +23,7 @@ DESCRIBED_PREFIXES = ("/api/", "/build", "/health", "/versions")
 
 def described_routes() -> list[str]:
     """The route patterns of the portal that the description must cover."""
-    modules = (build, build_logs, health, catalogue_pages, catalogue_api, openapi)
+    modules = (build, build_logs, health, catalogue_pages, catalogue_api, checks, openapi)
     patterns = [path for module in modules for path, _ in module.routes]
     return [p for p in patterns if p.startswith(DESCRIBED_PREFIXES)]
 

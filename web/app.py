@@ -8,13 +8,15 @@ from pathlib import Path
 from tornado import web
 
 from panbinder.data_mounts.sandbox import PreviewSandbox
+from panbinder.docker_engine import Docker
 from panbinder.launcher.hub_process import HubProcess
 from panbinder.pipeline import PipelineContext
 
 from . import auth
 from .api import build, openapi
 from .api import catalogue as catalogue_api
-from .handlers import badge, base, build_logs, health, pages
+from .api import checks as checks_api
+from .handlers import badge, base, build_logs, health, pages, reproducible
 from .handlers import catalogue as catalogue_pages
 from .urls import public_base
 
@@ -24,6 +26,7 @@ HERE = Path(__file__).parent
 def make_app(
     *,
     pipeline: PipelineContext,
+    docker: Docker,
     app: object,
     log: logging.Logger,
     public_url: str,
@@ -37,13 +40,16 @@ def make_app(
     cookie_secret: str = "",
 ) -> web.Application:
     """``public_url`` (scheme, host, port) starts every absolute link the portal hands out;
-    ``hub`` is the JupyterHub the portal started (None: a Hub run elsewhere)."""
+    ``hub`` is the JupyterHub the portal started (None: a Hub run elsewhere); ``docker`` is the
+    run engine's client, which /health pings."""
     routes = [
         *pages.routes,
         *build.routes,
         *build_logs.routes,
         *badge.routes,
         *health.routes,
+        *reproducible.routes,  # before the catalogue's: /badge/doi/(.+)\.svg would take them
+        *checks_api.routes,
         *catalogue_pages.routes,
         *catalogue_api.routes,
         *openapi.routes,
@@ -58,6 +64,7 @@ def make_app(
         static_url_prefix=base_url + "static/",
         static_handler_class=base.StaticHandler,
         pipeline=pipeline,
+        docker=docker,
         app=app,
         log=log,
         base_url=base_url,

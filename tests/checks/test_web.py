@@ -1,0 +1,66 @@
+"""The checks' routes: /api/publications/<doi>/checks and /badge/doi/<doi>/reproducible.svg."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree
+
+from panbinder.checks.records import CheckRecords
+from panbinder.checks.verdict import CheckResult, Difference, Kind, Status, Step, StepResult
+from tests.web_app import web_portal
+
+DOI = "10.5555/checked.paper"
+HOSTILE = '<script>alert("x")</script> & ]]>'
+
+
+def result(started: datetime, printed: str = "") -> CheckResult:
+    steps = [
+        StepResult(Step.ARCHIVE, Status.PASSED, 0.1),
+        StepResult(Step.LAUNCH, Status.PASSED, 2.0),
+        StepResult(Step.RUN, Status.PASSED, 3.0),
+    ]
+    differences: tuple[Difference, ...] = ()
+    if printed:
+        steps.append(StepResult(Step.RESULTS, Status.FAILED, 0.1, f"a.ipynb, cell 1: {printed}"))
+        differences = (Difference("a.ipynb", 1, "", "text", "42", printed),)
+    else:
+        steps.append(StepResult(Step.RESULTS, Status.PASSED, 0.1))
+    return CheckResult(DOI, Kind.FROZEN, started, tuple(steps), differences=differences)
+
+
+async def test_checks_api_and_badge(tmp_path):
+    async with web_portal(tmp_path) as p:
+        p.add_publication(DOI)
+        badge = await p.fetch(f"/badge/doi/{DOI}/reproducible.svg", accept="image/svg+xml")
+        assert badge.code == 200 and b"not checked yet" in badge.body
+        empty = json.loads((await p.fetch(f"/api/publications/{DOI}/checks")).body)
+        assert empty == {"doi": DOI, "latest": None, "checks": []}
+
+        records = CheckRecords(catalogue=p.pipeline.catalogue)
+        now = datetime.now(UTC)
+        first = records.record(result(now - timedelta(days=1)))
+        second = records.record(result(now, printed=HOSTILE))
+
+        body = json.loads((await p.fetch(f"/api/publications/{DOI}/checks")).body)
+        assert [c["id"] for c in body["checks"]] == [second, first]
+        assert body["latest"]["verdict"] == "runs, results differ"
+        assert body["latest"]["differences"][0]["executed"] == HOSTILE
+        assert body["checks"][1]["verdict"] == "reproducible"
+        limited = json.loads((await p.fetch(f"/api/publications/{DOI}/checks?limit=1")).body)
+        assert [c["id"] for c in limited["checks"]] == [second]
+
+        badge = await p.fetch(f"/badge/doi/{DOI}/reproducible.svg", accept="image/svg+xml")
+        assert badge.code == 200
+        assert badge.headers["Content-Type"].startswith("image/svg+xml")
+        assert "max-age" in badge.headers["Cache-Control"]
+        assert b"<script" not in badge.body
+        svg = ElementTree.fromstring(badge.body)  # well-formed whatever the message held
+        assert "runs, results differ" in "".join(svg.itertext())
+        assert HOSTILE in "".join(svg.itertext())  # as text, escaped in the document
+
+        unknown = await p.fetch("/api/publications/10.5555/nobody/checks")
+        assert unknown.code == 404
+        assert "No publication with DOI 10.5555/nobody" in json.loads(unknown.body)["message"]
+        launch = await p.fetch(f"/badge/doi/{DOI}.svg", accept="image/svg+xml")
+        assert launch.code == 200 and b"launch" in launch.body  # the launch badge is still there
