@@ -17,3 +17,6 @@ LAUNCHES_IN_PROGRESS = Gauge("panbinder_launches_in_progress", "Launches running
 REQUESTS = Counter("panbinder_build_requests_total", "Requests to /build by outcome", ["provider", "outcome"])
 CACHE_HITS = Counter("panbinder_image_cache_total", "Registry lookups by result", ["result"])
 POOL_SERVERS = Gauge("panbinder_prestarted_servers", "Pre-started servers waiting in the pool")
+CHECK_VERDICTS = Gauge(
+    "panbinder_check_verdicts", "Publications by the verdict of their last reproducibility check", ["verdict"]
+)

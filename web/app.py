@@ -7,6 +7,8 @@ from pathlib import Path
 
 from tornado import web
 
+from panbinder.checks.gauges import track_verdicts
+from panbinder.checks.records import CheckRecords
 from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.docker_engine import Docker
 from panbinder.launcher.hub_process import HubProcess
@@ -56,6 +58,8 @@ def make_app(
         *auth.routes,
     ]
     prefixed = [(base_url.rstrip("/") + path, handler) for path, handler in routes]
+    if pipeline.catalogue is not None:  # /metrics reports the checks' verdicts
+        track_verdicts(CheckRecords(catalogue=pipeline.catalogue, log=log))
     return web.Application(
         prefixed,
         default_handler_class=base.NotFoundHandler,

@@ -17,7 +17,7 @@ import dataclasses
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from traitlets import Instance, Int
 from traitlets.config import LoggingConfigurable
@@ -157,3 +157,20 @@ class CheckRecords(LoggingConfigurable):
         for (night, _), verdict in last.items():
             nights.setdefault(night, Counter())[verdict] += 1
         return [NightCounts(night, dict(nights[night])) for night in sorted(nights)]
+
+    def latest_counts(self, *, kind: Kind = Kind.FROZEN) -> dict[str, int]:
+        """How many publications have each verdict as their last check of ``kind`` (the last
+        one recorded; checks run one at a time)."""
+        last = (
+            select(func.max(CheckRun.id).label("id"))
+            .where(CheckRun.kind == kind.value)
+            .group_by(CheckRun.publication_id)
+            .subquery()
+        )
+        query = (
+            select(CheckRun.verdict, func.count())
+            .join(last, CheckRun.id == last.c.id)
+            .group_by(CheckRun.verdict)
+        )
+        with self.catalogue.session() as session:
+            return {verdict: count for verdict, count in session.execute(query)}

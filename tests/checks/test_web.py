@@ -59,6 +59,13 @@ async def test_checks_api_and_badge(tmp_path):
         assert "runs, results differ" in "".join(svg.itertext())
         assert HOSTILE in "".join(svg.itertext())  # as text, escaped in the document
 
+        p.add_publication("10.5555/other.paper")
+        records.record(CheckResult.from_dict({**result(now).to_dict(), "doi": "10.5555/other.paper"}))
+        scraped = (await p.fetch("/metrics", accept="text/plain")).body.decode()
+        assert 'panbinder_check_verdicts{verdict="runs, results differ"} 1.0' in scraped
+        assert 'panbinder_check_verdicts{verdict="reproducible"} 1.0' in scraped  # the last check only
+        assert 'panbinder_check_verdicts{verdict="does not run"} 0.0' in scraped
+
         unknown = await p.fetch("/api/publications/10.5555/nobody/checks")
         assert unknown.code == 404
         assert "No publication with DOI 10.5555/nobody" in json.loads(unknown.body)["message"]
