@@ -13,6 +13,8 @@ from panbinder.events import Event
 from panbinder.registry_cache import ImageRef
 
 if TYPE_CHECKING:
+    from panbinder.docker_engine import Docker
+
     from .pool import ServerPool
 
 
@@ -54,6 +56,10 @@ class Launcher(LoggingConfigurable):
     def use_secrets(self, secret: Callable[[str], str]) -> None:
         """Take the secrets this launcher needs and was not configured with; ``secret(name)``
         reads one from the state folder, made on first use. Default: it needs none."""
+
+    def use_run_engine(self, docker: Docker) -> None:
+        """Take the client of the docker engine that runs the servers (made once by the
+        composition root). Default: this launcher does not talk to it."""
 
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
         raise NotImplementedError

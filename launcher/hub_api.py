@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from traitlets import Float, Int, Type, Unicode, default
 
+from panbinder.docker_engine import Docker
 from panbinder.events import Event
 from panbinder.executor import log_task_exception
 
@@ -125,6 +126,10 @@ class HubLauncher(Launcher):
         Hub that ``panbinder serve`` runs."""
         self.signing_key = self.signing_key or secret("launch-signing-key")
         self.api_token = self.api_token or secret("hub-service-token")
+
+    def use_run_engine(self, docker: Docker) -> None:
+        """The reaper sweeps the server containers of that engine."""
+        self.reaper.docker = docker
 
     async def ping(self) -> bool:
         try:

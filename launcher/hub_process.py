@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from panbinder import processes
@@ -66,6 +66,11 @@ class HubProcess(LoggingConfigurable):
         "", help="Address the Hub's own server binds to; containers call it. Empty: docker0 gateway."
     ).tag(config=True)
     hub_port = Int(8081, help="Port of the Hub's own server.").tag(config=True)
+    docker = Instance(
+        Docker,
+        help="The run engine, where the Hub's spawner starts servers and whose bridge gateway the "
+        "servers call the Hub at (given by the composition root).",
+    )
     proxy_command = List(
         Unicode(), help="configurable-http-proxy command (default: the one the set-up installed)."
     ).tag(config=True)
@@ -152,7 +157,7 @@ class HubProcess(LoggingConfigurable):
         storage_roots: list[str],
         portal_oauth_callback: str = "",
     ) -> dict:
-        hub_ip = self.hub_ip or docker_bridge_gateway(Docker(parent=self, log=self.log))
+        hub_ip = self.hub_ip or docker_bridge_gateway(self.docker)
         args = []
         if cors_origin:
             args.append(f"--ServerApp.allow_origin={cors_origin}")
@@ -221,7 +226,7 @@ class HubProcess(LoggingConfigurable):
             CONFIGPROXY_AUTH_TOKEN=proxy_token,
             PANBINDER_SIGNING_KEY=signing_key,
         )
-        run_engine = Docker(parent=self, log=self.log).host
+        run_engine = self.docker.host
         if run_engine:  # the Hub's spawner starts servers in the same engine as the portal's calls
             env["DOCKER_HOST"] = run_engine
         bindir = str(Path(sys.executable).parent)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from traitlets import Any as AnyTrait
-from traitlets import Float, Instance, default
+from traitlets import Float, Instance
 from traitlets.config import LoggingConfigurable
 
 from panbinder.docker_engine import Docker
@@ -79,11 +79,12 @@ class Reaper(LoggingConfigurable):
         "it (keep above the server start timeout).",
     ).tag(config=True)
     launcher = AnyTrait(help="The HubLauncher whose temporary users are swept.")
-    docker = Instance(Docker, help="The run engine, whose server containers are swept.")
-
-    @default("docker")
-    def _docker_default(self) -> Docker:
-        return Docker(parent=self, log=self.log)
+    docker = Instance(
+        Docker,
+        allow_none=True,
+        help="The run engine, whose server containers are swept (given by the composition root, "
+        "through Launcher.use_run_engine; None: containers are not swept).",
+    )
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -96,6 +97,10 @@ class Reaper(LoggingConfigurable):
     def start(self, scope: ServerScope | None) -> None:
         self.scope = scope
         self.started_at = time.time()
+        if scope is not None and scope.container_prefix and self.docker is None:
+            self.log.warning(
+                "reaper: no run engine given (Launcher.use_run_engine); containers are not swept"
+            )
         if self.interval > 0 and (self.task is None or self.task.done()):
             self.task = asyncio.get_running_loop().create_task(self._run(), name="reaper")
             self.task.add_done_callback(lambda t: log_task_exception(t, self.log))
@@ -144,7 +149,7 @@ class Reaper(LoggingConfigurable):
 
     async def _sweep_containers(self, owners: set[str], now: float) -> list[str]:
         scope = self.scope
-        if scope is None or not scope.container_prefix:
+        if scope is None or not scope.container_prefix or self.docker is None:
             return []
         head = f"{scope.container_prefix}-{escape_name(self.launcher.user_prefix)}"
         by_user = {f"{scope.container_prefix}-{escape_name(u)}" for u in owners}

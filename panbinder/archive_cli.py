@@ -17,6 +17,7 @@ import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 from traitlets import Bool
@@ -63,8 +64,14 @@ def publication_metadata(pub: Publication) -> dict:
 class ArchiveCommand(CatalogueCommand):
     classes = [PanbinderBase, Catalogue, Archive, Registry, Docker]
 
+    @cached_property
+    def docker(self) -> Docker:
+        """The run engine's one client for this command (the archive's and ``local``'s); the
+        maintenance commands do not load the composition root (builder, portal)."""
+        return Docker(parent=self, log=self.log)
+
     def make_archive(self) -> Archive:
-        return Archive(parent=self, log=self.log)
+        return Archive(parent=self, log=self.log, docker=self.docker)
 
     def client(self, registry: Registry) -> RegistryClient:
         return RegistryClient(registry, timeout=max(registry.timeout, 120))
@@ -131,7 +138,7 @@ class ArchiveApp(ArchiveCommand):
     def local(self, image: str) -> bool:
         """Whether the run engine holds ``image`` (False when it does not answer)."""
         try:
-            return Docker(parent=self, log=self.log).has_image(image)
+            return self.docker.has_image(image)
         except Exception as e:  # the push that follows says what is wrong
             self.log.warning("the docker engine could not be asked for %s: %s", image, e)
             return False

@@ -30,10 +30,8 @@ from .checks.runner import CheckContext, CheckRunner
 from .checks.verdict import CheckResult, Verdict
 from .command import PanbinderBase
 from .components import COMPONENTS
-from .docker_engine import Docker
 from .errors import PanbinderError
 from .rebuild import RebuildApp
-from .registry_cache.archive import Archive
 from .service_cli import ServiceApp
 
 EXIT_STATUS = {
@@ -54,7 +52,7 @@ class CheckApp(ServiceApp):
         "launches (through the running service's Hub), the notebooks run and give the stored "
         "results, and the image rebuilds from its lock. Each result is recorded."
     )
-    classes = [PanbinderBase, ServiceApp, *COMPONENTS, CheckRunner, Archive, Docker]
+    classes = [PanbinderBase, ServiceApp, *COMPONENTS, CheckRunner]
     all = Bool(False, help="Check every registered publication.").tag(config=True)
     json = Bool(False, help="Print the results as JSON.").tag(config=True)
     flags = {
@@ -69,8 +67,8 @@ class CheckApp(ServiceApp):
         context = CheckContext(
             pipeline=components.pipeline,
             catalogue=components.catalogue,
-            archive=Archive(parent=self, log=self.log),
-            docker=Docker(parent=self, log=self.log),
+            archive=components.archive,
+            docker=components.docker,
             container_prefix=components.hub.container_prefix,
             comparison=OutputComparison(parent=self),
             rebuild=self.frozen_rebuild,

@@ -4,7 +4,9 @@ The portal (``panbinder serve``) and the ``build``, ``launch`` and ``rebuild`` c
 components from ``Components``; no other module wires components together. Each component is made
 on first use, once, with the command as its traitlets parent (so it reads the command's settings
 and state folder). What a component needs from the others it gets through the hooks its seam
-declares (``Builder.on_built``, ``Launcher.use_secrets``, ``Launcher.pool``), never by probing.
+declares (``Builder.on_built``, ``Launcher.use_secrets``, ``Launcher.use_run_engine``,
+``Launcher.pool``), never by probing. The run engine's ``Docker`` is made here once and handed to
+whatever talks to that engine.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .checks.compare import OutputComparison
 from .checks.records import CheckRecords
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.sandbox import PreviewSandbox
+from .docker_engine import Docker
 from .launcher.base import Launcher
 from .launcher.hub_api import HubLauncher
 from .launcher.hub_process import HubProcess
@@ -34,13 +37,16 @@ from .pipeline import PipelineContext
 from .providers.doi import DoiProvider
 from .providers.git import GitProvider
 from .registry_cache import Registry
+from .registry_cache.archive import Archive
 
 if TYPE_CHECKING:
     from .command import PanbinderBase
 
 # The configurable classes of the components, for --help-all and --generate-config.
 COMPONENTS = [
+    Docker,
     Registry,
+    Archive,
     Repo2DockerBuilder,
     BuildKitEngine,
     BuildEngine,
@@ -92,6 +98,16 @@ class Components:
         return Registry(parent=self.command, log=self.log)
 
     @cached_property
+    def docker(self) -> Docker:
+        """The run engine (readers' servers, the reaper, archive and restore, /health): one client
+        for them all. The build engine has its own (``BuildEngine.docker()``)."""
+        return Docker(parent=self.command, log=self.log)
+
+    @cached_property
+    def archive(self) -> Archive:
+        return Archive(parent=self.command, log=self.log, docker=self.docker)
+
+    @cached_property
     def builder(self) -> Builder:
         builder = self.builder_class(parent=self.command, log=self.log)
         if builder.on_built is None:  # each build's environment lock goes to the catalogue
@@ -106,6 +122,7 @@ class Components:
     def launcher(self) -> Launcher:
         launcher = self.launcher_class(parent=self.command, log=self.log)
         launcher.use_secrets(self.command.secret)
+        launcher.use_run_engine(self.docker)
         return launcher
 
     @cached_property
@@ -128,7 +145,7 @@ class Components:
     @cached_property
     def hub(self) -> HubProcess:
         """The JupyterHub that ``serve`` runs (its settings, ports, start and stop)."""
-        return HubProcess(parent=self.command, log=self.log)
+        return HubProcess(parent=self.command, log=self.log, docker=self.docker)
 
     @cached_property
     def previews(self) -> PreviewSandbox:

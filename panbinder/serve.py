@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import signal
 
+from tornado import web
+from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Int, Unicode, default
 
 from . import metrics
@@ -204,28 +206,51 @@ class ServeApp(ServiceApp):
             self._stopping = True
             await self._stop(ctx, server, hub, previews, run)
 
-    def _portal(self, ctx: PipelineContext, hub: HubProcess, previews: PreviewSandbox):
+    def _portal(self, ctx: PipelineContext, hub: HubProcess, previews: PreviewSandbox) -> HTTPServer:
         """The portal's HTTP server (not listening yet) for the pipeline, the catalogue and the launcher."""
-        app = make_app(
-            pipeline=ctx,
+        identity = self.identity(
+            hub.public_url, ctx.launcher.public_url or hub.public_url, ctx.launcher.api_token
+        )
+        return self.http_server(self.portal_app(identity, hub=hub, previews=previews))
+
+    def identity(self, hub_url: str, public_hub_url: str, api_token: str) -> HubIdentity:
+        """Who a portal request comes from, asked of the Hub at ``hub_url`` with ``api_token``."""
+        return HubIdentity(
+            hub_url=hub_url,
+            public_hub_url=public_hub_url,
+            api_token=api_token,
+            portal_url=self.public_url,
+            base_url=self.base_url,
+        )
+
+    def portal_app(
+        self,
+        identity: HubIdentity,
+        *,
+        hub: HubProcess | None = None,
+        previews: PreviewSandbox | None = None,
+        cookie_secret: str = "",
+    ) -> web.Application:
+        """The portal's tornado application from the components and this command's settings."""
+        parts = self.components
+        return make_app(
+            pipeline=parts.pipeline,
+            docker=parts.docker,
             app=self,
             log=self.log,
             public_url=self.public_url,
             base_url=self.base_url,
             cors_allow_origin=self.cors_allow_origin,
             keepalive_interval=self.keepalive_interval,
-            identity=HubIdentity(
-                hub_url=hub.public_url,
-                public_hub_url=ctx.launcher.public_url or hub.public_url,
-                api_token=ctx.launcher.api_token,
-                portal_url=self.public_url,
-                base_url=self.base_url,
-            ),
+            identity=identity,
             hub=hub,
-            cookie_secret=self.secret("portal-cookie-secret"),
+            cookie_secret=cookie_secret or self.secret("portal-cookie-secret"),
             thumbnail_cache=ThumbnailCache(self.state / "thumbnails"),
             preview_sandbox=previews,
         )
+
+    def http_server(self, app: web.Application) -> HTTPServer:
+        """The HTTP server for ``app`` with this command's request limits (not listening yet)."""
         return make_http_server(
             app,
             max_header_size=self.max_header_size,

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from traitlets import Int, Unicode, default
+from traitlets import Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from panbinder.docker_engine import Docker
@@ -211,12 +211,10 @@ class Archive(LoggingConfigurable):
     def _repo_mirror_root_default(self) -> str:
         return str(state_dir(self) / "repo-mirrors")
 
-    @property
-    def docker(self) -> Docker:
-        """The run engine: images are pushed from and pulled into it (``Docker`` settings)."""
-        if getattr(self, "_docker", None) is None:
-            self._docker = Docker(parent=self, log=self.log)
-        return self._docker
+    docker = Instance(
+        Docker,
+        help="The run engine: images are pushed from and pulled into it (given by the composition root).",
+    )
 
     # writing
 

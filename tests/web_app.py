@@ -3,9 +3,9 @@
 This is the one place in the tests that knows how the portal is put together: the components
 come from the composition root, ``ServeApp.components`` (panbinder/components.py), with the
 builder and launcher chosen by its ``builder_class`` and ``launcher_class`` settings, as a
-deployment chooses its own; the application from ``web.app.make_app`` and the HTTP server, with
-its header and body limits, from ``web.http_server.make_http_server``. When that wiring
-changes, only this module changes.
+deployment chooses its own; the application and the HTTP server, with its header and body
+limits, from ``ServeApp.portal_app`` and ``ServeApp.http_server``, as ``panbinder serve`` makes
+them. When that wiring changes, only this module changes.
 
 Real: routes, handlers, templates, error rendering, providers and their checks, the ban list,
 the pipeline, the build manager (shared builds, kept logs), the registry client, HubIdentity
@@ -42,9 +42,7 @@ from panbinder.events import Event
 from panbinder.launcher import Launcher, LaunchRequest
 from panbinder.providers import get_provider_class
 from panbinder.serve import ServeApp
-from panbinder.web.app import make_app
 from panbinder.web.auth import HubIdentity
-from panbinder.web.http_server import make_http_server
 
 PUBLIC_URL = "https://binder.facility.example"
 CORS_ORIGIN = "https://pages.example.org"
@@ -349,31 +347,8 @@ async def web_portal(tmp_path: Path, config: dict | None = None) -> AsyncIterato
     serve = ServeApp(config=portal_config(tmp_path, registry_url, config), log=log)
     pipeline = serve.components.pipeline
     pipeline.catalogue.start()  # migrations (here: none, a migrated copy) run before anything serves
-    identity = HubIdentity(
-        hub_url=hub_url,
-        public_hub_url=hub_url,
-        api_token=SERVICE_TOKEN,
-        portal_url=serve.public_url,
-        base_url=serve.base_url,
-    )
-    app = make_app(
-        pipeline=pipeline,
-        app=serve,
-        log=log,
-        public_url=serve.public_url,
-        base_url=serve.base_url,
-        cors_allow_origin=serve.cors_allow_origin,
-        keepalive_interval=serve.keepalive_interval,
-        identity=identity,
-        cookie_secret="0" * 64,
-    )
-    server = make_http_server(
-        app,
-        max_header_size=serve.max_header_size,
-        header_timeout=serve.header_timeout,
-        max_body_size=serve.max_body_size,
-        body_timeout=serve.body_timeout,
-    )
+    identity = serve.identity(hub_url, hub_url, SERVICE_TOKEN)
+    server = serve.http_server(serve.portal_app(identity, cookie_secret="0" * 64))
     sock, port = bind_unused_port()
     server.add_sockets([sock])
     try:

@@ -17,7 +17,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.httpclient import HTTPClientError
 
 from panbinder import __version__
-from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
 
 from .base import BaseHandler
@@ -25,13 +24,6 @@ from .base import BaseHandler
 CHECK_TIMEOUT = 5.0
 CACHE_SECONDS = 10.0
 _cache: dict[str, tuple[float, bool]] = {}
-
-
-def run_engine(settings: dict) -> Docker:
-    """The run engine's client: the application's, else one made once from its settings."""
-    if settings.get("docker") is None:
-        settings["docker"] = Docker(parent=settings.get("app"))
-    return settings["docker"]
 
 
 # what a failed check means for users, so that /health says which service is down and what fails
@@ -90,7 +82,7 @@ class HealthHandler(BaseHandler):
         return launcher.ping  # a Hub run elsewhere (ServeApp.start_hub = False)
 
     async def get(self) -> None:
-        pipeline, docker = self.settings["pipeline"], run_engine(self.settings)
+        pipeline, docker = self.settings["pipeline"], self.settings["docker"]
         checks = await asyncio.gather(
             _check("registry", pipeline.registry.ping),
             _check("docker", lambda: docker.call(docker.ping)),
