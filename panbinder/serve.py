@@ -16,6 +16,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Int, Unicode, default
 
 from . import metrics
+from .check_cli import CHECK_CLASSES, make_scheduler
 from .command import PanbinderBase
 from .components import COMPONENTS
 from .data_mounts.preview import ThumbnailCache
@@ -33,7 +34,7 @@ from .web.http_server import make_http_server
 
 
 class ServeApp(ServiceApp):
-    classes = [PanbinderBase, ServiceApp, *COMPONENTS]
+    classes = [PanbinderBase, ServiceApp, *COMPONENTS, *CHECK_CLASSES]
     name = "panbinder-serve"
     description = "Run the portal and JupyterHub in the foreground."
     ip = Unicode("127.0.0.1", help="Address of the portal.").tag(config=True)
@@ -45,6 +46,17 @@ class ServeApp(ServiceApp):
     keepalive_interval = Float(20.0, help="Seconds between keepalive comments on idle event streams.").tag(
         config=True
     )
+    health_timeout = Float(
+        5.0, help="Seconds each /health check (registry, docker, Hub, build engine) may take."
+    ).tag(config=True)
+    health_cache = Float(10.0, help="Seconds a /health check's result is reused before it runs again.").tag(
+        config=True
+    )
+    launcher_stop_timeout = Float(
+        30.0,
+        help="Seconds the launcher may take at shutdown to remove pre-started servers and finish "
+        "removals under way, before the Hub is stopped.",
+    ).tag(config=True)
     public_url = Unicode(
         "",
         help="URL users reach the portal at, without the base_url (default: http://ip:port); "
@@ -131,7 +143,7 @@ class ServeApp(ServiceApp):
             await ctx.manager.stop_all("shutdown")  # BuildManager.stop_timeout
         if server is not None:  # pre-started servers, the reaper, removals under way
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ctx.launcher.stop(), 30)
+                await asyncio.wait_for(ctx.launcher.stop(), self.launcher_stop_timeout)
         await previews.stop()
         await run_blocking(hub.stop)
         if run is not None:
@@ -160,7 +172,7 @@ class ServeApp(ServiceApp):
         catalogue.start()  # migrations run before anything serves
         self._publish_metrics(ctx)
         previews = parts.previews
-        run = server = None
+        run = server = checks = None
         try:
             run = self._prepare_state(hub, ctx)
             ports = [(self.ip, self.port, "ServeApp.port")]
@@ -197,6 +209,8 @@ class ServeApp(ServiceApp):
                 await previews.start()  # logs what the sandbox enforces on this machine
             server = self._portal(ctx, hub, previews)
             server.listen(self.port, self.ip)
+            checks = make_scheduler(self, parts)  # nightly checks (CheckScheduler.nightly_at)
+            checks.start()
             url = f"http://{self.ip}:{self.port}{self.base_url}"
             self.log.info("JupyterHub at %s", hub.public_url)
             print(f"\npanbinder is running at {url}\n", flush=True)
@@ -204,6 +218,8 @@ class ServeApp(ServiceApp):
             await stop.wait()
         finally:
             self._stopping = True
+            if checks is not None:
+                await checks.stop()
             await self._stop(ctx, server, hub, previews, run)
 
     def _portal(self, ctx: PipelineContext, hub: HubProcess, previews: PreviewSandbox) -> HTTPServer:
@@ -242,6 +258,8 @@ class ServeApp(ServiceApp):
             base_url=self.base_url,
             cors_allow_origin=self.cors_allow_origin,
             keepalive_interval=self.keepalive_interval,
+            health_timeout=self.health_timeout,
+            health_cache=self.health_cache,
             identity=identity,
             hub=hub,
             cookie_secret=cookie_secret or self.secret("portal-cookie-secret"),

@@ -24,7 +24,8 @@ from tornado.httpclient import AsyncHTTPClient
 from panbinder.builder.build_engine import BuildEngine
 from panbinder.builder.r2d import ENGINE_STOPPED
 from panbinder.launcher.hub_process import docker_bridge_gateway
-from panbinder.web.handlers.health import CACHE_SECONDS, DOWN_MESSAGES
+from panbinder.serve import ServeApp
+from panbinder.web.handlers.health import DOWN_MESSAGES
 from tests.support import (
     Portal,
     machine_build_engine,
@@ -171,7 +172,7 @@ async def test_killing_the_build_engine_mid_build_fails_the_build_and_spares_run
     assert started.returncode == 0, started.stdout + started.stderr
     assert own_engine.ping()
     assert processes_with(f"sleep {seconds}") == [], "the killed build's step still runs"
-    deadline = time.monotonic() + CACHE_SECONDS + 5
+    deadline = time.monotonic() + ServeApp.health_cache.default_value + 5
     while not (await health_of(own_portal, "build-engine"))["ok"]:  # /health caches each check
         assert time.monotonic() < deadline, "/health still says the build engine is down"
         await asyncio.sleep(1)

@@ -21,8 +21,6 @@ from panbinder.errors import PanbinderError
 
 from .base import BaseHandler
 
-CHECK_TIMEOUT = 5.0
-CACHE_SECONDS = 10.0
 _cache: dict[str, tuple[float, bool]] = {}
 
 
@@ -43,13 +41,14 @@ def _result(name: str, ok: bool) -> dict:
     return result
 
 
-async def _check(name: str, coro_fn) -> dict:
+async def _check(name: str, coro_fn, *, timeout: float, cache_seconds: float) -> dict:
+    """One check, time-limited, its result reused for ``cache_seconds``."""
     now = time.monotonic()
     hit = _cache.get(name)
-    if hit and now - hit[0] < CACHE_SECONDS:
+    if hit and now - hit[0] < cache_seconds:
         return _result(name, hit[1])
     try:
-        ok = bool(await asyncio.wait_for(coro_fn(), CHECK_TIMEOUT))
+        ok = bool(await asyncio.wait_for(coro_fn(), timeout))
     except Exception:
         ok = False
     _cache[name] = (now, ok)
@@ -83,11 +82,12 @@ class HealthHandler(BaseHandler):
 
     async def get(self) -> None:
         pipeline, docker = self.settings["pipeline"], self.settings["docker"]
+        limits = {"timeout": self.settings["health_timeout"], "cache_seconds": self.settings["health_cache"]}
         checks = await asyncio.gather(
-            _check("registry", pipeline.registry.ping),
-            _check("docker", lambda: docker.call(docker.ping)),
-            _check("hub", self._hub_check(pipeline.launcher)),
-            _check("build-engine", pipeline.manager.builder.ping),
+            _check("registry", pipeline.registry.ping, **limits),
+            _check("docker", lambda: docker.call(docker.ping), **limits),
+            _check("hub", self._hub_check(pipeline.launcher), **limits),
+            _check("build-engine", pipeline.manager.builder.ping, **limits),
         )
         ok = all(c["ok"] for c in checks)
         pool = pipeline.launcher.pool
