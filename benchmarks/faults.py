@@ -48,6 +48,7 @@ from tests.support import (
     own_run_engine,
     portal_health,
     processes_running,
+    quick_recovery_config,
     read_stream,
     remove_containers,
     restart_engine,
@@ -63,16 +64,7 @@ FILES = {
     "requirements.txt": "tabulate==0.9.0\n",
     "figure.ipynb": notebook("import tabulate\nprint(42)"),
 }
-RUN_CONFIG = """
-c.GitProvider.allow_local = True
-c.ServerPool.size = 1
-c.ServerPool.refill_delay = 0.5
-c.ServerPool.sweep_interval = 2
-c.HubProcess.poll_interval = 2
-c.HubProcess.cull_timeout = 3600
-c.Reaper.interval = 3
-c.Reaper.grace_period = 15
-"""
+RUN_CONFIG = quick_recovery_config(cull_timeout=3600)
 BUILD_CONFIG = """
 c.GitProvider.allow_local = True
 c.ServeApp.start_hub = False

@@ -16,10 +16,8 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.builder.build_engine import BuildEngine
 from panbinder.builder.r2d import ENGINE_STOPPED
@@ -29,6 +27,8 @@ from panbinder.web.handlers.health import DOWN_MESSAGES
 from tests.support import (
     Portal,
     machine_build_engine,
+    portal_health,
+    processes_running,
     read_stream,
     run_code,
     session_prefix,
@@ -61,21 +61,8 @@ def built_image(stream) -> str:
 
 
 async def health_of(portal: Portal, service: str) -> dict:
-    resp = await AsyncHTTPClient().fetch(portal.url + "/health", raise_error=False)
-    return next(c for c in json.loads(resp.body)["checks"] if c["service"] == service)
-
-
-def processes_with(text: str) -> list[int]:
-    """Pids whose command line contains ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    _, body = await portal_health(portal)
+    return next(c for c in body["checks"] if c["service"] == service)
 
 
 async def test_a_build_runs_in_the_build_engine_and_the_run_engine_pulls_it_at_launch(
@@ -155,7 +142,7 @@ async def test_killing_the_build_engine_mid_build_fails_the_build_and_spares_run
     slow = dockerfile_repo(git_server, f"slow-{secrets.token_hex(4)}", f"RUN echo started && sleep {seconds}")
     build = asyncio.ensure_future(read_stream(own_portal.build_url(slow, "main", "build_only=true")))
     deadline = time.monotonic() + 120
-    while not processes_with(f"sleep {seconds}"):
+    while not processes_running(f"sleep {seconds}"):
         assert time.monotonic() < deadline and not build.done(), "the slow step did not start"
         await asyncio.sleep(0.2)
     os.kill(int(own_engine.pidfile.read_text()), signal.SIGKILL)
@@ -171,7 +158,7 @@ async def test_killing_the_build_engine_mid_build_fails_the_build_and_spares_run
     started = own_portal.command("build-engine", "start")
     assert started.returncode == 0, started.stdout + started.stderr
     assert own_engine.ping()
-    assert processes_with(f"sleep {seconds}") == [], "the killed build's step still runs"
+    assert processes_running(f"sleep {seconds}") == [], "the killed build's step still runs"
     deadline = time.monotonic() + ServeApp.health_cache.default_value + 5
     while not (await health_of(own_portal, "build-engine"))["ok"]:  # /health caches each check
         assert time.monotonic() < deadline, "/health still says the build engine is down"

@@ -25,6 +25,7 @@ from tests.support import (
     kill_hub,
     own_run_engine,
     portal_health,
+    quick_recovery_config,
     read_stream,
     remove_containers,
     restart_engine,
@@ -45,17 +46,7 @@ def run_engine(tmp_path_factory):
 
 @pytest.fixture
 def engine_portal(portal_factory, run_engine):
-    config = f"""
-        c.Docker.host = {run_engine.host!r}
-        c.GitProvider.allow_local = True
-        c.ServerPool.size = 1
-        c.ServerPool.refill_delay = 0.5
-        c.ServerPool.sweep_interval = 2
-        c.HubProcess.poll_interval = 2
-        c.HubProcess.cull_timeout = 900
-        c.Reaper.interval = 3
-        c.Reaper.grace_period = 15
-        """
+    config = f"c.Docker.host = {run_engine.host!r}\n{quick_recovery_config(cull_timeout=900)}"
     with portal_factory("restart", config) as p:
         yield p
         p.stop()
