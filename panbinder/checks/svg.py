@@ -5,7 +5,7 @@ paper, a README or the portal's CSP can embed them as images. Every value that c
 outside (a DOI, a verdict's message, which may quote an exception or a printed value) is
 escaped for XML where it is written, and characters XML 1.0 cannot hold at all (control
 characters) are dropped first, so the document stays well-formed whatever a notebook printed.
-The badge follows the launch badge's look (``web/handlers/badge.py``).
+``render_badge`` draws the launch badge (``web/handlers/badge.py``) too.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ def badge(doi: str, latest: CheckResult | None) -> str:
         day = latest.started.astimezone(UTC).date().isoformat()
         right, color = f"{verdict.value} · {day}", COLOURS[verdict]
         title = f"{doi}: {verdict.value} (checked {day})" + (f": {latest.message}" if latest.message else "")
+    return render_badge(left, right, color, title=title[:500])
+
+
+def render_badge(left: str, right: str, color: str, *, title: str = "") -> str:
+    """A two-part badge (grey ``left``, ``right`` on ``color``), every value escaped here; the
+    launch badge (``web/handlers/badge.py``) and the reproducibility badge share it."""
     lw, rw = 7 * len(left) + 10, 7 * len(right) + 10
     return BADGE.format(
         w=lw + rw,
@@ -62,7 +68,7 @@ def badge(doi: str, latest: CheckResult | None) -> str:
         rx=lw + rw / 2,
         left=xml(left),
         right=xml(right),
-        title=xml(title[:500]),
+        title=xml(title or f"{left}: {right}"),
         color=xml(color),
     )
 
