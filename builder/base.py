@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jupyterhub.traitlets import Callable
 from traitlets import Int
@@ -13,6 +14,9 @@ from panbinder.events import Event
 from panbinder.registry_cache import ImageRef
 
 from .cancel import CancelToken
+
+if TYPE_CHECKING:
+    from .build_engine import BuildEngine
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,10 @@ class Builder(LoggingConfigurable):
         token = self._cancel_tokens.get(request.build_id)
         if token is not None:
             token.cancel()
+
+    def use_build_engine(self, engine: BuildEngine) -> None:
+        """Take the build engine the composition root made (the one the build manager's step
+        limits watch). Default: this builder needs none."""
 
     async def ping(self) -> bool:
         """Whether builds can run now (for /health); builders that need a service check it."""

@@ -234,14 +234,23 @@ class BuildEngine(LoggingConfigurable):
     def _stop_stale(self) -> None:
         """A dockerd of this pid file that no longer answers, and a containerd a killed dockerd
         left behind, would keep the new one from starting: stop them first."""
-        for pid in (self._pid(), self._containerd_pid()):
-            if pid:
-                _terminate(pid, 10)
+        self._stop_daemons(dockerd_wait=10)
+
+    def _stop_daemons(self, *, dockerd_wait: float) -> int:
+        """Stop this engine's dockerd (given ``dockerd_wait`` seconds), its containerd and the
+        build steps they left; the dockerd's pid (0: none ran)."""
+        pid = self._pid()
+        if pid:
+            _terminate(pid, dockerd_wait)
+        containerd = self._containerd_pid()
+        if containerd:
+            _terminate(containerd, 10)
         # a containerd that died with its dockerd can linger as a zombie until init reaps it, and
         # dockerd takes any pid that still exists for a running containerd: it waited for that
         # one's socket and failed ("timeout waiting for containerd to start") after a kill mid-build
         Path(self.exec_root, "containerd", "containerd.pid").unlink(missing_ok=True)
         self.reap_steps()
+        return pid
 
     def reap_steps(self) -> list[str]:
         """Stop the build steps a killed dockerd of this engine left running.
@@ -261,14 +270,8 @@ class BuildEngine(LoggingConfigurable):
     def stop(self) -> bool:
         """Stop the build engine, then remove its bridge and the iptables rules dockerd left for
         it. True when a running dockerd was stopped."""
-        pid = self._pid()
-        if pid:
-            _terminate(pid, 30)
-        containerd = self._containerd_pid()
-        if containerd:
-            _terminate(containerd, 10)
+        pid = self._stop_daemons(dockerd_wait=30)
         self.pidfile.unlink(missing_ok=True)
-        self.reap_steps()
         for table in ("filter", "nat"):
             listing = _run(["iptables", "-t", table, "-S"]).stdout
             for deletion in leftover_deletions(table, listing, self.bridge, self.subnet):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from jupyterhub.traitlets import ByteSpecification
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Float, Int, Unicode, default, observe
+from traitlets import Bool, Float, Instance, Int, Unicode, default, observe
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
@@ -60,6 +60,9 @@ class BuildJob:
 
 class BuildManager(LoggingConfigurable):
     builder = AnyTrait(help="The Builder that does the work.")
+    build_engine = Instance(
+        BuildEngine, help="The build engine whose build steps get the step limits (the composition root's)."
+    )
     log_dir = Unicode(
         help="Where build logs are kept, one per image (default: <state_dir>/build-logs of the command; "
         "empty: none are kept, as for a manager made outside a command)."
@@ -134,6 +137,10 @@ class BuildManager(LoggingConfigurable):
     @default("build_cpu_limit")
     def _cpu_default(self) -> float:
         return float(os.cpu_count() or 1)
+
+    @default("build_engine")
+    def _build_engine_default(self) -> BuildEngine:
+        return BuildEngine(parent=self, log=self.log)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -246,7 +253,7 @@ class BuildManager(LoggingConfigurable):
         if limits.empty:
             return None
         if self._limiter is None:
-            docker = BuildEngine(parent=self, log=self.log).docker()
+            docker = self.build_engine.docker()
             self._limiter = StepLimiter(self.buildkit_executor_dir, docker=docker, log=self.log)
         return self._limiter.register(request.image.full, request.build_id, limits)
 

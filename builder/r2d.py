@@ -143,6 +143,11 @@ class Repo2DockerBuilder(Builder):
             self._guard = RepoGuard(parent=self, log=self.log)
         return self._guard
 
+    def use_build_engine(self, engine: BuildEngine) -> None:
+        """The composition root's build engine, unless this builder names its own client."""
+        if not self.docker_cli:
+            self._build_engine = engine
+
     @property
     def build_engine(self) -> BuildEngine:
         """The docker engine builds, label builds and lock probes run in (never the run engine)."""

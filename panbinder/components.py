@@ -112,11 +112,19 @@ class Components:
         builder = self.builder_class(parent=self.command, log=self.log)
         if builder.on_built is None:  # each build's environment lock goes to the catalogue
             builder.on_built = lambda image, digest, lock: self.catalogue.record_lock(image, digest, lock)
+        builder.use_build_engine(self.build_engine)
         return builder
 
     @cached_property
+    def build_engine(self) -> BuildEngine:
+        """The second dockerd that builds run in (builds, label builds, lock probes, step limits)."""
+        return BuildEngine(parent=self.command, log=self.log)
+
+    @cached_property
     def manager(self) -> BuildManager:
-        return BuildManager(parent=self.command, log=self.log, builder=self.builder)
+        return BuildManager(
+            parent=self.command, log=self.log, builder=self.builder, build_engine=self.build_engine
+        )
 
     @cached_property
     def launcher(self) -> Launcher:
