@@ -25,11 +25,13 @@ from typing import Any
 from traitlets import Bool
 
 from .checks.compare import OutputComparison
+from .checks.notify import CheckNotifier
 from .checks.records import CheckRecords
 from .checks.runner import CheckContext, CheckRunner
+from .checks.scheduler import CheckScheduler, check_and_record
 from .checks.verdict import CheckResult, Verdict
 from .command import PanbinderBase
-from .components import COMPONENTS
+from .components import COMPONENTS, Components
 from .errors import PanbinderError
 from .rebuild import RebuildApp
 from .service_cli import ServiceApp
@@ -42,6 +44,8 @@ EXIT_STATUS = {
     Verdict.ARCHIVE_DAMAGED: 6,
 }
 NOT_CHECKED = 1
+# the checks' configurable classes, for this command's and serve's settings
+CHECK_CLASSES = [CheckRunner, CheckNotifier, CheckScheduler]
 
 
 class CheckApp(ServiceApp):
@@ -52,7 +56,7 @@ class CheckApp(ServiceApp):
         "launches (through the running service's Hub), the notebooks run and give the stored "
         "results, and the image rebuilds from its lock. Each result is recorded."
     )
-    classes = [PanbinderBase, ServiceApp, *COMPONENTS, CheckRunner]
+    classes = [PanbinderBase, ServiceApp, *COMPONENTS, *CHECK_CLASSES]
     all = Bool(False, help="Check every registered publication.").tag(config=True)
     json = Bool(False, help="Print the results as JSON.").tag(config=True)
     flags = {
@@ -63,21 +67,15 @@ class CheckApp(ServiceApp):
 
     @cached_property
     def runner(self) -> CheckRunner:
-        components = self.components
-        context = CheckContext(
-            pipeline=components.pipeline,
-            catalogue=components.catalogue,
-            archive=components.archive,
-            docker=components.docker,
-            container_prefix=components.hub.container_prefix,
-            comparison=OutputComparison(parent=self),
-            rebuild=self.frozen_rebuild,
-        )
-        return CheckRunner(context, parent=self, log=self.log)
+        return make_runner(self, self.components)
 
     @cached_property
     def records(self) -> CheckRecords:
         return CheckRecords(parent=self, log=self.log, catalogue=self.components.catalogue)
+
+    @cached_property
+    def notifier(self) -> CheckNotifier:
+        return CheckNotifier(parent=self, log=self.log)
 
     def start(self) -> None:
         if self.all == bool(self.extra_args) or len(self.extra_args) > 1:
@@ -115,27 +113,54 @@ class CheckApp(ServiceApp):
     async def check_one(self, doi: str) -> tuple[dict[str, Any], int]:
         """One publication's result (recorded) and its exit status; an error is reported, not raised."""
         try:
-            result = await self.runner.check(doi)
-            check_id = await asyncio.to_thread(self.records.record, result)
+            recorded = await check_and_record(self.runner, self.records, self.notifier, doi)
         except PanbinderError as error:
             return {"doi": doi, "error": error.message}, NOT_CHECKED
         except Exception as error:  # one publication never stops the others
             self.log.exception("the check of %s failed", doi)
             return {"doi": doi, "error": f"the check could not be made: {error}"}, NOT_CHECKED
-        return {**result.to_dict(), "id": check_id}, EXIT_STATUS[result.verdict]
+        result = recorded.result
+        return {**result.to_dict(), "id": recorded.id}, EXIT_STATUS[result.verdict]
 
-    async def frozen_rebuild(self, doi: str) -> tuple[bool, str]:
-        """``rebuild --frozen DOI``: (the lock is identical, what it reported)."""
-        app = RebuildApp(config=self.config, log=self.log)
-        app.frozen = True
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = await app.rebuild(doi)
-        lines = [line for line in out.getvalue().splitlines() if line.strip()]
-        failed = [line for line in err.getvalue().splitlines() if line.startswith("failed:")]
-        if status == 0:
-            return True, "lock: identical"
-        return False, "; ".join(failed or lines[-8:]) or "the frozen rebuild failed"
+
+async def frozen_rebuild(command: PanbinderBase, doi: str) -> tuple[bool, str]:
+    """``rebuild --frozen DOI`` with ``command``'s settings: (the lock is identical, what it reported)."""
+    app = RebuildApp(config=command.config, log=command.log)
+    app.frozen = True
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = await app.rebuild(doi)
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    failed = [line for line in err.getvalue().splitlines() if line.startswith("failed:")]
+    if status == 0:
+        return True, "lock: identical"
+    return False, "; ".join(failed or lines[-8:]) or "the frozen rebuild failed"
+
+
+def make_runner(command: PanbinderBase, components: Components) -> CheckRunner:
+    """The check runner of ``command`` (``check``, or ``serve`` for its nightly checks)."""
+    context = CheckContext(
+        pipeline=components.pipeline,
+        catalogue=components.catalogue,
+        archive=components.archive,
+        docker=components.docker,
+        container_prefix=components.hub.container_prefix,
+        comparison=OutputComparison(parent=command),
+        rebuild=lambda doi: frozen_rebuild(command, doi),
+    )
+    return CheckRunner(context, parent=command, log=command.log)
+
+
+def make_scheduler(command: PanbinderBase, components: Components) -> CheckScheduler:
+    """``serve``'s nightly checks, with its components (its launcher, its build manager)."""
+    return CheckScheduler(
+        parent=command,
+        log=command.log,
+        runner=make_runner(command, components),
+        records=CheckRecords(parent=command, log=command.log, catalogue=components.catalogue),
+        notifier=CheckNotifier(parent=command, log=command.log),
+        manager=components.manager,
+    )
 
 
 def describe(outcome: dict[str, Any]) -> str:
@@ -147,4 +172,4 @@ def describe(outcome: dict[str, Any]) -> str:
     return f"{result.doi}: {result.verdict.value}{message}{restored}"
 
 
-__all__ = ["EXIT_STATUS", "CheckApp"]
+__all__ = ["CHECK_CLASSES", "EXIT_STATUS", "CheckApp", "make_runner", "make_scheduler"]

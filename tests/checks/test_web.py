@@ -71,3 +71,23 @@ async def test_checks_api_and_badge(tmp_path):
         assert "No publication with DOI 10.5555/nobody" in json.loads(unknown.body)["message"]
         launch = await p.fetch(f"/badge/doi/{DOI}.svg", accept="image/svg+xml")
         assert launch.code == 200 and b"launch" in launch.body  # the launch badge is still there
+
+
+async def test_publication_page_shows_the_last_verdict_and_history(tmp_path):
+    async with web_portal(tmp_path) as p:
+        p.add_publication(DOI)
+        page = (await p.fetch(f"/publications/{DOI}", accept="text/html")).body.decode()
+        assert "Not checked yet." in page
+        records = CheckRecords(catalogue=p.pipeline.catalogue)
+        now = datetime.now(UTC)
+        records.record(result(now - timedelta(days=2)))
+        records.record(
+            CheckResult.from_dict({**result(now, printed=HOSTILE).to_dict(), "diff": f"- 42\n+ {HOSTILE}"})
+        )
+        page = (await p.fetch(f"/publications/{DOI}", accept="text/html")).body.decode()
+        assert "reproducible.svg" in page and "last checked " + now.strftime("%Y-%m-%d") in page
+        assert "same results: a.ipynb, cell 1: &lt;script&gt;" in page
+        assert "<script>alert" not in page  # the message, the steps, the diff and the chart escape it
+        chart = page[page.index("<figure") : page.index("</figure>")]
+        assert chart.count("<rect ") == 90 and "#dfb317" in chart and "#2e8540" in chart
+        assert "What changed" in page and "+ &lt;script&gt;" in page

@@ -99,6 +99,7 @@ def test_reproducible_publication(portal, checked):
         "passed"
     ] * 4
     assert steps["frozen rebuild"]["status"] == "skipped"
+    print("step seconds:", {name: step["seconds"] for name, step in steps.items()})  # for the README
     history = CheckRecords(catalogue=checked).history(DOI_GOOD)
     assert history and history[0].id == result["id"] and history[0].result.verdict.value == "reproducible"
 
@@ -135,3 +136,13 @@ def test_check_all_reports_every_publication(portal, checked):
     assert results[DOI_GOOD]["verdict"] == "reproducible"
     assert results[DOI_RAISES]["verdict"] == "does not run"
     assert proc.returncode >= 4  # the worst verdict among them
+
+
+def test_frozen_rebuild_step(portal, checked):
+    """The check's last step rebuilds the image from its lock; the lock must come out identical."""
+    proc = cli(portal, "check", DOI_GOOD, "--json", check=False, timeout=1800)
+    result = json.loads(proc.stdout)
+    steps = {s["step"]: s for s in result["steps"]}
+    assert steps["frozen rebuild"]["status"] == "passed", (steps["frozen rebuild"], proc.stderr[-3000:])
+    assert steps["frozen rebuild"]["message"] == "lock: identical"
+    assert (proc.returncode, result["verdict"]) == (0, "reproducible")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from panbinder.checks.records import CheckRecords
 from panbinder.data_mounts.access import may_access
 from panbinder.data_mounts.preview import ThumbnailCache
 from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.data_mounts.scan import SUFFIXES as HDF5_SUFFIXES
 from panbinder.errors import PanbinderError
+from panbinder.executor import run_blocking
 from panbinder.paths import confine, safe_join
 
 from ..api.catalogue import CatalogueHandler, _not_found
 from .badge import badge_svg
+from .reproducible import page_checks
 
 
 class DatasetPage(CatalogueHandler):
@@ -25,7 +28,9 @@ class DatasetPage(CatalogueHandler):
 class PublicationPage(CatalogueHandler):
     async def get(self, doi: str) -> None:
         card = await self.publication_card(doi)
-        self.render("publication.html", pub=card)
+        records = CheckRecords(catalogue=self.catalogue, log=self.log)
+        checks = await run_blocking(page_checks, records, card["doi"])
+        self.render("publication.html", pub=card, checks=checks)
 
 
 class DoiBadge(CatalogueHandler):

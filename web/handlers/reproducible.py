@@ -1,4 +1,5 @@
-"""``/badge/doi/<doi>/reproducible.svg``: the verdict of a publication's last check, with its date.
+"""``/badge/doi/<doi>/reproducible.svg``: the verdict of a publication's last check, with its date;
+and what the publication page shows of its checks (``page_checks``).
 
 Rendered by ``checks.svg.badge`` (every value escaped for XML there); cached for a few minutes
 (a check runs nightly, so a badge changes at most once a night).
@@ -6,8 +7,12 @@ Rendered by ``checks.svg.badge`` (every value escaped for XML there); cached for
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from panbinder.checks.records import CheckRecords
-from panbinder.checks.svg import badge
+from panbinder.checks.svg import badge, history_chart
+from panbinder.checks.verdict import CheckResult
 from panbinder.executor import run_blocking
 
 from ..api.catalogue import CatalogueHandler
@@ -18,6 +23,15 @@ MAX_AGE = 300  # seconds
 def badge_of(records: CheckRecords, doi: str) -> str:
     latest = records.latest(doi)
     return badge(doi, latest.result if latest is not None else None)
+
+
+def page_checks(records: CheckRecords, doi: str, *, nights: int = 90) -> dict[str, Any]:
+    """The last check (``CheckResult`` or None) and the history chart (SVG, every value escaped
+    by ``checks.svg``) of the last ``nights`` nights."""
+    history: list[CheckResult] = [c.result for c in records.history(doi, limit=nights * 2)]
+    today = datetime.now(UTC).date()
+    chart = history_chart(history, today=today, nights=nights) if history else ""
+    return {"latest": history[0] if history else None, "chart": chart}
 
 
 class ReproducibleBadge(CatalogueHandler):

@@ -1,0 +1,89 @@
+"""The nightly scheduler's pure parts: when the next round starts, its setting, yielding to
+readers' builds, and a round that goes on after a publication whose check cannot be made."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from traitlets import TraitError
+
+from panbinder.checks.notify import CheckNotifier
+from panbinder.checks.records import CheckRecords
+from panbinder.checks.scheduler import CheckScheduler, next_round
+from panbinder.checks.verdict import CheckResult, Kind, Status, Step, StepResult
+from panbinder.data_mounts.catalogue import Catalogue
+from panbinder.data_mounts.models import Publication
+
+
+def test_next_round_is_the_next_time_of_day_in_utc():
+    now = datetime(2026, 12, 2, 1, 30, tzinfo=UTC)
+    assert next_round(now, "02:00") == datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    assert next_round(now, "01:30") == datetime(2026, 12, 3, 1, 30, tzinfo=UTC)  # strictly after
+    assert next_round(now, "00:15") == datetime(2026, 12, 3, 0, 15, tzinfo=UTC)
+
+
+def test_nightly_at_must_be_a_time_of_day():
+    for bad in ("2am", "24:00", "2:00", "02:60"):
+        with pytest.raises(TraitError, match="HH:MM"):
+            CheckScheduler(runner=None, records=None, notifier=None, manager=None, nightly_at=bad)
+
+
+class Builds:
+    """A build manager's counters as the scheduler reads them."""
+
+    def __init__(self) -> None:
+        self.running, self.queued = 1, 1
+
+
+class Runner:
+    """Checks in order; one publication's check raises."""
+
+    def __init__(self) -> None:
+        self.checked: list[str] = []
+
+    async def check(self, doi: str) -> CheckResult:
+        self.checked.append(doi)
+        if doi.endswith("broken"):
+            raise RuntimeError("the Hub is away")
+        steps = (StepResult(Step.LAUNCH, Status.PASSED), StepResult(Step.RUN, Status.PASSED))
+        return CheckResult(doi, Kind.FROZEN, datetime.now(UTC), steps)
+
+
+@pytest.fixture
+def catalogue(tmp_path):
+    cat = Catalogue(db_url=f"sqlite:///{tmp_path}/catalogue.sqlite")
+    cat.start()
+    with cat.session() as session:
+        for doi in ("10.5555/a", "10.5555/b.broken", "10.5555/c"):
+            session.add(
+                Publication(
+                    doi=doi, repo_url="https://git.example.org/a.git", ref="v1", resolved_sha="a" * 40
+                )
+            )
+    yield cat
+    cat.close()
+
+
+async def test_a_round_waits_for_readers_builds_and_goes_on_after_an_error(catalogue):
+    builds, runner = Builds(), Runner()
+    scheduler = CheckScheduler(
+        runner=runner,
+        records=CheckRecords(catalogue=catalogue),
+        notifier=CheckNotifier(),
+        manager=builds,
+        yield_interval=0.01,
+    )
+    round_ = asyncio.ensure_future(scheduler.run_round())
+    await asyncio.sleep(0.1)
+    assert runner.checked == []  # a reader's build runs: the round waits
+    builds.running = 0
+    await asyncio.sleep(0.05)
+    assert runner.checked == []  # and one waits for a slot
+    builds.queued = 0
+    outcome = await asyncio.wait_for(round_, 5)
+    assert runner.checked == ["10.5555/a", "10.5555/b.broken", "10.5555/c"]
+    assert outcome["10.5555/a"] == outcome["10.5555/c"] == "reproducible"
+    assert outcome["10.5555/b.broken"] == "not checked: the Hub is away"
+    assert CheckRecords(catalogue=catalogue).latest("10.5555/c").result.verdict.value == "reproducible"
