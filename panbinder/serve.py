@@ -17,7 +17,6 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 from . import metrics
 from .check_cli import CHECK_CLASSES, make_scheduler
-from .check_cli import CHECK_CLASSES, make_scheduler
 from .command import PanbinderBase
 from .components import COMPONENTS
 from .data_mounts.preview import ThumbnailCache
@@ -209,8 +208,6 @@ class ServeApp(ServiceApp):
             with contextlib.suppress(PanbinderError):  # logged; the first preview tries again
                 await previews.start()  # logs what the sandbox enforces on this machine
             server = self._portal(ctx, hub, previews)
-            checks = make_scheduler(self, parts)  # nightly checks (CheckScheduler.nightly_at)
-            checks.start()
             server.listen(self.port, self.ip)
             checks = make_scheduler(self, parts)  # nightly checks (CheckScheduler.nightly_at)
             checks.start()
@@ -218,8 +215,6 @@ class ServeApp(ServiceApp):
             self.log.info("JupyterHub at %s", hub.public_url)
             print(f"\npanbinder is running at {url}\n", flush=True)
             self._serving = True
-            if checks is not None:
-                await checks.stop()
             await stop.wait()
         finally:
             self._stopping = True
