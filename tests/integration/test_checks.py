@@ -9,10 +9,12 @@ publication's dataset), one that raises, and one whose stored output differs fro
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from panbinder.checks.records import CheckRecords
+from tests.support import forget_image
 
 from .conftest import catalogue_of, cli, write_scan
 
@@ -146,3 +148,25 @@ def test_frozen_rebuild_step(portal, checked):
     assert steps["frozen rebuild"]["status"] == "passed", (steps["frozen rebuild"], proc.stderr[-3000:])
     assert steps["frozen rebuild"]["message"] == "lock: identical"
     assert (proc.returncode, result["verdict"]) == (0, "reproducible")
+
+
+def test_lost_image_restored_from_the_archive_and_a_damaged_archive(portal, checked):
+    """The registry loses the image: the check restores it from the archive and says so; then a
+    byte of the archive changes: ``archive damaged``, naming the file."""
+    bag = Path(cli(portal, "archive", DOI_GOOD, timeout=900).stdout.strip().splitlines()[-1])
+    status, result = check(portal, DOI_GOOD)
+    assert (status, result["restored"]) == (0, False), result
+    assert f"archive {bag.name} verified" in result["steps"][0]["message"]
+
+    forget_image(result["image"], blobs=False, docker="/usr/bin/docker")
+    status, result = check(portal, DOI_GOOD)
+    assert (status, result["verdict"], result["restored"]) == (0, "reproducible", True), result
+    assert "restored from" in result["steps"][0]["message"]
+    assert CheckRecords(catalogue=checked).history(DOI_GOOD)[0].result.restored
+
+    metadata = bag / "data" / "publication.json"
+    metadata.write_bytes(metadata.read_bytes().replace(b"checked-scan", b"checked-scaN"))
+    status, result = check(portal, DOI_GOOD)
+    assert (status, result["verdict"], result["failed_step"]) == (6, "archive damaged", "archive intact")
+    assert "data/publication.json" in result["message"], result["message"]
+    assert {s["status"] for s in result["steps"][1:]} == {"skipped"}
