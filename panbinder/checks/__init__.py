@@ -17,12 +17,15 @@ How the pieces fit (one module per job):
   latest verdict, count verdicts per night (``CheckRecords``).
 - ``svg``: the ``reproducible.svg`` badge and the history chart, rendered server-side.
 
-Still to be wired, after the composition root lands: the step runner that verifies the
-archive (restoring the image if the registry lost it), launches the image with the
-publication's mounts, executes the plan inside it (``execute_notebook`` with the launched
-kernel's connection), compares and rebuilds (frozen / fresh) and builds a ``CheckResult``; the
-``panbinder check DOI|--all`` command; the nightly scheduler in ``panbinder serve``; the
-publication page, overview page, ``/badge/doi/<doi>/reproducible.svg`` and
-``/api/publications/<doi>/checks`` routes; Prometheus gauges per verdict; the webhook on a
-changed verdict.
+- ``runner``: one publication's check, step by step (archive verified or the image restored
+  from it, launch through the Hub as a reader, the plan run inside the launched container by
+  ``in_container``, outputs compared, frozen rebuild), and its ``CheckResult``; ``restore``
+  puts a lost image back from the archive.
+- ``scheduler``: ``check_and_record`` (shared by ``panbinder check``) and the nightly round in
+  ``panbinder serve`` (``CheckScheduler``); ``notify``: the webhook on a changed verdict;
+  ``gauges``: ``panbinder_check_verdicts`` on /metrics.
+
+The command is ``panbinder/check_cli.py``; the routes are ``web/api/checks.py`` and
+``web/handlers/reproducible.py``. Still to do: the fresh rebuild (weekly) with its own launch
+and comparison, the overview page, the notebooks as executed on the publication page.
 """
