@@ -5,6 +5,7 @@ progress stream retried, failed and abandoned launches removed in the Hub's orde
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -245,7 +246,7 @@ async def test_removal_retries_a_hub_answering_500_quietly(hub, caplog):
     bound and logs twice, not once per answer."""
     hub.add_user("pb-half-started", age=1)
     hub.failing_deletes = 4
-    launcher = launcher_for(hub, cleanup_timeout=10)
+    launcher = launcher_for(hub, cleanup_timeout=10, log=logging.getLogger("panbinder-removal-test"))
     with caplog.at_level("DEBUG"):
         assert await launcher.remove_user("pb-half-started")
     assert hub.users == {} and hub.failing_deletes == 0
