@@ -29,7 +29,7 @@ from .checks.notify import CheckNotifier
 from .checks.records import CheckRecords
 from .checks.runner import CheckContext, CheckRunner
 from .checks.scheduler import CheckScheduler, check_and_record
-from .checks.verdict import CheckResult, Verdict
+from .checks.verdict import CheckResult, Kind, Verdict
 from .command import PanbinderBase
 from .components import COMPONENTS, Components
 from .errors import PanbinderError
@@ -50,7 +50,7 @@ CHECK_CLASSES = [CheckRunner, CheckNotifier, CheckScheduler]
 
 class CheckApp(ServiceApp):
     name = "panbinder-check"
-    usage = "panbinder check DOI | --all [--json]"
+    usage = "panbinder check DOI | --all [--fresh] [--json]"
     description = (
         "Check that registered publications are still reproducible: archive intact, the image "
         "launches (through the running service's Hub), the notebooks run and give the stored "
@@ -59,10 +59,14 @@ class CheckApp(ServiceApp):
     classes = [PanbinderBase, ServiceApp, *COMPONENTS, *CHECK_CLASSES]
     all = Bool(False, help="Check every registered publication.").tag(config=True)
     json = Bool(False, help="Print the results as JSON.").tag(config=True)
+    fresh = Bool(
+        False, help="Rebuild each image from the repository's files (rebuild --fresh) and check that image."
+    ).tag(config=True)
     flags = {
         **PanbinderBase.flags,
         "all": ({"CheckApp": {"all": True}}, all.help),
         "json": ({"CheckApp": {"json": True}}, json.help),
+        "fresh": ({"CheckApp": {"fresh": True}}, fresh.help),
     }
 
     @cached_property
@@ -113,7 +117,8 @@ class CheckApp(ServiceApp):
     async def check_one(self, doi: str) -> tuple[dict[str, Any], int]:
         """One publication's result (recorded) and its exit status; an error is reported, not raised."""
         try:
-            recorded = await check_and_record(self.runner, self.records, self.notifier, doi)
+            kind = Kind.FRESH if self.fresh else Kind.FROZEN
+            recorded = await check_and_record(self.runner, self.records, self.notifier, doi, kind)
         except PanbinderError as error:
             return {"doi": doi, "error": error.message}, NOT_CHECKED
         except Exception as error:  # one publication never stops the others
@@ -137,6 +142,23 @@ async def frozen_rebuild(command: PanbinderBase, doi: str) -> tuple[bool, str]:
     return False, "; ".join(failed or lines[-8:]) or "the frozen rebuild failed"
 
 
+async def fresh_rebuild(command: PanbinderBase, doi: str) -> tuple[bool, str, str]:
+    """``rebuild --fresh DOI``: (it built, what changed upstream, the rebuilt image's name)."""
+    app = RebuildApp(config=command.config, log=command.log)
+    app.fresh = True
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = await app.rebuild(doi)
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    image = next((line.rsplit(": ", 1)[-1] for line in lines if line.startswith("fresh rebuild of ")), "")
+    if status != 0 or not image:
+        failed = [line for line in err.getvalue().splitlines() if line.startswith("failed:")]
+        return False, "; ".join(failed or lines[-8:]) or "the fresh rebuild failed", image
+    header = "differences (recorded -> rebuilt):"
+    changed = lines[lines.index(header) + 1 :] if header in lines else []
+    return True, "changed upstream: " + ("; ".join(changed[:20]) or "(none)"), image
+
+
 def make_runner(command: PanbinderBase, components: Components) -> CheckRunner:
     """The check runner of ``command`` (``check``, or ``serve`` for its nightly checks)."""
     context = CheckContext(
@@ -147,6 +169,7 @@ def make_runner(command: PanbinderBase, components: Components) -> CheckRunner:
         container_prefix=components.hub.container_prefix,
         comparison=OutputComparison(parent=command),
         rebuild=lambda doi: frozen_rebuild(command, doi),
+        fresh_rebuild=lambda doi: fresh_rebuild(command, doi),
     )
     return CheckRunner(context, parent=command, log=command.log)
 

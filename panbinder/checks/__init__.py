@@ -16,7 +16,6 @@ How the pieces fit (one module per job):
   ``data_mounts/models.py``, migration 0003): record a run, read a publication's history and
   latest verdict, count verdicts per night (``CheckRecords``).
 - ``svg``: the ``reproducible.svg`` badge and the history chart, rendered server-side.
-
 - ``runner``: one publication's check, step by step (archive verified or the image restored
   from it, launch through the Hub as a reader, the plan run inside the launched container by
   ``in_container``, outputs compared, frozen rebuild), and its ``CheckResult``; ``restore``

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import secrets
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -42,11 +43,13 @@ from panbinder.data_mounts.models import ImageLock
 from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
+from panbinder.launcher import LaunchRequest
 from panbinder.launcher.reaper import escape_name
 from panbinder.pipeline import PipelineContext, run_pipeline
 from panbinder.providers.doi import DoiProvider
 from panbinder.registry_cache import ImageRef, image_ref
 from panbinder.registry_cache.archive import Archive, archive_name, verify_bag
+from panbinder.registry_cache.naming import parse_image
 
 from . import restore
 from .compare import OutputComparison
@@ -57,6 +60,8 @@ from .verdict import CheckResult, Difference, Kind, Status, Step, StepResult
 
 # (ok, message) of a frozen rebuild of a DOI
 Rebuild = Callable[[str], Awaitable[tuple[bool, str]]]
+# (ok, message, the rebuilt image's full name) of a fresh rebuild of a DOI
+FreshRebuild = Callable[[str], Awaitable[tuple[bool, str, str]]]
 
 
 @dataclasses.dataclass
@@ -70,6 +75,7 @@ class CheckContext:
     container_prefix: str  # HubProcess.container_prefix: a server is <prefix>-<escaped user>
     comparison: OutputComparison
     rebuild: Rebuild | None = None
+    fresh_rebuild: FreshRebuild | None = None
 
 
 @dataclasses.dataclass
@@ -118,8 +124,9 @@ class CheckRunner(LoggingConfigurable):
             registry=ctx.registry.host, prefix=ctx.image_prefix, provider="git", repo_url=repo_url, ref=sha
         )
 
-    async def check(self, doi: str) -> CheckResult:
-        """Check the registered publication ``doi``; PanbinderError when it is not registered."""
+    async def check(self, doi: str, kind: Kind = Kind.FROZEN) -> CheckResult:
+        """Check the registered publication ``doi``; PanbinderError when it is not registered.
+        A ``fresh`` check rebuilds the image from the repository's files first and runs that."""
         started = datetime.now(UTC)
         with self.context.catalogue.session() as session:
             publication = self.context.catalogue.get_publication(session, doi)
@@ -128,6 +135,8 @@ class CheckRunner(LoggingConfigurable):
                     f"No publication with DOI {doi} is registered; check the DOI.", status_code=404
                 )
             doi, repo_url, sha = publication.doi, publication.repo_url, publication.resolved_sha
+        if kind == Kind.FRESH:
+            return await self.fresh_check(doi, started)
         image = self.image_of(repo_url, sha)
         archive_step, restored = await self.archive_step(doi, image, sha)
         steps = [archive_step]
@@ -140,6 +149,25 @@ class CheckRunner(LoggingConfigurable):
         steps.append(await self.rebuild_step(doi))
         return CheckResult(
             doi, Kind.FROZEN, started, tuple(steps), image.full, restored, run.differences, run.diff
+        )
+
+    async def fresh_check(self, doi: str, started: datetime) -> CheckResult:
+        """Rebuild from the repository's files (``rebuild --fresh``), then launch, run, compare that."""
+        began = time.monotonic()
+        if self.context.fresh_rebuild is None:
+            raise PanbinderError("This command cannot rebuild images; run panbinder check --fresh.")
+        try:
+            ok, message, image = await self.context.fresh_rebuild(doi)
+        except PanbinderError as error:
+            ok, message, image = False, error.message, ""
+        rebuilt = _step(Step.FRESH_REBUILD, ok, began, started, message)
+        if not ok:
+            why = "not run: the fresh rebuild failed"
+            steps = [rebuilt, *(_skipped(s, why) for s in (Step.LAUNCH, Step.RUN, Step.RESULTS))]
+            return CheckResult(doi, Kind.FRESH, started, tuple(steps), image)
+        run = await self.launch_and_run(doi, parse_image(image))
+        return CheckResult(
+            doi, Kind.FRESH, started, (rebuilt, *run.steps), image, False, run.differences, run.diff
         )
 
     # archive intact -----------------------------------------------------------------------------
@@ -194,7 +222,8 @@ class CheckRunner(LoggingConfigurable):
 
     # launches, runs, same results -------------------------------------------------------------
 
-    async def launch_and_run(self, doi: str) -> _Run:
+    async def launch_and_run(self, doi: str, image: ImageRef | None = None) -> _Run:
+        """Launch the publication (its own image, or ``image``), run its plan, compare."""
         began, started = time.monotonic(), datetime.now(UTC)
         ctx = self.context.pipeline
         user = ""
@@ -203,7 +232,13 @@ class CheckRunner(LoggingConfigurable):
             failure = ""
             try:
                 plan = await provider.prepare(ANONYMOUS)
-                async for event in run_pipeline(ctx, provider, plan=plan, log=self.log):
+                if image is None:
+                    events = run_pipeline(ctx, provider, plan=plan, log=self.log)
+                else:  # a rebuilt image: straight to the launcher, with the same mounts
+                    events = ctx.launcher.launch(
+                        LaunchRequest(secrets.token_hex(4), image, plan.mounts, plan.environment)
+                    )
+                async for event in events:
                     if event.phase == "failed":
                         failure = event.message + (
                             f" ({event.extra['detail']})" if "detail" in event.extra else ""

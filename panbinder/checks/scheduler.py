@@ -6,7 +6,8 @@ may rebuild an image, and on a small machine two at once would slow readers down
 publication the round waits while readers' builds run or wait for a slot
 (``BuildManager.running``/``queued``), polling every ``yield_interval`` seconds, so a nightly
 check never takes a build slot from a reader. A publication whose check cannot be made is
-logged and the round goes on. ``check_and_record`` (also used by ``panbinder check``) records
+logged and the round goes on. After its frozen check, a publication whose last fresh check is
+``fresh_every_days`` old gets a fresh one (its image rebuilt from the repository's files). ``check_and_record`` (also used by ``panbinder check``) records
 each result and calls the webhook when the verdict changed.
 """
 
@@ -16,7 +17,7 @@ import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
-from traitlets import Float, TraitError, Unicode, validate
+from traitlets import Float, Int, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from panbinder.builder.manager import BuildManager
@@ -25,16 +26,17 @@ from panbinder.executor import run_blocking
 from .notify import CheckNotifier
 from .records import CheckRecords, RecordedCheck
 from .runner import CheckRunner
+from .verdict import Kind
 
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 async def check_and_record(
-    runner: CheckRunner, records: CheckRecords, notifier: CheckNotifier, doi: str
+    runner: CheckRunner, records: CheckRecords, notifier: CheckNotifier, doi: str, kind: Kind = Kind.FROZEN
 ) -> RecordedCheck:
     """Check ``doi``, record the result, call the webhook if its verdict changed."""
-    previous = await run_blocking(records.latest, doi)
-    result = await runner.check(doi)
+    previous = await run_blocking(lambda: records.latest(doi, kind=kind))
+    result = await runner.check(doi, kind)
     check_id = await run_blocking(records.record, result)
     await notifier.changed(previous.result if previous is not None else None, result)
     return RecordedCheck(check_id, result)
@@ -50,6 +52,11 @@ def next_round(now: datetime, at: str) -> datetime:
 class CheckScheduler(LoggingConfigurable):
     nightly_at = Unicode(
         "02:00", help="UTC time (HH:MM) when panbinder serve checks every publication; empty: never."
+    ).tag(config=True)
+    fresh_every_days = Int(
+        7,
+        help="Days between fresh checks of a publication (its image rebuilt from the repository's "
+        "files, a build each), made in the nightly round after its frozen check; 0: never.",
     ).tag(config=True)
     yield_interval = Float(
         30.0, help="Seconds between looks at readers' builds while a nightly check waits for them to end."
@@ -104,6 +111,14 @@ class CheckScheduler(LoggingConfigurable):
                 return
             await asyncio.sleep(self.yield_interval)
 
+    async def fresh_due(self, doi: str) -> bool:
+        """Whether ``doi``'s last fresh check is ``fresh_every_days`` old (or it never had one)."""
+        if self.fresh_every_days <= 0:
+            return False
+        last = await run_blocking(lambda: self.records.latest(doi, kind=Kind.FRESH))
+        age = datetime.now(UTC) - last.result.started if last is not None else None
+        return age is None or age >= timedelta(days=self.fresh_every_days) - timedelta(hours=1)
+
     async def run_round(self) -> dict[str, str]:
         """Check every publication once; DOI -> verdict (or the error that kept it from a verdict)."""
         catalogue = self.records.catalogue
@@ -124,5 +139,11 @@ class CheckScheduler(LoggingConfigurable):
                 outcome[doi] = f"not checked: {error}"
                 continue
             outcome[doi] = recorded.result.verdict.value
+            if await self.fresh_due(doi):
+                await self.readers_done()
+                try:
+                    await check_and_record(self.runner, self.records, self.notifier, doi, Kind.FRESH)
+                except Exception as error:
+                    self.log.warning("the fresh check of %s could not be made: %s", doi, error)
         self.log.info("nightly checks done: %d publications", len(outcome))
         return outcome

@@ -43,12 +43,12 @@ class Runner:
     def __init__(self) -> None:
         self.checked: list[str] = []
 
-    async def check(self, doi: str) -> CheckResult:
-        self.checked.append(doi)
+    async def check(self, doi: str, kind: Kind = Kind.FROZEN) -> CheckResult:
+        self.checked.append(doi if kind == Kind.FROZEN else f"{doi} (fresh)")
         if doi.endswith("broken"):
             raise RuntimeError("the Hub is away")
         steps = (StepResult(Step.LAUNCH, Status.PASSED), StepResult(Step.RUN, Status.PASSED))
-        return CheckResult(doi, Kind.FROZEN, datetime.now(UTC), steps)
+        return CheckResult(doi, kind, datetime.now(UTC), steps)
 
 
 @pytest.fixture
@@ -74,6 +74,7 @@ async def test_a_round_waits_for_readers_builds_and_goes_on_after_an_error(catal
         notifier=CheckNotifier(),
         manager=builds,
         yield_interval=0.01,
+        fresh_every_days=0,
     )
     round_ = asyncio.ensure_future(scheduler.run_round())
     await asyncio.sleep(0.1)
@@ -87,3 +88,25 @@ async def test_a_round_waits_for_readers_builds_and_goes_on_after_an_error(catal
     assert outcome["10.5555/a"] == outcome["10.5555/c"] == "reproducible"
     assert outcome["10.5555/b.broken"] == "not checked: the Hub is away"
     assert CheckRecords(catalogue=catalogue).latest("10.5555/c").result.verdict.value == "reproducible"
+
+
+async def test_a_fresh_check_comes_after_the_frozen_one_when_due(catalogue):
+    runner = Runner()
+    records = CheckRecords(catalogue=catalogue)
+    builds = Builds()
+    builds.running = builds.queued = 0
+    scheduler = CheckScheduler(
+        runner=runner, records=records, notifier=CheckNotifier(), manager=builds, fresh_every_days=7
+    )
+    await scheduler.run_round()
+    assert runner.checked == [
+        "10.5555/a",
+        "10.5555/a (fresh)",
+        "10.5555/b.broken",
+        "10.5555/c",
+        "10.5555/c (fresh)",
+    ]
+    assert records.latest("10.5555/a", kind=Kind.FRESH) is not None
+    runner.checked.clear()
+    await scheduler.run_round()  # the next night: fresh checks are a week apart
+    assert runner.checked == ["10.5555/a", "10.5555/b.broken", "10.5555/c"]
