@@ -25,6 +25,6 @@ How the pieces fit (one module per job):
   ``gauges``: ``panbinder_check_verdicts`` on /metrics.
 
 The command is ``panbinder/check_cli.py``; the routes are ``web/api/checks.py`` and
-``web/handlers/reproducible.py``. Still to do: the fresh rebuild (weekly) with its own launch
-and comparison, the overview page, the notebooks as executed on the publication page.
+``web/handlers/reproducible.py``. Still to do: the overview page, the notebooks as executed
+on the publication page, the benchmark.
 """

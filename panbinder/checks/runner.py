@@ -15,6 +15,11 @@
 5. **frozen rebuild**: ``rebuild --frozen`` of the publication must succeed with an identical lock
    (``CheckRunner.frozen_rebuild``; it rebuilds the image, so it costs a build).
 
+A *fresh* check (``check(doi, Kind.FRESH)``) instead starts with ``rebuild --fresh`` (the
+repository's files resolved again today, what changed upstream in its message) and launches,
+runs and compares that image, so "would still build today" is told apart from "still
+reproducible from its archive".
+
 The launched server is always stopped and its temporary user removed, whatever happened. A
 step that cannot run because an earlier one failed is recorded as skipped, with the reason.
 """
