@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from panbinder.checks.records import CheckRecords
+from panbinder.checks.verdict import Kind
 from tests.support import forget_image
 
 from .conftest import catalogue_of, cli, write_scan
@@ -148,6 +149,19 @@ def test_frozen_rebuild_step(portal, checked):
     assert steps["frozen rebuild"]["status"] == "passed", (steps["frozen rebuild"], proc.stderr[-3000:])
     assert steps["frozen rebuild"]["message"] == "lock: identical"
     assert (proc.returncode, result["verdict"]) == (0, "reproducible")
+
+
+def test_fresh_check_rebuilds_and_runs_the_rebuilt_image(portal, checked):
+    """``check --fresh``: the image rebuilt from the repository's files today, launched and run."""
+    proc = cli(portal, "check", DOI_GOOD, "--fresh", "--json", check=False, timeout=1800)
+    result = json.loads(proc.stdout)
+    assert result.get("kind") == "fresh", (result, proc.stderr[-3000:])
+    steps = {s["step"]: s for s in result["steps"]}
+    assert steps["fresh rebuild"]["status"] == "passed", steps["fresh rebuild"]
+    assert "-fresh-" in result["image"] and steps["fresh rebuild"]["message"].startswith("changed upstream")
+    assert (proc.returncode, result["verdict"]) == (0, "reproducible"), result
+    records = CheckRecords(catalogue=checked)
+    assert records.latest(DOI_GOOD, kind=Kind.FRESH).id == result["id"]
 
 
 def test_lost_image_restored_from_the_archive_and_a_damaged_archive(portal, checked):
