@@ -200,9 +200,12 @@ class CheckRunner(LoggingConfigurable):
             found = await self.context.pipeline.registry.digest(image)
         except PanbinderError as error:
             return _step(Step.ARCHIVE, False, began, started, error.message), False
-        if found is None and path is None:
-            message = f"the registry no longer has {image.full} and the publication has no archive"
+        if found is None and path is None and expected:
+            message = f"the registry lost {image.full} and the publication has no archive to restore it from"
             return _step(Step.ARCHIVE, False, began, started, message), False
+        if found is None and path is None:  # never built here: the launch builds it
+            message = f"no archive; {image.full} was never built here, the launch builds it"
+            return _step(Step.ARCHIVE, True, began, started, message), False
         if found is None:
             try:
                 assert path is not None
@@ -278,6 +281,8 @@ class CheckRunner(LoggingConfigurable):
                 return _Run([launch, run, _skipped(Step.RESULTS, why)])
             if plan.empty:
                 message = "nothing to run: no notebook has stored outputs and no panbinder.yml names any"
+                unreadable = "; ".join(f"{name} ({why})" for name, why in plan.unreadable[:5])
+                message += f"; unreadable: {unreadable}" if unreadable else ""
                 run = _step(Step.RUN, False, began, started, message)
                 return _Run([launch, run, _skipped(Step.RESULTS, "not run: nothing ran")])
             failure = await self.run_commands(container, plan.commands, plan.timeout)

@@ -17,7 +17,7 @@ from panbinder.checks.records import CheckRecords
 from panbinder.checks.verdict import Kind
 from tests.support import forget_image
 
-from .conftest import catalogue_of, cli, write_scan
+from .conftest import DOI_OPEN, catalogue_of, cli, write_scan
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
@@ -139,6 +139,8 @@ def test_check_all_reports_every_publication(portal, checked):
     assert results[DOI_GOOD]["verdict"] == "reproducible"
     assert results[DOI_RAISES]["verdict"] == "does not run"
     assert proc.returncode >= 4  # the worst verdict among them
+    empty = results[DOI_OPEN]  # its repository's only notebook is "{}"
+    assert empty["verdict"] == "does not run" and "unreadable: figure.ipynb" in empty["message"], empty
 
 
 def test_frozen_rebuild_step(portal, checked):
