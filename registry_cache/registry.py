@@ -156,7 +156,7 @@ class Registry(LoggingConfigurable):
         more with a token. Raises OSError when the registry cannot be reached."""
         url, renewed = self._url(path_or_url), {}
         for _ in range(6):
-            own = url.startswith(self.base)
+            own = _same_origin(url, self.base)
             auth = (renewed or self.auth_headers(method, url)) if own else {}
             status, resp_headers, data = self._send(
                 method, url, body, {**auth, **(headers or {})}, sink, timeout
@@ -258,3 +258,10 @@ def unreachable(log_message: str) -> PanbinderError:
         log_message=log_message,
         status_code=503,
     )
+
+
+def _same_origin(url: str, base: str) -> bool:
+    """Whether ``url`` is on the registry's own scheme, host and port (credentials go nowhere
+    else: a prefix test would also match ``https://registry.example.org.evil.test``)."""
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)

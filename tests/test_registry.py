@@ -93,3 +93,17 @@ async def test_missing_image_is_none_and_present_image_has_its_digest(answering)
     registry = Registry(url=answering(200))
     assert await registry.digest(IMAGE) == "sha256:" + "a" * 64
     assert await registry.ping() is True
+
+
+def test_credentials_go_only_to_the_registrys_own_origin():
+    from panbinder.registry_cache.registry import _same_origin
+
+    base = "https://registry.example.org"
+    assert _same_origin("https://registry.example.org/v2/x/manifests/y", base)
+    for other in (
+        "https://registry.example.org.evil.test/v2/",
+        "http://registry.example.org/v2/",
+        "https://registry.example.org:5001/v2/",
+        "https://evil.test/registry.example.org/v2/",
+    ):
+        assert not _same_origin(other, base), other
