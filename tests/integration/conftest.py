@@ -117,7 +117,9 @@ def portal(portal_factory, storage_root):
         c.HubProcess.mem_limit = "1G"
         c.HubProcess.cpu_limit = 1.0
         c.HubProcess.pids_limit = 200
-        c.HubProcess.cull_timeout = 900
+        # longer than the whole suite: the culler also removes inactive signed-in users (alice,
+        # operator) and with them their group memberships, which later tests rely on
+        c.HubProcess.cull_timeout = 6 * 3600
         """
     with portal_factory("it", config, prefix=PREFIX) as p:
         yield p
