@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import json
 import secrets
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -289,7 +290,11 @@ class CheckRunner(LoggingConfigurable):
             stored: dict[str, dict[str, Any]] = {}
             executions: list[Execution] = []
             for path in plan.notebooks:
-                stored[path] = json.loads((Path(tmp) / path).read_text(encoding="utf-8"))
+                try:
+                    stored[path] = json.loads((Path(tmp) / path).read_text(encoding="utf-8"))
+                except (OSError, ValueError) as error:
+                    failure = failure or f"{path}: not a readable notebook ({error})"
+                    continue
                 execution = await run_blocking(
                     execute_in_container, docker, container, path, stored[path], timeout=plan.timeout
                 )
@@ -310,8 +315,10 @@ class CheckRunner(LoggingConfigurable):
                     self.context.docker.run_cli,
                     "exec", container, "sh", "-c", script, "sh", command, timeout=timeout,
                 )  # fmt: skip
-            except Exception:
+            except subprocess.TimeoutExpired:
                 return f"command {command!r} did not finish within {timeout:g} s"
+            except OSError as error:
+                return f"command {command!r} could not be started: {error}"
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip()[-300:]
                 return f"command {command!r} failed with exit status {proc.returncode}: {tail}"
