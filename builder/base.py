@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from jupyterhub.traitlets import Callable
 from traitlets import Int
@@ -20,6 +20,30 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How a rebuild differs from a build of the repository's own files (``panbinder/rebuild.py``).
+
+    ``frozen_requirements`` (a requirements file's text: the recorded lock's exact pip list) and
+    ``apt_pins`` (``pkg=version``) make a frozen build; ``lock`` is the recorded lock (its conda
+    section, if any, is installed as locked). ``no_cache`` builds without the layer cache, so pip
+    and apt resolve anew. ``repo_bundle`` stands in for a repository gone upstream. It travels with the request, so one builder serves readers' builds and
+    rebuilds at once. Builders that make no locks ignore it.
+    """
+
+    frozen_requirements: str = ""
+    apt_pins: tuple[str, ...] = ()
+    lock: dict[str, Any] | None = field(default=None, compare=False)
+    no_cache: bool = False
+    # an archive's ``git bundle`` (confined to it by the caller): the checkout comes from it at
+    # the pinned commit when the upstream cannot give that commit (builder/clone.py)
+    repo_bundle: str = field(default="", compare=False)
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self.frozen_requirements)
+
+
+@dataclass(frozen=True)
 class BuildRequest:
     build_id: str
     provider: str
@@ -27,6 +51,7 @@ class BuildRequest:
     resolved_ref: str
     unresolved_ref: str
     image: ImageRef
+    recipe: Recipe | None = None  # a rebuild's (frozen or fresh); None: the repository's files
 
 
 class Builder(LoggingConfigurable):

@@ -41,6 +41,8 @@ from panbinder.docker_engine import default_cli as default_docker_cli
 from panbinder.errors import PanbinderError
 from panbinder.state import state_dir
 
+from .buildpacks.settings import BASE_IMAGE
+
 
 def _run(args: list[str], *, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
@@ -86,7 +88,7 @@ class BuildEngine(LoggingConfigurable):
     dockerd = Unicode("dockerd", help="The dockerd command that start() runs.").tag(config=True)
     seed_images = List(
         Unicode(),
-        ["panbinder-base:bookworm-1"],
+        [BASE_IMAGE],
         help="Images every build needs (base images): start() copies those the build engine lacks "
         "from the run engine (docker save | docker load).",
     ).tag(config=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .buildpacks import configure
-from .buildpacks.python_pip import LAB_OVERRIDES, LOCAL_REFERENCE_RE, PIP_CACHE, DebianPipBuildPack
+from .buildpacks.python_pip import LAB_OVERRIDES, PIP_CACHE, DebianPipBuildPack
 from .buildpacks.settings import CA_IN_IMAGE, VENV, PackSettings, env_value
 
 
@@ -15,7 +15,6 @@ def configured_pack(settings: PackSettings) -> type[DebianPipBuildPack]:
 __all__ = [
     "CA_IN_IMAGE",
     "LAB_OVERRIDES",
-    "LOCAL_REFERENCE_RE",
     "PIP_CACHE",
     "VENV",
     "DebianPipBuildPack",

@@ -6,6 +6,11 @@ redirects and use any transport, and its error lines went to the user's build lo
 caller which ports of an address are open. Here every URL (each submodule's too) is pinned by
 ``RepoGuard``, git's output stays in the operator's log, and the user sees one generic message.
 A full commit sha skips ``git ls-remote``, so this clone is the first contact with the remote.
+
+A rebuild may carry an archive's ``git bundle`` (``Recipe.repo_bundle``): when the upstream cannot
+give the pinned commit (unreachable, deleted, or the commit gone), the checkout comes from the
+bundle instead, at that commit only, and the build log says so (``FROM_BUNDLE``). The upstream is
+still tried first, so a rebuild says whether the repository itself still answers.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import subprocess
 
 from repo2docker.engine import BuildError
@@ -24,6 +30,11 @@ from .url_guard import PinnedRepo, RepoGuard, unreachable
 
 SUBMODULE_URL_RE = re.compile(r"^submodule\.(?P<name>.+)\.url (?P<url>.+)$")
 MAX_SUBMODULE_DEPTH = 3
+FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+# the build log's line when the checkout came from an archive's bundle (rebuilds.py looks for it)
+FROM_BUNDLE = "rebuilt from the archive's repository bundle; upstream {url} is unreachable"
+# a failed upstream clone that the bundle may stand in for; a refused address stays refused
+BUNDLE_FALLBACK_REASONS = frozenset({"repo_unreachable", "unknown_ref"})
 
 
 def git_env() -> dict[str, str]:
@@ -68,6 +79,42 @@ def clone_pinned(
     _run(["git", "reset", "--quiet", "--hard", sha], cwd=checkout)
     update_submodules(guard, checkout, log=log, depth=1)
     log.info("Checked out %s at %s\n", url, sha, extra={"phase": "fetching"})
+    return sha
+
+
+def falls_back_to_bundle(error: PanbinderError, bundle: str, ref: str) -> bool:
+    """Whether the failed upstream clone ``error`` is retried from the archive's ``bundle``: only
+    for a pinned full commit sha, and only when the upstream could not give it (unreachable, or
+    the commit gone); a refused address or any other error stays the build's answer."""
+    return bool(bundle) and bool(FULL_SHA_RE.match(ref)) and error.reason in BUNDLE_FALLBACK_REASONS
+
+
+def clone_bundle(bundle: str, url: str, sha: str, checkout: str, *, log: logging.Logger) -> str:
+    """Clone the archive's git ``bundle`` (a path the caller confined to its archive) into
+    ``checkout`` at the pinned commit ``sha``, which must be in it; returns ``sha``. Submodules are
+    not in a bundle: a repository with submodules is checked out without them (logged)."""
+    shutil.rmtree(checkout, ignore_errors=True)  # what a half-done upstream clone left
+    try:
+        _run(["git", "clone", "--no-checkout", "--quiet", "--", bundle, checkout])
+    except BuildError as e:
+        raise PanbinderError(
+            "The archive's repository bundle could not be read; verify the archive "
+            "(panbinder restore --verify-only) or archive the publication again.",
+            reason="bundle_unreadable",
+            log_message=f"git clone {bundle}: {e}",
+        ) from None
+    found = _output(["rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}"], checkout).strip()
+    if found != sha:
+        raise PanbinderError(
+            f"The upstream repository {url} is unreachable and the archive's repository bundle lacks "
+            f"the pinned commit {sha}; archive the publication again from a copy that has it.",
+            reason="unknown_ref",
+            status_code=404,
+        )
+    _run(["git", "reset", "--quiet", "--hard", sha], cwd=checkout)
+    if os.path.exists(os.path.join(checkout, ".gitmodules")):
+        log.warning("the archive's bundle holds no submodules; checked out without them\n")
+    log.info(FROM_BUNDLE.format(url=url) + f" (commit {sha})\n", extra={"phase": "fetching"})
     return sha
 
 
@@ -120,4 +167,4 @@ def fetch_submodule(pinned: PinnedRepo, checkout: str, name: str, path: str, url
         raise unreachable(url, f"git submodule update {path} from {url} ({pinned.address}): {e}") from None
 
 
-__all__ = ["clone_pinned"]
+__all__ = ["FROM_BUNDLE", "clone_bundle", "clone_pinned", "falls_back_to_bundle"]

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError, Image
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Dict, Unicode, default
 
 from panbinder.docker_engine import Docker, default_cli
 
@@ -109,6 +109,14 @@ class BuildKitEngine(DockerEngine):
         "Empty: the client's default engine.",
     ).tag(config=True)
 
+    secrets = Dict(
+        value_trait=Unicode(),
+        key_trait=Unicode(),
+        help="BuildKit secrets of every build, id -> file (`docker build --secret id=ID,src=FILE`), "
+        "which RUN steps mount and no layer keeps. Set per build by the builder (the package index "
+        "credentials, see buildpacks/index_auth.py).",
+    ).tag(config=True)
+
     no_cache = Bool(
         False, help="Build without the layer cache (`--no-cache`), as `panbinder rebuild --fresh` does."
     ).tag(config=True)
@@ -162,6 +170,8 @@ class BuildKitEngine(DockerEngine):
         step_args = limits.build_args_for(tag, buildargs) if tag else {}
         for key, value in {**(buildargs or {}), **step_args}.items():
             args += ["--build-arg", f"{key}={value}"]
+        for name, source in self.secrets.items():
+            args += ["--secret", f"id={name},src={source}"]
         for image in cache_from or []:
             args += ["--cache-from", image]
         if dockerfile:

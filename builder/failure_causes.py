@@ -12,7 +12,9 @@ tests/test_failure_causes.py).
 The message stays under ``MAX_MESSAGE`` characters and never quotes a traceback; the lines
 themselves travel apart from it (the failed event's ``log_tail`` and the kept build log).
 Memory, process and time limits are explained by the build manager, which knows them
-(limits.py, manager.py).
+(limits.py, manager.py); a step that ran out of memory with no limit watching (the kernel killed
+it, or Node.js hit its own heap limit) and a full disk are named here, with the setting to look
+at and, for the disk, the build engine's free space.
 """
 
 from __future__ import annotations
@@ -66,7 +68,13 @@ COMMAND_MISSING = [
 ]
 CHECKOUT = re.compile(r"(Failed to check out ref .*|Failed to clone repository .*)")
 INVALID_REQUIREMENT = re.compile(r"ERROR: Invalid requirement: (.*)")
-NO_SPACE = re.compile(r"no space left on device", re.IGNORECASE)
+NO_SPACE = re.compile(r"no space left on device|\bENOSPC\b|Disk quota exceeded", re.IGNORECASE)
+NODE_HEAP = re.compile(r"JavaScript heap out of memory")
+OUT_OF_MEMORY = re.compile(
+    r"\bMemoryError\b|Cannot allocate memory|std::bad_alloc|out of memory allocating|"
+    r"virtual memory exhausted|^Killed$|exit code: 137\b"
+)
+MEMORY_SETTING = "BuildManager.build_memory_limit"
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class FailedBuild:
     error: str = ""
     notices: Sequence[str] = ()
     python_version: str = ""  # the image's Python
+    disk: str = ""  # the build engine's disk, e.g. "0.2 GB free of 50 GB"
 
     @property
     def output(self) -> list[str]:
@@ -225,6 +234,40 @@ def missing_command(build: FailedBuild) -> str:
     return ""
 
 
+def out_of_memory(build: FailedBuild) -> str:
+    """A step that ran out of memory without the step limits noticing (limits.py names those)."""
+    out = build.output
+    if _last(out, NODE_HEAP):
+        return (
+            "Node.js ran out of memory in the build (JavaScript heap out of memory): its own heap "
+            "limit was reached. Raise it in postBuild (export NODE_OPTIONS=--max-old-space-size=2048) "
+            f"within the memory each build step may use ({MEMORY_SETTING}), or build less at once."
+        )
+    m = _last(out, OUT_OF_MEMORY) or _last([build.error], OUT_OF_MEMORY)
+    if m is None:
+        return ""
+    where = {"postBuild": "postBuild", "requirements": "Installing the requirements", "apt": "apt.txt"}
+    sign = "killed, exit code 137" if "137" in m.group(0) or m.group(0) == "Killed" else m.group(0)
+    return (
+        f"{where.get(build.step, 'A build step')} ran out of memory ({sign}). Each build step may use "
+        f"at most the memory this service allows ({MEMORY_SETTING}) and what the build machine has "
+        "free. Reduce what the step needs at once (fewer parallel jobs, smaller data in postBuild) "
+        "or ask the operators to raise the limit."
+    )
+
+
+def out_of_disk(build: FailedBuild) -> str:
+    m = _last(build.output, NO_SPACE) or _last([build.error], NO_SPACE)
+    if m is None:
+        return ""
+    disk = f" on the build engine's disk (BuildEngine.data_root: {build.disk})" if build.disk else ""
+    return (
+        f"The build ran out of disk space ({m.group(0).lower()}){disk}. Make the image smaller (fewer or "
+        "lighter dependencies, no large downloads in postBuild), or ask the operators to free space "
+        "for the build engine or to move BuildEngine.data_root to a larger disk."
+    )
+
+
 def simple(pattern: re.Pattern[str], template: str) -> Callable[[FailedBuild], str]:
     def rule(build: FailedBuild) -> str:
         m = _last(build.output, pattern)
@@ -235,6 +278,7 @@ def simple(pattern: re.Pattern[str], template: str) -> Callable[[FailedBuild], s
 
 # Tried in order; the first that explains the failure wins.
 RULES: list[Callable[[FailedBuild], str]] = [
+    out_of_disk,  # a full disk makes every tool fail in its own way: it comes first
     python_mismatch,
     unreachable_host,
     unbuildable_requirement,
@@ -250,12 +294,7 @@ RULES: list[Callable[[FailedBuild], str]] = [
         "requirements.txt has a line pip does not understand: {0}. Fix that line.",
     ),
     simple(CHECKOUT, "{0} Check the repository URL and the ref."),
-    simple(
-        NO_SPACE,
-        "The build ran out of disk space (no space left on device). Make the image smaller (fewer "
-        "or lighter dependencies, no large downloads in postBuild), or ask the operators to free "
-        "space for the build engine (BuildEngine.data_root).",
-    ),
+    out_of_memory,
 ]
 
 
@@ -285,8 +324,24 @@ def explain(build: FailedBuild) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
+# A line printed by a build step comes with BuildKit's step number and seconds: "#12 3.456 text".
+_BUILDKIT_PREFIX = re.compile(r"#\d+ \d+(?:\.\d+)? ")
+
+
+def notice_line(line: str) -> str | None:
+    """The notice a build log line carries, as the builder prints it (``NOTICE_PREFIX`` + text,
+    without BuildKit's step prefix when a build step printed it), or None."""
+    text = line.strip()
+    if not text.startswith(NOTICE_PREFIX):
+        prefix = _BUILDKIT_PREFIX.match(text)
+        if prefix is None or not text.startswith(NOTICE_PREFIX, prefix.end()):
+            return None
+        text = text[prefix.end() :]
+    return text
+
+
 def is_notice(line: str) -> bool:
-    return line.startswith(NOTICE_PREFIX)
+    return notice_line(line) is not None
 
 
-__all__ = ["MAX_MESSAGE", "RULES", "FailedBuild", "explain", "is_notice"]
+__all__ = ["MAX_MESSAGE", "RULES", "FailedBuild", "explain", "is_notice", "notice_line"]

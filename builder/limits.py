@@ -404,7 +404,14 @@ def _enable_controller(parent: Path, controller: str) -> None:
 
 
 def _killed(tail: list[str]) -> bool:
-    return any("exit code: 137" in line or line.strip().endswith("Killed") for line in tail)
+    """The step was killed, or an allocation failed (MemoryError, ENOMEM) before the OOM killer."""
+    return any(
+        "exit code: 137" in line
+        or line.strip().endswith("Killed")
+        or "MemoryError" in line
+        or "Cannot allocate memory" in line
+        for line in tail
+    )
 
 
 def limit_failure_message(report: LimitReport, tail: list[str], owner: str = "BuildManager") -> str:

@@ -25,6 +25,7 @@ names, digests or timestamps).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Any
 from panbinder import __version__
 from panbinder.docker_engine import Docker, DockerCommand, as_docker
 from panbinder.errors import PanbinderError
+from panbinder.logs import scrub
 
 from .buildpacks.conda_mirror_lock import (
     CONDA_META_PROBE,
@@ -42,6 +44,7 @@ from .buildpacks.conda_mirror_lock import (
     conda_environment,
     parse_conda_meta,
 )
+from .buildpacks.installer import AS_OF_RECORD, iso_date
 from .buildpacks.settings import VENV
 from .cancel import BuildCancelled
 
@@ -57,11 +60,16 @@ PROBE = (
     "python3 -c 'import platform; print(platform.python_version())'; "
     f"echo {SEPARATOR}; {VENV}/bin/python -m pip freeze --all --disable-pip-version-check; "
     f"echo {SEPARATOR}; dpkg-query -W -f '${{Package}}=${{Version}}\\n'; "
-    f"echo {SEPARATOR}; {CONDA_META_PROBE}; echo {SEPARATOR}; {CONDA_PIP_PROBE}"
+    f"echo {SEPARATOR}; {CONDA_META_PROBE}; echo {SEPARATOR}; {CONDA_PIP_PROBE}; "
+    # the distributions the build inferred from the repository's imports (python_pip.py)
+    f"echo {SEPARATOR}; cat {VENV}/panbinder-inferred-requirements.txt 2>/dev/null || true; "
+    # requirements resolved as of a date (buildpacks/installer.py), one JSON line per install
+    f"echo {SEPARATOR}; cat {AS_OF_RECORD} 2>/dev/null || true"
 )
 DIFF_KINDS = ("pip", "dpkg", "conda", "conda_pip")
 DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 _NAME_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
+log = logging.getLogger("panbinder.lock")
 
 
 # A probe is one ``docker run --rm`` on the command line: the SDK needs create, start, wait,
@@ -78,26 +86,58 @@ def _probe(docker: Docker, image: str, script: str, timeout: float = 120) -> str
 
 
 def _freeze_lines(text: str) -> list[str]:
-    return sorted(line.strip() for line in text.splitlines() if line.strip())
+    """Sorted ``pip freeze`` lines, without the credentials of a direct URL (``name @ https://user:
+    token@host/...``): a lock is shown to readers."""
+    return sorted(scrub(line.strip()) for line in text.splitlines() if line.strip())
 
 
 def parse_probe(output: str) -> dict[str, Any]:
-    """The python / pip / dpkg sections of ``PROBE``'s output, and the conda and conda_pip sections
-    when the image has them (an older probe's output has only the first three)."""
+    """The python / pip / dpkg sections of ``PROBE``'s output, the conda and conda_pip sections
+    when the image has them, and ``inferred``: the distributions the build installed because the
+    code imports them, and ``resolved_as_of``: the date each requirements file resolved as of
+    (older probes' output has only the first three, five or six sections)."""
     parts = output.split(SEPARATOR + "\n")
-    if len(parts) not in (3, 5):
+    if len(parts) not in (3, 5, 6, 7):
         raise PanbinderError(
             "The image did not report its package versions; is it a panbinder image with /srv/venv?",
             reason="lock",
             log_message=f"unexpected lock probe output: {output[:500]!r}",
         )
-    python, pip, dpkg, conda, conda_pip = [*parts, "", ""][:5]
+    python, pip, dpkg, conda, conda_pip, inferred, as_of = [*parts, "", "", "", ""][:7]
     found: dict[str, Any] = {"python": python.strip(), "pip": _freeze_lines(pip), "dpkg": parse_dpkg(dpkg)}
     conda_packages = parse_conda_meta(conda)
     if conda_packages is not None:
         found["conda"] = conda_packages
     if conda_pip.strip():
         found["conda_pip"] = _freeze_lines(conda_pip)
+    if inferred.strip():
+        found["inferred"] = _freeze_lines(inferred)
+    dated = _dated_installs(as_of)
+    if dated:
+        found["resolved_as_of"] = dated
+    return found
+
+
+def _dated_installs(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of the as-of record whose ``used`` is an ISO date or null. The build's own
+    code can write that file, so a line that is not such a record is logged and skipped."""
+    found = []
+    for line in text.splitlines():
+        if not line.strip().startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        used = entry.get("used") if isinstance(entry, dict) else None
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("file", ""), str)
+            and (used is None or iso_date(used))
+        ):
+            found.append(entry)
+        else:
+            log.warning("lock probe: skipped a bad line of %s: %r", AS_OF_RECORD, line[:200])
     return found
 
 

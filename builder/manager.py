@@ -35,6 +35,7 @@ from .build_logs import log_file_name, write_log
 from .inflight import InflightRecords
 from .limits import LimitReport, StepLimiter, StepLimits, limit_failure_message
 from .queue import SlotQueue
+from .shared import LeaseStore, LeaseTimes, SharedBuild
 
 __all__ = ["BuildJob", "BuildManager", "log_file_name"]
 
@@ -45,6 +46,7 @@ class BuildJob:
     history: list[Event] = field(default_factory=list)
     listeners: set[asyncio.Queue] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
+    created: float = field(default_factory=time.time)  # wall clock, compared across portals
     task: asyncio.Task | None = None
     result: Event | None = None
     slot: asyncio.Future | None = None
@@ -122,6 +124,27 @@ class BuildManager(LoggingConfigurable):
         `serve` uses <state_dir>/run/builds: the next run stops the builds a portal that died left
         running (see inflight.py).""",
     ).tag(config=True)
+    leases = AnyTrait(
+        None,
+        allow_none=True,
+        help="The build leases shared by portals on one catalogue (a LeaseStore, see shared.py; "
+        "the composition root's). None: builds are shared within this process only.",
+    )
+    lease_seconds = Float(
+        60.0,
+        help="""Seconds a portal's lease on building an image lasts unless renewed. Portals on one
+        catalogue build each image once: the others wait for it. If the building portal stops
+        renewing (it crashed), a waiting portal takes the build over this long after the last
+        renewal.""",
+    ).tag(config=True)
+    lease_renew_interval = Float(
+        10.0, help="Seconds between renewals of a build lease (well below lease_seconds)."
+    ).tag(config=True)
+    lease_poll_interval = Float(
+        1.0,
+        help="Seconds between reads of a build lease another portal holds, to learn that its build "
+        "ended (the waiting readers' launches start at most this much later).",
+    ).tag(config=True)
     buildkit_executor_dir = Unicode(
         "",
         help="""The folder where dockerd's BuildKit writes the runc bundle of each RUN step, which
@@ -181,8 +204,14 @@ class BuildManager(LoggingConfigurable):
     def queued(self) -> int:
         return len(self.queue.waiting)
 
-    def attach(self, request: BuildRequest) -> tuple[BuildJob, bool]:
+    @property
+    def readers_building(self) -> int:
+        """Builds running or waiting that are not background builds (readers' builds)."""
+        return self.queue.foreground()
+
+    def attach(self, request: BuildRequest, *, background: bool = False) -> tuple[BuildJob, bool]:
         """The running or waiting job for this image, or a new one. Returns (job, joined_existing).
+        A new ``background`` build (a check's rebuild) waits behind every reader's build.
 
         Raises PanbinderError (429) when the repository already has ``builds_per_repo`` builds.
         """
@@ -198,12 +227,12 @@ class BuildManager(LoggingConfigurable):
                 log_message=f"quota: {same_repo} builds of {request.repo_url}",
                 status_code=429,
             )
-        return self._start(request), False
+        return self._start(request, background), False
 
-    def _start(self, request: BuildRequest) -> BuildJob:
+    def _start(self, request: BuildRequest, background: bool = False) -> BuildJob:
         job = BuildJob(request)
         self.jobs[request.image.full] = job
-        job.slot = self.queue.enter(job)
+        job.slot = self.queue.enter(job, background=background)
         self._announce_positions()
         job.task = asyncio.create_task(self._run(job), name=f"build-{request.build_id}")
         job.task.add_done_callback(lambda t: log_task_exception(t, self.log))
@@ -257,7 +286,38 @@ class BuildManager(LoggingConfigurable):
             self._limiter = StepLimiter(self.buildkit_executor_dir, docker=docker, log=self.log)
         return self._limiter.register(request.image.full, request.build_id, limits)
 
+    def _shared(self, job: BuildJob) -> SharedBuild | None:
+        store: LeaseStore | None = self.leases
+        if store is None:
+            return None
+        times = LeaseTimes(self.lease_seconds, self.lease_renew_interval, self.lease_poll_interval)
+        request = job.request
+        return SharedBuild(store, request.image.full, request.build_id, times, self.log, since=job.created)
+
     async def _consume(self, job: BuildJob) -> Event | None:
+        """The build's final event: this portal's build, or another portal's that held the lease."""
+        shared, result = self._shared(job), None
+        if shared is not None:
+            final = await shared.claim(job.publish)
+            if final is not None:
+                return final
+        ended: Event | None = None  # what the other portals see; None: stopped, they take over
+        try:
+            result = await self._build_here(job)
+            ended = self._final_event(job, result)
+        except asyncio.CancelledError:
+            if job.stop_reason == "timeout":
+                ended = self._final_event(job, None)
+            raise
+        except Exception as e:
+            ended = Event("failed", f"The build stopped unexpectedly ({type(e).__name__}); try again.")
+            raise
+        finally:
+            if shared is not None:
+                await shared.release(ended)
+        return result
+
+    async def _build_here(self, job: BuildJob) -> Event | None:
         request, result = job.request, None
         report = self._limit(request)
         try:
@@ -315,6 +375,12 @@ class BuildManager(LoggingConfigurable):
         finally:
             await self._finish(job, self._final_event(job, result))
 
+    @staticmethod
+    def _log_tail(job: BuildJob, lines: int = 40) -> list[str]:
+        """The last log lines the build printed, kept apart from the message (as the builder does)."""
+        printed = [e.message for e in job.history if e.phase in ("fetching", "building", "pushing")]
+        return "".join(printed[-lines:]).splitlines()[-lines:]
+
     def _final_event(self, job: BuildJob, result: Event | None) -> Event:
         if job.stop_reason == "timeout":
             minutes = self.build_timeout / 60
@@ -325,7 +391,7 @@ class BuildManager(LoggingConfigurable):
                 "(BuildManager.build_timeout). Make it "
                 "faster (fewer or lighter dependencies, less work in postBuild) or ask the operators "
                 "for a longer limit.",
-                {"reason": "build_timeout"},
+                {"reason": "build_timeout", "log_tail": self._log_tail(job)},
             )
         if job.stop_reason == "abandoned":
             return Event(
@@ -365,7 +431,8 @@ class BuildManager(LoggingConfigurable):
         job.result = result
         job.publish(result)
         seconds = time.monotonic() - job.started
-        outcome = job.stop_reason or result.phase
+        # "shared": another portal built it (or failed to); this one only waited
+        outcome = job.stop_reason or ("shared" if result.extra.get("shared") else result.phase)
         fields = {"build_id": request.build_id, "image": request.image.full, "phase": result.phase}
         self.log.info("build %s in %.1f s", outcome, seconds, extra=fields)
         for cb in self.on_finish:

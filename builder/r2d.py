@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+import shutil
 import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -13,23 +14,29 @@ from typing import Any
 
 from repo2docker.app import Repo2Docker
 from repo2docker.contentproviders import Git as GitContent
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from panbinder.errors import PanbinderError
 from panbinder.events import Event
 from panbinder.executor import run_blocking
+from panbinder.logs import scrub
 
 from . import cancel
+from .archives import source_for
 from .base import Builder, BuildRequest
 from .build_engine import BuildEngine
-from .buildpacks import PackSettings, configured_packs
+from .buildpacks import BASE_IMAGE, PackSettings, configured_packs, index_auth
 from .buildpacks.conda_mirror import CondaMirror
+from .buildpacks.desktop import Desktop
+from .buildpacks.frozen import frozen_pack
+from .buildpacks.installer import PackageInstaller
 from .cancel import BuildCancelled, CancelToken
 from .checkout import check_checkout_size
-from .clone import clone_pinned
+from .clone import clone_bundle, clone_pinned, falls_back_to_bundle
 from .engine import BuildKitEngine
-from .failure_causes import FailedBuild, explain, is_notice
+from .failure_causes import FailedBuild, explain, notice_line
 from .labelling import label_and_push
+from .limits import format_size
 from .lock import LockCapture
 from .url_guard import RepoGuard
 
@@ -56,15 +63,25 @@ class _QueueHandler(logging.Handler):
 
 
 def failure_message(
-    tail: list[str], error: str, notices: Sequence[str] = (), python_version: str = ""
+    tail: list[str], error: str, notices: Sequence[str] = (), python_version: str = "", disk: str = ""
 ) -> str:
     """Why the build failed, from its last log lines, its error and its notices (failure_causes.py)."""
-    return explain(FailedBuild(tail, error, notices, python_version))
+    return explain(FailedBuild(tail, error, notices, python_version, disk))
+
+
+def disk_space(path: str) -> str:
+    """The free space and size of the file system holding ``path`` ("" when unknown); the path
+    itself is left out, as the text reaches readers in the failed event."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return ""
+    return f"{format_size(usage.free)} free of {format_size(usage.total)}"
 
 
 class Repo2DockerBuilder(Builder):
     base_image = Unicode(
-        "panbinder-base:bookworm-1",
+        BASE_IMAGE,
         help="Image every build starts FROM (made offline by the set-up with debootstrap and copied "
         "into the build engine, see BuildEngine.seed_images).",
     ).tag(config=True)
@@ -72,10 +89,22 @@ class Repo2DockerBuilder(Builder):
         help="CA bundle copied into images and named by PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE "
         "and NODE_EXTRA_CA_CERTS, for TLS-intercepting proxies. Default: the host's bundle. Empty: none.",
     ).tag(config=True)
-    index_url = Unicode("", help="Python package index URL used in builds (empty: pip's default).").tag(
-        config=True
-    )
-    extra_index_urls = List(Unicode(), help="Extra package index URLs for builds.").tag(config=True)
+    index_url = Unicode(
+        "",
+        help="Python package index URL used in builds (empty: pip's default). It may carry credentials "
+        "(https://user:token@host/simple): build steps get them as a BuildKit secret, never in the "
+        "image's variables, layers or the build log.",
+    ).tag(config=True)
+    extra_index_urls = List(
+        Unicode(), help="Extra package index URLs for builds (credentials as for index_url)."
+    ).tag(config=True)
+    allowed_index_hosts = List(
+        Unicode(),
+        help="Package index hosts (shell patterns such as '*.pypi.facility.eu', host[:port]) that a "
+        "repository's Pipfile [[source]] may name besides the hosts of index_url and "
+        "extra_index_urls; a source naming pypi.org means the deployment's index. Any other host "
+        "fails the build, naming the host and this setting.",
+    ).tag(config=True)
     index_timeout = Float(
         20.0, help="Seconds one package look-up on the index may take (environment.yml converted to pip)."
     ).tag(config=True)
@@ -115,7 +144,7 @@ class Repo2DockerBuilder(Builder):
     ).tag(config=True)
     allowed_base_images = List(
         Unicode(),
-        ["panbinder-base:bookworm-1"],
+        [BASE_IMAGE],
         help="Images a repository's Dockerfile may name in FROM (images of the build engine, which "
         "BuildEngine.seed_images copies there; nothing is pulled).",
     ).tag(config=True)
@@ -129,6 +158,19 @@ class Repo2DockerBuilder(Builder):
         help="After each push, write the image's environment lock into its label org.panbinder.lock "
         "(a label-only build and a second push of config and manifest, 0.2 to 0.3 s) so the image "
         "describes itself. A failure is a warning; the unlabelled image stays pushed.",
+    ).tag(config=True)
+    infer_packages = Bool(
+        True,
+        help="Install what a repository's notebooks and scripts import and nothing installs, when an "
+        "import-name map (builder/buildpacks/import_map.json) knows the package (sklearn -> "
+        "scikit-learn), in a layer of its own with a notice listing them. False: install only what "
+        "the repository lists.",
+    ).tag(config=True)
+    import_map = Dict(
+        value_trait=Unicode(),
+        key_trait=Unicode(),
+        help="Import names -> distributions added to the shipped map for infer_packages, e.g. the "
+        "facility's own packages on its index ({'facility_tools': 'facility-tools'}).",
     ).tag(config=True)
     extra_buildpacks = List(
         Unicode(),
@@ -168,6 +210,7 @@ class Repo2DockerBuilder(Builder):
             ca_bundle=self.ca_bundle,
             index_url=self.index_url,
             extra_index_urls=tuple(self.extra_index_urls),
+            allowed_index_hosts=tuple(self.allowed_index_hosts),
             index_timeout=self.index_timeout,
             index_threads=self.index_threads,
             uid=self.user_id,
@@ -176,8 +219,11 @@ class Repo2DockerBuilder(Builder):
             conda_policy=self.conda_policy,
             conda_channel_mirror=self.conda_channel_mirror,
             allowed_base_images=tuple(self.allowed_base_images),
+            infer_packages=self.infer_packages,
+            extra_import_map=tuple(sorted(self.import_map.items())),
         )
-        return CondaMirror(parent=self).apply(settings)
+        settings = Desktop(parent=self).apply(settings)
+        return PackageInstaller(parent=self).apply(CondaMirror(parent=self).apply(settings))
 
     def _make_r2d(self, request: BuildRequest, log: logging.Logger, workdir: str) -> Repo2Docker:
         packs = configured_packs(self.pack_settings(), log=log, extra=self.extra_buildpacks)
@@ -215,7 +261,33 @@ class Repo2DockerBuilder(Builder):
             engine.docker_cli = self.build_engine.docker_cli
         if "docker_host" not in engine:
             engine.docker_host = self.build_engine.host
+        credentials = index_auth.credentials_of(self.pack_settings())
+        if credentials:  # a BuildKit secret, in the build's own temporary folder (index_auth.py)
+            netrc = index_auth.write_netrc(credentials, os.path.dirname(workdir))
+            engine.secrets = {**engine.get("secrets", {}), index_auth.SECRET_ID: netrc}
+        if request.recipe is not None:
+            self._apply_recipe(r2d, request, log, os.path.dirname(workdir))
         return r2d
+
+    def _apply_recipe(self, r2d: Repo2Docker, request: BuildRequest, log: logging.Logger, tmp: str) -> None:
+        """A rebuild's recipe: the frozen pack (its requirements file in the build's own temporary
+        folder) instead of the detected ones, and/or no layer cache."""
+        recipe = request.recipe
+        assert recipe is not None
+        if recipe.frozen:
+            path = os.path.join(tmp, "frozen-requirements.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(recipe.frozen_requirements)
+            pack = frozen_pack(
+                self.pack_settings(),
+                log=log,
+                requirements_file=path,
+                pins=list(recipe.apt_pins),
+                lock=recipe.lock,
+            )
+            r2d.buildpacks, r2d.default_buildpack = [pack], pack
+        if recipe.no_cache:
+            r2d.config.BuildKitEngine.no_cache = True
 
     def _engine(self, r2d: Repo2Docker) -> BuildKitEngine:
         return BuildKitEngine(parent=r2d)
@@ -233,7 +305,20 @@ class Repo2DockerBuilder(Builder):
                 # the guarded clone, not repo2docker's: pinned address, no redirects, git's output
                 # in the operator's log only (the request was checked by its provider; file://
                 # reaches the builder only where a provider allowed it)
-                clone_pinned(self.guard, url, ref, checkout_path, allow_file=True, log=log)
+                source = source_for(url, parent=self, log=self.log)
+                if source is not None:  # an archive record: its files, through the same guard
+                    log.info("Fetching %s version %s\n", url, ref, extra={"phase": "fetching"})
+                    source.fetch(url, ref, checkout_path, check=token.check)
+                    check_checkout_size(checkout_path, self.max_repo_size)
+                    return
+                bundle = request.recipe.repo_bundle if request.recipe is not None else ""
+                try:
+                    clone_pinned(self.guard, url, ref, checkout_path, allow_file=True, log=log)
+                except PanbinderError as e:
+                    if not falls_back_to_bundle(e, bundle, ref):
+                        raise
+                    self.log.warning("%s; cloning the archive's bundle %s", e.log_message or e, bundle)
+                    clone_bundle(bundle, url, ref, checkout_path, log=log)
                 token.check()
                 check_checkout_size(checkout_path, self.max_repo_size)  # before anything is built
 
@@ -269,13 +354,16 @@ class Repo2DockerBuilder(Builder):
         extra: dict[str, Any] = {"log_tail": lines[-self.log_tail_lines :]}
         if isinstance(error, PanbinderError):  # its reason and status, as when it comes before the build
             return Event(
-                "failed", error.message, {**extra, "reason": error.reason, "status_code": error.status_code}
+                "failed",
+                scrub(error.message),
+                {**extra, "reason": error.reason, "status_code": error.status_code},
             )
         if not isinstance(error, BuildCancelled) and not await self.ping():
             self.log.error("the build engine at %s does not answer", self.build_engine.host, extra=fields)
             return Event("failed", ENGINE_STOPPED, {**extra, "reason": "build_engine_stopped"})
-        message = failure_message(lines, str(error), notices, self.python_version)
-        return Event("failed", message, extra)
+        disk = await run_blocking(disk_space, self.build_engine.data_root)
+        message = failure_message(lines, scrub(str(error)), notices, self.python_version, disk)
+        return Event("failed", scrub(message), extra)
 
     async def build(self, request: BuildRequest) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
@@ -313,9 +401,12 @@ class Repo2DockerBuilder(Builder):
                 if line is None:
                     yield Event("pushing", f"Pushing {request.image.full}\n")
                     continue
+                line = scrub(line)  # an index URL with credentials in requirements.txt
                 tail.append(line.rstrip("\n"))
-                if is_notice(line):
-                    notices.append(line.strip())
+                notice = notice_line(line)
+                if notice is not None:  # shown as the builder prints it, also when a build step printed it
+                    notices.append(notice)
+                    line = notice
                 yield Event(phase, line if line.endswith("\n") else line + "\n")
         finally:
             if not task.done():

@@ -356,13 +356,18 @@ class RepoGuard(LoggingConfigurable):
         loc = self.location(url, allow_file=allow_file)
         if loc.scheme == "file":
             return self.pinned(loc, "")
+        return self.pinned(loc, self.address_blocking(url, loc))
+
+    def address_blocking(self, url: str, loc: RepoLocation) -> str:
+        """The checked address to connect to for ``loc`` (resolved in a DNS thread with the
+        timeout), for callers that open the connection themselves (archive downloads)."""
         future = _dns(self.resolver_threads).submit(self.resolver, loc.host, loc.port)
         try:
             addresses = future.result(self.resolve_timeout)
         except (OSError, UnicodeError, FutureTimeout) as e:
             future.cancel()
             raise unreachable(url, f"resolving {loc.host}: {e!r}") from None
-        return self.pinned(loc, self.choose(url, loc, addresses))
+        return self.choose(url, loc, addresses)
 
     @contextmanager
     def slot(self) -> Iterator[None]:

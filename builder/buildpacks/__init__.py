@@ -21,7 +21,7 @@ from .environment_yml import EnvironmentYmlPipBuildPack
 from .pipfile import PipfilePipBuildPack
 from .python_pip import DebianPipBuildPack
 from .refusals import JuliaRefusal, RRefusal
-from .settings import CA_IN_IMAGE, NOTICE_PREFIX, VENV, PackSettings, env_value
+from .settings import BASE_IMAGE, CA_IN_IMAGE, NOTICE_PREFIX, VENV, PackSettings, env_value
 
 ENTRY_POINT_GROUP = "panbinder.buildpacks"
 BUILTIN_PACKS: list[type] = [
@@ -59,6 +59,7 @@ def configured_packs(
 
 
 __all__ = [
+    "BASE_IMAGE",
     "BUILTIN_PACKS",
     "CA_IN_IMAGE",
     "ENTRY_POINT_GROUP",

@@ -31,11 +31,15 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from rattler import MatchSpec
+from rattler.exceptions import InvalidMatchSpecError, InvalidVersionSpecError, PackageNameMatcherParseError
 from traitlets import Dict, List, Unicode
 from traitlets.config import Configurable
 
 from panbinder.errors import PanbinderError
 
+from . import index_auth
+from .installer import UV
 from .settings import VENV, PackSettings
 
 CONDA_DIR = "/srv/conda"
@@ -59,7 +63,6 @@ LOGIN_PROFILE = (
 KERNEL_NAME = "python3"
 KERNEL_DISPLAY_NAME = "Python 3 (environment.yml)"
 ANACONDA_ORG_RE = re.compile(r"^https?://conda\.anaconda\.org/(.+?)/*$")
-SPEC_RE = re.compile(r"^\s*(?:(?P<channel>[^\s:]+(?::[^\s:]+)*)::)?(?P<name>[A-Za-z0-9_.\-]+)(?P<rest>.*)$")
 
 
 class CondaMirror(Configurable):
@@ -124,12 +127,26 @@ def channel_url(channel: str, settings: PackSettings) -> str:
     return f"{mirror}/{channel}"
 
 
+def match_spec(spec: str) -> MatchSpec:
+    """``spec`` read by py-rattler's ``MatchSpec`` (conda's own rules: ``numpy=1.26`` is
+    ``1.26.*``, ``numpy 1.26`` and ``numpy=1.26=py_0`` are exactly 1.26); ValueError naming the
+    spec and what is wrong with it."""
+    try:
+        return MatchSpec(spec.strip())
+    except (InvalidMatchSpecError, InvalidVersionSpecError, PackageNameMatcherParseError) as e:
+        raise ValueError(f"'{spec}' is not a conda package spec ({e})") from None
+
+
 def split_spec(spec: str) -> tuple[str | None, str, str]:
-    """(channel or None, name, the match spec without its channel) for ``[chan::]name[ version]``."""
-    m = SPEC_RE.match(spec)
-    if not m:
-        raise ValueError(f"'{spec}' is not a conda package spec")
-    return m.group("channel"), m.group("name"), m.group("name") + m.group("rest")
+    """(channel or None, name, the match spec without its channel) for ``[chan::]name[ version]``,
+    checked with ``MatchSpec`` (ValueError for a spec it refuses)."""
+    parsed = match_spec(spec)
+    if parsed.name is None:
+        raise ValueError(f"'{spec}' names no package")
+    channel, sep, rest = spec.strip().partition("::")
+    if not sep:
+        channel, rest = "", channel
+    return channel or None, parsed.name.as_package_name().source, rest.strip()
 
 
 @dataclass(frozen=True)
@@ -205,7 +222,7 @@ def conda_plan(env: dict, source: str, settings: PackSettings) -> CondaPlan:
 
 def rattler_build_scripts(settings: PackSettings) -> list[tuple[str, str]]:
     """Steps before the repository's files: the prefix's parent, the login activation, py-rattler."""
-    cache = PIP_CACHE.format(uid=settings.uid)
+    cache = " ".join(filter(None, [PIP_CACHE.format(uid=settings.uid), index_auth.secret_mount(settings)]))
     requirement = shlex.quote(settings.rattler_requirement)
     return [
         (
@@ -234,8 +251,9 @@ def install_script(installer_path: str, plan_path: str, uid: int) -> str:
     )
 
 
-def pip_script(requirements_path: str, uid: int, drop: Iterable[str] = ()) -> str:
-    """Install the ``pip:`` section into the environment's Python, or /srv/venv without one."""
+def pip_script(requirements_path: str, uid: int, drop: Iterable[str] = (), secret: str = "") -> str:
+    """Install the ``pip:`` section into the environment's Python, or /srv/venv without one.
+    ``secret``: the index credentials' mount (index_auth.secret_mount), if any."""
     python = f"{CONDA_PREFIX}/bin/python"
     quoted = shlex.quote(requirements_path)
     pip = "PIP_CACHE_DIR=/tmp/pip-cache {} -m pip install --no-warn-script-location -r " + quoted
@@ -243,7 +261,29 @@ def pip_script(requirements_path: str, uid: int, drop: Iterable[str] = ()) -> st
     dropped = " ".join(shlex.quote(p) for p in drop)
     if dropped:
         venv += f" && ({VENV}/bin/pip uninstall -y -q {dropped} || true)"
-    return f"{PIP_CACHE.format(uid=uid)} if [ -x {python} ]; then {pip.format(python)}; else {venv}; fi"
+    mounts = " ".join(filter(None, [PIP_CACHE.format(uid=uid), secret]))
+    return f"{mounts} if [ -x {python} ]; then {pip.format(python)}; else {venv}; fi"
+
+
+def dated_pip_script(requirements_path: str, search: str, mounts: str, drop: Iterable[str] = ()) -> str:
+    """``pip_script`` as of the date ``search`` (installer.as_of_search for "$PY") prints: uv
+    installs into the environment's Python (or /srv/venv without one), with ``--exclude-newer``;
+    when uv cannot, pip installs without a date (the environment's pip may predate
+    ``--uploaded-prior-to``). ``mounts``: the step's cache mounts (installer.mounts)."""
+    quoted = shlex.quote(requirements_path)
+    find = f'PY={CONDA_PREFIX}/bin/python; [ -x "$PY" ] || PY={VENV}/bin/python'
+    uv = (
+        f'UV_CACHE_DIR=/tmp/uv-cache {UV} pip install --python "$PY" ${{D:+"--exclude-newer=$D"}} -r {quoted}'
+    )
+    pip = f'PIP_CACHE_DIR=/tmp/pip-cache "$PY" -m pip install --no-warn-script-location -r {quoted}'
+    fallback = shlex.quote(f"panbinder: uv could not install {requirements_path}; trying pip")
+    step = f"{mounts} {find}; D={search} && {{ {uv} || {{ echo {fallback} && {pip}; }}; }}"
+    dropped = " ".join(shlex.quote(p) for p in drop)
+    if dropped:
+        step += (
+            f' && {{ [ "$PY" != {VENV}/bin/python ] || {VENV}/bin/pip uninstall -y -q {dropped} || true; }}'
+        )
+    return step
 
 
 def error_report(line: str) -> dict | None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from . import conda_mirror
+from . import conda_mirror, index_auth, installer
 from .conda_mirror import CONDA_PREFIX, CondaPlan
 from .settings import notice, parse_environment, write_generated
 
@@ -81,8 +81,19 @@ class CondaMirrorMixin:
         return bool(path) and self._requirements_are_local(path)  # type: ignore[attr-defined]
 
     def _pip_step(self) -> tuple[str, str]:
-        drop = self.settings.drop_packages
-        return ("${NB_USER}", conda_mirror.pip_script(self._pip_file() or "", self.settings.uid, drop))
+        """The 'pip:' section installed as of the environment files' date (installer.py), unless
+        a frozen rebuild pins it or dates are off."""
+        drop, path = self.settings.drop_packages, self._pip_file() or ""
+        search = installer.as_of_search(self, path, '"$PY"') if self.settings.as_of != "locked" else ""
+        if not search:
+            return (
+                "${NB_USER}",
+                conda_mirror.pip_script(
+                    path, self.settings.uid, drop, index_auth.secret_mount(self.settings)
+                ),
+            )
+        mounts = installer.mounts(self.settings)
+        return ("${NB_USER}", conda_mirror.dated_pip_script(path, search, mounts, drop))
 
     # --- repo2docker hooks ------------------------------------------------------------------
 

@@ -24,8 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from panbinder.errors import PanbinderError
 
+from . import index_auth
+from .conda_mirror import match_spec
 from .conda_mirror_pack import CondaMirrorMixin
 from .python_pip import DebianPipBuildPack
 from .settings import PackSettings, notice, parse_environment, write_generated
@@ -44,32 +48,41 @@ CONDA_TO_PIP = {
     "tensorflow-base": "tensorflow",
 }
 DROPPED = {"pip"}
-CONDA_SPEC_RE = re.compile(r"^\s*(?:[\w.\-/:]+::)?([A-Za-z0-9_.\-]+)\s*(.*)$")
 
 
 def conda_to_pip(spec: str) -> tuple[str, str]:
-    """("name", "pip version specifier") for a conda match spec like ``numpy=1.26`` or ``h5py >=3``."""
-    m = CONDA_SPEC_RE.match(spec)
-    if not m:
-        raise ValueError(spec)
-    name, rest = m.group(1), m.group(2).strip()
-    if not rest:
+    """("name", "pip version specifier") for a conda match spec like ``numpy=1.26``, ``h5py >=3``
+    or ``numpy[version='>=1.2']``, read with ``MatchSpec`` and checked with packaging. ValueError
+    (which names the spec) for a spec pip cannot express, e.g. versions joined with ``|``. The
+    channel and build string do not matter to pip."""
+    parsed = match_spec(spec)
+    if parsed.name is None:
+        raise ValueError(f"'{spec}' names no package")
+    name = parsed.name.as_package_name().source
+    version = str(parsed.version) if parsed.version is not None else ""
+    if version in ("", "*"):
         return name, ""
-    version = rest.split()[0] if rest[0] not in "<>=!~" else rest.replace(" ", "")
-    if version.startswith("=") and not version.startswith("=="):  # "=1.26" or "=1.26=py_0"
-        version = "==" + version[1:].split("=")[0].rstrip("*").rstrip(".") + ".*"
-    elif version[0] not in "<>=!~":  # "numpy 1.26 py_0": name, version, build
-        version = "==" + version.rstrip("*").rstrip(".") + ".*"
+    if "|" in version:
+        raise ValueError(f"'{spec}' allows alternative versions ('|'), which pip cannot express")
+    if version[0] not in "<>=!~":  # conda's "1.26.*" (from numpy=1.26) is pip's ==1.26.*
+        version = "==" + version
+    try:
+        Requirement(name + version)
+    except InvalidRequirement as e:
+        raise ValueError(f"'{spec}' has no pip equivalent ({name}{version} is not a pip requirement)") from e
     return name, version
 
 
 def exists_on_index(name: str, settings: PackSettings, index: str = "") -> bool:
     """HEAD ``<index>/<name>/`` (simple API) from the builder process; index: the main one."""
-    index = (index or settings.lookup_index).rstrip("/") + "/"
+    index = index_auth.public_url((index or settings.lookup_index).rstrip("/") + "/")
     normalized = re.sub(r"[-_.]+", "-", name).lower()
     url = f"{index}{normalized}/"
     context = ssl.create_default_context(cafile=settings.ca_bundle or None)
     request = urllib.request.Request(url, method="HEAD")
+    header = index_auth.authorization(url, index_auth.credentials_of(settings))
+    if header:  # the deployment's credentials for this index (never in the URL, which is logged)
+        request.add_unredirected_header("Authorization", header)
     try:
         with urllib.request.urlopen(request, timeout=settings.index_timeout, context=context) as resp:
             return 200 <= resp.status < 300
@@ -155,7 +168,7 @@ class EnvironmentYmlPipBuildPack(CondaMirrorMixin, DebianPipBuildPack):
         if missing:
             raise PanbinderError(
                 f"{source} lists conda packages that have no pip package of the same name on "
-                f"{self.settings.lookup_index}: {', '.join(missing)}. Conda is not available on this "
+                f"{index_auth.public_url(self.settings.lookup_index)}: {', '.join(missing)}. Conda is not available on this "
                 "deployment: replace them with pip packages (in the 'pip:' section or requirements.txt) "
                 "or Debian packages (apt.txt).",
                 reason="conda_only_packages",

@@ -6,7 +6,7 @@ build:
 
 - the single-user server step installs the lock's whole ``pip freeze`` list (a requirements
   file copied into the image) instead of resolving the server requirements anew; the
-  repository's own requirements are then already satisfied, and a repository installed with
+  repository's own requirements (as of the dates the lock recorded) are then already satisfied, and a repository installed with
   ``pip install .`` (a ``name @ file://`` line) is installed again from its files;
 - before it, a root step pins the Debian packages that the lock has and the base image does not
   have in that version (``apt-get install pkg=version``): apt.txt packages, their dependencies
@@ -32,6 +32,7 @@ from typing import Any
 from .conda_mirror import CondaPlan
 from .conda_mirror_lock import pinned_plan
 from .environment_yml import EnvironmentYmlPipBuildPack
+from .installer import locked_as_of
 from .python_pip import DebianPipBuildPack
 from .settings import PackSettings
 
@@ -96,7 +97,13 @@ def frozen_pack(
 ) -> type:
     """A configured frozen pack: the server step installs ``requirements_file``; with a ``lock``
     that has a ``conda`` section, the conda environment is installed from the mirror as locked."""
-    frozen = dataclasses.replace(settings, server_requirements=("-r", FROZEN_IN_IMAGE))
+    # requirements files resolve as of the dates the lock recorded, without a new search
+    frozen = dataclasses.replace(
+        settings,
+        server_requirements=("-r", FROZEN_IN_IMAGE),
+        as_of="locked",
+        as_of_locked=locked_as_of(lock or {}),
+    )
     attrs: dict[str, Any] = {
         "settings": frozen,
         "build_log": log,

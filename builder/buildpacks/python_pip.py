@@ -24,25 +24,30 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import tomllib
 from functools import lru_cache
 
 from repo2docker.buildpacks.base import BaseImage
+from repo2docker.utils import is_local_pip_requirement
 
 from panbinder.errors import PanbinderError
 
+from . import desktop, imports, index_auth, installer
 from .kernels import alias_notice, alias_script, python_aliases
+from .lazy_hub_imports import IN_IMAGE as HUB_PATCH_IN_IMAGE
+from .lazy_hub_imports import SOURCE as HUB_PATCH
+from .lazy_hub_imports import build_script as hub_patch_script
 from .runtime import check_python, read_runtime
-from .settings import CA_IN_IMAGE, VENV, PackSettings, env_value, notice
+from .settings import CA_IN_IMAGE, VENV, PackSettings, env_value, notice, write_generated
 
 LAB_OVERRIDES = json.dumps(
     {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
 )
 PIP_CACHE = "--mount=type=cache,target=/tmp/pip-cache,uid={uid},gid={uid}"
-# Lines that make pip read other files of the repository: install after the full copy.
-LOCAL_REFERENCE_RE = re.compile(r"^\s*(-e\s|--editable|-r\s|-c\s|--requirement|\.|/|file:)")
+INFERRED_FILE = "inferred-requirements.txt"  # in the checkout's generated folder (imports.py)
+# The inferred list kept in the image, where the lock probe reads it (lock.py).
+INFERRED_IN_IMAGE = f"{VENV}/panbinder-inferred-requirements.txt"
 
 
 class DebianPipBuildPack(BaseImage):
@@ -94,10 +99,8 @@ class DebianPipBuildPack(BaseImage):
                 "CURL_CA_BUNDLE",
             ):
                 env.append((name, CA_IN_IMAGE))
-        if self.settings.index_url:
-            env.append(("PIP_INDEX_URL", self.settings.index_url))
-        if self.settings.extra_index_urls:
-            env.append(("PIP_EXTRA_INDEX_URL", " ".join(self.settings.extra_index_urls)))
+        env += index_auth.build_env(self.settings)  # without the index credentials (a secret mount)
+        env += installer.build_env(self.settings)
         return [(name, env_value(value)) for name, value in env + list(self.settings.extra_env)]
 
     @lru_cache
@@ -110,8 +113,10 @@ class DebianPipBuildPack(BaseImage):
             ("NB_UID", "${NB_UID}"),
             ("NB_PYTHON_PREFIX", VENV),
             ("KERNEL_PYTHON_PREFIX", VENV),
-            # npm install --global as the user (Node.js from apt.txt): into ~/.local, whose bin is on PATH
+            # npm install --global as the user (Node.js and npm are in the base image): into ~/.local,
+            # whose bin is on PATH
             ("NPM_CONFIG_PREFIX", "${HOME}/.local"),
+            ("NPM_DIR", "${HOME}/.local"),  # repo2docker's name for that prefix
         ]
 
     @lru_cache
@@ -123,6 +128,7 @@ class DebianPipBuildPack(BaseImage):
         files = dict(super().get_build_script_files())
         if self.settings.ca_bundle:
             files[os.path.abspath(self.settings.ca_bundle)] = CA_IN_IMAGE
+        files[HUB_PATCH] = HUB_PATCH_IN_IMAGE  # the single-user server's lazy Hub imports
         return files
 
     @lru_cache
@@ -130,9 +136,8 @@ class DebianPipBuildPack(BaseImage):
         self.check_runtime()
         server = " ".join(shlex.quote(r) for r in self.settings.server_requirements)
         drop = " ".join(shlex.quote(p) for p in self.settings.drop_packages)
-        cache = PIP_CACHE.format(uid=self.settings.uid)
         scripts = [
-            ("root", f"install -d -o ${{NB_USER}} -g ${{NB_USER}} {VENV}"),
+            ("root", f"install -d -o ${{NB_USER}} -g ${{NB_USER}} {VENV} {installer.UV_HOME}"),
             # the entrypoint runs a login shell, whose /etc/profile resets PATH
             (
                 "root",
@@ -141,9 +146,12 @@ class DebianPipBuildPack(BaseImage):
             ),
             (
                 "${NB_USER}",
-                f"{cache} python3 -m venv {VENV} && {self._pip()} --upgrade pip && "
-                f"{self._pip()} {server}" + (f" && {VENV}/bin/pip uninstall -y -q {drop}" if drop else ""),
+                f"{installer.mounts(self.settings)} python3 -m venv {VENV} && {installer.setup(self.settings)} && "
+                f"{installer.command(self.settings, server)}"
+                + (f" && {VENV}/bin/pip uninstall -y -q {drop}" if drop else ""),
             ),
+            # a server start without the Hub's database layer and aiohttp (lazy_hub_imports.py)
+            ("${NB_USER}", hub_patch_script(VENV)),
             # no calls home from JupyterLab: facility networks often forbid them
             (
                 "${NB_USER}",
@@ -151,6 +159,8 @@ class DebianPipBuildPack(BaseImage):
                 f"> {VENV}/share/jupyter/lab/settings/overrides.json",
             ),
         ]
+        if desktop.wanted(self.settings, self):  # shared by every image that has it (desktop.py)
+            scripts += desktop.build_scripts(self.settings)
         return [*super().get_build_scripts(), *scripts]
 
     # --- packages -------------------------------------------------------------------------
@@ -181,8 +191,11 @@ class DebianPipBuildPack(BaseImage):
         return False
 
     def _requirements_are_local(self, path: str) -> bool:
+        """A line refers to files of the repository (repo2docker's ``is_local_pip_requirement``,
+        which ``PythonBuildPack._should_preassemble_pip`` asks: ``-r``/``-c``, ``-e .``, ``./pkg``,
+        ``file://``); then the file is installed after the full copy."""
         with open(path, encoding="utf-8", errors="replace") as f:
-            return any(LOCAL_REFERENCE_RE.match(line) for line in f)
+            return any(is_local_pip_requirement(line) for line in f)
 
     def _preassemble_requirements(self) -> str | None:
         """The requirements file when it can be installed before the repository is copied."""
@@ -192,19 +205,66 @@ class DebianPipBuildPack(BaseImage):
         return None
 
     def _install_requirements(self, path: str) -> str:
-        cache = PIP_CACHE.format(uid=self.settings.uid)
+        """Install the requirements file ``path`` with uv or pip, as of its date (installer.py)."""
         drop = " ".join(shlex.quote(p) for p in self.settings.drop_packages)
-        quoted = shlex.quote(path)
-        return f"{cache} {self._pip()} -r {quoted}" + (
+        return installer.dated_install(self, path, options=self._install_options(path)) + (
             f" && ({VENV}/bin/pip uninstall -y -q {drop} || true)" if drop else ""
         )
 
+    def _install_options(self, path: str) -> str:
+        """More options for installing the requirements file ``path`` (subclasses)."""
+        return ""
+
+    def _install_package(self) -> str:
+        """``pip install .`` as of the date of the last commit that changed the package's
+        pyproject.toml (else setup.py), which the date search resolves."""
+        source = "pyproject.toml" if os.path.exists("pyproject.toml") else "setup.py"
+        return installer.dated_install(self, source, args=".")
+
+    def uses_mirror(self) -> bool:
+        """A conda environment is the kernel's (the environment.yml pack with the mirror says so)."""
+        return False
+
+    @lru_cache
+    def _inferred_requirements(self) -> str | None:
+        """A requirements file of what the code imports and nothing installs (imports.py), or None."""
+        if not self.settings.infer_packages or self.uses_mirror():
+            return None
+        refused: list[str] = []
+        installed = imports.requirements_file_names(self._requirements(), refused=refused)
+        if refused:
+            notice(
+                self,
+                f"not read, as it is outside the repository: {', '.join(sorted(set(refused)))} (an -r "
+                "include); its packages may be inferred again. Keep included requirements files "
+                "inside the repository.",
+            )
+        if self.is_python_package():
+            installed |= imports.pyproject_names()
+        imap = imports.load_map().extended(dict(self.settings.extra_import_map))
+        inference = imports.infer(imports.scan(".", imap), installed, imap)
+        if inference.install or inference.unknown:
+            notice(self, inference.notice())
+        return write_generated(INFERRED_FILE, inference.requirements()) if inference.install else None
+
+    def _inferred_early(self) -> bool:
+        """The inferred layer can come before the repository's files: its requirements do too."""
+        return not self.is_python_package() and (
+            self._requirements() is None or self._preassemble_requirements() is not None
+        )
+
+    def _install_inferred(self, path: str) -> str:
+        return f"{self._install_requirements(path)} && cp {shlex.quote(path)} {INFERRED_IN_IMAGE}"
+
     @lru_cache
     def get_preassemble_script_files(self) -> dict[str, str]:
-        files = dict(super().get_preassemble_script_files())
+        files = {**super().get_preassemble_script_files(), **installer.script_files(self.settings)}
         req = self._preassemble_requirements()
         if req:
             files[req] = req
+        inferred = self._inferred_requirements()
+        if inferred and self._inferred_early():
+            files[inferred] = inferred
         return files
 
     @lru_cache
@@ -213,6 +273,9 @@ class DebianPipBuildPack(BaseImage):
         req = self._preassemble_requirements()
         if req:
             scripts.append(("${NB_USER}", self._install_requirements(req)))
+        inferred = self._inferred_requirements()
+        if inferred and self._inferred_early():  # after the requirements, in a layer of its own
+            scripts.append(("${NB_USER}", self._install_inferred(inferred)))
         return scripts
 
     @lru_cache
@@ -222,8 +285,10 @@ class DebianPipBuildPack(BaseImage):
         if req and not self._preassemble_requirements():
             scripts.append(("${NB_USER}", self._install_requirements(req)))
         if self.is_python_package():
-            cache = PIP_CACHE.format(uid=self.settings.uid)
-            scripts.append(("${NB_USER}", f"{cache} {self._pip()} ."))
+            scripts.append(("${NB_USER}", self._install_package()))
+        inferred = self._inferred_requirements()
+        if inferred and not self._inferred_early():
+            scripts.append(("${NB_USER}", self._install_inferred(inferred)))
         aliases = python_aliases()
         if aliases:  # after every install: the python3 kernelspec they copy is final
             notice(self, alias_notice(aliases, self.settings.python_version))

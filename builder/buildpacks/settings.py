@@ -13,6 +13,9 @@ import yaml
 
 from panbinder.errors import PanbinderError
 
+# The image every build starts FROM, made offline by scripts/setup.sh (whose BASE_IMAGE matches):
+# Debian bookworm, its python3, Node.js and npm. The number changes with its contents.
+BASE_IMAGE = "panbinder-base:bookworm-2"
 VENV = "/srv/venv"
 CA_IN_IMAGE = "/etc/panbinder/ca-bundle.crt"
 DEFAULT_INDEX = "https://pypi.org/simple/"
@@ -40,6 +43,7 @@ class PackSettings:
     ca_bundle: str = ""
     index_url: str = ""
     extra_index_urls: tuple[str, ...] = ()
+    allowed_index_hosts: tuple[str, ...] = ()  # hosts a Pipfile's [[source]] may name (pipfile.py)
     index_timeout: float = 20.0  # seconds for one package look-up on the index
     index_threads: int = 8  # look-ups at once
     uid: int = 1000
@@ -47,6 +51,12 @@ class PackSettings:
     # Python of the base image (Debian bookworm's python3).
     python_version: str = "3.11"
     runtime_policy: str = "notice"  # "notice" | "refuse"
+    # Filled from the ``PackageInstaller`` traits (installer.py); these defaults render plain pip.
+    installer: str = "pip"  # "uv" | "pip"
+    uv_requirement: str = "uv==0.13.9"
+    pip_requirement: str = "pip==26.3"
+    as_of: str = "off"  # "requirements" | "commit" | "off" | "locked" (a frozen rebuild)
+    as_of_locked: tuple[tuple[str, str], ...] = ()  # (file, date) a lock recorded
     conda_policy: str = "pip"  # "pip" | "refuse" | "mirror"
     conda_channel_mirror: str = ""
     # Filled from the ``CondaMirror`` traits (conda_mirror.py): channel name -> URL overrides,
@@ -54,7 +64,13 @@ class PackSettings:
     conda_channel_urls: tuple[tuple[str, str], ...] = ()
     conda_default_channels: tuple[str, ...] = ("conda-forge",)
     rattler_requirement: str = "py-rattler==0.28.0"
-    allowed_base_images: tuple[str, ...] = ("panbinder-base:bookworm-1",)
+    allowed_base_images: tuple[str, ...] = (BASE_IMAGE,)
+    infer_packages: bool = True  # install what notebooks import and nothing installs (imports.py)
+    extra_import_map: tuple[tuple[str, str], ...] = ()  # import name -> distribution, added to the map
+    # Filled from the ``Desktop`` traits (desktop.py): which images get the desktop layer, and its packages.
+    desktop: str = "on_request"  # "off" | "on_request" | "always"
+    desktop_requirements: tuple[str, ...] = ()
+    desktop_apt_packages: tuple[str, ...] = ()
 
     @property
     def lookup_index(self) -> str:
