@@ -1,18 +1,27 @@
-"""Who may mount a dataset: open data for everyone, embargoed data for its proposal and groups."""
+"""Who may mount a dataset: open data for everyone, embargoed data for its proposal and groups
+(and, for the launch of one publication only, the holders of its review link: ``mounts.check_access``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .review_grants import ReviewGrant
 
 
 @dataclass(frozen=True)
 class Identity:
-    """A user as JupyterHub's authenticator knows them; ``name`` None is anonymous."""
+    """A user as JupyterHub's authenticator knows them; ``name`` None is anonymous.
+
+    ``review`` is the checked grant of a review link the request carried: only the launch check
+    (``mounts.check_access``) reads it, for its publication's datasets; ``may_access`` ignores it.
+    """
 
     name: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    review: ReviewGrant | None = None
 
     @property
     def anonymous(self) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
-from traitlets import List, Unicode, default
+from traitlets import Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
@@ -26,14 +26,17 @@ from panbinder.paths import confine, resolved_roots, safe_join, slug
 from panbinder.progress import Progress, no_progress
 from panbinder.state import state_dir
 
-from . import db, importers, panet
+from . import db, importers, panet, review_models, template_models  # noqa: F401 (their tables)
 from .importers import DatasetRecord, PublicationRecord, normalise_doi
 from .locks import LockStore
 from .models import Dataset, Publication, Technique
 from .scan import ScanReport, run_scan, sync_files
+from .search import FacetCache
 
 Resolver = Callable[[str, str], Awaitable[str]]
-SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+# a commit sha, or an archive record's version (builder/archives: a record id, a version number,
+# major.minor; a Software Heritage directory hash is a sha)
+SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64}|\d{1,20}(?:\.\d{1,9})?)$")
 
 __all__ = ["Catalogue", "Resolver", "ScanReport", "normalise_doi"]
 
@@ -49,9 +52,31 @@ class Catalogue(LockStore, LoggingConfigurable):
         help="Absolute paths of the facility storage holding datasets. A dataset whose location "
         "(symlinks resolved) is outside all of them is refused.",
     ).tag(config=True, multiplicity="append")
+    panosc_max_limit = Int(
+        100,
+        help="Most records one PaNOSC search API request (/api/Datasets, /api/Documents, "
+        "/api/Instruments) returns, and most related records listed under one include; a larger "
+        "or missing limit gets this many.",
+    ).tag(config=True)
+    panosc_max_records = Int(
+        5000,
+        help="Most records one PaNOSC search API request may build, the records it returns and "
+        "every record listed under their includes, at any depth (includes such as "
+        "datasets -> documents -> datasets multiply). A request needing more is refused (400) "
+        "with a message to narrow the include or lower the limit.",
+    ).tag(config=True)
+
+    search_cache_seconds = Float(
+        30.0,
+        help="Seconds the totals and facet counts of a search, and a text's ranked matches, are "
+        "kept and reused at most (0: never). Counting and ranking a broad search over a large "
+        "catalogue are the expensive parts; cards are always read fresh, and any write a search "
+        "reads (whoever makes it) or an embargo's end drops what was kept at once.",
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._facet_cache: FacetCache | None = None
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
@@ -75,6 +100,13 @@ class Catalogue(LockStore, LoggingConfigurable):
         self.log.info(
             "catalogue database %s at revision %s", db.redact(self.url), db.current_revision(engine)
         )
+
+    @property
+    def facet_cache(self) -> FacetCache:
+        """The search counts cache (``search_cache_seconds``), one per catalogue."""
+        if self._facet_cache is None:
+            self._facet_cache = FacetCache(self.search_cache_seconds)
+        return self._facet_cache
 
     def close(self) -> None:
         if self._engine is not None:
@@ -198,13 +230,18 @@ class Catalogue(LockStore, LoggingConfigurable):
         session.flush()
         return ds
 
-    def scan(self, root: str, progress: Progress = no_progress) -> ScanReport:
-        """Register the HDF5/NeXus files under ``root`` (see ``scan.py``); one transaction."""
+    def scan(self, root: str, progress: Progress = no_progress, *, public: bool = False) -> ScanReport:
+        """Register the HDF5/NeXus files under ``root`` (see ``scan.py``); one transaction.
+
+        ``public``: the scanned datasets are open data (``is_public``), e.g. a facility's
+        open-access archive; without it their access stays as it was (new ones: embargoed)."""
         path = confine(root, self.storage_roots)
         if not path.is_dir():
             raise PanbinderError(f"{root} is not a folder; give a folder under a storage root to scan.")
         try:
-            return run_scan(self.session, path, resolved_roots(self.storage_roots), self.log, progress)
+            return run_scan(
+                self.session, path, resolved_roots(self.storage_roots), self.log, progress, public
+            )
         except OSError as e:  # unreadable folder, a file removed while scanning
             raise PanbinderError(
                 f"The scan of {root} stopped at {e.filename or root}: {e.strerror or e}; "

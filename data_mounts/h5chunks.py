@@ -7,9 +7,11 @@ thumbnail request, and an 8 KiB chunk whose stream inflates to 1 GiB does the sa
 chunks: 4.1 GB). So filtered chunks are never handed to HDF5's filters: a chunk larger than
 MAX_ONE_CHUNK_BYTES uncompressed is refused, and the others are read raw (`read_direct_chunk`)
 and decoded here (shuffle, deflate, Fletcher-32), inflating no further than the chunk's own
-size. Other filters (szip, n-bit, scale-offset, LZF, plugins) also take their output size from
-the file, so their datasets are refused. Unfiltered data needs no care: HDF5 reads only the
-selection.
+size. The detector plugins (bitshuffle, Blosc, LZ4, Zstandard; h5plugins.py) state each
+chunk's decoded size in a header: that header is checked here, then HDF5 decodes the one chunk.
+Other filters (szip, n-bit, scale-offset, LZF, bzip2...) take their output size from the file,
+so their datasets are refused; a filter not installed is refused by its id and name.
+Unfiltered data needs no care: HDF5 reads only the selection.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import zlib
 import h5py
 import numpy as np
 
+from . import h5plugins
 from .h5confine import TooCostly
 from .h5files import dtype_name, is_vlen
 
@@ -46,9 +49,15 @@ def check_readable(ds: h5py.Dataset) -> list[int]:
     pipeline = filters(ds)
     if not pipeline:
         return pipeline
+    for filter_id in pipeline:
+        if filter_id not in DECODED and not h5plugins.available(filter_id):
+            raise h5plugins.FilterUnavailable(filter_id)
     unknown = [f for f in pipeline if f not in DECODED]
-    if unknown:
-        raise TooCostly(f"it is compressed with filter {unknown[0]}, which the preview does not decode")
+    if unknown and _plugin_position(pipeline) is None:
+        raise TooCostly(
+            f"it is compressed with {h5plugins.describe(unknown[0])}, which the preview does not "
+            "decode within its memory bound"
+        )
     if is_vlen(ds.dtype):
         raise TooCostly(f"its {dtype_name(ds.dtype)} values are compressed")
     chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
@@ -58,6 +67,19 @@ def check_readable(ds: h5py.Dataset) -> list[int]:
             f"{MAX_ONE_CHUNK_BYTES >> 20} MiB"
         )
     return pipeline
+
+
+def _plugin_position(pipeline: list[int]) -> int | None:
+    """Where the one size-stating plugin is: last but for Fletcher-32, only shuffle before it."""
+    plugins = [i for i, f in enumerate(pipeline) if f not in DECODED]
+    if len(plugins) != 1 or pipeline[plugins[0]] not in h5plugins.SIZED:
+        return None
+    before, after = pipeline[: plugins[0]], pipeline[plugins[0] + 1 :]
+    if any(f != h5py.h5z.FILTER_SHUFFLE for f in before):
+        return None
+    if any(f != h5py.h5z.FILTER_FLETCHER32 for f in after):
+        return None
+    return plugins[0]
 
 
 def read_bounded(ds: h5py.Dataset, selection: tuple) -> np.ndarray:
@@ -104,6 +126,9 @@ def _decode(ds: h5py.Dataset, offset: tuple[int, ...], pipeline: list[int]) -> n
     if info.size > chunk_bytes + chunk_bytes // 100 + 1024:  # more than deflate ever adds
         raise TooCostly(f"a chunk claims {info.size} stored bytes for {chunk_bytes} of values")
     mask, raw = ds.id.read_direct_chunk(offset)
+    plugin = _plugin_position(pipeline)
+    if plugin is not None:
+        return _decode_by_plugin(ds, offset, pipeline[plugin], plugin, mask, raw, chunk_bytes)
     for position in reversed(range(len(pipeline))):
         if mask & (1 << position):
             continue  # this filter was skipped for this chunk
@@ -116,6 +141,25 @@ def _decode(ds: h5py.Dataset, offset: tuple[int, ...], pipeline: list[int]) -> n
     if len(raw) != chunk_bytes:
         raise TooCostly(f"a chunk decodes to {len(raw)} bytes instead of {chunk_bytes}")
     return np.frombuffer(raw, dtype=ds.dtype).reshape(ds.chunks)
+
+
+def _decode_by_plugin(
+    ds: h5py.Dataset, offset: tuple[int, ...], plugin: int, position: int, mask: int, raw: bytes, size: int
+) -> np.ndarray:
+    """One chunk decoded by HDF5's plugin, once its header states no more than `size` bytes."""
+    if not mask & (1 << position):  # the plugin ran on this chunk: check what it will allocate
+        options = ds.id.get_create_plist().get_filter(position)[2]
+        try:
+            stated = h5plugins.stated_size(plugin, tuple(options), raw)
+        except h5plugins.NotStated as error:
+            raise TooCostly(str(error)) from None
+        if stated != size:
+            raise TooCostly(f"a chunk states {stated} bytes decoded instead of its {size}")
+    region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(offset, ds.chunks, ds.shape, strict=True))
+    block = np.full(ds.chunks, ds.fillvalue, dtype=ds.dtype)
+    values = ds[region]
+    block[tuple(slice(0, n) for n in values.shape)] = values
+    return block
 
 
 def _inflate(raw: bytes, limit: int) -> bytes:

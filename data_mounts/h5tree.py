@@ -14,7 +14,8 @@ from typing import Any
 
 import h5py
 
-from .h5chunks import TooCostly, read_bounded
+from . import h5plugins
+from .h5chunks import DECODED, TooCostly, filters, read_bounded
 from .h5confine import ELINK_PREFIX, Files, Missing, Refused, Scope, external_storage, lookup
 from .h5files import decode_text, dtype_name, is_vlen, jsonable, open_file, read_attributes, virtual_sources
 
@@ -108,6 +109,12 @@ class _TreeWalker:
             compression=ds.compression,
             is_virtual=ds.is_virtual,
         )
+        if ds.compression == "unknown":  # a plugin filter: say which, and whether it is installed
+            plugins = [f for f in filters(ds) if f not in DECODED]
+            node["compression"] = ", ".join(h5plugins.describe(f) for f in plugins)
+            missing = [h5plugins.describe(f) for f in plugins if not h5plugins.available(f)]
+            if missing:
+                node["compression_unavailable"] = f"not available on this server: {', '.join(missing)}"
         if external_storage(ds):
             node["external_storage"] = "refused: its values are kept in another file, which is never read"
         elif ds.is_virtual:

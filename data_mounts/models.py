@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -72,8 +73,25 @@ dataset_techniques = Table(
     "dataset_techniques",
     Base.metadata,
     Column("dataset_id", ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
-    Column("technique_id", ForeignKey("techniques.id", ondelete="CASCADE"), primary_key=True),
+    Column("technique_id", ForeignKey("techniques.id", ondelete="CASCADE"), primary_key=True, index=True),
 )
+
+dataset_definitions = Table(
+    "dataset_definitions",
+    Base.metadata,
+    Column("dataset_id", ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+    Column("definition", String(64), primary_key=True, index=True),
+)
+"""The NeXus application definitions (``NXmx``...) a scan found in a dataset's files (revision
+0011); analysis templates with ``--format NXmx`` fit on them (analysis_templates.py)."""
+
+search_state = Table(
+    "search_state",
+    Base.metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+)
+"""One row; its ``version`` goes up with every write a search reads (triggers, revision 0010)."""
 
 publication_datasets = Table(
     "publication_datasets",
@@ -102,7 +120,9 @@ class Dataset(Base):
     ``location`` may name a folder (mounted at ``/data/<slug>/``) or a single file (a scanned
     file directly under the scanned root). ``creation_date`` and ``release_date`` (embargo end)
     are timezone-aware UTC when read back. ``data_type`` is "raw", "processed", "simulated" or
-    "" when the source does not say.
+    "" when the source does not say. ``probe`` is "neutron", "x-ray", ... from a NeXus source;
+    ``preview`` is "<file>::<HDF5 dataset>" of the default plot ("" when there is none);
+    ``views`` and ``launches`` count page views and launches.
     """
 
     __tablename__ = "datasets"
@@ -112,18 +132,29 @@ class Dataset(Base):
     title: Mapped[str] = mapped_column(Text, default="")
     facility: Mapped[str] = mapped_column(String(255), default="", index=True)
     instrument: Mapped[str] = mapped_column(String(255), default="", index=True)
-    scientific_field: Mapped[str] = mapped_column(String(255), default="")
-    data_type: Mapped[str] = mapped_column(String(32), default="")
+    scientific_field: Mapped[str] = mapped_column(String(255), default="", index=True)
+    data_type: Mapped[str] = mapped_column(String(32), default="", index=True)
     proposal_id: Mapped[str | None] = mapped_column(String(255), default=None)
     owners: Mapped[list[str]] = mapped_column(JSON, default=list)
     groups: Mapped[list[str]] = mapped_column(JSON, default=list)
-    creation_date: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    release_date: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    creation_date: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    release_date: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
     is_public: Mapped[bool] = mapped_column(default=False)
     location: Mapped[str | None] = mapped_column(Text, default=None)
-    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
     file_count: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # revision 0004: search text, NeXus details, counters (see search.py and fts.py)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    sample: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    probe: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    end_date: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    preview: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # revision 0005: technique row ids, sorted, comma-separated; written by database triggers only
+    technique_key: Mapped[str] = mapped_column(Text, default="", server_default="")
+    views: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
+    launches: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
 
     techniques: Mapped[list[Technique]] = relationship(
         secondary=dataset_techniques, order_by=Technique.panet_id, lazy="selectin"
@@ -133,6 +164,9 @@ class Dataset(Base):
     )
     publications: Mapped[list[Publication]] = relationship(
         secondary=publication_datasets, back_populates="datasets", order_by="Publication.doi"
+    )
+    parameters: Mapped[list[DatasetParameter]] = relationship(
+        cascade="all, delete-orphan", order_by="DatasetParameter.id"
     )
 
     @property
@@ -173,6 +207,27 @@ class DatasetFile(Base):
         return f"<DatasetFile {self.path!r}>"
 
 
+class DatasetParameter(Base):
+    """One named parameter of a dataset (PaNOSC ``Parameter``): its value as written (number
+    or text), its unit, and, when the unit is known (``units.py``), the value in SI with its
+    dimension, so a query in nm finds a wavelength stored in angstrom."""
+
+    __tablename__ = "dataset_parameters"
+    __table_args__ = (Index("ix_dataset_parameters_name_si", "name", "si_unit", "si_value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    value_text: Mapped[str] = mapped_column(Text, default="")
+    value_number: Mapped[float | None] = mapped_column(Float, default=None)
+    unit: Mapped[str] = mapped_column(String(64), default="")
+    si_value: Mapped[float | None] = mapped_column(Float, default=None)
+    si_unit: Mapped[str] = mapped_column(String(32), default="")
+
+    def __repr__(self) -> str:
+        return f"<DatasetParameter {self.name}={self.value_text!r} {self.unit}>"
+
+
 class Publication(Base):
     """A publication (by normalised DOI) with its repository pinned to ``resolved_sha``.
 
@@ -191,6 +246,8 @@ class Publication(Base):
     ref: Mapped[str] = mapped_column(String(255))
     resolved_sha: Mapped[str] = mapped_column(String(64))
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    views: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
+    launches: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
 
     datasets: Mapped[list[Dataset]] = relationship(
         secondary=publication_datasets, back_populates="publications", order_by=Dataset.pid

@@ -34,14 +34,17 @@ class MountPlan:
 
 
 def check_access(publication: Any, who: Identity, now: datetime | None = None) -> None:
-    """403 naming the first dataset the user may not see (and its release date)."""
+    """403 naming the first dataset the user may not see (and its release date). A review grant
+    opens the datasets it names, for the launch of the publication it names, and nothing else."""
+    review = who.review
     for ds in publication.datasets:
-        if not may_access(ds, who, now):
-            hint = (
-                "sign in as a member of its proposal or wait for the release"
-                if who.anonymous
-                else (f"user '{who.name}' is not in its proposal or groups")
-            )
+        if not may_access(ds, who, now) and not (review and review.covers(publication.doi, ds.pid, now)):
+            if review is not None:
+                hint = "the review link does not cover it (it was added to the publication later)"
+            elif who.anonymous:
+                hint = "sign in as a member of its proposal or wait for the release"
+            else:
+                hint = f"user '{who.name}' is not in its proposal or groups"
             raise PanbinderError(
                 f"{embargo_text(ds)}; {hint}. Nothing was launched.",
                 reason="embargo",

@@ -20,9 +20,11 @@ import numpy as np
 
 from panbinder.errors import PanbinderError
 
+from . import nexus_plot, nexus_techniques
 from .h5chunks import TooCostly, read_bounded
 from .h5confine import Files, Missing, Refused, Scope, external_storage, lookup
 from .h5files import attribute_too_large
+from .nexus_techniques import probe_of
 
 SMALL = 16  # at most this many string elements are read from a dataset
 
@@ -33,6 +35,7 @@ class InstrumentInfo:
     name: str | None = None
     short_name: str | None = None  # the NXinstrument group's short_name attribute
     source_name: str | None = None
+    source_kind: tuple[str, ...] = ()  # the NXsource's probe, radiation (canSAS) and type texts
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,15 @@ class EntryInfo:
     end_time: str | None = None
     instruments: tuple[InstrumentInfo, ...] = ()
     samples: tuple[SampleInfo, ...] = ()
+    definitions: tuple[str, ...] = ()  # application definitions (NXmx, NXcanSAS...)
+    plot: nexus_plot.Plot | None = None  # the default plot (entry@default -> NXdata@signal, @axes)
+    measured: bool = False  # an NXinstrument holds an NXdetector
+    reduced: bool = False  # the entry holds an NXprocess group
+
+    @property
+    def signal(self) -> str | None:
+        """The default plot's signal dataset."""
+        return self.plot.signal if self.plot else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,41 @@ class NexusInfo:
     @property
     def pid(self) -> str | None:
         return self.root_attributes.get("pid") or None
+
+    @property
+    def end_time(self) -> str | None:
+        return self.entry.end_time if self.entry else None
+
+    @property
+    def sample(self) -> str | None:
+        return next((s.name for s in self.entry.samples if s.name), None) if self.entry else None
+
+    @property
+    def probe(self) -> str:
+        """'neutron', 'x-ray', ... from the default entry's sources ('' when they do not say)."""
+        texts = [t for inst in (self.entry.instruments if self.entry else ()) for t in inst.source_kind]
+        return probe_of(*texts)
+
+    @property
+    def data_type(self) -> str:
+        """'raw', 'processed' or '' (nexus_techniques.data_type)."""
+        if self.entry is None:
+            return ""
+        entry = self.entry
+        return nexus_techniques.data_type(
+            list(entry.definitions), measured=entry.measured, reduced=entry.reduced
+        )
+
+    @property
+    def scientific_field(self) -> str:
+        return nexus_techniques.scientific_field(self.techniques)
+
+    @property
+    def techniques(self) -> list[str]:
+        """PaNET ids from the application definition, instrument name and probe."""
+        if self.entry is None:
+            return []
+        return nexus_techniques.techniques(list(self.entry.definitions), self.instrument, self.probe)
 
 
 def decode(value: Any) -> str | None:
@@ -181,13 +228,18 @@ def _groups_of(group: h5py.Group, nx_class: str, fallback_name: str | None = Non
 
 def _entry(name: str, group: h5py.Group, refused: list[str]) -> EntryInfo:
     base = f"/{name}"
-    instruments = []
+    instruments, measured = [], False
     for iname, inst in _groups_of(group, "NXinstrument", "instrument"):
+        measured = measured or bool(_groups_of(inst, "NXdetector", "detector"))
         short = attr(inst, "short_name")  # NXmx keeps it on the group when there is no name field
-        names = (small_text(s, "name", refused) for _, s in _groups_of(inst, "NXsource", "source"))
+        sources = [s for _, s in _groups_of(inst, "NXsource", "source")]
+        names = (small_text(s, "name", refused) for s in sources)
         source = next((text for text in names if text), None)
+        kinds = tuple(
+            t for s in sources for f in ("probe", "radiation", "type") if (t := small_text(s, f, refused))
+        )
         instruments.append(
-            InstrumentInfo(f"{base}/{iname}", small_text(inst, "name", refused), short, source)
+            InstrumentInfo(f"{base}/{iname}", small_text(inst, "name", refused), short, source, kinds)
         )
     samples = tuple(
         SampleInfo(f"{base}/{sname}", small_text(s, "name", refused))
@@ -200,7 +252,30 @@ def _entry(name: str, group: h5py.Group, refused: list[str]) -> EntryInfo:
         end_time=small_text(group, "end_time", refused),
         instruments=tuple(instruments),
         samples=samples,
+        definitions=_definitions(group, refused),
+        plot=_default_plot(group),
+        measured=measured,
+        reduced=bool(_groups_of(group, "NXprocess")),
     )
+
+
+def _definitions(group: h5py.Group, refused: list[str]) -> tuple[str, ...]:
+    """The entry's (and its NXsubentry groups') ``definition``; a canSAS SASentry is NXcanSAS."""
+    found = [small_text(group, "definition", refused)]
+    found += [small_text(sub, "definition", refused) for _, sub in _groups_of(group, "NXsubentry")]
+    if attr(group, "canSAS_class") == "SASentry":
+        found.append("NXcanSAS")
+    return tuple(dict.fromkeys(d.strip() for d in found if d and d.strip()))
+
+
+def _default_plot(group: h5py.Group) -> nexus_plot.Plot | None:
+    """The entry's default plot, links followed inside this file only (nexus_plot.py)."""
+    from .preview_plot import getter
+
+    file = group.file
+    get = getter(Files(file, Scope.of(file.filename, within=file.filename)), file)
+    nxdata, how = nexus_plot.default_nxdata(get, group.name)
+    return nexus_plot.plot_of(get, nxdata, how or "") if nxdata else None
 
 
 def read_nexus(path: str | os.PathLike[str]) -> NexusInfo:

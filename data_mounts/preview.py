@@ -41,6 +41,7 @@ from .h5confine import Files, Missing, Refused, Scope, check_sources, external_s
 from .h5files import dtype_name, file_not_found, jsonable, open_file
 from .h5tree import tree
 from .h5virtual import read_virtual
+from .preview_plot import default_plot, getter, labels
 from .sampling import chunk_selection, chunk_steps, chunks_touched, element_steps
 from .thumbnails import nothing_to_draw, render
 
@@ -70,6 +71,10 @@ def thumbnail(
 ) -> bytes:
     """A PNG thumbnail of a numeric dataset, at most `size` pixels wide and high.
 
+    `dataset_path` may name a group ("/", an NXentry, an NXdata): NeXus's default plot below it
+    is drawn (preview_plot.py). A default plot's signal is framed by its axis labels, units and
+    end values (from 128 pixels up).
+
     1-D data becomes a line plot (min/max per pixel column, log scale over > 3 decades). 2-D
     data, or the 2-D slice of N-D data at the middle index of the leading axes, becomes a viridis
     image scaled between the 1st and 99th percentile. Axes of length 1 do not count. At most
@@ -88,7 +93,9 @@ def thumbnail(
     scope = Scope.of(path, within)
     shown = scope.shown(path)
     with open_file(path) as file, Files(file, scope) as files:
-        ds = _dataset(files, file, dataset_path, shown)
+        get = getter(files, file)
+        plot = default_plot(get, dataset_path)
+        ds = _dataset(files, file, plot.signal if plot else dataset_path, shown)
         axes = _drawable_axes(ds)
         fixed = [None if i in axes else n // 2 for i, n in enumerate(ds.shape)]
         _require_bounded(files, ds, shown, fixed)
@@ -111,7 +118,8 @@ def thumbnail(
             ) from None
         lengths = [ds.shape[i] for i in axes]
         name = ds.name  # h5py forgets it once the file is closed
-    return render(values, lengths, name, size)
+        text = labels(get, plot, axes) if plot else None
+    return render(values, lengths, name, size, text)
 
 
 def _read(ds: h5py.Dataset, selection: tuple, dtype: type[np.floating]) -> np.ndarray:
@@ -141,7 +149,10 @@ def _dataset(files: Files, file: h5py.File, dataset_path: str, shown: str) -> h5
     if isinstance(obj, h5py.Dataset):
         return obj
     if obj is not None:
-        message = f"{name} in {shown} is a group, not a dataset; pick a dataset from the file's tree"
+        message = (
+            f"{name} in {shown} is a group, not a dataset, and NeXus names no default plot "
+            "(@default, NXdata @signal) below it; pick a dataset from the file's tree"
+        )
         raise PanbinderError(message, reason="not-a-dataset", status_code=400)
     message = f"There is no dataset {name} in {shown}; pick a dataset from the file's tree"
     raise PanbinderError(message, reason="dataset-not-found", status_code=404)
@@ -179,7 +190,7 @@ def _unfiltered(source: h5py.Dataset) -> None:
 def _too_costly(name: str, shown: str, costly: TooCostly) -> PanbinderError:
     return PanbinderError(
         f"{name} in {shown} has no thumbnail: {costly.why}. Download the file to look at it",
-        reason="too-costly",
+        reason=getattr(costly, "reason", "too-costly"),
         log_message=f"thumbnail: {shown}:{name}: {costly.why}",
         status_code=422,
     )

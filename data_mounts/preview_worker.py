@@ -47,6 +47,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .frames import MAX_RESULT_BYTES, frame, parse_frame, write_all
 from .preview_child import CLONE_NEWNET, CLONE_NEWNS, Confinement, error_header, run_child
@@ -200,6 +201,9 @@ def preload() -> None:
         pass
     for filter_id in KNOWN_FILTERS:  # loads plugins named by HDF5_PLUGIN_PATH, if any
         h5py.h5z.filter_avail(filter_id)
+    from .plot_labels import font
+
+    font()  # Pillow's built-in font and FreeType, for the labels of default plots
     with tempfile.TemporaryDirectory(prefix="panbinder-preview-warm-up-") as folder:
         try:
             _warm_up(folder)
@@ -233,12 +237,30 @@ def _warm_up(folder: str) -> None:
         layout[:] = h5py.VirtualSource("source.h5", "/data", shape=(10,))
         entry.create_virtual_dataset("virtual", layout)
         entry.create_dataset("stored", shape=(4,), dtype="u1", external=[(source, 0, 4)])
+        _warm_up_plot(entry)
     json.dumps(preview.tree(path))
-    for name in ("line", "image", "int", "linked", "virtual", "outside", "stored", "missing"):
+    for name in "line image int linked virtual outside stored missing plot blosc".split():
         try:
-            preview.thumbnail(path, f"/entry/{name}", size=64)
+            preview.thumbnail(path, f"/entry/{name}", size=128 if name == "plot" else 64)
         except Exception as error:  # the refusals are warmed up too
             error_header(error)
+
+
+def _warm_up_plot(entry: Any) -> None:
+    """A NeXus default plot with axes (drawn with labels) and a Blosc-compressed dataset."""
+    import numpy as np
+
+    plot = entry.create_group("plot")
+    plot.attrs.update(NX_class="NXdata", signal="counts", axes=["y", "x"])
+    plot["counts"] = np.ones((8, 8), "f4")
+    plot["x"], plot["y"] = np.arange(8.0), np.arange(8.0)
+    plot["x"].attrs["units"] = "mm"
+    try:
+        import hdf5plugin
+
+        entry.create_dataset("blosc", data=np.ones((8, 8), "f4"), chunks=(8, 8), **hdf5plugin.Blosc())
+    except (ImportError, ValueError):
+        pass
 
 
 def identity(user: str) -> tuple[str, int, int]:

@@ -5,7 +5,11 @@ each HDF5/NeXus file directly in the root is a dataset of its own (its location 
 Checksums are computed streaming, in chunks; a rescan re-hashes only files whose size or
 mtime changed. Metadata comes from NeXus attributes (``nexus.read_nexus``), never from data.
 Scanned datasets get the PID ``local:<path relative to the storage root>`` unless a file
-carries a root ``pid`` attribute. Every location and symlink passes ``paths.confine``.
+carries a root ``pid`` attribute. Sample name, probe, end time, PaNET techniques (from the
+application definition, ``nexus_techniques.py``), the scientific field those techniques imply,
+the data type (raw or processed, from the definition or an NXprocess/NXdetector group) and
+the default plot's signal (``preview``, "<file>::<dataset>", nexus_plot.py) come from the
+files too; ``public`` marks every scanned dataset public. Every location and symlink passes ``paths.confine``.
 
 A bad entry (a symbolic link out of the storage roots or out of its dataset, a broken link, a
 folder that cannot be listed) is skipped and reported by its name relative to the scanned
@@ -25,19 +29,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from panbinder.errors import PanbinderError
 from panbinder.paths import confine, shown_name
 from panbinder.progress import Progress, no_progress
 
+from . import panet
 from .importers import FileRecord
-from .models import Dataset, DatasetFile
+from .models import Dataset, DatasetFile, Technique, dataset_definitions
 
 CHUNK_SIZE = 8 * 1024 * 1024
 SUFFIXES = (".h5", ".hdf", ".hdf5", ".nxs", ".nx5", ".nxs.h5")
 _PLACEHOLDER = re.compile(r"^\{[^{}]*\}$")  # unfilled template text such as "{experiment-type}"
+TEXT_FIELDS = ("title", "instrument", "facility", "pid", "sample", "probe", "scientific_field", "data_type")
+STORED = tuple(f for f in TEXT_FIELDS if f != "pid")  # the PID names the row, it is not copied
+META_KEYS = (*TEXT_FIELDS, "creation_date", "end_date", "techniques", "preview")
 
 SessionFactory = Callable[[], contextlib.AbstractContextManager[Session]]
 
@@ -186,8 +194,9 @@ def describe(found: Found, log: logging.Logger) -> tuple[dict, list[str]]:
     """Dataset metadata from the first file that has each field; earliest start time."""
     from .nexus import read_nexus  # h5py loads only when a scan runs, not with every command
 
-    meta: dict = {"title": "", "instrument": "", "facility": "", "pid": "", "creation_date": None}
-    meta["refused"], unreadable = [], []
+    meta: dict = {**dict.fromkeys(TEXT_FIELDS, ""), "creation_date": None, "end_date": None}
+    meta.update(techniques=[], definitions=[], preview="", refused=[])
+    unreadable = []
     for rel, path in found.files:
         try:
             info = read_nexus(path)
@@ -205,12 +214,25 @@ def describe(found: Found, log: logging.Logger) -> tuple[dict, list[str]]:
             ("instrument", info.instrument),
             ("facility", info.facility),
             ("pid", info.pid),
+            ("sample", info.sample),
+            ("probe", info.probe),
+            ("scientific_field", info.scientific_field),
+            ("data_type", info.data_type),
         ):
             if not meta[key]:
                 meta[key] = _clean(value)
-        started = parse_time(info.start_time)
+        meta["techniques"] += [t for t in info.techniques if t not in meta["techniques"]]
+        for definition in info.entry.definitions if info.entry is not None else ():
+            name = _clean(definition)[:64]
+            if name and name not in meta["definitions"]:
+                meta["definitions"].append(name)
+        if not meta["preview"] and info.entry is not None and info.entry.signal:
+            meta["preview"] = f"{rel}::{info.entry.signal}"
+        started, ended = parse_time(info.start_time), parse_time(info.end_time)
         if started and (meta["creation_date"] is None or started < meta["creation_date"]):
             meta["creation_date"] = started
+        if ended and (meta["end_date"] is None or ended > meta["end_date"]):
+            meta["end_date"] = ended
     meta["title"] = meta["title"] or Path(found.rel).name
     return meta, unreadable
 
@@ -241,7 +263,18 @@ def _previous(session: Session, locations: list[str]) -> dict[str, dict]:
     return out
 
 
-def _store(session: Session, found: Found, meta: dict, files: list[FileRecord]) -> str:
+def _techniques(session: Session, ids: list[str]) -> list[Technique]:
+    out = []
+    for panet_id in ids:
+        tech = session.scalar(select(Technique).where(Technique.panet_id == panet_id))
+        if tech is None:
+            tech = Technique(panet_id=panet_id, label=panet.label(panet_id) or panet_id)
+            session.add(tech)
+        out.append(tech)
+    return out
+
+
+def _store(session: Session, found: Found, meta: dict, files: list[FileRecord], public: bool = False) -> str:
     location = str(found.location)
     ds = session.scalar(select(Dataset).where(Dataset.location == location))
     pid = meta["pid"] or f"local:{found.rel}"
@@ -260,14 +293,36 @@ def _store(session: Session, found: Found, meta: dict, files: list[FileRecord]) 
         session.add(ds)
     ds.location = location
     refresh = ds.pid.startswith("local:")  # imported metadata wins over file attributes
-    for key in ("title", "instrument", "facility", "creation_date"):
-        if meta[key] and (refresh or not getattr(ds, key)):
+    for key in (*STORED, "creation_date", "end_date", "preview"):
+        if meta.get(key) and (refresh or not getattr(ds, key)):
             setattr(ds, key, meta[key])
+    if meta.get("techniques") and (refresh or not ds.techniques):
+        ds.techniques = _techniques(session, meta["techniques"])
+    if public:
+        ds.is_public = True
     sync_files(ds, files)
+    if meta.get("definitions") is not None:  # read again (an unchanged dataset keeps its own)
+        session.flush()  # the dataset's id
+        _store_definitions(session, ds.id, meta["definitions"])
     ds.size = sum(f.size for f in files)
     ds.file_count = len(files)
     session.flush()
     return ds.pid
+
+
+def _store_definitions(session: Session, dataset_id: int, definitions: list[str]) -> None:
+    """The dataset's application definitions are those its files declare now (none: none)."""
+    stored = set(
+        session.scalars(
+            select(dataset_definitions.c.definition).where(dataset_definitions.c.dataset_id == dataset_id)
+        )
+    )
+    if stored == set(definitions):
+        return  # no write: the search's kept results stay valid
+    session.execute(delete(dataset_definitions).where(dataset_definitions.c.dataset_id == dataset_id))
+    if definitions:
+        rows = [{"dataset_id": dataset_id, "definition": d} for d in definitions]
+        session.execute(dataset_definitions.insert(), rows)
 
 
 def sync_files(ds: Dataset, files: list[FileRecord]) -> None:
@@ -291,6 +346,7 @@ def run_scan(
     roots: list[Path],
     log: logging.Logger,
     progress: Progress = no_progress,
+    public: bool = False,
 ) -> ScanReport:
     """Scan ``root`` (confined by the caller) and write all datasets in one transaction;
     ``progress`` is called on the datasets as they are measured and read."""
@@ -305,14 +361,14 @@ def run_scan(
         hashed += n
         skipped += len(files) - n
         if prev and n == 0 and set(prev) == {rel for rel, _ in item.files}:
-            meta, bad = dict.fromkeys(("title", "instrument", "facility", "pid", "creation_date")), []
+            meta, bad = dict.fromkeys(META_KEYS), []
         else:  # new or changed: read the metadata again
             meta, bad = describe(item, log)
         unreadable += bad
         refused += meta.pop("refused", [])
         results.append((item, meta, files))
     with session() as s:
-        stored = _store_all(s, results, skips)
+        stored = _store_all(s, results, skips, public)
     pids = tuple(pid for pid, _ in stored)
     file_count = sum(n for _, n in stored)
     log.info("scan of %s: %d datasets, %d files, %d hashed", root, len(stored), file_count, hashed)
@@ -328,12 +384,12 @@ def run_scan(
     )
 
 
-def _store_all(session: Session, results: list, skips: Skips) -> list[tuple[str, int]]:
+def _store_all(session: Session, results: list, skips: Skips, public: bool) -> list[tuple[str, int]]:
     """(PID, file count) of each dataset stored; a dataset whose PID is taken is skipped."""
     stored = []
     for item, meta, files in results:
         try:
-            stored.append((_store(session, item, meta, files), len(files)))
+            stored.append((_store(session, item, meta, files, public), len(files)))
         except PanbinderError as e:  # raised before the dataset's row is touched
             skips.add(item.location, e.message, e.log_message)
     return stored

@@ -6,12 +6,14 @@ Block means down to the thumbnail's shape, then log or percentile scaling, with 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from panbinder.errors import PanbinderError
 
+from .plot_labels import MIN_SIZE, Labels, band, framed
 from .png import colourise, encode_png, line_plot
 
 
@@ -24,17 +26,31 @@ def nothing_to_draw(name: str, why: str) -> PanbinderError:
     )
 
 
-def render(values: np.ndarray, lengths: list[int], name: str, size: int) -> bytes:
-    """The PNG for `values` read with strides from axes of full `lengths`, at most `size` pixels."""
+def render(
+    values: np.ndarray, lengths: list[int], name: str, size: int, labels: Labels | None = None
+) -> bytes:
+    """The PNG for `values` read with strides from axes of full `lengths`, at most `size` pixels.
+
+    With `labels` (a NeXus default plot) and at least MIN_SIZE pixels, the plot is drawn
+    smaller and framed by its axis labels and end values (plot_labels.py), within `size`.
+    """
     values[~np.isfinite(values)] = np.nan
+    margin = band() if labels is not None and size >= MIN_SIZE else 0
     if values.ndim == 1:
         plot = _normalise(values, name, percentiles=False)
-        return encode_png(line_plot(plot, width=size, height=max(32, size * 3 // 4)))
-    image = _normalise(_reduce(values, lengths, size), name, percentiles=True)
-    repeat = size // max(image.shape)
-    if repeat > 1:
-        image = image.repeat(repeat, axis=0).repeat(repeat, axis=1)
-    return encode_png(colourise(image))
+        height = max(32, size * 3 // 4) - margin
+        pixels = line_plot(plot, width=size - margin, height=height)
+        if margin:
+            finite = values[np.isfinite(values)]
+            labels = dataclasses.replace(labels, y_ends=(float(finite.max()), float(finite.min())))
+    else:
+        inner = size - margin
+        image = _normalise(_reduce(values, lengths, inner), name, percentiles=True)
+        repeat = inner // max(image.shape)
+        if repeat > 1:
+            image = image.repeat(repeat, axis=0).repeat(repeat, axis=1)
+        pixels = colourise(image)
+    return encode_png(framed(pixels, labels) if margin else pixels)
 
 
 def _thumbnail_shape(height: int, width: int, size: int) -> tuple[int, int]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from panbinder.data_mounts import build_leases, review_models, template_models  # noqa: F401 (tables on Base)
+from panbinder.data_mounts.db import include_object
 from panbinder.data_mounts.models import Base
 
 config = context.config
@@ -21,6 +23,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
