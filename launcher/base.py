@@ -12,6 +12,8 @@ from panbinder.data_mounts import MountSpec
 from panbinder.events import Event
 from panbinder.registry_cache import ImageRef
 
+from .profiles import Profile, Profiles
+
 if TYPE_CHECKING:
     from panbinder.docker_engine import Docker
 
@@ -24,6 +26,8 @@ class LaunchRequest:
     image: ImageRef
     mounts: tuple[MountSpec, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
+    profile: Profile | None = None  # resources chosen at launch (None: the back-end's defaults)
+    workspace: str = ""  # the signed-in portal user whose workspace the server mounts ("": anonymous)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,16 @@ class Launcher(LoggingConfigurable):
         """Take the secrets this launcher needs and was not configured with; ``secret(name)``
         reads one from the state folder, made on first use. Default: it needs none."""
 
+    def profile(self, name: str) -> Profile | None:
+        """The resource profile called ``name`` (empty: Profiles.default_profile, None when
+        there is none); PanbinderError (400) naming the choices for an unknown name."""
+        return Profiles(parent=self, log=self.log).get(name)
+
+    def workspace_path(self, owner: str) -> str:
+        """Where ``owner``'s persistent workspace appears in their servers ("": none, e.g. for
+        anonymous launches or a back-end without workspaces). Default: none."""
+        return ""
+
     def use_run_engine(self, docker: Docker) -> None:
         """Take the client of the docker engine that runs the servers (made once by the
         composition root). Default: this launcher does not talk to it."""
@@ -74,6 +88,19 @@ class Launcher(LoggingConfigurable):
 
     async def stop(self) -> None:
         """End background work and remove the servers only this process holds (on shutdown)."""
+
+    async def pause_server(self, user: str, paused: bool = True) -> bool:
+        """Freeze (or thaw) the ready server of ``user`` so that it waits without using CPU;
+        True when done. Default: this back-end cannot (the server waits running)."""
+        return False
+
+    async def server_state(self, user: str) -> str:
+        """'paused', 'running', 'gone' or 'unknown' (default: the back-end cannot tell)."""
+        return "unknown"
+
+    async def server_memory(self, user: str) -> int | None:
+        """Bytes of memory the server of ``user`` uses now (None: the back-end cannot tell)."""
+        return None
 
     async def delete_user(self, user: str) -> None:
         """Stop the server of ``user`` (a launch this launcher handed out, e.g. a check's, once

@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -25,8 +26,10 @@ from panbinder.executor import log_task_exception
 from . import signing
 from .base import Launcher, LaunchRequest, ServerScope
 from .hub_client import HubClient
-from .reaper import Reaper
+from .reaper import Reaper, escape_name
 from .slots import LaunchSlots
+from .workspace_disk import workspace_note
+from .workspaces import Workspaces
 
 FAILED_MESSAGE = "The server could not be started; try again, or tell the operators if it keeps failing."
 
@@ -98,6 +101,7 @@ class HubLauncher(Launcher):
         super().__init__(**kwargs)
         self.pool = self.pool_class(parent=self, launcher=self, log=self.log) if self.pool_class else None
         self.reaper = Reaper(parent=self, launcher=self, log=self.log)
+        self.scope: ServerScope | None = None
         self.slots = LaunchSlots(self.max_concurrent_launches)
         self.live: set[str] = set()  # users of launches in progress or being removed
         self.spawning: set[str] = set()  # users whose server is starting (launches and the pool)
@@ -105,11 +109,18 @@ class HubLauncher(Launcher):
         self.tasks: set[asyncio.Task] = set()
         self._hub: HubClient | None = None
 
+    @cached_property
+    def workspaces(self) -> Workspaces:
+        return Workspaces(parent=self, log=self.log)
+
+    def workspace_path(self, owner: str) -> str:
+        return self.workspaces.container_path if owner and self.workspaces.enabled else ""
+
     @property
     def hub(self) -> HubClient:
         """The launcher's own Hub client, made on first use (the token is set by then)."""
         if self._hub is None:
-            extra = self.pool.max_servers if self.pool is not None else 0
+            extra = self.pool.fill_concurrency if self.pool is not None else 0
             self._hub = HubClient(
                 self.hub_url,
                 self.api_token,
@@ -139,7 +150,26 @@ class HubLauncher(Launcher):
         return True
 
     async def start(self, scope: ServerScope | None = None) -> None:
+        self.scope = scope
         self.reaper.start(scope)
+
+    def _container(self, user: str) -> str | None:
+        """The run engine's container of ``user``'s server (None: no engine or no prefix known)."""
+        if self.scope is None or not self.scope.container_prefix or self.reaper.docker is None:
+            return None
+        return f"{self.scope.container_prefix}-{escape_name(user)}"
+
+    async def pause_server(self, user: str, paused: bool = True) -> bool:
+        name, docker = self._container(user), self.reaper.docker
+        return bool(name and docker) and await docker.call(docker.pause, name, paused)
+
+    async def server_state(self, user: str) -> str:
+        name, docker = self._container(user), self.reaper.docker
+        return await docker.call(docker.container_state, name) if name and docker else "unknown"
+
+    async def server_memory(self, user: str) -> int | None:
+        name, docker = self._container(user), self.reaper.docker
+        return await docker.call(docker.memory_usage, name) if name and docker else None
 
     async def stop(self) -> None:
         await self.reaper.stop()
@@ -192,9 +222,10 @@ class HubLauncher(Launcher):
             self.spawning.discard(user)
 
     def user_options(self, request: LaunchRequest, user: str) -> dict:
-        """What the spawner gets: the image, and mounts and environment (if any) signed for
+        """What the spawner gets: the image, and mounts, environment and profile (if any) signed for
         ``user`` until ``signature_lifetime`` seconds from now."""
-        if not (request.mounts or request.environment):
+        workspace = request.workspace if self.workspaces.enabled else ""
+        if not (request.mounts or request.environment or request.profile or workspace):
             return {"image": request.image.full}
         fields = signing.SignedFields(
             image=request.image.full,
@@ -202,21 +233,33 @@ class HubLauncher(Launcher):
             environment=dict(request.environment),
             user=user,
             expires=int(time.time()) + self.signature_lifetime,
+            profile=request.profile,
+            workspace=workspace,
         )
         return signing.signed_options(self.signing_key, fields)
+
+    def _has_workspace(self, request: LaunchRequest) -> bool:
+        """Whether the launch's server mounts a workspace (then it is never taken from the pool)."""
+        return bool(request.workspace) and self.workspaces.enabled
 
     def server_url(self, user: str) -> str:
         return f"{(self.public_url or self.hub_url).rstrip('/')}/user/{quote(user)}/"
 
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
         extra = {"launch_id": request.launch_id, "image": request.image.full}
-        pooled = await self.pool.take(request) if self.pool is not None else None
+        pooled = (
+            await self.pool.take(request)
+            if self.pool is not None and not self._has_workspace(request)
+            else None
+        )
         if pooled is not None:
             try:
                 token = await self._token(pooled, request)
-            except Exception as e:
-                self.log.warning("pooled server %s unusable: %s", pooled, e, extra=extra)
+            except BaseException as e:  # failed, or the launch was abandoned: the server goes
+                self.log.warning("pooled server %s unusable: %r", pooled, e, extra=extra)
                 self._discard(pooled)
+                if not isinstance(e, Exception):
+                    raise
             else:
                 self.log.info("launched %s from the pool as %s", request.image.full, pooled, extra=extra)
                 yield self._ready(request, pooled, token, prestarted=True)
@@ -256,6 +299,8 @@ class HubLauncher(Launcher):
                 yield Event("failed", FAILED_MESSAGE, {**detail, "status_code": status})
                 return
             handed_out = True
+            if self._has_workspace(request):
+                yield Event("launching", await workspace_note(self.workspaces, request.workspace))
             yield self._ready(request, user, token, prestarted=False)
         finally:
             if token_task is not None and not token_task.done():
@@ -270,7 +315,7 @@ class HubLauncher(Launcher):
 
     def _ready(self, request: LaunchRequest, user: str, token: str, *, prestarted: bool) -> Event:
         """The ready event; the pool replaces what this launch used (or learns the image)."""
-        if self.pool is not None:
+        if self.pool is not None and not self._has_workspace(request):  # a workspace is never pre-started
             self.pool.refill_soon(request)
         url = self.server_url(user)
         extra = {"url": url, "token": token, "image": request.image.full, "prestarted": prestarted}

@@ -75,8 +75,11 @@ c.JupyterHub.load_roles = [
     },
 ]
 
-c.JupyterHub.spawner_class = "panbinder.launcher.spawner.PanbinderSpawner"
 sp = s["spawner"]
+c.JupyterHub.spawner_class = sp.get("class", "panbinder.launcher.spawner.PanbinderSpawner")
+# the swarm back-end (launcher/swarm.py): its network and the nodes of labelled dataset roots
+c.PanbinderSwarmSpawner.network_name = sp.get("network", "panbinder-swarm")
+c.PanbinderSwarmSpawner.node_labels = sp.get("node_labels", {})
 c.PanbinderSpawner.allowed_image_prefixes = sp["allowed_image_prefixes"]
 c.PanbinderSpawner.image = sp["default_image"]
 c.PanbinderSpawner.cmd = ["jupyterhub-singleuser"]
@@ -103,6 +106,9 @@ c.PanbinderSpawner.args = sp["args"]
 c.PanbinderSpawner.storage_roots = sp.get("storage_roots", [])
 c.PanbinderSpawner.manifest_dir = sp.get("manifest_dir", "")
 c.PanbinderSpawner.signing_key = os.environ.get("PANBINDER_SIGNING_KEY", "")
+# persistent workspaces of signed-in users (launcher/workspaces.py): the portal's settings
+for name, value in sp.get("workspaces", {}).items():
+    setattr(c.Workspaces, name, value)
 c.JupyterHub.load_groups = {group: {"users": members} for group, members in s.get("groups", {}).items()}
 # the deployment's own Hub settings, e.g. its authenticator: {"Class": {"trait": value}}
 for cls, traits in s.get("extra_config", {}).items():

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import cached_property
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
@@ -36,9 +37,17 @@ from panbinder.executor import log_task_exception, run_blocking
 from panbinder.lifeline import HUB_PROGRAM, exec_prefix
 from panbinder.state import state_dir
 
+from .workspaces import Workspaces, off_without_root
+
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
 IDENTITY_PATH = "api/panbinder/identity"  # served by hub_app.IdentityHandler under /hub/
 # pid file (under <state>/run) -> what its command line must name
+# HubProcess.backend -> the Hub's spawner class
+BACKENDS = {
+    "docker": "panbinder.launcher.spawner.PanbinderSpawner",
+    "swarm": "panbinder.launcher.swarm.PanbinderSwarmSpawner",
+    "slurm": "panbinder.launcher.slurm_spawner.PanbinderSlurmSpawner",
+}
 PID_FILES = {
     "jupyterhub.pid": HUB_PROGRAM,
     "proxy.pid": "configurable-http-proxy",
@@ -81,6 +90,22 @@ class HubProcess(LoggingConfigurable):
         600, help="Seconds of inactivity before a launched server and its user are removed."
     ).tag(config=True)
     cull_every = Int(60, help="Seconds between idle checks.").tag(config=True)
+    backend = Unicode(
+        "docker",
+        help="""Where servers run: 'docker' (a container each on the run engine), 'swarm' (a
+        service each on the swarm the run engine is a manager of; docker swarm init), 'slurm'
+        (a Slurm job each, running the image with podman; settings on PanbinderSlurmSpawner
+        through extra_config), or the import path of a JupyterHub spawner class.""",
+    ).tag(config=True)
+    swarm_network = Unicode(
+        "panbinder-swarm",
+        help="Swarm back-end: the swarm-scoped bridge network servers join (made when missing).",
+    ).tag(config=True)
+    swarm_node_labels = Dict(
+        help="""Swarm back-end: dataset roots found only on some nodes, each mapped to the node
+        label those nodes carry ('KEY=VALUE'), e.g. {'/gpfs/p11': 'panbinder.data.p11=true'};
+        a launch mounting a dataset under such a root is placed on those nodes only.""",
+    ).tag(config=True)
     mem_limit = Unicode("2G", help="Memory limit of each launched server.").tag(config=True)
     cpu_limit = Float(1.0, help="CPU limit (cores) of each launched server.").tag(config=True)
     pids_limit = Int(256, help="Process limit of each launched server.").tag(config=True)
@@ -185,6 +210,9 @@ class HubProcess(LoggingConfigurable):
             "groups": self.groups,
             "extra_config": self.extra_config,
             "spawner": {
+                "class": self.spawner_class(),
+                "network": self.swarm_network,
+                "node_labels": self.swarm_node_labels,
                 "allowed_image_prefixes": allowed_image_prefixes,
                 "default_image": "",
                 "default_url": self.default_url,
@@ -197,8 +225,29 @@ class HubProcess(LoggingConfigurable):
                 "args": args,
                 "storage_roots": storage_roots,
                 "manifest_dir": str(state_dir / "manifests"),
+                "workspaces": self.workspaces.settings(),
             },
         }
+
+    @cached_property
+    def workspaces(self) -> Workspaces:
+        """The Hub's workspace settings: off (one warning) on docker and swarm unless root."""
+        settings = Workspaces(parent=self, log=self.log)
+        off_without_root(settings, self.backend)
+        return settings
+
+    def spawner_class(self) -> str:
+        """The Hub's spawner class for ``backend``."""
+        if self.backend in BACKENDS:
+            return BACKENDS[self.backend]
+        if "." in self.backend:
+            return self.backend
+        raise PanbinderError(
+            f"HubProcess.backend {self.backend!r} is not one of {', '.join(BACKENDS)}; set one of "
+            "them, or the import path of a spawner class.",
+            reason="unknown_backend",
+            status_code=500,
+        )
 
     def start(
         self, *, state_dir: Path, token: str, proxy_token: str, signing_key: str, settings: dict

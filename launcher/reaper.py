@@ -7,7 +7,8 @@ a container). Every ``interval`` seconds it removes, once older than ``grace_per
 - a temporary user (the launcher's ``user_prefix``) that no live launch or pool entry owns and
   that has no ready server: a ready server may be a reader's, and the idle culler ends it;
 - a server container (``{container_prefix}-`` and the escaped user prefix) given this Hub's API
-  URL whose user has no server in the Hub; containers of another Hub are left alone.
+  URL whose user has no server in the Hub; containers of another Hub are left alone. A swarm
+  task's container counts as its service (named as the container would be), which is removed.
 
 The first sweep runs as soon as the portal has started, and what was made before that start
 needs no grace period: no launch of this run can own it (a portal killed mid-launch left it).
@@ -42,6 +43,7 @@ class Candidate:
     earlier_run: bool = False  # made before this portal started: no launch of this run owns it
 
 
+SWARM_SERVICE = "com.docker.swarm.service.name"  # label of a swarm task's container
 _ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
 
@@ -165,8 +167,12 @@ class Reaper(LoggingConfigurable):
             env = c.attrs.get("Config", {}).get("Env") or []
             ours = not api_url or f"JUPYTERHUB_API_URL={api_url}" in env
             age = age_of(c.attrs.get("Created"), now)
-            found = Candidate(c.name, age, busy=not ours, earlier_run=self._earlier_run(age, now))
-            # a container removed meanwhile, or being removed, counts as done (not as removed here)
-            if select_orphans([found], owned, self.grace_period) and self.docker.remove_container(c):
-                gone.append(c.name)
+            # a swarm task's container is named after its service, which is what goes
+            service = (c.attrs.get("Config", {}).get("Labels") or {}).get(SWARM_SERVICE, "")
+            found = Candidate(service or c.name, age, busy=not ours, earlier_run=self._earlier_run(age, now))
+            if not select_orphans([found], owned, self.grace_period):
+                continue
+            # one removed meanwhile, or being removed, counts as done (not as removed here)
+            if self.docker.remove_service(service) if service else self.docker.remove_container(c):
+                gone.append(found.name)
         return gone

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from panbinder.data_mounts import MountSpec
 from panbinder.errors import PanbinderError
 
+from .profiles import Profile
+
 
 @dataclass(frozen=True)
 class SignedFields:
@@ -29,6 +31,8 @@ class SignedFields:
     environment: dict[str, str]
     user: str
     expires: int
+    profile: Profile | None = None  # the resource profile chosen at launch (None: the Hub's limits)
+    workspace: str = ""  # the portal user whose persistent workspace is mounted ("": none)
 
 
 def canonical(fields: SignedFields) -> bytes:
@@ -39,6 +43,10 @@ def canonical(fields: SignedFields) -> bytes:
         "user": fields.user,
         "expires": fields.expires,
     }
+    if fields.profile is not None:  # options without one sign as they always did
+        data["profile"] = fields.profile.to_dict()
+    if fields.workspace:
+        data["workspace"] = fields.workspace
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -76,7 +84,7 @@ def verify(key: str, signature: str, fields: SignedFields, *, user: str, now: fl
 
 def signed_options(key: str, fields: SignedFields) -> dict:
     """The ``user_options`` the portal sends to the Hub for ``fields``."""
-    return {
+    options = {
         "image": fields.image,
         "mounts": to_options(fields.mounts),
         "environment": dict(fields.environment),
@@ -84,6 +92,11 @@ def signed_options(key: str, fields: SignedFields) -> dict:
         "expires": fields.expires,
         "signature": sign(key, fields),
     }
+    if fields.profile is not None:
+        options["profile"] = fields.profile.to_dict()
+    if fields.workspace:
+        options["workspace"] = fields.workspace
+    return options
 
 
 def fields_from_options(options: dict) -> SignedFields:
@@ -99,7 +112,12 @@ def fields_from_options(options: dict) -> SignedFields:
     if not isinstance(expires, int) or isinstance(expires, bool):
         raise PanbinderError("expires must be a whole number of seconds", reason="bad_options")
     mounts = from_options(options.get("mounts", []))
-    return SignedFields(image, mounts, environment, user, expires)
+    raw_profile = options.get("profile")
+    profile = None if raw_profile is None else Profile.from_dict(raw_profile)
+    workspace = options.get("workspace", "")
+    if not isinstance(workspace, str):
+        raise PanbinderError("workspace must be a string", reason="bad_options")
+    return SignedFields(image, mounts, environment, user, expires, profile, workspace)
 
 
 def to_options(mounts: Iterable[MountSpec]) -> list[list]:

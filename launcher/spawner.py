@@ -9,13 +9,25 @@ portal running. The Hub polls a starting server with a randomised back-off (0.2 
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from dockerspawner import DockerSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Any, Float, Int, List, Unicode, default
+from traitlets import Any, Float, Int, default
+
+from panbinder.errors import PanbinderError
+from panbinder.launcher.launch_options import SignedLaunch, refusal
+from panbinder.launcher.profiles import Profile, docker_resources
+from panbinder.launcher.server_changes import server_files
+from panbinder.launcher.workspace_disk import WorkspaceDisk
+from panbinder.launcher.workspaces import Workspaces, workspace_key
+
+WORKSPACE_LABEL = "org.panbinder.workspace"
+SERVER_FILES = "/opt/panbinder"  # server_changes.py and its configuration, in anonymous servers
 
 
 def _literal_volume_name(name: str, spawner: object) -> str:
@@ -23,23 +35,11 @@ def _literal_volume_name(name: str, spawner: object) -> str:
     return name
 
 
-class PanbinderSpawner(DockerSpawner):
-    signing_key = Unicode(help="Key that launch options must be signed with (shared with the portal).").tag(
-        config=True
-    )
-    storage_roots = List(Unicode(), help="Only paths under these roots may be mounted.").tag(config=True)
-    manifest_dir = Unicode("", help="Folder of the portal's MANIFEST.json files (mountable too).").tag(
-        config=True
-    )
-
+class PanbinderSpawner(SignedLaunch, DockerSpawner):
     @default("format_volume_name")
     def _format_volume_name_default(self) -> Any:
         return _literal_volume_name
 
-    allowed_image_prefixes = List(
-        Unicode(),
-        help="Only images whose full name starts with one of these may be launched.",
-    ).tag(config=True)
     ready_poll_interval = Float(
         0.05,
         help="Seconds between readiness checks during start, when it is the only server starting "
@@ -56,6 +56,8 @@ class PanbinderSpawner(DockerSpawner):
         "one, so servers starting at once waited for each other's calls).",
     ).tag(config=True)
     starting = 0  # servers of this Hub in _wait_ready now
+    workspace_owner = ""  # the signed-in portal user whose workspace this server mounts
+    changes_config = ""  # config folder of the changes download in anonymous servers ("": none)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -65,45 +67,152 @@ class PanbinderSpawner(DockerSpawner):
         return cls._executor
 
     async def check_allowed(self, image: str) -> str:
-        if any(image.startswith(p) for p in self.allowed_image_prefixes):
+        if self.image_allowed(image):
             return image
         raise web.HTTPError(400, f"Image {image} is not one this service built")
 
     def apply_launch_options(self) -> None:
-        """Check the portal's signature (made for this Hub user, not expired) and confinement
-        again, then set mounts and environment."""
-        from panbinder.data_mounts.mounts import MANIFEST_PATH
-        from panbinder.launcher import signing
-        from panbinder.paths import confine
-
-        opts = self.user_options or {}
-        fields = signing.fields_from_options(opts)
-        if not fields.mounts and not fields.environment:
+        """Check the portal's signature and confinement again (``launch_options.py``, the same
+        check as every panbinder spawner), then set mounts, environment and the profile's limits."""
+        checked = self.checked_launch(self.user_options, self.user.name)
+        if checked.empty:
             return
-        signing.verify(self.signing_key, opts.get("signature", ""), fields, user=self.user.name)
-        volumes = {}
-        for m in fields.mounts:
-            if not m.read_only or not m.container_path.startswith("/data/"):
-                raise web.HTTPError(400, "datasets are mounted read-only under /data/")
-            roots = [self.manifest_dir] if m.container_path == MANIFEST_PATH else self.storage_roots
-            volumes[str(confine(m.host_path, roots))] = {"bind": m.container_path, "mode": "ro"}
-        self.read_only_volumes = volumes
-        self.environment = {**self.environment, **fields.environment}
+        self.read_only_volumes = {
+            str(m.path): {"bind": m.spec.container_path, "mode": "ro"} for m in checked.mounts
+        }
+        self.environment = {**self.environment, **checked.environment}
+        if checked.profile is not None:
+            self.use_profile(checked.profile)
+        self.workspace_owner = checked.workspace
+
+    def use_profile(self, profile: Profile) -> None:
+        """The signed resource profile's limits, and its GPUs as a device request."""
+        resources = docker_resources(profile)
+        self.mem_limit = resources["mem_limit"]
+        self.cpu_limit = resources["cpu_limit"]
+        if resources["device_requests"]:
+            self.extra_host_config = {
+                **self.extra_host_config,
+                "device_requests": resources["device_requests"],
+            }
 
     async def start(self):
-        from panbinder.errors import PanbinderError
-
         try:
             self.apply_launch_options()
-        except PanbinderError as e:  # refuse to start; the operator's detail goes to the log only
-            self.log.warning("launch options refused for %s: %s", self.user.name, e.log_message)
-            raise web.HTTPError(e.status_code, f"launch options refused: {e.message}") from e
-        except Exception as e:  # a malformed option
-            self.log.warning("launch options refused for %s: %s", self.user.name, e)
-            raise web.HTTPError(403, "launch options refused: they are malformed") from e
+        except Exception as e:  # refused or malformed options: the operator's detail goes to the log only
+            raise refusal(self.log, self.user.name, e) from e
+        self.changes_config = ""
+        if self.workspace_owner:
+            await self.prepare_workspace()
+        else:
+            await self.offer_changes()
         ip, port = await super().start()
         await self._wait_ready(ip, port)
         return ip, port
+
+    async def prepare_workspace(self) -> None:
+        """Make and mount the owner's workspace filesystem (``workspace_disk.py``), then mount it
+        read-write at ``Workspaces.container_path`` with the back-end's ``use_workspace``."""
+        settings = Workspaces(parent=self, log=self.log)
+        if not settings.enabled:
+            self.log.warning("workspace of %s not mounted: Workspaces.enabled is off", self._log_name)
+            return
+        disk = WorkspaceDisk(settings)
+        loop = asyncio.get_running_loop()
+        try:
+            record = await loop.run_in_executor(self.executor, disk.ensure, self.workspace_owner)
+        except PanbinderError as e:
+            self.log.error("workspace of %s: %s", self._log_name, e.log_message)
+            raise web.HTTPError(e.status_code, e.message) from e
+        volume = settings.volume_name(self.workspace_owner)
+        await self.use_workspace(volume, str(disk.mount_dir(record.key)), settings.container_path)
+        self.environment = {**self.environment, "PANBINDER_WORKSPACE": settings.container_path}
+
+    async def offer_changes(self) -> None:
+        """A server without a workspace: the download of its changed files (``server_changes.py``,
+        mounted read-only at /opt/panbinder) and a notice in the home folder saying that changes
+        are temporary."""
+        settings = Workspaces(parent=self, log=self.log)
+        if not settings.changes_download:
+            return
+        folder = Path(settings.root) / "server-files" / "opt"
+        try:
+            notice = await asyncio.get_running_loop().run_in_executor(self.executor, server_files, folder)
+        except OSError as e:  # the server still starts, without the download
+            self.log.warning("changes download for %s not offered: %s", self._log_name, e)
+            return
+        home = posixpath.dirname(settings.container_path.rstrip("/"))
+        self.read_only_volumes = {
+            **self.read_only_volumes,
+            str(folder): {"bind": SERVER_FILES, "mode": "ro"},
+            str(notice): {"bind": f"{home}/{notice.name}", "mode": "ro"},
+        }
+        self.changes_config = f"{SERVER_FILES}/config"  # joined into JUPYTER_CONFIG_PATH at create
+
+    async def create_object(self):
+        """The container (or service), with the changes download's config folder appended to the
+        JUPYTER_CONFIG_PATH the server would otherwise have: the signed environment's (or the
+        operator's), else the image's. No PYTHONPATH: the config file puts the module on the
+        server's sys.path (``server_changes.py``), so the image's and the kernels' stay as they are."""
+        if self.changes_config:
+            own = self.environment.get("JUPYTER_CONFIG_PATH")
+            base = own if isinstance(own, str) else await self.image_env("JUPYTER_CONFIG_PATH")
+            joined = join_search_path(base, self.changes_config)
+            self.environment = {**self.environment, "JUPYTER_CONFIG_PATH": joined}
+        return await super().create_object()
+
+    async def image_env(self, name: str) -> str:
+        """The value of ``name`` in the image's ENV ("" when unset, or when the image cannot be
+        inspected here, e.g. a swarm's image not pulled on the Hub's node: then ours alone)."""
+        try:
+            info = await self.docker("inspect_image", self.image)
+        except Exception as e:
+            self.log.debug("image %s not inspected for %s: %s", self.image, name, e)
+            return ""
+        for item in (info.get("Config") or {}).get("Env") or []:
+            key, _, value = item.partition("=")
+            if key == name:
+                return value
+        return ""
+
+    async def use_workspace(self, volume: str, device: str, path: str) -> None:
+        """One engine: a local docker volume that binds the mounted workspace (made once; made
+        again if its folder changed), mounted read-write without docker's copy of image files."""
+        from docker.errors import NotFound
+
+        options = {"type": "none", "o": "bind", "device": device}
+        try:
+            found = await self.docker("inspect_volume", volume)
+        except NotFound:
+            found = None
+        if found is not None and (found.get("Options") or {}) != options:
+            await self.docker("remove_volume", volume)  # fails while a running server uses it
+            found = None
+        if found is None:
+            labels = {WORKSPACE_LABEL: workspace_key(self.workspace_owner)}
+            await self.docker("create_volume", volume, driver="local", driver_opts=options, labels=labels)
+        self.volumes = {**self.volumes, volume: {"bind": path, "mode": "rw,nocopy"}}
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        if self.workspace_owner:  # last use: when the server stops (culled, or its user's choice)
+            disk = WorkspaceDisk(Workspaces(parent=self, log=self.log))
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self.executor, disk.touch, self.workspace_owner
+                )
+            except Exception as e:
+                self.log.warning("last use of the workspace of %s not recorded: %s", self._log_name, e)
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.workspace_owner:  # a restarted Hub still records its last use at stop
+            state["workspace_owner"] = self.workspace_owner
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.workspace_owner = state.get("workspace_owner", "")
 
     async def poll(self) -> int | str | None:
         """DockerSpawner's poll (a vanished container is reported stopped, status 0, so the Hub
@@ -150,6 +259,12 @@ class PanbinderSpawner(DockerSpawner):
             return e.code not in (599,) and e.code < 500  # auth or redirects are its business
         except OSError:
             return False
+
+
+def join_search_path(base: str, folder: str) -> str:
+    """``folder`` appended to the ``:``-separated ``base`` (once)."""
+    parts = [p for p in base.split(":") if p]
+    return ":".join(parts if folder in parts else [*parts, folder])
 
 
 def poll_interval(base: float, starting: int) -> float:
