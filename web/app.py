@@ -6,23 +6,49 @@ import logging
 from pathlib import Path
 
 from tornado import web
+from tornado.log import access_log
 
 from panbinder.checks.gauges import track_verdicts
+from panbinder.checks.kept import KeptNotebooks
 from panbinder.checks.records import CheckRecords
+from panbinder.data_mounts.review_links import ReviewLinks
 from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.docker_engine import Docker
 from panbinder.launcher.hub_process import HubProcess
+from panbinder.logs import scrub
 from panbinder.pipeline import PipelineContext
 
 from . import auth
 from .api import build, openapi
 from .api import catalogue as catalogue_api
 from .api import checks as checks_api
-from .handlers import badge, base, build_logs, health, pages, reproducible
+from .api import panosc as panosc_api
+from .api import review_links as review_links_api
+from .api import search as search_api
+from .handlers import badge, base, build_logs, health, notebooks, pages, reproducible
 from .handlers import catalogue as catalogue_pages
+from .handlers import review_links as review_link_pages
+from .handlers import search as search_pages
 from .urls import public_base
 
 HERE = Path(__file__).parent
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access log line, with the tokens of the URL removed (``?review_token=`` of a
+    review link, ``?token=``): the request line is logged before any handler could clean it."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        scrub(request.uri or ""),
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
 
 
 def make_app(
@@ -42,10 +68,14 @@ def make_app(
     thumbnail_cache: object = None,
     preview_sandbox: PreviewSandbox | None = None,
     cookie_secret: str = "",
+    kept_notebooks: KeptNotebooks | None = None,
+    review_links: ReviewLinks | None = None,
 ) -> web.Application:
     """``public_url`` (scheme, host, port) starts every absolute link the portal hands out;
     ``hub`` is the JupyterHub the portal started (None: a Hub run elsewhere); ``docker`` is the
-    run engine's client, which /health pings."""
+    run engine's client, which /health pings; ``kept_notebooks`` holds the notebooks of each
+    publication's last check (None: the publication page lists none); ``review_links`` makes and
+    checks review links (None: the portal takes none)."""
     routes = [
         *pages.routes,
         *build.routes,
@@ -54,8 +84,14 @@ def make_app(
         *health.routes,
         *reproducible.routes,  # before the catalogue's: /badge/doi/(.+)\.svg would take them
         *checks_api.routes,
+        *notebooks.routes,  # before the catalogue's: /publications/(.+) would take them
+        *search_pages.routes,  # /datasets and /publications: the search pages
+        *search_api.routes,
         *catalogue_pages.routes,
         *catalogue_api.routes,
+        *panosc_api.routes,
+        *review_links_api.routes,
+        *review_link_pages.routes,
         *openapi.routes,
         *auth.routes,
     ]
@@ -84,5 +120,8 @@ def make_app(
         thumbnail_cache=thumbnail_cache,
         preview_sandbox=preview_sandbox or PreviewSandbox(log=log),
         cookie_secret=cookie_secret or None,
+        kept_notebooks=kept_notebooks,
+        review_links=review_links,
+        log_function=log_request,
         compress_response=False,
     )

@@ -97,6 +97,19 @@ def public_base(public_url: str, base_url: str) -> str:
     return public_url.rstrip("/") + "/" + base_url.strip("/") + ("/" if base_url.strip("/") else "")
 
 
+def template_launch_url(base: str, name: str, pids: list[str], notebook: str = "") -> str:
+    """ "Analyse with": ``v2/template/<name>/<pid>/<pid>...``, each PID one fully encoded path
+    segment (a ``/`` in a PID stays inside its segment), opening ``notebook`` in JupyterLab."""
+    spec = "/".join([quote(name, safe=""), *(quote(pid, safe="") for pid in pids)])
+    labpath = f"?labpath={quote(notebook, safe='/')}" if notebook else ""
+    return f"{base}v2/template/{spec}{labpath}"
+
+
+def review_url(base: str, doi: str, token: str) -> str:
+    """A publication's review link: its launch URL with the link's token (URL-safe already)."""
+    return f"{base}v2/doi/{path_segment(doi)}?review_token={quote(token, safe='')}"
+
+
 def doi_links(base: str, doi: str) -> dict[str, str]:
     """Launch and badge URLs of a publication, and the badge snippets to paste elsewhere."""
     launch = f"{base}v2/doi/{path_segment(doi)}"

@@ -14,6 +14,7 @@ from panbinder.pipeline import run_pipeline
 from panbinder.providers import get_provider_class
 
 from ..handlers.base import BaseHandler
+from .review_links import launch_identity
 
 _END = object()
 
@@ -67,8 +68,9 @@ class BuildHandler(BaseHandler):
                 status_code=403,
             )
         # access and mounts are settled before the stream starts: refusals are plain 4xx answers
-        who = await self.settings["identity"].identify(self)
+        who = await launch_identity(self, provider, record=not build_only)  # a review link is a use
         plan = await provider.prepare(who)
+        profile = self.settings["pipeline"].launcher.profile(self.get_argument("profile", ""))
         self.settings["pipeline"].check_policy(provider)  # a refused repository gets a 403
 
         self.set_header("Content-Type", "text/event-stream")
@@ -87,6 +89,8 @@ class BuildHandler(BaseHandler):
                     log=self.log,
                     plan=plan,
                     abandoned=self.abandoned,
+                    profile=profile,
+                    owner=who.name or "",
                 ):
                     queue.put_nowait(event)
             except Exception:

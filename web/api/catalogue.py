@@ -1,6 +1,7 @@
 """JSON API for datasets and publications (read-only; the same access rules as launches).
 
-Embargoed datasets show their metadata and title, never their files or previews.
+Embargoed datasets show their metadata and title, never their files or previews; to readers who
+may not open them, not their size, file count or sample name (read from the files) either.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def _date(value) -> str | None:
 
 
 def dataset_summary(ds: Any, who: Identity) -> dict:
+    accessible = may_access(ds, who)
     return {
         "pid": ds.pid,
         "title": ds.title,
@@ -27,12 +29,14 @@ def dataset_summary(ds: Any, who: Identity) -> dict:
         "instrument": ds.instrument,
         "techniques": [{"id": t.panet_id, "label": t.label} for t in ds.techniques],
         "data_type": ds.data_type,
-        "size": ds.size,
-        "file_count": ds.file_count,
+        "size": ds.size if accessible else None,
+        "file_count": ds.file_count if accessible else None,
         "creation_date": _date(ds.creation_date),
         "release_date": _date(ds.release_date),
         "open": is_open(ds),
-        "accessible": may_access(ds, who),
+        "accessible": accessible,
+        "views": ds.views,
+        "launches": ds.launches,
     }
 
 
@@ -42,6 +46,10 @@ def dataset_detail(ds: Any, who: Identity) -> dict:
         {
             "scientific_field": ds.scientific_field,
             "proposal_id": ds.proposal_id,
+            "description": ds.description,
+            "sample": ds.sample if data["accessible"] else None,
+            "probe": ds.probe,
+            "end_date": _date(ds.end_date),
             "publications": [{"doi": p.doi, "title": p.title} for p in ds.publications],
         }
     )
@@ -63,6 +71,8 @@ def publication_detail(pub: Any, who: Identity, base: str) -> dict:
         "ref": pub.ref,
         "resolved_sha": pub.resolved_sha,
         "datasets": [dataset_summary(ds, who) for ds in pub.datasets],
+        "views": pub.views,
+        "launches": pub.launches,
         **doi_links(base, pub.doi),
     }
 

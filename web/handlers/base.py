@@ -17,9 +17,12 @@ from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+from traitlets.config import Configurable
 
+from panbinder.builder.buildpacks.desktop import Desktop
 from panbinder.errors import PanbinderError
 
+from ..formatting import human_size
 from ..urls import path_segment
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -84,8 +87,22 @@ class BaseHandler(SecurityHeaders, HubOAuthenticated, web.RequestHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         """Templates escape with ``{{ }}``; links put values through ``path_segment``."""
         namespace = super().get_template_namespace()
-        namespace.update(base_url=self.settings["base_url"], path_segment=path_segment)
+        namespace.update(
+            base_url=self.settings["base_url"],
+            path_segment=path_segment,
+            human_size=human_size,
+            desktop_buttons=self.desktop_buttons,
+        )
         return namespace
+
+    @property
+    def desktop_buttons(self) -> bool:
+        """Whether pages offer 'Desktop' buttons (``Desktop.show_buttons``, read once)."""
+        if "desktop_buttons" not in self.settings:
+            app = self.settings.get("app")
+            parent = app if isinstance(app, Configurable) else None
+            self.settings["desktop_buttons"] = Desktop(parent=parent).show_buttons
+        return self.settings["desktop_buttons"]
 
     @property
     def public_base(self) -> str:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from panbinder.checks.kept import KeptNotebooks
 from panbinder.checks.records import CheckRecords
+from panbinder.data_mounts import analysis_templates
 from panbinder.data_mounts.access import may_access
 from panbinder.data_mounts.preview import ThumbnailCache
+from panbinder.data_mounts.review_links import may_share
 from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.data_mounts.scan import SUFFIXES as HDF5_SUFFIXES
+from panbinder.data_mounts.search import count_dataset_view, count_publication_view
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
 from panbinder.paths import confine, safe_join
 
 from ..api.catalogue import CatalogueHandler, _not_found
+from ..api.search import template_link
 from .badge import badge_svg
 from .reproducible import page_checks
 
@@ -21,16 +26,38 @@ from .reproducible import page_checks
 class DatasetPage(CatalogueHandler):
     async def get(self, pid: str) -> None:
         data = await self.dataset_card(pid)
+        await self.query(lambda _cat, session: count_dataset_view(session, data["pid"]))
+        data["views"] += 1
         previewable = [f["path"] for f in data["files"] or () if f["path"].lower().endswith(HDF5_SUFFIXES)]
-        self.render("dataset.html", ds=data, previewable=previewable[:50])
+        templates = await self.fitting_templates(data) if data["accessible"] else []
+        self.render("dataset.html", ds=data, previewable=previewable[:50], templates=templates)
+
+    async def fitting_templates(self, data: dict) -> list[dict]:
+        """The analysis templates that fit the dataset, as its card lists them (the caller asks
+        only when the files are accessible: a fit may rest on their suffixes, which an embargo hides)."""
+        public = self.public_base
+
+        def fn(cat, session):
+            ds = cat.get_dataset(session, data["pid"])
+            fits = analysis_templates.fitting(session, [ds.id]).get(ds.id, ()) if ds is not None else ()
+            return [template_link(t, [ds.pid], public) for t in fits]
+
+        return await self.query(fn)
 
 
 class PublicationPage(CatalogueHandler):
     async def get(self, doi: str) -> None:
         card = await self.publication_card(doi)
+        who = await self.who()
+        can_share = await self.query(
+            lambda cat, session: may_share(cat.get_publication(session, card["doi"]), who)
+        )
+        await self.query(lambda _cat, session: count_publication_view(session, card["doi"]))
         records = CheckRecords(catalogue=self.catalogue, log=self.log)
         checks = await run_blocking(page_checks, records, card["doi"])
-        self.render("publication.html", pub=card, checks=checks)
+        kept: KeptNotebooks | None = self.settings.get("kept_notebooks")
+        checks["notebooks"] = await run_blocking(kept.last, card["doi"]) if kept is not None else None
+        self.render("publication.html", pub=card, checks=checks, can_share=can_share)
 
 
 class DoiBadge(CatalogueHandler):

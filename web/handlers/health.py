@@ -92,6 +92,8 @@ class HealthHandler(BaseHandler):
         ok = all(c["ok"] for c in checks)
         pool = pipeline.launcher.pool
         body = {"ok": ok, "checks": checks, "prestarted_servers": pool.count if pool is not None else 0}
+        if pool is not None:  # counts only: which images are warm is for operators
+            body["pool"] = pool.status()
         if await is_operator(self):
             body["prestarted"] = pool.summary() if pool is not None else {}
         self.set_status(200 if ok else 503)

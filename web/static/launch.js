@@ -5,6 +5,10 @@
   const cfg = document.getElementById("launch").dataset;
   const log = document.getElementById("log");
   const status = document.getElementById("status");
+  // The build's notices (builder/buildpacks/settings.py NOTICE_PREFIX): what the build decided for
+  // the reader (packages inferred from imports, kernel names, Python version), listed apart.
+  const notices = document.getElementById("notices");
+  const NOTICE = "panbinder notice: ";
   const labels = {
     waiting: "Waiting", fetching: "Fetching the repository", building: "Building the environment",
     pushing: "Saving the image", built: "Environment ready", launching: "Starting the server",
@@ -13,9 +17,19 @@
   function filePath(path) {
     return path.split("/").map(encodeURIComponent).join("/");
   }
+  // "Desktop": open /desktop (noVNC) in the server instead of the target the link named
+  const desktop = document.getElementById("open-desktop");
+  let wantDesktop = Boolean(desktop && desktop.getAttribute("aria-pressed") === "true");
+  if (desktop) {
+    desktop.addEventListener("click", function () {
+      wantDesktop = !wantDesktop;
+      desktop.setAttribute("aria-pressed", String(wantDesktop));
+    });
+  }
   function serverUrl(ev) {
     let url = ev.url.replace(/\/?$/, "/");
-    if (cfg.urlpath) url += cfg.urlpath;
+    if (wantDesktop) url += "desktop/";
+    else if (cfg.urlpath) url += cfg.urlpath;
     else if (cfg.labpath) url += "lab/tree/" + filePath(cfg.labpath);
     else if (cfg.filepath) url += "tree/" + filePath(cfg.filepath);
     return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(ev.token);
@@ -28,6 +42,13 @@
     if (ev.message) {
       log.textContent += ev.message;
       log.scrollTop = log.scrollHeight;
+      for (const line of ev.message.split("\n")) {
+        if (!line.startsWith(NOTICE)) continue;
+        const item = document.createElement("li");
+        item.textContent = line.slice(NOTICE.length);
+        notices.appendChild(item);
+        notices.hidden = false;
+      }
     }
     if (ev.phase === "failed") {
       status.textContent = "Failed: " + (ev.message || "unknown error");
