@@ -13,6 +13,7 @@ Errors print ``error: <message>`` and exit with status 2.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,7 @@ from .docker_engine import Docker
 from .errors import PanbinderError
 from .progress import terminal_progress
 from .registry_cache import ImageRef, Registry, image_ref
-from .registry_cache.archive import Archive, ArchivedImage, ArchiveError, verify_bag
+from .registry_cache.archive import ARCHIVED_REF, Archive, ArchivedImage, ArchiveError, verify_bag
 from .registry_cache.retention import GC_COMMAND, RegistryAdmin, Retention, select_removals
 from .registry_cache.transfer import RegistryClient
 
@@ -109,21 +110,36 @@ class ArchiveApp(ArchiveCommand):
         image = published or self.labelled_image(labels, target)
         label = metadata["doi"] if metadata is not None else target
         lock = self.lock(catalogue, image.image) or label_lock(labels, digest)
-        path = archive.create(
-            client,
-            label=label,
-            image=image,
-            metadata=metadata,
-            lock=lock,
-            tar=self.tar,
-            progress=terminal_progress,
+        from .builder.archives import source_for  # the builder's package: not for restore and gc
+        from .builder.archives.bundle import bundle_record
+
+        source = source_for(image.repo_url, parent=self, log=self.log)
+        bundle = (
+            functools.partial(bundle_record, source, image.repo_url, image.sha, ref=ARCHIVED_REF)
+            if source is not None
+            else None
         )
+        try:
+            path = archive.create(
+                client,
+                label=label,
+                image=image,
+                metadata=metadata,
+                lock=lock,
+                tar=self.tar,
+                progress=terminal_progress,
+                bundle=bundle,
+            )
+        except PanbinderError as e:  # the archive record's files could not be fetched
+            self.fail(e.message, detail=e.log_message)
         print(path)
 
     def publication_image(self, registry: Registry, pub: dict) -> ArchivedImage:
         """The publication's image: its repository's ``git`` name at the pinned commit (launches by
         DOI use it), else a ``doi`` name that earlier versions built."""
-        for provider in ("git", "doi"):
+        from .builder.archives import archive_kind
+
+        for provider in dict.fromkeys([archive_kind(pub["repo_url"]) or "git", "doi"]):
             ref = image_ref(
                 registry=registry.host,
                 prefix=self.image_prefix,

@@ -1,4 +1,6 @@
-"""``panbinder datasets import|scan`` and ``panbinder publications add|import``.
+"""``panbinder datasets import|scan``, ``panbinder publications add|import`` (``share|shares|unshare``
+in ``review_cli.py``) and
+``panbinder catalogue import-panosc``.
 
 Each command is a traitlets Application built on ``PanbinderBase`` (same config file and
 state directory as the other subcommands). Errors print ``error: <message>`` to stderr and
@@ -12,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from typing import NoReturn
-from urllib.parse import quote
 
 from sqlalchemy.exc import SQLAlchemyError
-from traitlets import Int, List, Unicode
+from traitlets import Bool, Int, List, Unicode
 
 from .command import PanbinderBase
 from .data_mounts.catalogue import Catalogue, Resolver
 from .data_mounts.importers import load_json
+from .data_mounts.panosc.importer import import_panosc
 from .errors import PanbinderError
 from .progress import terminal_progress
 
@@ -31,14 +33,16 @@ CATALOGUE_ALIASES = {
 
 
 def git_resolver(parent: PanbinderBase) -> Resolver:
-    """Resolve a ref with the git provider (``git ls-remote``), as a build would."""
+    """Resolve a ref as a build would: ``git ls-remote``, or an archive record's version."""
+    return canonical_refs().resolver(parent)
 
-    async def resolve(repo_url: str, ref: str) -> str:
-        from .providers.git import GitProvider
 
-        return await GitProvider(f"{quote(repo_url, safe='')}/{ref}", parent=parent).resolve()
+def canonical_refs():
+    """``repo_refs``, imported when a command names a repository: it loads the builder's archive
+    sources, which the other catalogue and maintenance commands never need."""
+    from . import repo_refs
 
-    return resolve
+    return repo_refs
 
 
 class CatalogueCommand(PanbinderBase):
@@ -112,9 +116,19 @@ class DatasetsScanApp(CatalogueCommand):
     name = "panbinder-datasets-scan"
     description = "Register the HDF5/NeXus files under ROOT: one dataset per top-level folder or file."
     usage = "panbinder datasets scan ROOT"
+    public = Bool(
+        False,
+        help="Register the scanned datasets as public (open data for everyone); without it "
+        "new datasets are embargoed until a release date is set, and existing ones keep theirs.",
+    ).tag(config=True)
+    flags = {
+        **PanbinderBase.flags,
+        "public": ({"DatasetsScanApp": {"public": True}}, "Register the scanned datasets as public."),
+    }
 
     def run(self) -> None:
-        report = self.make_catalogue().scan(self.one_file(), progress=terminal_progress)
+        catalogue = self.make_catalogue()
+        report = catalogue.scan(self.one_file(), progress=terminal_progress, public=self.public)
         for pid in report.pids:
             print(pid)
         print(
@@ -142,7 +156,7 @@ class DatasetsApp(GroupCommand):
         "import": (DatasetsImportApp, DatasetsImportApp.description),
         "scan": (DatasetsScanApp, DatasetsScanApp.description),
     }
-    classes = [PanbinderBase, Catalogue, DatasetsImportApp]
+    classes = [PanbinderBase, Catalogue, DatasetsImportApp, DatasetsScanApp]
 
 
 class PublicationsAddApp(CatalogueCommand):
@@ -150,8 +164,14 @@ class PublicationsAddApp(CatalogueCommand):
     description = "Register a publication: DOI, repository, ref (pinned to its commit now) and datasets."
     usage = "panbinder publications add --doi DOI --repo URL --ref REF --dataset PID [--dataset PID ...]"
     doi = Unicode("", help="DOI of the publication.").tag(config=True)
-    repo = Unicode("", help="Git repository URL of the publication's code.").tag(config=True)
-    ref = Unicode("HEAD", help="Branch, tag or commit; resolved once and pinned.").tag(config=True)
+    repo = Unicode(
+        "",
+        help="Where the publication's code lives: a git repository URL, or an archive record "
+        "(zenodo:<DOI or record id>, figshare:<DOI>, dataverse:<DOI>, or a SWHID swh:1:dir:/rev:...).",
+    ).tag(config=True)
+    ref = Unicode(
+        "HEAD", help="Branch, tag or commit (an archive record: its version); resolved once and pinned."
+    ).tag(config=True)
     datasets = List(Unicode(), help="PID of a dataset the publication uses (repeat the option).").tag(
         config=True, multiplicity="append"
     )
@@ -172,11 +192,12 @@ class PublicationsAddApp(CatalogueCommand):
     def run(self) -> None:
         if self.extra_args or not self.doi or not self.repo:
             self.fail(f"usage: {self.usage}")
+        repo, ref = canonical_refs().canonical(self.repo, self.ref, self)
         doi = asyncio.run(
             self.make_catalogue().add_publication(
                 doi=self.doi,
-                repo_url=self.repo,
-                ref=self.ref,
+                repo_url=repo,
+                ref=ref,
                 dataset_pids=self.datasets,
                 title=self.title,
                 authors=self.authors,
@@ -203,9 +224,10 @@ class PublicationsImportApp(CatalogueCommand):
 
     def run(self) -> None:
         data = load_json(self.one_file())
+        repo, ref = canonical_refs().canonical(self.repo, self.ref, self) if self.repo else ("", self.ref)
         dois = asyncio.run(
             self.make_catalogue().import_publications(
-                data, resolve=git_resolver(self), repo_url=self.repo, ref=self.ref, doi=self.doi
+                data, resolve=git_resolver(self), repo_url=repo, ref=ref, doi=self.doi
             )
         )
         for doi in dois:
@@ -218,5 +240,41 @@ class PublicationsApp(GroupCommand):
     subcommands = {
         "add": (PublicationsAddApp, PublicationsAddApp.description),
         "import": (PublicationsImportApp, PublicationsImportApp.description),
+        "share": ("panbinder.review_cli.ShareApp", "Make a review link: share DOI --expires 30d [--note N]."),
+        "shares": ("panbinder.review_cli.SharesApp", "List the review links of DOI."),
+        "unshare": ("panbinder.review_cli.UnshareApp", "Revoke review link ID."),
     }
     classes = [PanbinderBase, Catalogue, PublicationsAddApp, PublicationsImportApp]
+
+
+class CatalogueImportPanoscApp(CatalogueCommand):
+    name = "panbinder-catalogue-import-panosc"
+    description = (
+        "Import the datasets of PaNOSC search API responses, its LoopBack store or SciCat dataset "
+        "files (FILE, or every .json file under DIR), record by record."
+    )
+    usage = "panbinder catalogue import-panosc FILE|DIR"
+
+    def run(self) -> None:
+        report = import_panosc(self.make_catalogue(), self.one_file(), progress=terminal_progress)
+        for pid in report.imported:
+            print(pid)
+        for where, why in report.skipped:
+            print(f"skipped: {where}: {why}", file=sys.stderr)
+        for where, why in report.failed:
+            print(f"failed: {where}: {why}", file=sys.stderr)
+        files = f" and {report.files} files" if report.files else ""
+        print(
+            f"imported {len(report.imported)} datasets{files}, {len(report.failed)} failed", file=sys.stderr
+        )
+        if report.failed:
+            self.exit(1)
+
+
+class CatalogueApp(GroupCommand):
+    name = "panbinder-catalogue"
+    description = "Catalogue imports from other catalogues (PaNOSC search API, SciCat)."
+    subcommands = {
+        "import-panosc": (CatalogueImportPanoscApp, CatalogueImportPanoscApp.description),
+    }
+    classes = [PanbinderBase, Catalogue, CatalogueImportPanoscApp]

@@ -15,25 +15,25 @@ differ, 4 does not run, 5 does not build, 6 archive damaged); 1 a check could no
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import sys
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from traitlets import Bool
 
+from .builder.r2d import Repo2DockerBuilder
 from .checks.compare import OutputComparison
 from .checks.notify import CheckNotifier
 from .checks.records import CheckRecords
-from .checks.runner import CheckContext, CheckRunner
+from .checks.runner import CheckContext, CheckRunner, Rebuild
 from .checks.scheduler import CheckScheduler, check_and_record
 from .checks.verdict import CheckResult, Kind, Verdict
 from .command import PanbinderBase
 from .components import COMPONENTS, Components
 from .errors import PanbinderError
-from .rebuild import RebuildApp
+from .rebuilds import RebuildResult, rebuild_image
 from .service_cli import ServiceApp
 
 EXIT_STATUS = {
@@ -128,35 +128,26 @@ class CheckApp(ServiceApp):
         return {**result.to_dict(), "id": recorded.id}, EXIT_STATUS[result.verdict]
 
 
-async def frozen_rebuild(command: PanbinderBase, doi: str) -> tuple[bool, str]:
-    """``rebuild --frozen DOI`` with ``command``'s settings: (the lock is identical, what it reported)."""
-    app = RebuildApp(config=command.config, log=command.log)
-    app.frozen = True
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = await app.rebuild(doi)
-    lines = [line for line in out.getvalue().splitlines() if line.strip()]
-    failed = [line for line in err.getvalue().splitlines() if line.startswith("failed:")]
-    if status == 0:
-        return True, "lock: identical"
-    return False, "; ".join(failed or lines[-8:]) or "the frozen rebuild failed"
+def rebuilder(command: PanbinderBase, components: Components) -> Rebuild | None:
+    """``rebuilds.rebuild_image`` with ``components`` (in ``serve``: serve's builder and build queue,
+    where a check's rebuild waits behind readers' builds); None when the builder cannot rebuild."""
+    builder = components.builder
+    if not isinstance(builder, Repo2DockerBuilder):
+        return None
 
+    async def rebuild(image: str, kind: str, bundle: Path | None = None) -> RebuildResult:
+        return await rebuild_image(
+            image,
+            kind,
+            builder=builder,
+            manager=components.manager,
+            catalogue=components.catalogue,
+            log=command.log,
+            background=True,
+            bundle=bundle,
+        )
 
-async def fresh_rebuild(command: PanbinderBase, doi: str) -> tuple[bool, str, str]:
-    """``rebuild --fresh DOI``: (it built, what changed upstream, the rebuilt image's name)."""
-    app = RebuildApp(config=command.config, log=command.log)
-    app.fresh = True
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = await app.rebuild(doi)
-    lines = [line for line in out.getvalue().splitlines() if line.strip()]
-    image = next((line.rsplit(": ", 1)[-1] for line in lines if line.startswith("fresh rebuild of ")), "")
-    if status != 0 or not image:
-        failed = [line for line in err.getvalue().splitlines() if line.startswith("failed:")]
-        return False, "; ".join(failed or lines[-8:]) or "the fresh rebuild failed", image
-    header = "differences (recorded -> rebuilt):"
-    changed = lines[lines.index(header) + 1 :] if header in lines else []
-    return True, "changed upstream: " + ("; ".join(changed[:20]) or "(none)"), image
+    return rebuild
 
 
 def make_runner(command: PanbinderBase, components: Components) -> CheckRunner:
@@ -168,8 +159,8 @@ def make_runner(command: PanbinderBase, components: Components) -> CheckRunner:
         docker=components.docker,
         container_prefix=components.hub.container_prefix,
         comparison=OutputComparison(parent=command),
-        rebuild=lambda doi: frozen_rebuild(command, doi),
-        fresh_rebuild=lambda doi: fresh_rebuild(command, doi),
+        rebuild=rebuilder(command, components),
+        notebooks=components.kept_notebooks,
     )
     return CheckRunner(context, parent=command, log=command.log)
 

@@ -28,7 +28,15 @@ class PanbinderApp(PanbinderBase):
         "datasets": ("panbinder.catalogue_cli.DatasetsApp", "Register datasets: import FILE, scan ROOT."),
         "publications": (
             "panbinder.catalogue_cli.PublicationsApp",
-            "Register publications: add, import FILE.",
+            "Register publications: add, import FILE; review links: share, shares, unshare.",
+        ),
+        "templates": (
+            "panbinder.template_cli.TemplatesApp",
+            "Analysis templates ('Analyse with'): add, list.",
+        ),
+        "catalogue": (
+            "panbinder.catalogue_cli.CatalogueApp",
+            "Catalogue imports: import-panosc FILE|DIR (PaNOSC search API, SciCat).",
         ),
         "rebuild": ("panbinder.rebuild.RebuildApp", "Rebuild an image from its lock (--frozen) or afresh."),
         "build-engine": (
@@ -39,6 +47,10 @@ class PanbinderApp(PanbinderBase):
         "restore": ("panbinder.archive_cli.RestoreApp", "Restore an archive: restore ARCHIVE."),
         "registry": ("panbinder.archive_cli.RegistryApp", "Registry maintenance: registry gc [--apply]."),
         "check": ("panbinder.check_cli.CheckApp", "Reproducibility checks: check DOI | --all [--json]."),
+        "workspaces": (
+            "panbinder.workspace_cli.WorkspacesApp",
+            "Persistent workspaces: list them; remove unused ones with --apply.",
+        ),
     }
 
     def use_all_classes(self) -> None:

@@ -15,27 +15,41 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .builder.archives import (
+    ArchiveDownloads,
+    DataverseSource,
+    FigshareSource,
+    SoftwareHeritageSource,
+    ZenodoSource,
+)
 from .builder.base import Builder
 from .builder.build_engine import BuildEngine
 from .builder.buildpacks.conda_mirror import CondaMirror
+from .builder.buildpacks.desktop import Desktop
+from .builder.buildpacks.installer import PackageInstaller
 from .builder.engine import BuildKitEngine
 from .builder.manager import BuildManager
 from .builder.policy import SpecPolicy
 from .builder.r2d import Repo2DockerBuilder
 from .builder.url_guard import RepoGuard
 from .checks.compare import OutputComparison
+from .checks.kept import KeptNotebooks
 from .checks.records import CheckRecords
+from .data_mounts.build_leases import BuildLeases
 from .data_mounts.catalogue import Catalogue
+from .data_mounts.review_links import ReviewLinks
 from .data_mounts.sandbox import PreviewSandbox
 from .docker_engine import Docker
 from .launcher.base import Launcher
 from .launcher.hub_api import HubLauncher
 from .launcher.hub_process import HubProcess
 from .launcher.pool import ServerPool
+from .launcher.profiles import Profiles
 from .launcher.reaper import Reaper
 from .pipeline import PipelineContext
 from .providers.doi import DoiProvider
 from .providers.git import GitProvider
+from .providers.shorthands import GistProvider, GitHubProvider, GitLabProvider
 from .registry_cache import Registry
 from .registry_cache.archive import Archive
 
@@ -51,19 +65,32 @@ COMPONENTS = [
     BuildKitEngine,
     BuildEngine,
     CondaMirror,
+    PackageInstaller,
+    Desktop,
     BuildManager,
     SpecPolicy,
     GitProvider,
     DoiProvider,
+    GitHubProvider,
+    GitLabProvider,
+    GistProvider,
     RepoGuard,
     HubLauncher,
+    ArchiveDownloads,
+    ZenodoSource,
+    FigshareSource,
+    DataverseSource,
+    SoftwareHeritageSource,
     ServerPool,
+    Profiles,
     Reaper,
     HubProcess,
     Catalogue,
+    ReviewLinks,
     PreviewSandbox,
     OutputComparison,
     CheckRecords,
+    KeptNotebooks,
 ]
 
 
@@ -94,6 +121,13 @@ class Components:
         return Catalogue(parent=self.command, log=self.log)
 
     @cached_property
+    def review_links(self) -> ReviewLinks:
+        """Review links of publications, signed with their own key (the state folder's unless set)."""
+        links = ReviewLinks(parent=self.command, log=self.log)
+        links.signing_key = links.signing_key or self.command.secret("review-link-key")
+        return links
+
+    @cached_property
     def registry(self) -> Registry:
         return Registry(parent=self.command, log=self.log)
 
@@ -122,8 +156,13 @@ class Components:
 
     @cached_property
     def manager(self) -> BuildManager:
+        """Builds, shared with the other portals on the same catalogue through its build leases."""
         return BuildManager(
-            parent=self.command, log=self.log, builder=self.builder, build_engine=self.build_engine
+            parent=self.command,
+            log=self.log,
+            builder=self.builder,
+            build_engine=self.build_engine,
+            leases=BuildLeases(self.catalogue),
         )
 
     @cached_property
@@ -158,6 +197,11 @@ class Components:
     @cached_property
     def previews(self) -> PreviewSandbox:
         return PreviewSandbox(parent=self.command, log=self.log)
+
+    @cached_property
+    def kept_notebooks(self) -> KeptNotebooks:
+        """The notebooks of each publication's last check (the runner keeps them, the portal shows them)."""
+        return KeptNotebooks(parent=self.command, log=self.log, state=self.state)
 
     @property
     def state(self) -> Path:

@@ -219,6 +219,54 @@ class Docker(LoggingConfigurable):
             return False
         return True
 
+    def pause(self, name: str, paused: bool = True) -> bool:
+        """``docker pause`` (or, with ``paused`` False, unpause) the container ``name``; False when
+        there is no such container or it is not in a state that allows it (never raises)."""
+        from docker.errors import APIError, NotFound
+
+        try:
+            (self.client.api.pause if paused else self.client.api.unpause)(name)
+        except (NotFound, APIError):
+            return False
+        return True
+
+    def container_state(self, name: str) -> str:
+        """'paused', 'running', another docker state, or 'gone' when there is no such container."""
+        from docker.errors import NotFound
+
+        try:
+            state = self.client.api.inspect_container(name).get("State") or {}
+        except NotFound:
+            return "gone"
+        return "paused" if state.get("Paused") else str(state.get("Status") or "unknown")
+
+    def memory_usage(self, name: str) -> int | None:
+        """Bytes of memory the container uses now, as ``docker stats`` counts them (its cgroup's
+        usage without the page cache it could drop); None when docker does not say."""
+        from docker.errors import APIError, NotFound
+
+        try:
+            stats = self.client.api.stats(name, stream=False, one_shot=True)
+        except (NotFound, APIError):
+            return None
+        memory = stats.get("memory_stats") or {}
+        usage = memory.get("usage")
+        if not usage:
+            return None
+        detail = memory.get("stats") or {}
+        cache = detail.get("total_inactive_file", detail.get("inactive_file", detail.get("cache", 0)))
+        return max(0, int(usage) - int(cache or 0))
+
+    def remove_service(self, name: str) -> bool:
+        """Remove a swarm service (its task containers go with it); False when it is gone."""
+        from docker.errors import APIError, NotFound
+
+        try:
+            self.client.api.remove_service(name)
+        except (NotFound, APIError):
+            return False
+        return True
+
     def root_dir(self) -> str:
         """The engine's DockerRootDir."""
         return self.client.info().get("DockerRootDir") or "/var/lib/docker"

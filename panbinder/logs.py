@@ -10,11 +10,22 @@ import time
 TOKEN_RE = re.compile(
     r"((?:token|api_token|auth)=|[Tt]oken\s+|[Bb]earer\s+|\"(?:token|api_token)\"\s*:\s*\")[^&\s\"']+"
 )
+# The credentials in a URL (https://user:token@host/simple, a private index in requirements.txt):
+# the password, or a user name that stands alone (a token), as pip's redact_auth_from_url does.
+URL_CREDENTIALS_RE = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)([^\s/@:'\"<>]*)(:[^\s/@'\"<>]*)?@")
 FIELDS = ("phase", "build_id", "launch_id", "image", "repo")
 
 
+def _redact_userinfo(m: re.Match[str]) -> str:
+    scheme, user, password = m.group(1), m.group(2), m.group(3)
+    if password:
+        return f"{scheme}{user}:[secret]@"
+    return m.group(0) if user == "git" else f"{scheme}[secret]@"  # ssh://git@host: no secret
+
+
 def scrub(text: str) -> str:
-    return TOKEN_RE.sub(r"\1[secret]", text)
+    """``text`` without tokens and without the credentials of URLs in it."""
+    return URL_CREDENTIALS_RE.sub(_redact_userinfo, TOKEN_RE.sub(r"\1[secret]", text))
 
 
 class JSONFormatter(logging.Formatter):

@@ -11,12 +11,22 @@ LAUNCH_TIME = Histogram(
 BUILDS_IN_PROGRESS = Gauge("panbinder_builds_in_progress", "Builds running now")
 BUILD_QUEUE = Gauge("panbinder_build_queue_length", "Builds waiting for a build slot")
 BUILDS = Counter(
-    "panbinder_builds_total", "Finished builds by outcome (built, failed, timeout, abandoned)", ["outcome"]
+    "panbinder_builds_total",
+    "Finished builds by outcome (built, failed, timeout, abandoned; shared: waited for another portal's)",
+    ["outcome"],
 )
 LAUNCHES_IN_PROGRESS = Gauge("panbinder_launches_in_progress", "Launches running now")
 REQUESTS = Counter("panbinder_build_requests_total", "Requests to /build by outcome", ["provider", "outcome"])
 CACHE_HITS = Counter("panbinder_image_cache_total", "Registry lookups by result", ["result"])
 POOL_SERVERS = Gauge("panbinder_prestarted_servers", "Pre-started servers waiting in the pool")
+POOL_HITS = Counter("panbinder_pool_hits_total", "Launches that took a pre-started server")
+POOL_MISSES = Counter(
+    "panbinder_pool_misses_total", "Launches that found no pre-started server of their kind"
+)
+POOL_EVICTIONS = Counter(
+    "panbinder_pool_evictions_total", "Pre-started servers removed to make room for more expected launches"
+)
+POOL_MEMORY = Gauge("panbinder_pool_memory_bytes", "Memory used by the pre-started servers")
 CHECK_VERDICTS = Gauge(
     "panbinder_check_verdicts", "Publications by the verdict of their last reproducibility check", ["verdict"]
 )

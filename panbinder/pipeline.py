@@ -23,6 +23,7 @@ from .data_mounts.mounts import MountPlan
 from .errors import PanbinderError
 from .events import Event
 from .launcher import Launcher, LaunchRequest
+from .launcher.profiles import Profile
 from .providers import RepoProvider
 from .registry_cache import Registry, image_ref
 
@@ -105,9 +106,12 @@ async def run_pipeline(
     log=None,
     plan: MountPlan | None = None,
     abandoned: asyncio.Event | None = None,
+    profile: Profile | None = None,
+    owner: str = "",
 ) -> AsyncIterator[Event]:
     """Events of one request; when ``abandoned`` is set (the client left) it stops following
-    the build (which the manager may then cancel) and launches nothing."""
+    the build (which the manager may then cancel) and launches nothing. ``owner``: the
+    signed-in user whose persistent workspace the server mounts ("": anonymous, none)."""
     build_id = secrets.token_hex(4)
     try:
         ctx.check_policy(provider)
@@ -169,6 +173,9 @@ async def run_pipeline(
             image=image,
             mounts=plan.mounts if plan else (),
             environment=plan.environment if plan else (),
+            profile=profile,
+            # only a launcher that mounts workspaces gets the owner: a plain launch may use the pool
+            workspace=owner if ctx.launcher.workspace_path(owner) else "",
         )
         async for event in until_set(ctx.launcher.launch(request), abandoned):
             if event.phase == "ready":

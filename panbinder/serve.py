@@ -28,9 +28,11 @@ from .launcher.hub_process import HubProcess, check_ports
 from .lifecycle import PortalRun
 from .pipeline import PipelineContext
 from .service_cli import ServiceApp
+from .warm import warm_pool
 from .web.app import make_app
 from .web.auth import HubIdentity
 from .web.http_server import make_http_server
+from .web.urls import public_base, review_url
 
 
 class ServeApp(ServiceApp):
@@ -154,6 +156,7 @@ class ServeApp(ServiceApp):
         metrics.BUILDS_IN_PROGRESS.set_function(lambda: ctx.manager.running)
         pool = ctx.launcher.pool
         metrics.POOL_SERVERS.set_function(lambda: pool.count if pool is not None else 0)
+        metrics.POOL_MEMORY.set_function(lambda: pool.status()["memory_bytes"] if pool is not None else 0)
         metrics.BUILD_QUEUE.set_function(lambda: ctx.manager.queued)
 
         def count_build(job, outcome: str, seconds: float) -> None:
@@ -177,6 +180,9 @@ class ServeApp(ServiceApp):
             run = self._prepare_state(hub, ctx)
             ports = [(self.ip, self.port, "ServeApp.port")]
             if self.start_hub:
+                launcher_workspaces = getattr(ctx.launcher, "workspaces", None)
+                if not hub.workspaces.enabled and launcher_workspaces is not None:
+                    launcher_workspaces.enabled = False  # the Hub mounts none: the portal signs none
                 prefix = f"{ctx.registry.host}/{self.image_prefix}"
                 settings = hub.settings(
                     state_dir=self.state,
@@ -205,6 +211,7 @@ class ServeApp(ServiceApp):
                 if self.start_hub
                 else None
             )
+            await self._warm_pool(ctx)
             with contextlib.suppress(PanbinderError):  # logged; the first preview tries again
                 await previews.start()  # logs what the sandbox enforces on this machine
             server = self._portal(ctx, hub, previews)
@@ -221,6 +228,13 @@ class ServeApp(ServiceApp):
             if checks is not None:
                 await checks.stop()
             await self._stop(ctx, server, hub, previews, run)
+
+    async def _warm_pool(self, ctx: PipelineContext) -> None:
+        """Pre-start servers for the launches most expected (``warm.py``); a failure only logs."""
+        try:
+            await warm_pool(ctx, self.state, self.log)
+        except Exception as e:  # the catalogue or registry away: the pool fills on first launches
+            self.log.warning("could not plan the pre-started servers at start: %s", e)
 
     def _portal(self, ctx: PipelineContext, hub: HubProcess, previews: PreviewSandbox) -> HTTPServer:
         """The portal's HTTP server (not listening yet) for the pipeline, the catalogue and the launcher."""
@@ -265,7 +279,13 @@ class ServeApp(ServiceApp):
             cookie_secret=cookie_secret or self.secret("portal-cookie-secret"),
             thumbnail_cache=ThumbnailCache(self.state / "thumbnails"),
             preview_sandbox=previews,
+            kept_notebooks=parts.kept_notebooks,
+            review_links=parts.review_links,
         )
+
+    def review_url(self, doi: str, token: str) -> str:
+        """The public URL of a review link, as the portal's owners' page shows it."""
+        return review_url(public_base(self.public_url, self.base_url), doi, token)
 
     def http_server(self, app: web.Application) -> HTTPServer:
         """The HTTP server for ``app`` with this command's request limits (not listening yet)."""

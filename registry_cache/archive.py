@@ -39,6 +39,7 @@ from traitlets.config import LoggingConfigurable
 
 from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
+from panbinder.paths import safe_join
 from panbinder.progress import Progress, no_progress
 from panbinder.state import state_dir
 
@@ -149,7 +150,7 @@ def verify_bag(bag: Path, progress: Progress = no_progress) -> None:
 
 @dataclass(frozen=True)
 class ArchivedImage:
-    provider: str  # provider the image was named for ("git" today)
+    provider: str  # provider the image was named for ("git", or an archive's: "zenodo"...)
     repo_url: str
     sha: str
     image: str  # the full name the image had when it was archived
@@ -272,9 +273,11 @@ class Archive(LoggingConfigurable):
         lock: dict | None,
         tar: bool = False,
         progress: Progress = no_progress,
+        bundle: Callable[[Path], None] | None = None,
     ) -> Path:
         """Write the archive for ``image`` (in the registry: see ``ensure_in_registry``) into
-        ``root`` and return its folder (or tarball)."""
+        ``root`` and return its folder (or tarball). ``bundle`` writes ``data/repo.bundle`` for
+        code that is no git repository (an archive record); default: ``bundle_repository``."""
         root = Path(self.root)
         root.mkdir(parents=True, exist_ok=True)
         final = root / archive_name(label, image.sha)
@@ -294,7 +297,10 @@ class Archive(LoggingConfigurable):
                 )
             except TransferError as e:
                 raise ArchiveError(f"Copying {image.image} from the registry failed: {e.message}") from None
-            self.bundle_repository(image.repo_url, image.sha, data / "repo.bundle")
+            if bundle is not None:  # code that is no git repository (an archive record)
+                bundle(data / "repo.bundle")
+            else:
+                self.bundle_repository(image.repo_url, image.sha, data / "repo.bundle")
             if lock is not None:
                 _write_json(data / "lock.json", lock)
             if metadata is not None:
@@ -420,6 +426,20 @@ class Archive(LoggingConfigurable):
             _run("git", "clone", "--bare", "--quiet", bundle, str(dest), what="git clone bundle")
         _run(*_git(dest), "fetch", "--quiet", bundle, "+refs/*:refs/*", what="git fetch bundle")
         return dest
+
+
+def repository_bundle(bag: Path) -> Path:
+    """The ``data/repo.bundle`` of the opened archive ``bag``, resolved: a regular file inside the
+    bag (a symbolic link leading out of it is refused); ArchiveError otherwise."""
+    try:
+        path = safe_join(bag, "data/repo.bundle")
+    except PanbinderError as e:
+        raise ArchiveError(
+            f"The repository bundle of {bag.name} leads outside the archive: {e.message}"
+        ) from None
+    if not path.is_file():
+        raise ArchiveError(f"{bag.name} has no repository bundle (data/repo.bundle); archive it again.")
+    return path
 
 
 def _git(repo: Path) -> tuple[str, ...]:

@@ -18,13 +18,18 @@ How the pieces fit (one module per job):
 - ``svg``: the ``reproducible.svg`` badge and the history chart, rendered server-side.
 - ``runner``: one publication's check, step by step (archive verified or the image restored
   from it, launch through the Hub as a reader, the plan run inside the launched container by
-  ``in_container``, outputs compared, frozen rebuild), and its ``CheckResult``; ``restore``
-  puts a lost image back from the archive.
+  ``in_container``, outputs compared, frozen rebuild through ``panbinder/rebuilds.py`` with the
+  command's own build queue), and its ``CheckResult``; ``restore`` puts a lost image back from
+  the archive.
 - ``scheduler``: ``check_and_record`` (shared by ``panbinder check``) and the nightly round in
   ``panbinder serve`` (``CheckScheduler``); ``notify``: the webhook on a changed verdict;
   ``gauges``: ``panbinder_check_verdicts`` on /metrics.
 
-The command is ``panbinder/check_cli.py``; the routes are ``web/api/checks.py`` and
-``web/handlers/reproducible.py``. Still to do: the overview page, the notebooks as executed
-on the publication page, the benchmark.
+- ``kept``: the notebooks of each publication's last check, as stored and as executed
+  (``KeptNotebooks``, bounded), which the publication page shows read-only.
+
+The command is ``panbinder/check_cli.py``; the routes are ``web/api/checks.py`` (a
+publication's checks, the overview's JSON), ``web/handlers/reproducible.py`` (the badge, the
+``/reproducibility`` overview) and ``web/handlers/notebooks.py`` (the notebooks, rendered inert
+by ``web/notebook_html.py``). Still to do: the benchmark.
 """

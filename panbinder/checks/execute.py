@@ -17,7 +17,6 @@ its run from outside leaves them polling a closed client). The stored notebook i
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from typing import Any
 
@@ -26,34 +25,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellControlSignal, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode, from_dict
 
-
-@dataclasses.dataclass(frozen=True)
-class CellError:
-    """The first error of a run: the cell (index in the notebook, id) and the exception."""
-
-    index: int
-    cell_id: str
-    ename: str
-    evalue: str
-
-    def describe(self) -> str:
-        cell = f"cell {self.index}" + (f" ({self.cell_id})" if self.cell_id else "")
-        return f"{cell} raised {self.ename}: {self.evalue}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Execution:
-    """An executed notebook, how long it took, and its first error (None: it ran through)."""
-
-    path: str
-    notebook: NotebookNode
-    seconds: float
-    error: CellError | None = None
-    timed_out: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+from .execution import CellError, Execution, first_error
 
 
 class ConnectedKernelManager(AsyncKernelManager):
@@ -69,19 +41,6 @@ class ConnectedKernelManager(AsyncKernelManager):
 
     async def _async_is_alive(self) -> bool:
         return True
-
-
-def first_error(notebook: NotebookNode) -> CellError | None:
-    """The first error output in a cell not tagged ``raises-exception``."""
-    for index, cell in enumerate(notebook.cells):
-        if cell.get("cell_type") != "code" or "raises-exception" in cell.get("metadata", {}).get("tags", []):
-            continue
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                return CellError(
-                    index, str(cell.get("id") or ""), output.get("ename", ""), output.get("evalue", "")
-                )
-    return None
 
 
 def _client(

@@ -13,8 +13,10 @@ exec is killed ``grace`` seconds after the notebook's budget.
 The notebooks compared are the repository's files in the image (``REPO_DIR``): repo2docker
 copies the repository at the pinned commit into the image before anything runs, so they are
 the stored notebooks at that commit, and they are there when the upstream repository is gone
-(a restored archive). Files read from a container are hostile input: the tarball is unpacked
-with tarfile's ``data`` filter and its size capped (``max_bytes``).
+(a restored archive). Files read from a container are hostile input: the tarball is cut at
+``max_bytes`` + 1 bytes inside the container (``head -c``), so no more than that ever reaches
+this process, refused when it is longer than ``max_bytes``, and unpacked with tarfile's ``data``
+filter.
 """
 
 from __future__ import annotations
@@ -27,12 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nbformat import from_dict
-
 from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
 
-from .execute import CellError, Execution, first_error
+from .execution import CellError, Execution, first_error
 
 # Runs in the container with the image's Python: argv[1] the notebook's time budget (seconds),
 # the notebook on stdin, {"notebook": ..., "cell": index, "problem": ...} on stdout.
@@ -68,25 +68,29 @@ except Exception as error:
 json.dump({"notebook": nb, "cell": state["cell"], "problem": state["problem"]}, sys.stdout)
 """
 
-# the repository's notebooks and plan files, as a tarball on stdout
+# the repository's notebooks and plan files, as a tarball on stdout, at most $1 bytes of it
 COLLECT = (
     'cd "${REPO_DIR:-$HOME}" && find . -path ./.git -prune -o -type f '
     r"\( -name '*.ipynb' -o -name panbinder.yml -o -name .panbinder.yml \) -print0 "
-    "| tar -c --null -T -"
+    '| tar -c --null -T - | head -c "$1"'
 )
 # the notebook's folder as working directory, then the image's Python (first python3 on PATH)
 EXEC = 'cd "${REPO_DIR:-$HOME}" && cd "$(dirname "$1")" && exec python3 -c "$2" "$3"'
 
 
 def collect_repository(docker: Docker, container: str, dest: Path, *, max_bytes: int) -> None:
-    """Copy the image's notebooks and plan files (paths kept) into ``dest``."""
-    proc = docker.run_cli("exec", container, "sh", "-c", COLLECT, timeout=120, text=False)
+    """Copy the image's notebooks and plan files (paths kept) into ``dest``; PanbinderError when
+    they exceed ``max_bytes`` (at most ``max_bytes`` + 1 bytes are read)."""
+    proc = docker.run_cli(
+        "exec", container, "sh", "-c", COLLECT, "sh", str(max_bytes + 1), timeout=120, text=False
+    )
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip()[-500:]
         raise PanbinderError(f"The repository's notebooks could not be read from the image: {detail}")
     if len(proc.stdout) > max_bytes:
         raise PanbinderError(
-            f"The repository's notebooks exceed {max_bytes} bytes; raise CheckRunner.max_notebook_bytes"
+            f"The repository's notebooks and plan files exceed {max_bytes} bytes (as a tarball); raise "
+            "CheckRunner.max_notebook_bytes to check this publication"
         )
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tf:
         tf.extractall(dest, filter="data")
@@ -94,7 +98,7 @@ def collect_repository(docker: Docker, container: str, dest: Path, *, max_bytes:
 
 def _error_at(notebook: Any, index: int, ename: str, evalue: str) -> CellError:
     index = max(index, 0)
-    cells = notebook.cells
+    cells = notebook.get("cells") or []
     cell_id = str(cells[index].get("id") or "") if index < len(cells) else ""
     return CellError(index, cell_id, ename, evalue)
 
@@ -103,7 +107,7 @@ def execute_in_container(
     docker: Docker, container: str, path: str, notebook: dict[str, Any], *, timeout: float, grace: float = 60
 ) -> Execution:
     """Execute ``notebook`` (the file ``path`` of the repository) in ``container`` (blocking)."""
-    stored = from_dict(notebook)
+    stored = notebook
     began = time.monotonic()
     try:
         proc = docker.run_cli(
@@ -115,7 +119,9 @@ def execute_in_container(
         return Execution(path, stored, timeout, _error_at(stored, 0, "TimeoutError", message), True)
     try:
         answer = json.loads(proc.stdout)
-        executed = from_dict(answer["notebook"])
+        executed = answer["notebook"]
+        if not isinstance(executed, dict):
+            raise TypeError("not a notebook")
     except (ValueError, KeyError, TypeError):
         detail = (proc.stderr or "").strip()[-500:] or f"exit status {proc.returncode}"
         error = _error_at(stored, 0, "ExecutionError", f"the notebook could not be run: {detail}")

@@ -4,7 +4,6 @@ does for the image), for a check that found the registry had lost it."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,20 +14,19 @@ if TYPE_CHECKING:
     from .runner import CheckContext
 
 
-def restore_image(archive: Archive, path: Path, context: CheckContext) -> str:
-    """Verify the archive at ``path``, push its image under today's names, pull it into the run
-    engine and record its lock; returns the restored digest (blocking)."""
+def restore_image(archive: Archive, bag: Path, context: CheckContext) -> str:
+    """Push the image of the opened, verified archive ``bag`` (``Archive.open``) under today's
+    names, pull it into the run engine and record its lock; returns the restored digest
+    (blocking). ``Archive.prepare`` still checks the files it pushes against the manifest."""
     ctx = context.pipeline
     client = RegistryClient(ctx.registry, timeout=max(ctx.registry.timeout, 120))
-    with tempfile.TemporaryDirectory(prefix="panbinder-check-restore-") as scratch:
-        bag = archive.open(path, Path(scratch))
-        targets = archive.describe(bag).names(registry=ctx.registry.host, prefix=ctx.image_prefix)
-        manifest, plan = archive.prepare(bag, client, targets[0])
-        archive.push(bag, client, manifest, targets, plan)
-        archive.load(targets[0], manifest)
-        lock_path = bag / "data" / "lock.json"
-        if lock_path.exists():
-            lock = json.loads(lock_path.read_text())
-            for target in targets:
-                context.catalogue.record_lock(target.full, manifest.digest, lock)
+    targets = archive.describe(bag).names(registry=ctx.registry.host, prefix=ctx.image_prefix)
+    manifest, plan = archive.prepare(bag, client, targets[0])
+    archive.push(bag, client, manifest, targets, plan)
+    archive.load(targets[0], manifest)
+    lock_path = bag / "data" / "lock.json"
+    if lock_path.exists():
+        lock = json.loads(lock_path.read_text())
+        for target in targets:
+            context.catalogue.record_lock(target.full, manifest.digest, lock)
     return manifest.digest

@@ -7,13 +7,21 @@
    the image and an archive exists, the image is restored from it and the check says so
    (``CheckResult.restored``). No archive and no image: the step fails (nothing to check from).
 2. **launches**: the same pipeline and launcher as a reader's launch by DOI, as an anonymous
-   reader (same hardening and limits; the publication's open datasets mounted read-only).
+   reader (same hardening and limits; the publication's open datasets mounted read-only). A
+   publication with a dataset under embargo is not launched at all: the step fails (``does not
+   run``) saying which dataset is under embargo until when, and that the check runs once the
+   data is released; nothing of the data is read, mounted or recorded.
 3. **runs**: the plan (``notebooks.load_plan``) read from the repository's files in the image,
    its commands and notebooks executed inside the launched server's container
    (``in_container``: why there). The first error names the notebook, the cell and the exception.
 4. **same results**: each notebook that ran compared with its stored outputs (``OutputComparison``).
 5. **frozen rebuild**: ``rebuild --frozen`` of the publication must succeed with an identical lock
-   (``CheckRunner.frozen_rebuild``; it rebuilds the image, so it costs a build).
+   (``CheckRunner.frozen_rebuild``; it rebuilds the image, so it costs a build). The rebuild is
+   ``rebuilds.rebuild_image`` with the command's own builder and build manager (in ``serve``,
+   serve's build queue, where it waits behind readers' builds). When the upstream repository
+   cannot give the pinned commit, the rebuild checks it out of the archive's repository bundle
+   and its message says so ("rebuilt from the archive's repository bundle; upstream ... is
+   unreachable").
 
 A *fresh* check (``check(doi, Kind.FRESH)``) instead starts with ``rebuild --fresh`` (the
 repository's files resolved again today, what changed upstream in its message) and launches,
@@ -27,13 +35,15 @@ step that cannot run because an earlier one failed is recorded as skipped, with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import secrets
+import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +53,7 @@ from sqlalchemy import select
 from traitlets import Bool, Float, Int
 from traitlets.config import LoggingConfigurable
 
-from panbinder.data_mounts.access import ANONYMOUS
+from panbinder.data_mounts.access import ANONYMOUS, embargo_text, may_access
 from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.data_mounts.models import ImageLock
 from panbinder.docker_engine import Docker
@@ -53,21 +63,28 @@ from panbinder.launcher import LaunchRequest
 from panbinder.launcher.reaper import escape_name
 from panbinder.pipeline import PipelineContext, run_pipeline
 from panbinder.providers.doi import DoiProvider
-from panbinder.registry_cache import ImageRef, image_ref
-from panbinder.registry_cache.archive import Archive, archive_name, verify_bag
+from panbinder.rebuilds import FRESH, FROZEN, RebuildResult, pinned_image
+from panbinder.registry_cache import ImageRef
+from panbinder.registry_cache.archive import (
+    Archive,
+    ArchiveError,
+    archive_name,
+    repository_bundle,
+    verify_bag,
+)
 from panbinder.registry_cache.naming import parse_image
 
 from . import restore
 from .compare import OutputComparison
-from .execute import Execution
+from .execution import Execution
 from .in_container import collect_repository, execute_in_container
+from .kept import KeptNotebooks
 from .notebooks import load_plan
 from .verdict import CheckResult, Difference, Kind, Status, Step, StepResult
 
-# (ok, message) of a frozen rebuild of a DOI
-Rebuild = Callable[[str], Awaitable[tuple[bool, str]]]
-# (ok, message, the rebuilt image's full name) of a fresh rebuild of a DOI
-FreshRebuild = Callable[[str], Awaitable[tuple[bool, str, str]]]
+# rebuild(image, kind, bundle=None): ``rebuilds.rebuild_image`` with the command's components
+# (kind FROZEN/FRESH; bundle: the archive's repository bundle, for an upstream gone)
+Rebuild = Callable[..., Awaitable[RebuildResult]]
 
 
 @dataclasses.dataclass
@@ -80,8 +97,8 @@ class CheckContext:
     docker: Docker  # the run engine, where launched servers' containers are
     container_prefix: str  # HubProcess.container_prefix: a server is <prefix>-<escaped user>
     comparison: OutputComparison
-    rebuild: Rebuild | None = None
-    fresh_rebuild: FreshRebuild | None = None
+    rebuild: Rebuild | None = None  # None: this command cannot rebuild (rebuild steps are skipped)
+    notebooks: KeptNotebooks | None = None  # keeps each checked notebook, stored and executed
 
 
 @dataclasses.dataclass
@@ -91,6 +108,8 @@ class _Run:
     steps: list[StepResult]
     differences: tuple[Difference, ...] = ()
     diff: str = ""
+    # (path, as stored, as executed or None) of each notebook of the plan, for KeptNotebooks
+    notebooks: list[tuple[str, dict[str, Any] | None, Any]] = dataclasses.field(default_factory=list)
 
 
 def _step(step: Step, ok: bool, began: float, started: datetime, message: str = "") -> StepResult:
@@ -126,9 +145,7 @@ class CheckRunner(LoggingConfigurable):
 
     def image_of(self, repo_url: str, sha: str) -> ImageRef:
         ctx = self.context.pipeline
-        return image_ref(
-            registry=ctx.registry.host, prefix=ctx.image_prefix, provider="git", repo_url=repo_url, ref=sha
-        )
+        return pinned_image(registry=ctx.registry.host, prefix=ctx.image_prefix, repo_url=repo_url, sha=sha)
 
     async def check(self, doi: str, kind: Kind = Kind.FROZEN) -> CheckResult:
         """Check the registered publication ``doi``; PanbinderError when it is not registered.
@@ -141,29 +158,33 @@ class CheckRunner(LoggingConfigurable):
                     f"No publication with DOI {doi} is registered; check the DOI.", status_code=404
                 )
             doi, repo_url, sha = publication.doi, publication.repo_url, publication.resolved_sha
-        if kind == Kind.FRESH:
-            return await self.fresh_check(doi, started)
         image = self.image_of(repo_url, sha)
-        archive_step, restored = await self.archive_step(doi, image, sha)
-        steps = [archive_step]
-        if archive_step.status == Status.FAILED:
-            why = "not run: the archive step failed"
-            steps += [_skipped(s, why) for s in (Step.LAUNCH, Step.RUN, Step.RESULTS, Step.FROZEN_REBUILD)]
-            return CheckResult(doi, Kind.FROZEN, started, tuple(steps), image.full, restored)
-        run = await self.launch_and_run(doi)
-        steps += run.steps
-        steps.append(await self.rebuild_step(doi))
+        if kind == Kind.FRESH:
+            return await self.fresh_check(doi, image, started)
+        async with self.opened_archive(doi, sha) as (path, scratch):  # kept for the frozen rebuild
+            archive_step, restored = await self.check_archive(image, path, scratch)
+            steps = [archive_step]
+            if archive_step.status == Status.FAILED:
+                why = "not run: the archive step failed"
+                skipped = (Step.LAUNCH, Step.RUN, Step.RESULTS, Step.FROZEN_REBUILD)
+                steps += [_skipped(s, why) for s in skipped]
+                return CheckResult(doi, Kind.FROZEN, started, tuple(steps), image.full, restored)
+            run = await self.launch_and_run(doi)
+            await self.keep_notebooks(doi, Kind.FROZEN, started, run)
+            steps += run.steps
+            steps.append(await self.rebuild_step(image, self.archive_bundle(path, scratch)))
         return CheckResult(
             doi, Kind.FROZEN, started, tuple(steps), image.full, restored, run.differences, run.diff
         )
 
-    async def fresh_check(self, doi: str, started: datetime) -> CheckResult:
+    async def fresh_check(self, doi: str, source: ImageRef, started: datetime) -> CheckResult:
         """Rebuild from the repository's files (``rebuild --fresh``), then launch, run, compare that."""
         began = time.monotonic()
-        if self.context.fresh_rebuild is None:
+        if self.context.rebuild is None:
             raise PanbinderError("This command cannot rebuild images; run panbinder check --fresh.")
         try:
-            ok, message, image = await self.context.fresh_rebuild(doi)
+            rebuild = await self.context.rebuild(source.full, FRESH)
+            ok, message, image = rebuild.ok, rebuild.summary(), rebuild.image
         except PanbinderError as error:
             ok, message, image = False, error.message, ""
         rebuilt = _step(Step.FRESH_REBUILD, ok, began, started, message)
@@ -172,6 +193,7 @@ class CheckRunner(LoggingConfigurable):
             steps = [rebuilt, *(_skipped(s, why) for s in (Step.LAUNCH, Step.RUN, Step.RESULTS))]
             return CheckResult(doi, Kind.FRESH, started, tuple(steps), image)
         run = await self.launch_and_run(doi, parse_image(image))
+        await self.keep_notebooks(doi, Kind.FRESH, started, run)
         return CheckResult(
             doi, Kind.FRESH, started, (rebuilt, *run.steps), image, False, run.differences, run.diff
         )
@@ -190,13 +212,42 @@ class CheckRunner(LoggingConfigurable):
             row = session.scalar(select(ImageLock).where(ImageLock.image == image.full))
             return row.digest if row is not None else ""
 
-    async def archive_step(self, doi: str, image: ImageRef, sha: str) -> tuple[StepResult, bool]:
-        began, started = time.monotonic(), datetime.now(UTC)
+    @contextlib.asynccontextmanager
+    async def opened_archive(self, doi: str, sha: str) -> AsyncIterator[tuple[Path | None, Path]]:
+        """The publication's archive (None: none) and a scratch folder for it: the archive is
+        opened once (a tarball is unpacked once), and the restore and the frozen rebuild (its
+        repository bundle) use that copy."""
         path = self.archive_path(doi, sha)
+        scratch = await run_blocking(tempfile.mkdtemp, prefix="panbinder-check-") if path is not None else ""
+        try:
+            yield path, Path(scratch)
+        finally:
+            if scratch:
+                await run_blocking(shutil.rmtree, scratch, ignore_errors=True)
+
+    def archive_bundle(self, path: Path | None, scratch: Path) -> Path | None:
+        """The repository bundle of the archive ``check_archive`` opened (the folder ``path``, or
+        the tarball's copy in ``scratch``), confined to it; None when there is none."""
+        if path is None:
+            return None
+        bag = path if path.is_dir() else next((p for p in scratch.iterdir() if p.is_dir()), scratch)
+        try:
+            return repository_bundle(bag)
+        except ArchiveError as error:
+            self.log.warning("the frozen rebuild cannot fall back on the archive: %s", error.message)
+            return None
+
+    async def check_archive(
+        self, image: ImageRef, path: Path | None, scratch: Path
+    ) -> tuple[StepResult, bool]:
+        """Verify the archive and compare the registry's digest; restore the image when the
+        registry lost it."""
+        began, started = time.monotonic(), datetime.now(UTC)
+        bag: Path | None = None
         try:
             expected = ""
             if path is not None:
-                expected = await run_blocking(self.verify_archive, path)
+                bag, expected = await run_blocking(self.verify_archive, path, scratch)
             expected = expected or await run_blocking(self.recorded_digest, image)
             found = await self.context.pipeline.registry.digest(image)
         except PanbinderError as error:
@@ -208,9 +259,9 @@ class CheckRunner(LoggingConfigurable):
             message = f"no archive; {image.full} was never built here, the launch builds it"
             return _step(Step.ARCHIVE, True, began, started, message), False
         if found is None:
+            assert path is not None and bag is not None
             try:
-                assert path is not None
-                await run_blocking(restore.restore_image, self.context.archive, path, self.context)
+                await run_blocking(restore.restore_image, self.context.archive, bag, self.context)
             except PanbinderError as error:
                 message = f"the registry lost {image.full} and restoring it failed: {error.message}"
                 return _step(Step.ARCHIVE, False, began, started, message), False
@@ -222,12 +273,12 @@ class CheckRunner(LoggingConfigurable):
         where = f"archive {path.name} verified; " if path is not None else "no archive; "
         return _step(Step.ARCHIVE, True, began, started, f"{where}registry has {found}"), False
 
-    def verify_archive(self, path: Path) -> str:
-        """Verify every file of the archive at ``path``; the image digest it records."""
-        with tempfile.TemporaryDirectory(prefix="panbinder-check-") as scratch:
-            bag = self.context.archive.open(path, Path(scratch))
-            verify_bag(bag)
-            return self.context.archive.describe(bag).digest
+    def verify_archive(self, path: Path, scratch: Path) -> tuple[Path, str]:
+        """Open the archive at ``path`` (a tarball unpacked into ``scratch``) and verify every
+        file of it; its bag folder and the image digest it records."""
+        bag = self.context.archive.open(path, scratch)
+        verify_bag(bag)
+        return bag, self.context.archive.describe(bag).digest
 
     # launches, runs, same results -------------------------------------------------------------
 
@@ -236,6 +287,11 @@ class CheckRunner(LoggingConfigurable):
         began, started = time.monotonic(), datetime.now(UTC)
         ctx = self.context.pipeline
         user = ""
+        embargo = await run_blocking(self.embargo, doi)
+        if embargo:
+            launch = _step(Step.LAUNCH, False, began, started, embargo)
+            why = "not run: the data is under embargo"
+            return _Run([launch, _skipped(Step.RUN, why), _skipped(Step.RESULTS, why)])
         try:
             provider = ctx.provider(DoiProvider, doi)
             failure = ""
@@ -266,6 +322,21 @@ class CheckRunner(LoggingConfigurable):
         finally:
             if user:
                 await asyncio.shield(ctx.launcher.delete_user(user))
+
+    def embargo(self, doi: str) -> str:
+        """Why an anonymous reader may not launch ``doi`` (its first dataset under embargo), or ""."""
+        catalogue = self.context.catalogue
+        with catalogue.session() as session:
+            publication = catalogue.get_publication(session, doi)
+            closed = (
+                [ds for ds in publication.datasets if not may_access(ds, ANONYMOUS)] if publication else []
+            )
+            if not closed:
+                return ""
+            return (
+                f"{embargo_text(closed[0])}: a check runs as an anonymous reader would, so it runs once "
+                "the data is released; nothing was launched"
+            )
 
     async def run_in(self, container: str, launch: StepResult) -> _Run:
         began, started = time.monotonic(), datetime.now(UTC)
@@ -304,7 +375,18 @@ class CheckRunner(LoggingConfigurable):
         ran = f"{len(plan.notebooks)} notebooks, {len(plan.commands)} commands ran"
         run = _step(Step.RUN, not failure, began, started, failure or ran)
         results, differences, diff = self.results(executions, stored)
-        return _Run([launch, run, *results], differences, diff)
+        executed = {e.path: e.notebook for e in executions}
+        notebooks = [(path, stored.get(path), executed.get(path)) for path in plan.notebooks]
+        return _Run([launch, run, *results], differences, diff, notebooks)
+
+    async def keep_notebooks(self, doi: str, kind: Kind, started: datetime, run: _Run) -> None:
+        """Keep the run's notebooks for the publication page; a failure here is logged, the check goes on."""
+        if self.context.notebooks is None or not run.notebooks:
+            return
+        try:
+            await run_blocking(self.context.notebooks.keep, doi, kind, started, run.notebooks)
+        except (OSError, ValueError, TypeError) as error:
+            self.log.warning("the notebooks of the check of %s were not kept: %s", doi, error)
 
     async def run_commands(self, container: str, commands: tuple[str, ...], timeout: float) -> str:
         """Run the plan's commands in the repository's folder; the first failure's message."""
@@ -348,12 +430,16 @@ class CheckRunner(LoggingConfigurable):
 
     # frozen rebuild ---------------------------------------------------------------------------
 
-    async def rebuild_step(self, doi: str) -> StepResult:
-        if not self.frozen_rebuild or self.context.rebuild is None:
+    async def rebuild_step(self, image: ImageRef, bundle: Path | None = None) -> StepResult:
+        """``rebuild --frozen``; ``bundle`` (the archive's repository) stands in for an upstream gone."""
+        if not self.frozen_rebuild:
             return _skipped(Step.FROZEN_REBUILD, "turned off (CheckRunner.frozen_rebuild)")
+        if self.context.rebuild is None:
+            return _skipped(Step.FROZEN_REBUILD, "this service's builder cannot rebuild from a lock")
         began, started = time.monotonic(), datetime.now(UTC)
         try:
-            ok, message = await self.context.rebuild(doi)
+            rebuild = await self.context.rebuild(image.full, FROZEN, bundle=bundle)
+            ok, message = rebuild.ok, rebuild.summary()
         except PanbinderError as error:
             ok, message = False, error.message
         return _step(Step.FROZEN_REBUILD, ok, began, started, message)

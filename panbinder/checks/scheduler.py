@@ -1,14 +1,17 @@
-"""Nightly checks inside ``panbinder serve``: every publication, one at a time, yielding to readers.
+"""Nightly checks inside ``panbinder serve``: every publication, ``concurrency`` at a time, yielding
+to readers.
 
 ``CheckScheduler.nightly_at`` (UTC, ``HH:MM``; empty: no nightly checks) starts a round that
-checks every registered publication in DOI order, one at a time: a check launches a server and
-may rebuild an image, and on a small machine two at once would slow readers down. Before each
-publication the round waits while readers' builds run or wait for a slot
-(``BuildManager.running``/``queued``), polling every ``yield_interval`` seconds, so a nightly
-check never takes a build slot from a reader. A publication whose check cannot be made is
-logged and the round goes on. After its frozen check, a publication whose last fresh check is
-``fresh_every_days`` old gets a fresh one (its image rebuilt from the repository's files). ``check_and_record`` (also used by ``panbinder check``) records
-each result and calls the webhook when the verdict changed.
+checks every registered publication in DOI order, ``concurrency`` at once (1 by default: a check
+launches a server and may rebuild an image, and on a small machine two at once would slow readers
+down). The round yields to readers' builds twice over: before each publication it waits while a
+reader's build runs or waits for a slot (``BuildManager.readers_building``, which leaves out the
+checks' own rebuilds), polling every ``yield_interval`` seconds; and a check's rebuild goes
+through serve's build queue as a background build, which waits behind every reader's build
+(``builder.queue.SlotQueue``). A publication whose check cannot be made is logged and the round
+goes on. After its frozen check, a publication whose last fresh check is ``fresh_every_days`` old
+gets a fresh one (its image rebuilt from the repository's files). ``check_and_record`` (also used
+by ``panbinder check``) records each result and calls the webhook when the verdict changed.
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ class CheckScheduler(LoggingConfigurable):
     yield_interval = Float(
         30.0, help="Seconds between looks at readers' builds while a nightly check waits for them to end."
     ).tag(config=True)
+    concurrency = Int(
+        1,
+        min=1,
+        help="Publications the nightly round checks at once (each launches a server and may rebuild "
+        "its image); each still waits for readers' builds first.",
+    ).tag(config=True)
 
     @validate("nightly_at")
     def _valid_time(self, proposal: dict) -> str:
@@ -105,9 +114,9 @@ class CheckScheduler(LoggingConfigurable):
             await self.run_round()
 
     async def readers_done(self) -> None:
-        """Return when no reader's build runs or waits."""
+        """Return when no reader's build runs or waits (the checks' own rebuilds do not count)."""
         while True:  # the manager offers no event for "idle"; a look every yield_interval is cheap
-            if not (self.manager.running or self.manager.queued):
+            if not self.manager.readers_building:
                 return
             await asyncio.sleep(self.yield_interval)
 
@@ -120,30 +129,42 @@ class CheckScheduler(LoggingConfigurable):
         return age is None or age >= timedelta(days=self.fresh_every_days) - timedelta(hours=1)
 
     async def run_round(self) -> dict[str, str]:
-        """Check every publication once; DOI -> verdict (or the error that kept it from a verdict)."""
+        """Check every publication once, ``concurrency`` at a time; DOI -> verdict (or the error
+        that kept it from a verdict), in DOI order."""
         catalogue = self.records.catalogue
 
         def dois() -> list[str]:
             with catalogue.session() as session:
                 return [p.doi for p in catalogue.list_publications(session, limit=1_000_000)]
 
+        todo = await run_blocking(dois)
         outcome: dict[str, str] = {}
-        for doi in await run_blocking(dois):
+        queue = iter(todo)
+
+        async def worker() -> None:
+            for doi in queue:  # shared: each publication goes to one worker
+                outcome[doi] = await self.check_publication(doi)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(todo)))))
+        self.log.info("nightly checks done: %d publications", len(outcome))
+        return {doi: outcome[doi] for doi in todo if doi in outcome}
+
+    async def check_publication(self, doi: str) -> str:
+        """Once readers' builds are done: the frozen check of ``doi``, then a fresh one if due."""
+        await self.readers_done()
+        try:
+            recorded = await check_and_record(self.runner, self.records, self.notifier, doi)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # one publication never stops the round
+            self.log.warning("the nightly check of %s could not be made: %s", doi, error)
+            return f"not checked: {error}"
+        if await self.fresh_due(doi):
             await self.readers_done()
             try:
-                recorded = await check_and_record(self.runner, self.records, self.notifier, doi)
+                await check_and_record(self.runner, self.records, self.notifier, doi, Kind.FRESH)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # one publication never stops the round
-                self.log.warning("the nightly check of %s could not be made: %s", doi, error)
-                outcome[doi] = f"not checked: {error}"
-                continue
-            outcome[doi] = recorded.result.verdict.value
-            if await self.fresh_due(doi):
-                await self.readers_done()
-                try:
-                    await check_and_record(self.runner, self.records, self.notifier, doi, Kind.FRESH)
-                except Exception as error:
-                    self.log.warning("the fresh check of %s could not be made: %s", doi, error)
-        self.log.info("nightly checks done: %d publications", len(outcome))
-        return outcome
+            except Exception as error:
+                self.log.warning("the fresh check of %s could not be made: %s", doi, error)
+        return recorded.result.verdict.value

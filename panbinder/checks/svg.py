@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 from xml.sax.saxutils import escape
 
 from .verdict import CheckResult, Verdict
@@ -73,14 +74,27 @@ def render_badge(left: str, right: str, color: str, *, title: str = "") -> str:
     )
 
 
-def _per_night(checks: Iterable[CheckResult]) -> dict[date, CheckResult]:
-    last: dict[date, CheckResult] = {}
+class Checked(Protocol):
+    """What the history chart reads of a check: a ``CheckResult`` or a ``records.CheckMark``."""
+
+    started: datetime
+    restored: bool
+
+    @property
+    def verdict(self) -> Verdict: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+def _per_night(checks: Iterable[Checked]) -> dict[date, Checked]:
+    last: dict[date, Checked] = {}
     for check in sorted(checks, key=lambda c: c.started):
         last[check.started.astimezone(UTC).date()] = check
     return last
 
 
-def history_chart(checks: Iterable[CheckResult], *, today: date, nights: int = 90, title: str = "") -> str:
+def history_chart(checks: Iterable[Checked], *, today: date, nights: int = 90, title: str = "") -> str:
     """One mark per night over the last ``nights`` nights, coloured by that night's (last) verdict.
 
     Nights without a check get a pale mark, so a gap in the schedule shows. Each mark's
@@ -109,4 +123,68 @@ def history_chart(checks: Iterable[CheckResult], *, today: date, nights: int = 9
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 2 * top}" '
         f'role="img" aria-label="{xml(label)}"><title>{xml(label)}</title>' + "".join(marks) + "</svg>"
+    )
+
+
+NOT_CHECKED_NIGHT = "not checked that night"
+
+
+def overview_chart(
+    nights: Iterable[tuple[date, dict[str, int], int]], *, today: date, days: int = 90, title: str = ""
+) -> str:
+    """Stacked counts per night over the last ``days`` nights: for each night, how many
+    publications got each verdict (``(night, {verdict value: count}, registered by then)``),
+    the most severe at the bottom (so failures line up on the axis), reproducible above them, and
+    in pale grey how many registered ones were not checked that night. Each bar segment's
+    ``<title>`` gives the night, the verdict and the count; the legend lists them top to bottom.
+    Every value is escaped here."""
+    by_night = {night: (counts, registered) for night, counts, registered in nights}
+    order = [*reversed(list(COLOURS))]  # from the bottom: archive damaged ... reproducible
+    step, top, height, legend_h = 8, 16, 120, 18 * (len(order) + 1) + 8
+    tallest = max([max(r, sum(c.values())) for c, r in by_night.values()] + [1])
+    width = days * step + 40
+    parts = []
+    for offset in range(days):
+        night = today - timedelta(days=days - 1 - offset)
+        counts, registered = by_night.get(night, ({}, 0))
+        unchecked = max(registered - sum(counts.values()), 0) if night in by_night else 0
+        segments = [(v.value, COLOURS[v], counts.get(v.value, 0)) for v in order]
+        segments.append((NOT_CHECKED_NIGHT, NO_CHECK, unchecked))
+        y = top + height
+        for label, colour, count in segments:
+            if count <= 0:
+                continue
+            h = height * count / tallest
+            y -= h
+            parts.append(
+                f'<rect x="{36 + offset * step}" y="{y:.2f}" width="{step - 1}" height="{h:.2f}" '
+                f'fill="{xml(colour)}"><title>{xml(f"{night.isoformat()}: {count} {label}")}</title></rect>'
+            )
+    first = today - timedelta(days=days - 1)
+    axis = (
+        f'<g font-family="Verdana,Geneva,DejaVu Sans,sans-serif" font-size="10" fill="#333">'
+        f'<text x="32" y="{top + 4}" text-anchor="end">{tallest}</text>'
+        f'<text x="32" y="{top + height}" text-anchor="end">0</text>'
+        f'<text x="36" y="{top + height + 14}">{xml(first.isoformat())}</text>'
+        f'<text x="{width - 2}" y="{top + height + 14}" text-anchor="end">{xml(today.isoformat())}</text>'
+    )
+    legend_top = top + height + 28
+    for index, (label, colour) in enumerate(
+        [(NOT_CHECKED_NIGHT, NO_CHECK)] + [(v.value, COLOURS[v]) for v in reversed(order)]
+    ):
+        y = legend_top + 18 * index
+        axis += (
+            f'<rect x="36" y="{y}" width="12" height="12" fill="{xml(colour)}"/>'
+            f'<text x="54" y="{y + 10}">{xml(label)}</text>'
+        )
+    axis += "</g>"
+    label = title or f"publications by verdict, per night, over the last {days} nights"
+    total_height = legend_top + legend_h
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_height}" '
+        f'role="img" aria-label="{xml(label)}"><title>{xml(label)}</title>'
+        f'<line x1="35" y1="{top + height}" x2="{width}" y2="{top + height}" stroke="#999"/>'
+        + "".join(parts)
+        + axis
+        + "</svg>"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from panbinder.builder.archives import archive_kind
 from panbinder.data_mounts.access import Identity
 from panbinder.data_mounts.importers import normalise_doi
 from panbinder.data_mounts.mounts import MountPlan, plan_mounts
@@ -24,7 +25,11 @@ if TYPE_CHECKING:
 
 class DoiProvider(RepoProvider):
     name = "doi"
-    image_provider = "git"  # the very image a launch of the repository URL at that commit uses
+
+    @property
+    def image_provider(self) -> str:
+        """The very image a launch of the repository at that commit (or archive version) uses."""
+        return archive_kind(self.repo_url) or "git"
 
     def parse(self, spec: str) -> tuple[str, str]:
         doi = normalise_doi(unquote(spec))
