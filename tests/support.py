@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -107,13 +108,14 @@ class GitServer:
         return _git("rev-parse", "HEAD", cwd=repo).strip()
 
 
-def notebook(code: str) -> str:
+def notebook(code: str, *, kernel: str = "python3", display_name: str = "Python 3") -> str:
+    """One code cell saved with the kernel ``kernel`` (an old Jupyter wrote python2)."""
     return json.dumps(
         {
             "cells": [
                 {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": code}
             ],
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "metadata": {"kernelspec": {"name": kernel, "display_name": display_name, "language": "python"}},
             "nbformat": 4,
             "nbformat_minor": 5,
         }
@@ -713,3 +715,28 @@ def processes_running(text: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+async def eventually(check, timeout: float, what: str, interval: float = 1.0) -> None:
+    """Await ``check()`` (a coroutine function or a plain one) until it is true."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        result = check()
+        if await result if asyncio.iscoroutine(result) else result:
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not within {timeout:g} s: {what}")
+
+
+async def until_url_or_failed(page, url: re.Pattern, timeout_ms: float) -> None:
+    """Wait in a browser page for ``url``, or fail at once with the launch page's message when the
+    launch fails (its status reads "Failed")."""
+    landed = asyncio.ensure_future(page.wait_for_url(url, timeout=timeout_ms))
+    failed = asyncio.ensure_future(
+        page.locator("#status").filter(has_text="Failed").wait_for(timeout=timeout_ms)
+    )
+    await asyncio.wait({landed, failed}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (landed, failed):
+        task.cancel()
+    await asyncio.gather(landed, failed, return_exceptions=True)
+    assert url.match(page.url), await page.locator("main").inner_text()

@@ -27,6 +27,7 @@ from panbinder.builder.labelling import label_and_push
 from panbinder.builder.limits import CgroupLayout, StepLimiter, _docker_root
 from panbinder.builder.lock import capture_lock
 from panbinder.builder.r2d import ENGINE_STOPPED, Repo2DockerBuilder, failure_message
+from panbinder.errors import PanbinderError
 from panbinder.registry_cache.naming import ImageRef
 
 HOST = "unix:///srv/panbinder/build-engine/build.sock"
@@ -175,6 +176,31 @@ def test_repo2docker_builds_in_the_build_engine(tmp_path, fake_docker):
     assert builder._engine(r2d).command == engine.command
 
 
+def test_a_rebuild_recipe_travels_with_its_request(tmp_path, fake_docker):
+    """A frozen recipe replaces the detected packs with the frozen pack, its requirements file in
+    the build's own folder; a fresh one turns the layer cache off; a plain request neither."""
+    from dataclasses import replace
+
+    from panbinder.builder.base import Recipe
+    from panbinder.builder.buildpacks.frozen import FrozenPipBuildPack
+
+    builder = Repo2DockerBuilder(config=Config({"BuildEngine": {"host": HOST, "docker_cli": fake_docker[0]}}))
+    frozen = replace(request(), recipe=Recipe(frozen_requirements="tabulate==0.9.0\n", apt_pins=("jq=1.6",)))
+    r2d = builder._make_r2d(frozen, builder.log, str(tmp_path / "repo"))
+    (pack,) = r2d.buildpacks
+    assert issubclass(pack, FrozenPipBuildPack) and pack.pins == ("jq=1.6",)
+    assert (tmp_path / "frozen-requirements.txt").read_text() == "tabulate==0.9.0\n"
+    assert pack.requirements_file == str(tmp_path / "frozen-requirements.txt")
+    assert not r2d.config.BuildKitEngine.get("no_cache", False)
+    fresh = builder._make_r2d(
+        replace(request(), recipe=Recipe(no_cache=True)), builder.log, str(tmp_path / "f")
+    )
+    assert fresh.config.BuildKitEngine.no_cache is True
+    assert not any(issubclass(p, FrozenPipBuildPack) for p in fresh.buildpacks)
+    plain = builder._make_r2d(request(), builder.log, str(tmp_path / "p"))
+    assert not plain.config.BuildKitEngine.get("no_cache", False)
+
+
 class EngineApi(RequestHandler):
     """The Docker Engine API calls the SDK makes, recorded: every image exists (id sha256:0123)."""
 
@@ -275,6 +301,15 @@ def test_a_failed_build_with_the_engine_answering_keeps_its_own_explanation(fake
     lines = ["E: Unable to locate package nosuch"]
     event = asyncio.run(builder._failed(request(), RuntimeError("docker build exited with 100"), lines))
     assert event.message.startswith("apt.txt names the package nosuch")
+
+
+def test_a_failed_event_carries_no_url_credentials(fake_docker):
+    """An index named with its token in requirements.txt: the message says which URL, not the token."""
+    builder = Repo2DockerBuilder(config=Config({"BuildEngine": {"host": HOST, "docker_cli": fake_docker[0]}}))
+    url = "https://reader:s3cr3t@pypi.example.org/simple"
+    for error in (RuntimeError(f"could not reach {url}"), PanbinderError(f"The index {url} answered 401")):
+        event = asyncio.run(builder._failed(request(), error, [f"ERROR: 401 Client Error for url: {url}/x/"]))
+        assert "s3cr3t" not in event.message and "reader:[secret]@pypi.example.org" in event.message
 
 
 def cli(*args: str, state: Path) -> subprocess.CompletedProcess:

@@ -73,6 +73,42 @@ async def test_slot_queue_is_fifo_and_bounded():
     assert futures[2].done() and q.running == {"b", "c"} and q.waiting == []
 
 
+async def test_background_keys_wait_behind_every_other_key():
+    q = SlotQueue(1)
+    first = q.enter("reader-1")
+    check = q.enter("check", background=True)
+    later = q.enter("reader-2")  # arrives after the check's build, goes ahead of it
+    assert first.done() and not check.done() and not later.done()
+    assert q.waiting == ["reader-2", "check"] and q.foreground() == 2
+    q.leave("reader-1")
+    assert later.done() and not check.done()
+    q.leave("reader-2")
+    assert check.done() and q.foreground() == 0  # only the background key holds a slot
+    q.leave("check")
+    assert q.background == set()
+
+
+async def test_a_background_build_yields_to_readers_builds():
+    """A check's rebuild (background) waits for its slot behind readers' builds queued after it,
+    and is not counted as a reader's build."""
+    builder = GatedBuilder()
+    manager = BuildManager(builder=builder, concurrent_builds=1)
+    reader = manager.attach(request(0, repo="https://example.org/r0.git"))[0]
+    check = manager.attach(request(1, repo="https://example.org/r1.git"), background=True)[0]
+    late = manager.attach(request(2, repo="https://example.org/r2.git"))[0]
+    await settle()
+    assert (manager.readers_building, manager.running, manager.queued) == (2, 1, 2)
+    for job in (reader, late):
+        builder.gate(job.request.build_id).set()
+        await job.task
+    await settle()
+    assert builder.started == ["b0", "b2", "b1"]
+    assert manager.readers_building == 0 and manager.running == 1
+    builder.gate("b1").set()
+    await check.task
+    assert check.result.phase == "built"
+
+
 async def test_more_builds_than_slots_wait_with_positions_that_move():
     builder = GatedBuilder()
     manager = BuildManager(builder=builder, concurrent_builds=2)

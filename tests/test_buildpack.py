@@ -71,13 +71,42 @@ def test_plain_requirements_installed_before_the_repository_is_copied(repo):
 
 
 @pytest.mark.parametrize(
-    "local_line", ["-e .", "--editable .", ".", "./subpkg", "-r other.txt", "-c constraints.txt"]
+    "local_line",
+    [
+        "-e .",
+        "--editable .",
+        "--editable=./subpkg",
+        ".",
+        "./subpkg",
+        "-r other.txt",
+        "-rother.txt",
+        "-c constraints.txt",
+        "--constraint=constraints.txt",
+        "subpkg @ file:///home/jovyan/subpkg",
+    ],
 )
 def test_requirements_referring_to_the_repository_installed_after_the_full_copy(repo, local_line):
     (repo / "requirements.txt").write_text(f"numpy==2.0\n{local_line}\n")
     df = render()
     assert "src/requirements.txt" not in df
     assert install_line(df, "requirements.txt") > line_of(df, FULL_COPY)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-e git+https://github.com/org/pkg.git#egg=pkg",
+        "--pre",
+        "# -r other.txt, a comment",
+        "--extra-index-url https://pypi.example.org/simple",
+        "pkg @ https://example.org/pkg-1.0.tar.gz",
+    ],
+)
+def test_requirements_that_refer_to_no_local_file_keep_their_own_layer(repo, line):
+    """repo2docker's is_local_pip_requirement decides, as in its PythonBuildPack."""
+    (repo / "requirements.txt").write_text(f"numpy==2.0\n{line}\n")
+    df = render()
+    assert install_line(df, "requirements.txt") < line_of(df, FULL_COPY)
 
 
 def test_binder_requirements_win_over_root(repo):

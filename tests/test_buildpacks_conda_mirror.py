@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
 import types
 
@@ -460,3 +462,36 @@ async def test_installer_names_the_pins_the_mirror_lacks(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         await installer.run({**pinned, "pinned": False})  # unpinned: only absent names count
     assert error_report(capsys.readouterr().out.splitlines()[-1])["kind"] == "unsolvable"
+
+
+def test_the_pip_section_resolves_as_of_the_environment_files_date(repo):
+    """The 'pip:' section, installed into the environment's Python, resolves as of the last
+    commit that changed environment.yml (2020), with uv's --exclude-newer; pip without a date only
+    when uv cannot install it."""
+    (repo / "environment.yml").write_text(ENV)
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_DATE="2020-05-06T07:00:00+00:00",
+        GIT_COMMITTER_DATE="2020-05-06T07:00:00+00:00",
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "env"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, env=env)
+    df = render(repo, as_of="requirements")
+    step = next(
+        ln
+        for ln in df.splitlines()
+        if ln.startswith("RUN ") and "requirements-from-environment.yml.txt" in ln
+    )
+    assert 'PY=/srv/conda/envs/notebook/bin/python; [ -x "$PY" ] || PY=/srv/venv/bin/python' in step
+    assert "--since=2020-05-06T07:00:00Z" in step and '--python="$PY"' in step
+    assert '/srv/panbinder-uv/bin/uv pip install --python "$PY" ${D:+"--exclude-newer=$D"} -r' in step
+    assert '"$PY" -m pip install --no-warn-script-location -r' in step
+    off = render(repo, as_of="off")
+    assert "--exclude-newer" not in off and "/srv/conda/envs/notebook/bin/python -m pip install" in off
+
+
+@pytest.mark.parametrize("spec", ["num*py", ">=1.2", "conda-forge::"])
+def test_split_spec_refuses_what_matchspec_refuses(spec):
+    with pytest.raises(ValueError, match=r"is not a conda package spec|names no package"):
+        split_spec(spec)

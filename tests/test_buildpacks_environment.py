@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -48,13 +49,36 @@ def repo(tmp_path, monkeypatch):
         ("numpy=1.26.*", ("numpy", "==1.26.*")),
         ("numpy==1.26.4", ("numpy", "==1.26.4")),
         ("numpy >=1.20,<2", ("numpy", ">=1.20,<2")),
-        ("numpy 1.26 py_0", ("numpy", "==1.26.*")),
-        ("numpy=1.26=py311_0", ("numpy", "==1.26.*")),
+        # conda's rules, as MatchSpec reads them: a version with a build string is exact
+        ("numpy 1.26 py_0", ("numpy", "==1.26")),
+        ("numpy=1.26=py311_0", ("numpy", "==1.26")),
         ("conda-forge::h5py", ("h5py", "")),
+        ("numpy *", ("numpy", "")),
+        ("numpy[version='>=1.20,<2']", ("numpy", ">=1.20,<2")),
+        ("numpy[version=1.26, build=py311*]", ("numpy", "==1.26")),
+        ("numpy 1.26[build=py311*]", ("numpy", "==1.26")),
+        ("numpy[version='1.26.*']", ("numpy", "==1.26.*")),
+        ("scipy ~=1.10", ("scipy", "~=1.10")),
+        ("PyQt >=5", ("PyQt", ">=5")),
     ],
 )
 def test_conda_spec_to_pip(spec, expected):
     assert conda_to_pip(spec) == expected
+
+
+@pytest.mark.parametrize(
+    "spec", ["numpy >=1.20|<1.10", "numpy 1.26|1.27", "numpy >=1.x.y", "num*py", ">=1.2", "numpy >=1,,<"]
+)
+def test_a_spec_pip_cannot_express_names_itself(spec):
+    with pytest.raises(ValueError, match=re.escape(f"'{spec}'")):
+        conda_to_pip(spec)
+
+
+def test_a_spec_pip_cannot_express_is_a_clear_error(repo):
+    (repo / "environment.yml").write_text("dependencies:\n  - numpy 1.26|1.27\n")
+    with pytest.raises(PanbinderError) as e:
+        pack()(base_image="b").render({"NB_USER": "jovyan", "NB_UID": "1000"})
+    assert "environment.yml could not be read" in e.value.message and "numpy 1.26|1.27" in e.value.message
 
 
 def test_conversion_maps_renames_and_drops_python_and_pip():

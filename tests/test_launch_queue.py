@@ -255,6 +255,15 @@ async def test_removal_retries_a_hub_answering_500_quietly(hub, caplog):
     assert len(lines) == 2 and all(r.levelname == "INFO" for r in lines)
 
 
+async def test_a_ready_server_goes_with_its_user_in_one_call(hub):
+    """The Hub stops a running server before it deletes its user: no stop, poll and delete."""
+    hub.add_user("pb-checked", server={"ready": True, "pending": None})
+    launcher = launcher_for(hub)
+    assert await launcher.remove_user("pb-checked")
+    assert hub.users == {}
+    assert [line for line in hub.log if line.startswith("DELETE")] == ["DELETE /hub/api/users/pb-checked"]
+
+
 async def test_reaper_runs_periodically_and_stops(hub):
     hub.add_user("pb-orphan", age=2000)
     launcher = launcher_for(hub)

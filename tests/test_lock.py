@@ -15,7 +15,7 @@ from repo2docker.engine import BuildError
 from panbinder.builder import lock as lock_module
 from panbinder.builder.base import BuildRequest
 from panbinder.builder.buildpacks.frozen import FROZEN_IN_IMAGE, apt_pins, frozen_pack, frozen_requirements
-from panbinder.builder.buildpacks.settings import PackSettings
+from panbinder.builder.buildpacks.settings import BASE_IMAGE, PackSettings
 from panbinder.builder.cancel import BuildCancelled
 from panbinder.builder.labelling import label_and_push, label_build_args
 from panbinder.builder.lock import (
@@ -43,7 +43,6 @@ from tests.support import machine_build_engine
 DIGEST = "sha256:" + "ab" * 32
 # images are built, labelled and probed in the build engine, never in the one that runs servers
 DOCKER = machine_build_engine().command()
-BASE_IMAGE = "panbinder-base:bookworm-1"
 
 
 def lock(pip: list[str], dpkg: dict[str, str], **extra) -> dict:
@@ -70,6 +69,11 @@ def test_parse_probe_splits_the_three_sections():
         "pip": ["Jinja2==3.1.6", "tabulate==0.9.0"],
         "dpkg": {"bash": "5.2.15-2+b2", "libc6": "2.36-9"},
     }
+
+
+def test_a_direct_url_with_credentials_is_locked_without_them():
+    out = f"3.11.2\n{SEPARATOR}\nmine @ https://alice:s3cr3t@pkgs.example.org/mine-1.0.whl\n{SEPARATOR}\n"
+    assert parse_probe(out)["pip"] == ["mine @ https://alice:[secret]@pkgs.example.org/mine-1.0.whl"]
 
 
 CONDA_META = {
@@ -103,6 +107,23 @@ def test_parse_probe_without_a_conda_environment_has_no_conda_sections():
     assert sorted(parse_probe(out)) == ["dpkg", "pip", "python"]
     no_python = out.replace(f"{SEPARATOR}\n{SEPARATOR}", f"{SEPARATOR}\n{{}}\n{SEPARATOR}")
     assert parse_probe(no_python)["conda"] == {} and "conda_pip" not in parse_probe(no_python)
+
+
+def test_bad_as_of_lines_are_skipped_and_logged(caplog):
+    """The repository's build code can write the as-of record: a bad line costs only that line."""
+    good = {"file": "requirements.txt", "requested": "2019-03-04T09:00:00Z", "used": "2019-03-04T09:00:00Z"}
+    lines = [
+        "{not json",
+        json.dumps({"file": "a.txt", "used": "2019-01-01 --index-url=https://evil.example"}),
+        json.dumps({"file": ["not a name"], "used": None}),
+        json.dumps(good),
+        json.dumps({"file": "b.txt", "used": None}),
+    ]
+    out = f"3.11.2\n{SEPARATOR}\n{SEPARATOR}\n{SEPARATOR}\n{SEPARATOR}\n{SEPARATOR}\n{SEPARATOR}\n"
+    with caplog.at_level(logging.WARNING, logger="panbinder.lock"):
+        parsed = parse_probe(out + "\n".join(lines) + "\n")
+    assert parsed["resolved_as_of"] == [good, {"file": "b.txt", "used": None}]
+    assert sum("skipped a bad line" in r.getMessage() for r in caplog.records) == 3
 
 
 def test_unreadable_conda_meta_fails_the_lock():

@@ -33,6 +33,26 @@ def test_scrub_removes_every_occurrence():
     assert out.count("[secret]") == 2
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "--index-url https://alice:s3cr3t@pypi.example.org/simple",
+            "--index-url https://alice:[secret]@pypi.example.org/simple",
+        ),
+        (
+            "ERROR: 401 for https://gl-token@h.example/simple/x/",
+            "ERROR: 401 for https://[secret]@h.example/simple/x/",
+        ),
+        ("mypkg @ https://u:p%40ss@h/mypkg-1.0.whl", "mypkg @ https://u:[secret]@h/mypkg-1.0.whl"),
+        ("'http://a:b@h/' and `https://c:d@i/`", "'http://a:[secret]@h/' and `https://c:[secret]@i/`"),
+        ("ssh://git@github.com/org/repo.git", "ssh://git@github.com/org/repo.git"),
+    ],
+)
+def test_scrub_removes_url_credentials(text, expected):
+    assert scrub(text) == expected
+
+
 def test_scrub_leaves_ordinary_text_alone():
     text = "building image r/panbinder/v1-git-x-abc:0123 for https://example.org/repo.git"
     assert scrub(text) == text

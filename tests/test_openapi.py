@@ -13,6 +13,9 @@ from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.web.api import build, checks, openapi
 from panbinder.web.api import catalogue as catalogue_api
+from panbinder.web.api import panosc as panosc_api
+from panbinder.web.api import review_links as review_links_api
+from panbinder.web.api import search as search_api
 from panbinder.web.handlers import build_logs, health
 from panbinder.web.handlers import catalogue as catalogue_pages
 from tests.web_app import web_portal
@@ -23,7 +26,18 @@ DESCRIBED_PREFIXES = ("/api/", "/build", "/health", "/versions")
 
 def described_routes() -> list[str]:
     """The route patterns of the portal that the description must cover."""
-    modules = (build, build_logs, health, catalogue_pages, catalogue_api, checks, openapi)
+    modules = (
+        build,
+        build_logs,
+        health,
+        catalogue_pages,
+        catalogue_api,
+        checks,
+        openapi,
+        search_api,
+        panosc_api,
+        review_links_api,
+    )
     patterns = [path for module in modules for path, _ in module.routes]
     return [p for p in patterns if p.startswith(DESCRIBED_PREFIXES)]
 

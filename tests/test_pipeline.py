@@ -89,3 +89,11 @@ async def test_closing_the_event_stream_closes_the_launch(portal):
         seen += chunk
     writer.close()
     await eventually(lambda: portal.launcher.closed == 1)
+
+
+async def test_the_owner_is_the_launch_workspace_only_when_the_launcher_mounts_workspaces(portal):
+    await collect(portal, owner="alice")  # the recording launcher has no workspaces
+    assert portal.launcher.requests[-1].workspace == ""  # so the launch may take a pooled server
+    portal.launcher.workspace_path = lambda owner: "/home/jovyan/work" if owner else ""
+    await collect(portal, owner="alice")
+    assert portal.launcher.requests[-1].workspace == "alice"

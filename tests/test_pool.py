@@ -8,23 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
 from panbinder.launcher import LaunchRequest
-from panbinder.launcher.pool import ServerPool
+from panbinder.launcher.demand import DemandLog, key_id
+from panbinder.launcher.pool import ServerPool, pool_key
 from panbinder.registry_cache import ImageRef
 
-ALIVE: set[str] = set()  # users whose server answers
+ALIVE: set[str] = set()  # users whose server runs
+PAUSED: set[str] = set()  # users whose server is frozen (it runs, but does not answer)
+MIB = 1024 * 1024
+
+
+def answers(user: str) -> bool:
+    return user in ALIVE and user not in PAUSED
 
 
 class ServerStatus(RequestHandler):
     def get(self, user: str) -> None:
-        if user not in ALIVE:
+        if not answers(user):
             self.set_status(503)
-        self.finish({"version": "test"} if user in ALIVE else {})
+        self.finish({"version": "test"} if answers(user) else {})
 
 
 @pytest.fixture(autouse=True)
@@ -38,16 +46,32 @@ async def proxy():
     yield
     server.stop()
     ALIVE.clear()
+    PAUSED.clear()
 
 
 class FakeLauncher:
     user_prefix = "pb-"
     hub_url = ""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, pausable: bool = False, memory: int = 100 * MIB) -> None:
         self.spawned: list[str] = []
         self.deleted: list[str] = []
         self.fail = fail
+        self.pausable = pausable
+        self.memory = memory
+        self.deleted_paused: list[str] = []  # removed while frozen (would miss its stop signal)
+
+    async def pause_server(self, user, paused=True):
+        if not self.pausable or user not in ALIVE:
+            return False
+        (PAUSED.add if paused else PAUSED.discard)(user)
+        return True
+
+    async def server_state(self, user):
+        return "gone" if user not in ALIVE else "paused" if user in PAUSED else "running"
+
+    async def server_memory(self, user):
+        return self.memory if user in ALIVE else None
 
     async def spawn(self, user, request):
         await asyncio.sleep(0)
@@ -59,7 +83,10 @@ class FakeLauncher:
 
     async def delete_user(self, user):
         self.deleted.append(user)
+        if user in PAUSED:
+            self.deleted_paused.append(user)
         ALIVE.discard(user)
+        PAUSED.discard(user)
 
 
 def req(tag: str) -> LaunchRequest:
@@ -77,7 +104,7 @@ async def settle(pool: ServerPool) -> None:
 
 async def test_refill_then_take_hands_out_each_server_once():
     launcher = FakeLauncher()
-    pool = make_pool(launcher, size=1)
+    pool = make_pool(launcher, size=1, sweep_interval=3600)  # no refill by the sweep meanwhile
     assert await pool.take(req("a")) is None
     pool.refill_soon(req("a"))
     await settle(pool)
@@ -106,7 +133,7 @@ async def test_size_zero_disables_the_pool():
 
 async def test_expired_entries_are_removed_not_handed_out():
     launcher = FakeLauncher()
-    pool = make_pool(launcher, size=1, max_age=0.05)
+    pool = make_pool(launcher, size=1, max_age=0.05, sweep_interval=3600)
     pool.refill_soon(req("a"))
     await settle(pool)
     await asyncio.sleep(0.1)
@@ -152,7 +179,7 @@ async def test_fills_up_to_size_and_drain_removes_all(size):
 async def test_a_vanished_server_is_never_handed_out_and_a_sweep_replaces_it():
     """The run engine restarted: pre-started containers are gone, the Hub still lists them."""
     launcher = FakeLauncher()
-    pool = make_pool(launcher, size=1, sweep_interval=3600)
+    pool = make_pool(launcher, size=1, sweep_interval=3600, burst_window=0)  # one server wanted
     pool.refill_soon(req("a"))
     await settle(pool)
     ALIVE.discard(launcher.spawned[0])
@@ -167,3 +194,161 @@ async def test_a_vanished_server_is_never_handed_out_and_a_sweep_replaces_it():
     assert pool.count == 1 and launcher.deleted == launcher.spawned[:2]
     assert await pool.take(req("a")) == launcher.spawned[2]
     await pool.drain()
+
+
+async def test_pre_started_servers_wait_paused_and_are_thawed_when_taken():
+    launcher = FakeLauncher(pausable=True)
+    pool = make_pool(launcher, size=1)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    user = launcher.spawned[0]
+    assert user in PAUSED and pool.status()["paused"] == 1
+    await pool.sweep()  # a paused server does not answer, yet it is alive
+    assert pool.count == 1 and pool.dead == 0
+    assert await pool.take(req("a")) == user and user not in PAUSED
+    await pool.drain()
+
+
+async def test_paused_servers_are_thawed_before_removal():
+    launcher = FakeLauncher(pausable=True)
+    pool = make_pool(launcher, size=2)
+    pool.refill_soon(req("a"))
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    assert pool.count == 2 and all(u in PAUSED for u in launcher.spawned)
+    await pool.drain()
+    assert sorted(launcher.deleted) == sorted(launcher.spawned) and launcher.deleted_paused == []
+
+
+async def test_the_memory_budget_bounds_the_pool_with_measured_usage():
+    launcher = FakeLauncher(pausable=True, memory=300 * MIB)
+    pool = make_pool(launcher, size=1, memory_budget="1G", server_memory="100M", max_per_kind=10)
+    assert pool.capacity == 10  # assumed 100 MiB each until measured
+    for _ in range(5):  # a burst of five launches: five servers wanted
+        pool.refill_soon(req("a"))
+    await settle(pool)
+    assert pool.per_server == 300 * MIB and pool.capacity == 3
+    await pool.sweep()
+    await settle(pool)
+    assert pool.count <= 3 + 1  # the one started before the first measurement may stay
+    assert pool.status()["memory_bytes"] == pool.count * 300 * MIB
+    await pool.drain()
+
+
+async def test_a_more_expected_kind_evicts_a_less_expected_one():
+    launcher = FakeLauncher(pausable=True)
+    pool = make_pool(launcher, size=1, max_servers=1)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    before = metrics_value("panbinder_pool_evictions_total")
+    for _ in range(3):
+        pool.refill_soon(req("b"))
+    await settle(pool)
+    assert pool.summary() == {req("b").image.full: 1} and pool.evictions == 1
+    assert launcher.deleted == [launcher.spawned[0]] and launcher.deleted_paused == []
+    assert metrics_value("panbinder_pool_evictions_total") == before + 1
+    pool.refill_soon(req("a"))  # one launch of a: b (three this minute) is still more expected
+    await settle(pool)
+    assert pool.summary() == {req("b").image.full: 1}
+    await pool.drain()
+
+
+async def test_warm_start_fills_registered_publications_before_any_launch():
+    launcher = FakeLauncher(pausable=True)
+    pool = make_pool(launcher, size=1, max_servers=2)
+    now = time.time()
+    demand = DemandLog(None)
+    demand.record(key_id(pool_key(req("launched"))), now - 60, image=req("launched").image.full)
+    candidates = [(req("new"), now - 3600), (req("old"), now - 90 * 86400), (req("launched"), None)]
+    missing = req("unbuilt")
+    candidates.append((missing, now))
+
+    async def available(request):
+        return request != missing
+
+    await pool.warm(candidates, demand, available=available)
+    await pool.first_round()
+    await settle(pool)
+    assert set(pool.summary()) == {req("launched").image.full, req("new").image.full}
+    hits = metrics_value("panbinder_pool_hits_total")
+    assert await pool.take(req("new")) is not None
+    assert metrics_value("panbinder_pool_hits_total") == hits + 1
+    await pool.drain()
+
+
+def metrics_value(name: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_an_expired_paused_server_is_thawed_before_removal_not_handed_out():
+    launcher = FakeLauncher(pausable=True)
+    pool = make_pool(launcher, size=1, max_age=0.05, sweep_interval=3600)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    await asyncio.sleep(0.1)
+    assert await pool.take(req("a")) is None
+    await settle(pool)
+    assert launcher.deleted == launcher.spawned[:1] and launcher.deleted_paused == []
+    await pool.drain()
+
+
+class SlowThawLauncher(FakeLauncher):
+    """Thawing waits for ``thawed`` once it is set to an unset event (a busy engine)."""
+
+    thawed: asyncio.Event | None = None
+
+    async def pause_server(self, user, paused=True):
+        if not paused and self.thawed is not None:
+            await self.thawed.wait()
+        return await super().pause_server(user, paused)
+
+
+async def test_a_launch_abandoned_while_its_server_thaws_removes_that_server():
+    launcher = SlowThawLauncher(pausable=True)
+    pool = make_pool(launcher, size=1, sweep_interval=3600)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    user = launcher.spawned[0]
+    launcher.thawed = asyncio.Event()
+    taking = asyncio.ensure_future(pool.take(req("a")))
+    await asyncio.sleep(0.05)
+    taking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+    assert pool.count == 0 and pool.tasks  # neither pooled nor handed out: its removal is under way
+    launcher.thawed.set()
+    await settle(pool)
+    assert launcher.deleted == [user] and launcher.deleted_paused == []
+    await pool.drain()
+
+
+async def test_a_launch_abandoned_while_its_pooled_server_gets_a_token_removes_that_server():
+    from panbinder.launcher.hub_api import HubLauncher
+
+    launcher = HubLauncher(signing_key="k", hub_url="http://127.0.0.1:1", pool_class=None)
+    removed: list[str] = []
+
+    class OnePool:
+        entries: dict = {}
+
+        async def take(self, request):
+            return "pb-pooled"
+
+    async def token(user, request):
+        await asyncio.Event().wait()  # the Hub is slow: the reader leaves meanwhile
+
+    async def remove_user(user):
+        removed.append(user)
+        return True
+
+    launcher.pool, launcher._token, launcher.remove_user = OnePool(), token, remove_user
+    events = launcher.launch(req("a"))
+    first = asyncio.ensure_future(events.__anext__())
+    await asyncio.sleep(0.05)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.gather(*launcher.tasks)
+    assert removed == ["pb-pooled"]

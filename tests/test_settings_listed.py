@@ -30,7 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Alembic's migration scripts (they need a migration context).
 NOT_MODULES = ("panbinder.launcher.hub_config", "panbinder.data_mounts.migrations")
 # Configured by the Hub's own configuration (launcher/hub_config.py), not by panbinder_config.py.
-HUB_SIDE = {"panbinder.launcher.spawner.PanbinderSpawner", "panbinder.launcher.hub_app.PanbinderHub"}
+HUB_SIDE = {
+    "panbinder.launcher.spawner.PanbinderSpawner",
+    "panbinder.launcher.swarm.PanbinderSwarmSpawner",
+    "panbinder.launcher.slurm_spawner.PanbinderSlurmSpawner",
+    "panbinder.launcher.hub_app.PanbinderHub",
+    "panbinder.launcher.kube.PanbinderKubeSpawner",
+    "panbinder.launcher.launch_options.SignedLaunch",
+}
 
 
 def package_modules() -> list[str]:
@@ -317,7 +324,11 @@ def test_progress_bar_on_a_terminal(monkeypatch):
 
 # Imported only where they are installed on purpose: inside built images (the conda mirror's
 # installer runs there with the pinned py-rattler), or optionally (HDF5 filter plugins).
-NOT_DEPENDENCIES = {"rattler": "runs inside the image", "hdf5plugin": "optional, imported if present"}
+NOT_DEPENDENCIES = {
+    "rattler": "runs inside the image",
+    "hdf5plugin": "optional, imported if present",
+    "jupyter_server": "runs inside launched servers (launcher/server_changes.py)",
+}
 
 
 def third_party_imports() -> dict[str, set[str]]:

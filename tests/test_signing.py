@@ -17,6 +17,7 @@ from panbinder.data_mounts import MountSpec
 from panbinder.errors import PanbinderError
 from panbinder.launcher import LaunchRequest, signing
 from panbinder.launcher.hub_api import HubLauncher
+from panbinder.launcher.profiles import Profile
 from panbinder.launcher.signing import SignedFields
 from panbinder.launcher.spawner import PanbinderSpawner
 from panbinder.registry_cache import ImageRef
@@ -173,3 +174,41 @@ def test_image_only_options_need_no_signature(storage):
     options = HubLauncher(signing_key=KEY, pool_class=None).user_options(request, "pb-alice")
     assert options == {"image": request.image.full}
     spawner_for("pb-bob", options, storage).apply_launch_options()
+
+
+# resource profiles are signed with the options: an owner cannot ask for more than the portal chose
+
+GPU = Profile("gpu", cpu=2, memory="4G", gpus=1, partition="gpu", time_limit=60)
+
+
+def test_options_without_a_profile_sign_as_before():
+    assert b"profile" not in signing.canonical(FIELDS)
+    with_profile = dataclasses.replace(FIELDS, profile=GPU)
+    assert signing.fields_from_options(signing.signed_options(KEY, with_profile)) == with_profile
+
+
+@pytest.mark.parametrize("change", [{"gpus": 4}, {"cpu": 8}, {"memory": "64G"}, {"partition": "big"}])
+def test_a_changed_profile_breaks_the_signature(change):
+    signed = dataclasses.replace(FIELDS, profile=GPU)
+    sig = signing.sign(KEY, signed)
+    changed = dataclasses.replace(signed, profile=dataclasses.replace(GPU, **change))
+    assert refusal(changed, sig) == "bad_signature"
+    assert refusal(dataclasses.replace(FIELDS), sig) == "bad_signature"  # a profile dropped
+
+
+def test_spawner_applies_the_signed_profile(storage):
+    request = LaunchRequest(
+        launch_id="x", image=ImageRef("127.0.0.1:5000", "panbinder/v1-git-a", "a"), profile=GPU
+    )
+    options = HubLauncher(signing_key=KEY, pool_class=None).user_options(request, "pb-alice")
+    assert options["profile"]["gpus"] == 1 and options["signature"]
+    sp = spawner_for("pb-alice", options, storage)
+    sp.apply_launch_options()
+    assert (sp.mem_limit, sp.cpu_limit) == (4 * 1024**3, 2.0)
+    assert sp.extra_host_config["device_requests"] == [
+        {"Driver": "nvidia", "Count": 1, "Capabilities": [["gpu"]]}
+    ]
+    forged = {**options, "profile": {**options["profile"], "gpus": 8}}
+    with pytest.raises(PanbinderError) as e:
+        spawner_for("pb-alice", forged, storage).apply_launch_options()
+    assert e.value.reason == "bad_signature"

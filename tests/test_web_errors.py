@@ -71,7 +71,12 @@ def assert_refused(portal, resp, status: int, reason: str, words: str = "") -> d
 SPEC = git_spec()
 # (path after /v2/ or /build/, status, reason, words of the message)
 LAUNCH_REFUSALS = [
-    ("nosuch/abc/main", 404, "unknown_provider", "this service knows: doi, git"),
+    (
+        "nosuch/abc/main",
+        404,
+        "unknown_provider",
+        "this service knows: dataverse, doi, figshare, gh, gist, git, gl, swh, template, zenodo.",
+    ),
     ("git/only-one-segment", 400, "malformed_spec", "url-quoted repository URL"),
     ("git/not%20a%20url/main", 400, "bad_url", "https://"),
     ("git/" + quote("https://github.com\\@127.0.0.1/repo.git", safe="") + "/main", 400, "bad_url", ""),

@@ -60,7 +60,7 @@ def test_the_migration_creates_the_checks_table_on_a_fresh_catalogue(tmp_path):
     db.upgrade(url)
     engine = db.make_engine(url)
     try:
-        assert db.current_revision(engine) == "0003"
+        assert db.current_revision(engine) >= "0003"  # later revisions keep the table
         columns = {c["name"] for c in inspect(engine).get_columns("checks")}
         assert {
             "publication_id",

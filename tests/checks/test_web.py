@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
@@ -27,6 +28,17 @@ def result(started: datetime, printed: str = "") -> CheckResult:
     else:
         steps.append(StepResult(Step.RESULTS, Status.PASSED, 0.1))
     return CheckResult(DOI, Kind.FROZEN, started, tuple(steps), differences=differences)
+
+
+async def scrape_until(p, line: str, timeout: float = 10.0) -> str:
+    """/metrics until it has ``line``: a scrape reports the cached verdict counts and starts
+    their refresh off the event loop, so the counts show on a later scrape."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        scraped = (await p.fetch("/metrics", accept="text/plain")).body.decode()
+        if line in scraped or asyncio.get_running_loop().time() > deadline:
+            return scraped
+        await asyncio.sleep(0.05)
 
 
 async def test_checks_api_and_badge(tmp_path):
@@ -61,8 +73,7 @@ async def test_checks_api_and_badge(tmp_path):
 
         p.add_publication("10.5555/other.paper")
         records.record(CheckResult.from_dict({**result(now).to_dict(), "doi": "10.5555/other.paper"}))
-        scraped = (await p.fetch("/metrics", accept="text/plain")).body.decode()
-        assert 'panbinder_check_verdicts{verdict="runs, results differ"} 1.0' in scraped
+        scraped = await scrape_until(p, 'panbinder_check_verdicts{verdict="runs, results differ"} 1.0')
         assert 'panbinder_check_verdicts{verdict="reproducible"} 1.0' in scraped  # the last check only
         assert 'panbinder_check_verdicts{verdict="does not run"} 0.0' in scraped
 

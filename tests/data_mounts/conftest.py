@@ -1,15 +1,50 @@
-"""Shared fixtures: a catalogue on a temporary SQLite file, confined to the module's ``storage``."""
+"""Shared fixtures: a catalogue confined to the module's ``storage``, on a temporary SQLite file.
+
+A module that also runs on PostgreSQL overrides ``db_url`` with ``any_db_url``: its tests then run
+once per backend, the PostgreSQL ones each on a new database of one throwaway server per session
+(Debian's ``postgresql``, started in a temporary folder by ``tests/postgres.py``), or of the
+server ``PANBINDER_TEST_DB_URL`` names.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 import pytest
 
 from panbinder.data_mounts.catalogue import Catalogue
+from tests.postgres import fresh_database, temporary_cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server for this test session."""
+    given = os.environ.get("PANBINDER_TEST_DB_URL", "")
+    if given:
+        yield given
+        return
+    with temporary_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/c.sqlite"
+        return
+    with fresh_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
 
 
 @pytest.fixture
-def cat(tmp_path, storage):
-    c = Catalogue(db_url=f"sqlite:///{tmp_path}/c.sqlite", storage_roots=[str(storage)])
+def db_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/c.sqlite"
+
+
+@pytest.fixture
+def cat(db_url, storage):
+    c = Catalogue(db_url=db_url, storage_roots=[str(storage)])
     c.start()
     yield c
     c.close()

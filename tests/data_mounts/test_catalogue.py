@@ -1,4 +1,7 @@
-"""The catalogue: one-transaction imports, queries, locations, publications with a fake resolver."""
+"""The catalogue: one-transaction imports, queries, locations, publications with a fake resolver.
+
+Each test runs on SQLite and on PostgreSQL (``any_db_url`` in conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +41,11 @@ class FakeResolver:
 
 def sha(repo: str, ref: str, salt: str = "") -> str:
     return hashlib.sha1(f"{salt}{repo}@{ref}".encode()).hexdigest()
+
+
+@pytest.fixture
+def db_url(any_db_url) -> str:
+    return any_db_url
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from panbinder.data_mounts import preview
+from panbinder.data_mounts.plot_labels import band
 from panbinder.data_mounts.png import LINE_COLOUR, SIGNATURE, encode_png
 from panbinder.errors import PanbinderError
 from tests.shared_data import NEXUS as SHARED_NEXUS
@@ -223,12 +224,13 @@ def test_thumbnail_of_every_signal_and_detector_image(nexus_copy, reads, name, d
 
 
 def test_real_images_keep_their_orientation(nexus_copy):
+    side = band()  # default plots get labels below and on the left (test_preview_plot.py)
     scan = decode_png(preview.thumbnail(nexus_copy / "scan101.nxs", "/com_05551/scan_data/data_01"))
-    assert scan.shape == (240, 140, 3)  # 960 x 560, the leading axis of length 1 dropped
-    sans = decode_png(preview.thumbnail(nexus_copy / "sans2009n012333.hdf", "/entry1/data1/counts"))
-    assert sans.shape == (256, 256, 3)  # 128 x 128, shown twice as large
+    assert scan.shape == (192 + side, 112 + side, 3)  # 960 x 560, the leading axis of length 1 dropped
+    sans = decode_png(preview.thumbnail(nexus_copy / "sans2009n012333.hdf", "/entry1/SANS/detector/counts"))
+    assert sans.shape == (256, 256, 3)  # 128 x 128, shown twice as large (not an NXdata: no labels)
     chopper = decode_png(preview.thumbnail(nexus_copy / "chopper.nxs", "/entry/data/data"))
-    assert chopper.shape == (50, 250, 3)  # 148 x 750, aspect kept
+    assert chopper.shape == (37 + side, 188 + side, 3)  # 148 x 750, aspect kept
 
 
 def test_shared_files_are_untouched(nexus_copy):

@@ -442,3 +442,19 @@ def _gzip_zeros(size: int) -> bytes:
     compressor = zlib.compressobj(9)
     block = bytes(1 << 20)
     return b"".join(compressor.compress(block) for _ in range(size >> 20)) + compressor.flush()
+
+
+async def test_plugin_compressed_detector_data_previews_through_the_sandbox(sandbox, tmp_path):
+    """hdf5plugin's filters are loaded before the chroot: a Blosc or bitshuffle chunk decodes in
+    the child, and a filter nothing provides is named in the refusal."""
+    from tests.data_mounts.test_compressed_preview import UNREGISTERED, write_detector_file
+
+    folder = tmp_path / "detector"
+    folder.mkdir(mode=0o755)
+    path = write_detector_file(folder / "detector.h5")
+    path.chmod(0o644)
+    for name in ("bitshuffle_lz4", "blosc", "zstd"):
+        png = await sandbox.thumbnail(folder, path.name, f"/{name}", size=64)
+        assert png == preview.thumbnail(path, "/plain", size=64), name
+    error = await refused(sandbox.thumbnail(folder, path.name, "/unknown"))
+    assert error.reason == "filter-unavailable" and f"HDF5 filter {UNREGISTERED}" in error.message

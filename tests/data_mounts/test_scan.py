@@ -293,3 +293,39 @@ def test_file_vanishing_during_scan_writes_nothing(cat, storage, monkeypatch):
         cat.scan(str(storage / "beamline"))
     assert "Nothing was written" in err.value.message
     assert datasets(cat) == {}
+
+
+def test_scan_stores_application_definitions_and_templates_fit_on_them(cat, storage):
+    import asyncio
+
+    from panbinder.data_mounts import analysis_templates as at
+    from panbinder.data_mounts.models import dataset_definitions
+
+    cat.scan(str(storage / "beamline"))
+    with cat.session() as s:
+        rows = s.execute(
+            select(Dataset.pid, dataset_definitions.c.definition).join(
+                dataset_definitions, dataset_definitions.c.dataset_id == Dataset.id
+            )
+        ).all()
+    assert ("local:beamline/run2", "NXmx") in rows
+    assert all(pid != "local:beamline/run1" for pid, _ in rows)  # no definition in its files
+    # a template for any technique with --format NXmx fits the dataset through the stored definition
+
+    async def resolve(repo: str, ref: str) -> str:
+        return "a" * 40
+
+    with cat.session() as s:
+        techniques = sorted({t.panet_id for ds in s.scalars(select(Dataset)) for t in ds.techniques})
+    record = at.make_record(
+        repo_url="https://git.example.org/mx.git",
+        ref="main",
+        title="MX",
+        techniques=techniques,
+        formats=["nxmx"],
+    )
+    asyncio.run(at.register(cat, record, resolve=resolve))
+    with cat.session() as s:
+        ids = dict(s.execute(select(Dataset.id, Dataset.pid)).all())
+        fits = {ids[i] for i in at.fitting(s, list(ids))}
+    assert "local:beamline/run2" in fits and "local:beamline/run1" not in fits

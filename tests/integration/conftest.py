@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
+from tests.archive_server import ArchiveServer
 from tests.support import (
     GitServer,
     Portal,
@@ -101,8 +103,17 @@ def storage_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def portal(portal_factory, storage_root):
-    """The portal most modules share: a Hub with a dummy authenticator, a proposal group, CORS."""
+def archive_server():
+    """Zenodo, Figshare, Dataverse and Software Heritage on 127.0.0.1 (tests/archive_server.py):
+    a test adds the records it builds."""
+    with ArchiveServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def portal(portal_factory, storage_root, archive_server):
+    """The portal most modules share: a Hub with a dummy authenticator, a proposal group, CORS,
+    and the archives' stand-in."""
     config = f"""
         c.Catalogue.storage_roots = [{str(storage_root)!r}]
         c.HubProcess.groups = {{"proposal-42": ["alice"]}}
@@ -117,10 +128,12 @@ def portal(portal_factory, storage_root):
         c.HubProcess.mem_limit = "1G"
         c.HubProcess.cpu_limit = 1.0
         c.HubProcess.pids_limit = 200
+        c.ServerPool.max_servers = 4  # what the suite's launches need; each is replaced every max_age
         # longer than the whole suite: the culler also removes inactive signed-in users (alice,
         # operator) and with them their group memberships, which later tests rely on
         c.HubProcess.cull_timeout = 6 * 3600
         """
+    config = textwrap.dedent(config) + archive_server.portal_config()
     with portal_factory("it", config, prefix=PREFIX) as p:
         yield p
 

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from panbinder.builder.build_engine import BuildEngine
+from panbinder.builder.buildpacks.settings import BASE_IMAGE
 from panbinder.builder.r2d import ENGINE_STOPPED
 from panbinder.launcher.hub_process import docker_bridge_gateway
 from panbinder.serve import ServeApp
@@ -50,7 +51,7 @@ def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 
 def dockerfile_repo(git_server, name: str, steps: str) -> str:
     """A repository built from its Dockerfile on the base image (a build of a few seconds)."""
-    git_server.commit(name, {"Dockerfile": f"FROM panbinder-base:bookworm-1\n{steps}\n"}, "dockerfile")
+    git_server.commit(name, {"Dockerfile": f"FROM {BASE_IMAGE}\n{steps}\n"}, "dockerfile")
     return git_server.url(name)
 
 
@@ -209,7 +210,7 @@ async def test_build_steps_reach_neither_readers_servers_nor_the_hub(
             pass
     name = f"probe-{secrets.token_hex(4)}"
     run_probe = f"RUN python3 /probe.py {' '.join(targets)}"
-    dockerfile = f"FROM panbinder-base:bookworm-1\nCOPY probe.py /probe.py\n{run_probe}\n"
+    dockerfile = f"FROM {BASE_IMAGE}\nCOPY probe.py /probe.py\n{run_probe}\n"
     git_server.commit(name, {"Dockerfile": dockerfile, "probe.py": PROBE}, "probe")
     stream = await read_stream(own_portal.build_url(git_server.url(name), "main", "build_only=true"))
     built_image(stream)

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from panbinder.builder.buildpacks import NOTICE_PREFIX
+from panbinder.builder.buildpacks.settings import BASE_IMAGE
 from tests.support import read_stream, run_code
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -108,7 +109,7 @@ async def test_environment_yml_installed_with_pip_and_said_so(portal, git_server
 
 async def test_allowed_dockerfile_is_used_alone(portal, git_server):
     dockerfile = (
-        "FROM panbinder-base:bookworm-1\n"
+        f"FROM {BASE_IMAGE}\n"
         "RUN echo from-the-dockerfile > /dockerfile-marker\n"
         "COPY requirements.txt /srv/unused-requirements.txt\n"
     )
@@ -143,7 +144,7 @@ async def test_allowed_dockerfile_is_used_alone(portal, git_server):
         (
             "refuse-dockerfile",
             {"Dockerfile": "FROM python:3.12-slim\n"},
-            ["FROM 'python:3.12-slim'", "Allowed base images: panbinder-base:bookworm-1"],
+            ["FROM 'python:3.12-slim'", f"Allowed base images: {BASE_IMAGE}"],
         ),
     ],
 )

@@ -8,7 +8,10 @@ publication's dataset), one that raises, and one whose stored output differs fro
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from panbinder.checks.records import CheckRecords
 from panbinder.checks.verdict import Kind
 from tests.support import forget_image
 
-from .conftest import DOI_OPEN, catalogue_of, cli, write_scan
+from .conftest import DOI_EMBARGO, DOI_OPEN, catalogue_of, cli, write_scan
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
@@ -116,6 +119,29 @@ def test_notebook_that_raises_does_not_run(portal, checked):
     assert "ValueError: broken on purpose" in message, message
 
 
+def test_embargoed_publication_does_not_run_and_says_until_when(portal, checked):
+    """A check runs as an anonymous reader: a publication whose dataset is under embargo is not
+    launched, and the verdict says which dataset is under embargo until when; no file of it
+    reaches the check's record."""
+    with checked.session() as s:  # the date the fixture set (a run may cross midnight since)
+        released = checked.get_dataset(s, "local:embargoed-scan").release_date.date().isoformat()
+    status, result = check(portal, DOI_EMBARGO)
+    assert (status, result["verdict"], result["failed_step"]) == (4, "does not run", "launches"), result
+    message = result["message"]
+    assert f"(local:embargoed-scan) is under embargo until {released}" in message, message
+    assert "anonymous reader" in message and "nothing was launched" in message, message
+    steps = {s["step"]: s for s in result["steps"]}
+    assert steps["runs"] == {
+        **steps["runs"],
+        "status": "skipped",
+        "message": "not run: the data is under embargo",
+    }
+    assert steps["same results"]["status"] == "skipped"
+    recorded = json.dumps(CheckRecords(catalogue=checked).latest(DOI_EMBARGO).result.to_dict())
+    assert "scan.nxs" not in recorded and "/data" not in recorded  # the title and PID are public
+    assert (result["differences"], result["diff"]) == ([], "")
+
+
 def test_changed_output_differs(portal, checked):
     status, result = check(portal, DOI_DIFFERS)
     assert (status, result["verdict"]) == (3, "runs, results differ"), result
@@ -186,3 +212,101 @@ def test_lost_image_restored_from_the_archive_and_a_damaged_archive(portal, chec
     assert (status, result["verdict"], result["failed_step"]) == (6, "archive damaged", "archive intact")
     assert "data/publication.json" in result["message"], result["message"]
     assert {s["status"] for s in result["steps"][1:]} == {"skipped"}
+
+
+DOI_SHOWN = "10.5555/panbinder.check.shown"
+PAYLOAD = "<script>window.__xss = 'script'</script><img src=x onerror=\"window.__xss = 'onerror'\">"
+
+
+def png_base64() -> str:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (6, 4), (200, 30, 30)).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def shown_notebook(png: str) -> str:
+    """A notebook whose stored outputs hold a script and an onerror payload (and a real PNG); its
+    code prints the same outputs again when the check executes it."""
+    source = (
+        "import base64\n"
+        "from IPython.display import HTML, Image, display\n"
+        f"display(HTML({PAYLOAD!r}))\n"
+        f"display(Image(data=base64.b64decode({png!r})))"
+    )
+    outputs = [
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"text/html": PAYLOAD, "text/plain": "<IPython.core.display.HTML object>"},
+        },
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"image/png": png, "text/plain": "<IPython.core.display.Image object>"},
+        },
+    ]
+    markdown = {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": f"# Figure 1 {PAYLOAD}"}
+    code = {**cell(source, "", "figure"), "outputs": outputs}
+    return json.dumps({**json.loads(stored_notebook("print(6 * 7)", "42\n")), "cells": [markdown, code]})
+
+
+async def assert_inert(page, url: str) -> None:
+    """``url`` opened: the CSP is there (no unsafe script source), nothing ran or got in."""
+    from .test_xss import INJECTED, REQUIRED_CSP
+
+    response = await page.goto(url)
+    assert response.status == 200, (url, response.status)
+    csp = response.headers.get("content-security-policy", "")
+    assert all(d in csp for d in REQUIRED_CSP) and "unsafe" not in csp, csp
+    await page.wait_for_load_state("networkidle")
+    await page.wait_for_timeout(300)
+    assert await page.evaluate("window.__xss") is None
+    assert page.dialogs == [] and await page.evaluate(INJECTED) == []
+    assert await page.evaluate("window.__violations || []") == [], url
+
+
+@pytest.mark.browser
+async def test_notebooks_shown_inert_and_the_overview_counts(portal, git_server, checked):
+    """A checked notebook whose outputs carry a script and an onerror payload, opened in Chromium
+    as stored and as executed: nothing runs, the PNG shows; the overview page counts every
+    publication by its last frozen check."""
+    from .test_xss import chromium
+
+    png = png_base64()
+    base = {"requirements.txt": "h5py==3.16.0\n", "README.md": "checked paper\n"}
+    sha = git_server.commit(REPO, {**base, "analysis.ipynb": shown_notebook(png)}, DOI_SHOWN)
+    cli(portal, "publications", "add", f"--doi={DOI_SHOWN}", f"--repo={git_server.url(REPO)}", f"--ref={sha}")
+    cli(portal, "build", git_server.url(REPO), sha, timeout=900)
+    _, result = check(portal, DOI_SHOWN)
+    assert result["steps"][2]["status"] == "passed", result  # it ran: the executed version is kept
+
+    page_url = f"{portal.url}/publications/{DOI_SHOWN}"
+    async with chromium() as page:
+        await assert_inert(page, page_url)
+        links = await page.locator("ul.check-notebooks a").evaluate_all("(a) => a.map((e) => e.href)")
+        assert links == [
+            f"{page_url}/notebooks/analysis.ipynb?as=executed",
+            f"{page_url}/notebooks/analysis.ipynb?as=stored",
+        ]
+        for link in links:
+            await assert_inert(page, link)
+            assert "Figure 1" in await page.locator(".notebook-view h1").inner_text()
+            image = page.locator(f".notebook-view img[src='data:image/png;base64,{png}']")
+            assert await image.evaluate("(img) => img.complete && img.naturalWidth") == 6
+            assert "not shown here: text/html output" in await page.locator(".notebook-view").inner_text()
+
+        await assert_inert(page, f"{portal.url}/reproducibility")
+        shown = {
+            await row.get_attribute("data-verdict"): int(await row.locator("td.n").inner_text())
+            for row in await page.locator("tr.count").all()
+        }
+    records = CheckRecords(catalogue=checked)
+    with checked.session() as session:
+        dois = [p.doi for p in checked.list_publications(session, limit=100_000)]
+    expected = Counter(
+        latest.result.verdict.value if (latest := records.latest(doi)) else "never checked" for doi in dois
+    )
+    assert shown == {name: expected.get(name, 0) for name in shown}, (shown, expected)
+    assert sum(shown.values()) == len(dois) and shown[result["verdict"]] >= 1

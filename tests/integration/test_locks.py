@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from panbinder.builder.buildpacks.settings import BASE_IMAGE
 from panbinder.builder.lock import LABEL, image_lock
 from panbinder.registry_cache.archive import Archive
 from panbinder.registry_cache.naming import parse_image
@@ -61,7 +62,7 @@ def test_build_records_its_lock_in_the_catalogue(locked_image, git_server):
     assert lock["python"].startswith("3.")
     assert "tabulate==0.9.0" in lock["pip"] and any(p.startswith("jupyterlab==") for p in lock["pip"])
     assert "jq" in lock["dpkg"] and "bash" in lock["dpkg"]
-    assert lock["base_image"]["name"] == "panbinder-base:bookworm-1"
+    assert lock["base_image"]["name"] == BASE_IMAGE
     assert lock["base_image"]["id"].startswith("sha256:")
     assert lock["repo2docker"] and lock["panbinder"]
 

@@ -1,0 +1,100 @@
+"""A launched single-user server starts without the Hub's database layer and aiohttp
+(builder/buildpacks/lazy_hub_imports.py), and still signs users in through the Hub's OAuth and
+reports its activity to the Hub."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from tests.integration.conftest import HUB_PASSWORD, PREFIX
+from tests.support import _docker_client, read_stream
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
+# packages whose compiled modules a Python process maps when it imports them (alembic and the
+# Hub's ORM import SQLAlchemy)
+HUB_ONLY = ("/sqlalchemy/", "/aiohttp/")
+
+
+def server_maps(user: str) -> str:
+    """The memory map of the launched server's process (read from the host: the container's
+    processes are the host's)."""
+    client = _docker_client()
+    try:
+        names = [
+            c for c in client.containers.list(filters={"name": PREFIX}) if user.removeprefix("pb-") in c.name
+        ]
+        assert len(names) == 1, [c.name for c in names]
+        top = names[0].top(ps_args="-eo pid,args")
+    finally:
+        client.close()
+    # (repo2docker's entrypoint, a Python process too, runs the server as its child)
+    pids = [p[0] for p in top["Processes"] if "jupyterhub-singleuser" in p[-1] and "entrypoint" not in p[-1]]
+    assert len(pids) == 1, top
+    return Path(f"/proc/{pids[0]}/maps").read_text()
+
+
+class Browser:
+    """Requests with a cookie jar and redirects followed by hand (each hop checked)."""
+
+    def __init__(self) -> None:
+        self.cookies: dict[str, str] = {}
+        self.client = AsyncHTTPClient()
+
+    async def get(self, url: str, *, method: str = "GET", body: str | None = None) -> HTTPResponse:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        resp = await self.client.fetch(
+            url, method=method, body=body, headers=headers, follow_redirects=False, raise_error=False
+        )
+        for cookie in resp.headers.get_list("Set-Cookie"):
+            name, _, rest = cookie.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0]
+        return resp
+
+    @staticmethod
+    def location(resp: HTTPResponse) -> str:
+        assert resp.code in (302, 303), (resp.code, resp.body[:300])
+        return urljoin(resp.effective_url, resp.headers["Location"])
+
+
+async def test_server_starts_without_hub_only_modules_and_signs_in_through_oauth(
+    portal, git_server, analysis_repo
+):
+    s = await read_stream(portal.build_url(git_server.url(analysis_repo), "main"))
+    assert s.last["phase"] == "ready", s.log()
+    server = s.last["url"]
+    user = server.rstrip("/").rsplit("/", 1)[1]
+
+    maps = server_maps(user)
+    assert "/tornado/" in maps  # the probe reads the server's own compiled modules
+    assert [m for m in HUB_ONLY if m in maps] == []
+
+    # OAuth: the server sends an anonymous reader to the Hub, which signs them in and sends them
+    # back with a code; the server trades it for a token (a POST to the Hub) and sets its cookie
+    browser = Browser()
+    to_hub = browser.location(await browser.get(server + "lab"))
+    assert urlparse(to_hub).path == "/hub/api/oauth2/authorize", to_hub
+    to_login = browser.location(await browser.get(to_hub))
+    form = (await browser.get(to_login)).body.decode()
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form).group(1)
+    login = f"_xsrf={xsrf}&username={user}&password={HUB_PASSWORD}"
+    back = browser.location(await browser.get(to_login, method="POST", body=login))
+    to_callback = browser.location(await browser.get(back))
+    assert urlparse(to_callback).path == f"/user/{user}/oauth_callback", to_callback
+    to_lab = browser.location(await browser.get(to_callback))
+    assert urlparse(to_lab).path == f"/user/{user}/lab"
+    status = await browser.get(server + "api/status")
+    assert status.code == 200, status.body[:300]
+
+    # activity: the server reported to the Hub as it started (the culler decides from it)
+    log = (portal.state / "logs" / "jupyterhub.log").read_text(errors="replace")
+    assert re.search(rf"\b200 POST /hub/api/users/{re.escape(user)}/activity\b", log), log[-3000:]
+    # the sign-in loaded nothing more of the Hub's in the server
+    assert [m for m in HUB_ONLY if m in server_maps(user)] == []

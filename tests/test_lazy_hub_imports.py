@@ -1,0 +1,107 @@
+"""The single-user server's lazy Hub imports (builder/buildpacks/lazy_hub_imports.py), applied to a
+copy of the JupyterHub this project pins (the one images install)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupyterhub
+import pytest
+
+from panbinder.builder.buildpacks import lazy_hub_imports
+from tests.test_buildpack import render
+
+HUB_ONLY = ("sqlalchemy.engine", "sqlalchemy.orm", "alembic", "jupyterhub.orm", "aiohttp")
+
+
+@pytest.fixture(scope="module")
+def patched_copy(tmp_path_factory) -> Path:
+    """A folder whose ``jupyterhub`` package is a patched copy of the installed one."""
+    root = tmp_path_factory.mktemp("hub")
+    shutil.copytree(Path(jupyterhub.__file__).parent, root / "jupyterhub")
+    out = run(root, str(Path(lazy_hub_imports.SOURCE)))
+    assert "lazy Hub imports applied to 9 files" in out, out
+    return root
+
+
+def run(root: Path, *args: str) -> str:
+    """``python ARGS`` with ``root`` first on the path (its jupyterhub package is the one used)."""
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def loaded_after(root: Path, statement: str) -> dict[str, bool]:
+    """Which Hub-only modules ``statement`` really executes (a lazy module not yet used is not)."""
+    code = (
+        "import json, sys\n"
+        f"{statement}\n"
+        "def executed(name):\n"
+        "    m = sys.modules.get(name)\n"
+        "    return m is not None and type(m).__name__ != '_LazyModule'\n"
+        f"print(json.dumps({{n: executed(n) for n in {list(HUB_ONLY)!r}}}))\n"
+    )
+    return json.loads(run(root, "-c", code).strip().splitlines()[-1])
+
+
+def test_the_single_user_extension_loads_without_the_hub_database_and_aiohttp(patched_copy):
+    statement = "import jupyter_server.serverapp\nfrom jupyterhub.singleuser import main\nmain.__name__"
+    assert loaded_after(patched_copy, statement) == dict.fromkeys(HUB_ONLY, False)
+
+
+def test_the_stock_package_loads_them(tmp_path):
+    """The check above can fail: unpatched, the same import executes every Hub-only module."""
+    shutil.copytree(Path(jupyterhub.__file__).parent, tmp_path / "jupyterhub")
+    statement = "import jupyter_server.serverapp\nfrom jupyterhub.singleuser import main"
+    assert loaded_after(tmp_path, statement) == dict.fromkeys(HUB_ONLY, True)
+
+
+def test_hub_side_modules_still_work_when_patched(patched_copy):
+    """The Hub's own modules load the lazy ones on first use; the legacy mixins still import."""
+    statement = (
+        "import jupyterhub.app, jupyterhub.scopes as s, jupyterhub.metrics as m\n"
+        "from jupyterhub.singleuser import make_singleuser_app, HubAuthenticatedHandler\n"
+        "assert s.orm.User.__name__ == 'User' and s.roles.get_roles_for and m.orm.Base\n"
+        "from jupyterhub.log import _is_health_check\n"
+        "from jupyterhub.handlers.pages import HealthCheckHandler\n"
+        "assert _is_health_check(HealthCheckHandler.__new__(HealthCheckHandler))"
+    )
+    assert loaded_after(patched_copy, statement)["jupyterhub.orm"]
+
+
+def test_applying_twice_changes_nothing(patched_copy):
+    before = {p: p.read_text() for p in patched_copy.rglob("*.py")}
+    out = run(patched_copy, str(Path(lazy_hub_imports.SOURCE)))
+    assert "not applied" in out
+    assert {p: p.read_text() for p in patched_copy.rglob("*.py")} == before
+
+
+def test_another_jupyterhub_is_left_as_it_is(tmp_path):
+    """A version the hunks do not match: nothing changes, the server starts as before."""
+    shutil.copytree(Path(jupyterhub.__file__).parent, tmp_path / "jupyterhub")
+    log = tmp_path / "jupyterhub" / "log.py"
+    log.write_text(log.read_text().replace("from .handlers.pages import", "from .handlers import"))
+    before = {p: p.read_text() for p in tmp_path.rglob("*.py")}
+    assert "not applied (log.py" in run(tmp_path, str(Path(lazy_hub_imports.SOURCE)))
+    assert {p: p.read_text() for p in tmp_path.rglob("*.py")} == before
+
+
+def test_diff_for_upstream(tmp_path):
+    shutil.copytree(Path(jupyterhub.__file__).parent, tmp_path / "jupyterhub")
+    diff = run(tmp_path, str(Path(lazy_hub_imports.SOURCE)), "--diff")
+    assert "+++ b/jupyterhub/_lazy.py" in diff and "-from .handlers.pages import HealthCheckHandler" in diff
+    assert not (tmp_path / "jupyterhub" / "_lazy.py").exists()  # --diff only prints
+
+
+def test_every_image_applies_it_after_the_server_install():
+    lines = render().splitlines()
+    copy = [i for i, ln in enumerate(lines) if ln.startswith("COPY") and lazy_hub_imports.IN_IMAGE in ln]
+    install = [i for i, ln in enumerate(lines) if "jupyterhub==" in ln and ln.startswith("RUN")]
+    patch = [i for i, ln in enumerate(lines) if lazy_hub_imports.build_script("/srv/venv") in ln]
+    assert len(copy) == len(install) == len(patch) == 1
+    assert copy[0] < install[0] < patch[0]
