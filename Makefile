@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 
-.PHONY: setup setup-test serve test test-unit test-docker lint format stop lock bench clean
+.PHONY: setup setup-test serve test test-unit test-docker lint format chart-check stop lock bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -34,12 +34,18 @@ lint: setup-test
 format: setup-test
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
+# Render the Helm chart with each values file in helm/panbinder/ci (no helm binary), lint it and
+# validate every object against the Kubernetes 1.30-1.37 schemas.
+chart-check: setup-test
+	@$(PY) helm/chart_check.py
+
 bench: setup
 	@$(PY) -m benchmarks.launch
 	@$(PY) -m benchmarks.data_launch
 	@$(PY) -m benchmarks.preview
 	@$(PY) -m benchmarks.build
 	@$(PY) -m benchmarks.faults
+	@$(PY) -m benchmarks.check
 
 stop:
 	@bash scripts/stop.sh

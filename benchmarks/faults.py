@@ -37,6 +37,7 @@ from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
 
+from panbinder.builder.buildpacks.settings import BASE_IMAGE
 from tests.support import (
     OwnRegistry,
     Portal,
@@ -253,7 +254,7 @@ async def build_faults(git, build: Portal, build_engine, registry: OwnRegistry) 
     faults = []
     step = unique_sleep()
     slow = f"be-{secrets.token_hex(4)}"
-    git.commit(slow, {"Dockerfile": f"FROM panbinder-base:bookworm-1\nRUN {step}\n"}, "slow build")
+    git.commit(slow, {"Dockerfile": f"FROM {BASE_IMAGE}\nRUN {step}\n"}, "slow build")
     fault = Fault("build engine kill -9 mid-build")
     query = "build_only=true"
     readers = [
@@ -268,14 +269,14 @@ async def build_faults(git, build: Portal, build_engine, registry: OwnRegistry) 
     if started.returncode != 0:
         fault.orphans.append(f"build engine not started again: {started.stderr[-300:]}")
     quick = f"quick-{secrets.token_hex(4)}"
-    git.commit(quick, {"Dockerfile": "FROM panbinder-base:bookworm-1\nRUN echo quick > /quick\n"}, "quick")
+    git.commit(quick, {"Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo quick > /quick\n"}, "quick")
     await reader(build.build_url(git.url(quick), "main", query), fault)  # builds work again
     await settle(fault, build, steps=(step,))
     faults.append(fault)
 
     fault = Fault("registry down")
     down = f"rd-{secrets.token_hex(4)}"
-    git.commit(down, {"Dockerfile": "FROM panbinder-base:bookworm-1\nRUN echo down > /down\n"}, "down")
+    git.commit(down, {"Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo down > /down\n"}, "down")
     registry.stop()
     try:
         await asyncio.gather(

@@ -4,9 +4,19 @@ Prints the cold build and code-only rebuild times of a small repository, then N 
 measurements of
   floor:  `docker run -d` of the built image (same limits) until its server's /api/status is 200
   launch: GET /build/git/<repo>/<ref> until `ready`, then until the server's /api/status is 200
-and the ratio of the medians (target <= 1.5).
+and the ratio of the medians (target <= 1.5); then the warm publications figures of
+``benchmarks/warm_launch.py`` (first click after a start, 20 concurrent clicks, paused memory).
 
-    python -m benchmarks.launch [--runs 5] [--keep-build-cache]
+    python -m benchmarks.launch [--runs 5] [--keep-build-cache] [--backend slurm]
+
+With the pool off, a third measurement alternates with those two:
+  stock:  `docker run -d` of a stock single-user image (``jupyterhub-singleuser`` as pip installs
+          it, built from the same base image: ``benchmarks/stock_singleuser.py``) until its
+          /api/status is 200
+with the targets launch/floor <= 1.2 and launch/stock <= 0.6 (issue 17, cold start).
+
+With ``--backend slurm`` the same comparison runs on a one-node Slurm cluster: see
+``benchmarks/slurm_launch.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tornado.httpclient import AsyncHTTPClient
+
+from benchmarks import stock_singleuser
 from tests.support import (
     free_port,
     machine_build_engine,
@@ -105,7 +118,32 @@ async def compare(url: str, image: str, runs: int, settle: float) -> tuple[list[
     return floors, launches
 
 
-def report(label: str, floors: list[float], launches: list[float]) -> None:
+async def compare_cold(url: str, image: str, stock: str, runs: int) -> tuple[list[float], ...]:
+    """Pool off: alternate floor, stock single-user server and launch runs (floors, launches, stocks)."""
+    floors, launches, stocks = [], [], []
+    await timed_launch(url)  # warm-up: image local, the Hub has seen it
+    with stock_singleuser.stub_hub() as (api_url, token):
+        await stock_singleuser.stock_once(DOCKER, stock, PREFIX, api_url, token)  # warm-up
+        for _ in range(runs):
+            await asyncio.sleep(0.5)
+            floors.append(await floor_once(image))
+            await asyncio.sleep(0.5)
+            stocks.append(await stock_singleuser.stock_once(DOCKER, stock, PREFIX, api_url, token))
+            await asyncio.sleep(0.5)
+            launches.append(await timed_launch(url))
+    return floors, launches, stocks
+
+
+def report_stock(stocks: list[float], launches: list[float]) -> None:
+    stock, launch = statistics.median(stocks), statistics.median(launches)
+    print(
+        f"[new server, pool off] stock  bare docker run of stock jupyterhub-singleuser -> /api/status 200, "
+        f"median of {len(stocks)}: {stock:.3f} s  {sorted(round(x, 3) for x in stocks)}"
+    )
+    print(f"[new server, pool off] ratio launch/stock: {launch / stock:.2f}  (target <= 0.6)")
+
+
+def report(label: str, floors: list[float], launches: list[float], target: float = 1.5) -> None:
     floor, launch = statistics.median(floors), statistics.median(launches)
     n = len(floors)
     print(
@@ -114,10 +152,13 @@ def report(label: str, floors: list[float], launches: list[float]) -> None:
     print(
         f"[{label}] launch /build -> ready -> /api/status 200, median of {n}: {launch:.3f} s  {sorted(round(x, 3) for x in launches)}"
     )
-    print(f"[{label}] ratio launch/floor: {launch / floor:.2f}  (target <= 1.5)")
+    print(f"[{label}] ratio launch/floor: {launch / floor:.2f}  (target <= {target})")
 
 
 async def main(runs: int, keep_cache: bool) -> None:
+    # tornado keeps one client per event loop: size it for the 20 concurrent event streams of the
+    # warm-publication burst now, before the first request makes it (a later configure is ignored)
+    AsyncHTTPClient.configure(None, max_clients=100)
     with tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp, running_git(Path(tmp, "git")) as git:
         name = f"bench-{int(time.time())}"
         git.commit(name, FILES, "initial")
@@ -132,12 +173,24 @@ async def main(runs: int, keep_cache: bool) -> None:
             code_only = await build_time(url)
             image = (await read_stream(url + "?build_only=true")).last["imageName"]
             pooled = await compare(url, image, runs, settle=3.0)
+        stock = stock_singleuser.build_stock_image(DOCKER)
         with running_portal(Path(tmp, "state-nopool"), prefix=PREFIX, config=portal_config(0)) as portal:
-            cold_launch = await compare(portal.build_url(git.url(name), "main"), image, runs, settle=0.5)
+            floors, launches, stocks = await compare_cold(
+                portal.build_url(git.url(name), "main"), image, stock, runs
+            )
         print(f"cold build (new repo, {'warm' if keep_cache else 'empty'} build cache): {cold:6.2f} s")
         print(f"code-only rebuild:                                {code_only:6.2f} s")
         report("pre-started server", *pooled)
-        report("new server, pool off", *cold_launch)
+        report("new server, pool off", floors, launches, target=1.2)
+        report_stock(stocks, launches)
+        await warm_publications(runs)
+
+
+async def warm_publications(runs: int) -> None:
+    """First click on a registered publication after a start, a hot burst, paused-server memory."""
+    from benchmarks import warm_launch
+
+    await warm_launch.main(runs, 20)
 
 
 if __name__ == "__main__":
@@ -148,5 +201,15 @@ if __name__ == "__main__":
     parser.add_argument(
         "--keep-build-cache", action="store_true", help="skip `docker builder prune` before the cold build"
     )
+    parser.add_argument("--backend", choices=["docker", "slurm", "swarm"], default="docker")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.keep_build_cache))
+    if args.backend == "swarm":
+        from benchmarks import swarm_launch
+
+        asyncio.run(swarm_launch.main(args.runs))
+    elif args.backend == "slurm":
+        from benchmarks import slurm_launch
+
+        asyncio.run(slurm_launch.main(args.runs))
+    else:
+        asyncio.run(main(args.runs, args.keep_build_cache))

@@ -7,7 +7,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${PANBINDER_STATE:-$ROOT/.state}
 VENV=$STATE/venv
 REGISTRY_ADDR=${PANBINDER_REGISTRY_ADDR:-127.0.0.1:5000}
-BASE_IMAGE=${PANBINDER_BASE_IMAGE:-panbinder-base:bookworm-1}
+# The number after "bookworm-" changes whenever the base image's contents change (2: Node.js and
+# npm), so an existing machine makes the new one; builder/buildpacks/settings.py BASE_IMAGE matches.
+BASE_IMAGE=${PANBINDER_BASE_IMAGE:-panbinder-base:bookworm-2}
 CHP_VERSION=4.6.3
 export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
 
@@ -29,6 +31,15 @@ command -v node >/dev/null || need+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # the test suite drives Debian's chromium (browser tests); `make serve` does not need it
 if [ "${1:-}" = "--test" ]; then command -v chromium >/dev/null || need+=(chromium); fi
+# the catalogue tests run on PostgreSQL too: a throwaway server per session (tests/postgres.py)
+if [ "${1:-}" = "--test" ]; then compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql); fi
+# the Slurm back-end: a one-node cluster for its tests, podman in the jobs
+if [ "${1:-}" = "--test" ] || [ "${PANBINDER_BACKEND:-}" = "slurm" ]; then
+  for p in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge podman:podman \
+    newuidmap:uidmap; do
+    command -v "${p%%:*}" >/dev/null || need+=("${p#*:}")
+  done
+fi
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   apt-get update -qq
@@ -40,6 +51,19 @@ if ! getent passwd panbinder-preview >/dev/null; then
   say "creating the system user panbinder-preview (no home, no login shell) for previews"
   useradd --system --user-group --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin panbinder-preview
+fi
+
+# -- the user Slurm jobs run as (PanbinderSlurmSpawner.job_user): rootless podman, overlay storage
+if { [ "${1:-}" = "--test" ] || [ "${PANBINDER_BACKEND:-}" = "slurm" ]; } && ! getent passwd panbinder-job >/dev/null; then
+  say "creating the system user panbinder-job (rootless podman in Slurm jobs)"
+  useradd --system --user-group --create-home --home-dir /var/lib/panbinder-job \
+    --shell /bin/sh panbinder-job
+  usermod --add-subuids 400000-465535 --add-subgids 400000-465535 panbinder-job
+  install -d -o panbinder-job -g panbinder-job /var/lib/panbinder-job/.config/containers
+  # the kernel's own overlay for rootless users (Linux 5.13+): fuse-overlayfs needs /dev/fuse,
+  # which unprivileged users cannot open on every machine
+  printf '[storage]\ndriver = "overlay"\n' >/var/lib/panbinder-job/.config/containers/storage.conf
+  chown -R panbinder-job: /var/lib/panbinder-job/.config
 fi
 
 # -- background daemons, started by pid file ------------------------------------------------------
@@ -79,6 +103,10 @@ if ! /usr/bin/docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   debootstrap --variant=minbase \
     --include=python3,python3-venv,locales,less,unzip,gettext-base,tini \
     bookworm "$rootfs" "$mirror" >"$STATE/logs/debootstrap.log" 2>&1
+  # Node.js and npm for postBuild (JupyterLab extensions, npm install --global). debootstrap's own
+  # resolver cannot install npm (its hundreds of node-* packages need apt's), so apt does it.
+  chroot "$rootfs" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm' \
+    >>"$STATE/logs/debootstrap.log" 2>&1
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | /usr/bin/docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
