@@ -12,6 +12,10 @@ of the payload with the portal's review-link key. The catalogue keeps only the t
 - its row exists, holds its hash, is not revoked or expired, and names the same publication
   and datasets.
 
+A server started through a link runs only while the link does: ``select_ended`` picks the
+servers (Hub users) whose link was revoked or has expired, which the portal then stops
+(``panbinder/review_servers.py``).
+
 The grant opens only the datasets it names, only for the launch of its publication
 (``mounts.check_access``); it names no user and makes its holder no one: everywhere else
 (dataset API, previews, search, sharing) its holder is anonymous.
@@ -25,6 +29,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -176,3 +181,15 @@ def parse_lifetime(text: str, *, longest_days: int) -> timedelta:
             reason="bad_lifetime",
         )
     return lifetime
+
+
+def link_ended(revoked: datetime | None, expires: datetime, now: datetime) -> bool:
+    """Whether a link no longer opens anything: revoked, or past its expiry."""
+    return revoked is not None or now >= expires
+
+
+def select_ended(servers: Iterable[tuple[str, datetime | None, datetime]], now: datetime) -> list[str]:
+    """The Hub users, of ``(hub user, link revoked, link expires)`` records of servers started
+    through review links, whose link has ended: their servers must stop. Each user once, in order."""
+    ended = [user for user, revoked, expires in servers if link_ended(revoked, expires, now)]
+    return list(dict.fromkeys(ended))

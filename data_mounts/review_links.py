@@ -4,7 +4,9 @@ The grant and its checks are in ``review_grants.py``; this module keeps the link
 catalogue (the token's hash, never the token) and records each launch through a link by its
 time alone. Who may make or revoke a publication's links: its owners, that is the signed-in
 members (owners, groups, proposal) of every one of its embargoed datasets; from the command
-line, the operator.
+line, the operator. It also keeps the temporary Hub users of the servers started through a
+link (``record_server``) until they are stopped, so that the servers of a revoked or expired
+link can be found (``ended_servers``) and stopped (``panbinder/review_servers.py``).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from .review_grants import (
     make_token,
     parse_lifetime,
     read_token,
+    select_ended,
     token_hash,
 )
-from .review_models import ReviewLink, ReviewLinkUse
+from .review_models import ReviewLink, ReviewLinkServer, ReviewLinkUse
 
 MAX_NOTE = 500
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -208,3 +211,37 @@ class ReviewLinks(LoggingConfigurable):
             if record:
                 session.add(ReviewLinkUse(link_id=link.id, used=now))
         return grant
+
+    def record_server(
+        self, catalogue: Catalogue, link_id: int, hub_user: str, now: datetime | None = None
+    ) -> None:
+        """Server of Hub user ``hub_user`` was started through link ``link_id`` (kept until stopped)."""
+        with catalogue.session() as session:
+            if session.scalar(select(ReviewLinkServer).where(ReviewLinkServer.hub_user == hub_user)) is None:
+                session.add(
+                    ReviewLinkServer(link_id=link_id, hub_user=hub_user, started=now or datetime.now(UTC))
+                )
+
+    def ended_servers(
+        self, catalogue: Catalogue, *, link_id: int | None = None, now: datetime | None = None
+    ) -> list[str]:
+        """Hub users of the servers whose link was revoked or has expired (of link ``link_id``
+        only, when given): the servers that must stop."""
+        query = select(ReviewLinkServer.hub_user, ReviewLink.revoked, ReviewLink.expires).join(
+            ReviewLink, ReviewLink.id == ReviewLinkServer.link_id
+        )
+        if link_id is not None:
+            query = query.where(ReviewLinkServer.link_id == link_id)
+        with catalogue.session() as session:
+            rows = [tuple(row) for row in session.execute(query.order_by(ReviewLinkServer.id))]
+        return select_ended(rows, now or datetime.now(UTC))
+
+    def forget_servers(self, catalogue: Catalogue, hub_users: list[str]) -> None:
+        """The servers of ``hub_users`` are stopped: nothing of them is kept."""
+        if not hub_users:
+            return
+        with catalogue.session() as session:
+            for row in session.scalars(
+                select(ReviewLinkServer).where(ReviewLinkServer.hub_user.in_(hub_users))
+            ):
+                session.delete(row)

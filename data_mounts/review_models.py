@@ -1,7 +1,10 @@
-"""Catalogue tables of review links (``review_grants.py``), on the catalogue's ``Base`` (revision 0009).
+"""Catalogue tables of review links (``review_grants.py``), on the catalogue's ``Base`` (revisions
+0009 and 0012).
 
 A link keeps the SHA-256 of its token, never the token. A use keeps its time only: reviewers
-are anonymous and stay so (no address, no browser, no user).
+are anonymous and stay so (no address, no browser, no user). A server started through a link
+keeps the name of its temporary Hub user (random, made for that launch) until the server is
+stopped, so that revoking the link or its expiry stops it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class ReviewLink(Base):
     uses: Mapped[list[ReviewLinkUse]] = relationship(
         cascade="all, delete-orphan", order_by="ReviewLinkUse.used"
     )
+    servers: Mapped[list[ReviewLinkServer]] = relationship(cascade="all, delete-orphan")
 
     def __repr__(self) -> str:
         return f"<ReviewLink {self.id}>"
@@ -48,3 +52,15 @@ class ReviewLinkUse(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     link_id: Mapped[int] = mapped_column(ForeignKey("review_links.id", ondelete="CASCADE"), index=True)
     used: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReviewLinkServer(Base):
+    """A server started through a review link and not known to be stopped yet: its temporary Hub
+    user (a random name of the launch, nothing of the reviewer) and when it became ready."""
+
+    __tablename__ = "review_link_servers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("review_links.id", ondelete="CASCADE"), index=True)
+    hub_user: Mapped[str] = mapped_column(String(255), unique=True)
+    started: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

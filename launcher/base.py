@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from traitlets.config import LoggingConfigurable
 
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     from panbinder.docker_engine import Docker
 
     from .pool import ServerPool
+
+
+def server_user(url: str) -> str:
+    """The temporary user of a server URL ``.../user/<name>/`` (a ready event's ``url``)."""
+    return unquote(url.rstrip("/").rsplit("/", 1)[-1])
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,8 @@ class Launcher(LoggingConfigurable):
         """Bytes of memory the server of ``user`` uses now (None: the back-end cannot tell)."""
         return None
 
-    async def delete_user(self, user: str) -> None:
+    async def delete_user(self, user: str) -> bool:
         """Stop the server of ``user`` (a launch this launcher handed out, e.g. a check's, once
-        done) and remove the user. Default: nothing to remove."""
+        done, or one whose review link ended) and remove the user, so that its token cannot
+        start it again; True when done or already gone. Default: nothing to remove."""
+        return True

@@ -353,9 +353,9 @@ class HubLauncher(Launcher):
             )
         return ok
 
-    async def delete_user(self, user: str) -> None:
-        """Remove a pooled or unusable server's user (kept for the pool)."""
-        await self.remove_user(user)
+    async def delete_user(self, user: str) -> bool:
+        """Remove a user and its server (a pooled or unusable one, a check's, a review link's)."""
+        return await self.remove_user(user)
 
 
 class SpawnFailed(Exception):

@@ -52,6 +52,7 @@ from .providers.git import GitProvider
 from .providers.shorthands import GistProvider, GitHubProvider, GitLabProvider
 from .registry_cache import Registry
 from .registry_cache.archive import Archive
+from .review_servers import ReviewServers
 
 if TYPE_CHECKING:
     from .command import PanbinderBase
@@ -87,6 +88,7 @@ COMPONENTS = [
     HubProcess,
     Catalogue,
     ReviewLinks,
+    ReviewServers,
     PreviewSandbox,
     OutputComparison,
     CheckRecords,
@@ -126,6 +128,13 @@ class Components:
         links = ReviewLinks(parent=self.command, log=self.log)
         links.signing_key = links.signing_key or self.command.secret("review-link-key")
         return links
+
+    @cached_property
+    def review_servers(self) -> ReviewServers:
+        """The servers started through review links, stopped when their link ends."""
+        return ReviewServers(
+            parent=self.command, log=self.log, catalogue=self.catalogue, launcher=self.launcher
+        )
 
     @cached_property
     def registry(self) -> Registry:
@@ -187,6 +196,7 @@ class Components:
             policy=self.policy,
             catalogue=self.catalogue,
             settings=self.command,
+            review_servers=self.review_servers,
         )
 
     @cached_property

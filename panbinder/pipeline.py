@@ -23,18 +23,22 @@ from .data_mounts.mounts import MountPlan
 from .errors import PanbinderError
 from .events import Event
 from .launcher import Launcher, LaunchRequest
+from .launcher.base import server_user
 from .launcher.profiles import Profile
 from .providers import RepoProvider
 from .registry_cache import Registry, image_ref
 
 if TYPE_CHECKING:
     from .data_mounts.catalogue import Catalogue
+    from .data_mounts.review_grants import ReviewGrant
+    from .review_servers import ReviewServers
 
 
 @dataclass
 class PipelineContext:
     """What a request goes through, made once by the composition root (components.py): the
-    registry, the build manager, the launcher, the ban/allow lists and the catalogue."""
+    registry, the build manager, the launcher, the ban/allow lists, the catalogue, and the
+    record of servers started through review links (None: such launches are refused)."""
 
     registry: Registry
     manager: BuildManager
@@ -43,6 +47,7 @@ class PipelineContext:
     policy: SpecPolicy | None = None
     catalogue: Catalogue | None = None
     settings: Configurable | None = None  # where providers read their configuration
+    review_servers: ReviewServers | None = None
 
     def provider(self, cls: type[RepoProvider], spec: str) -> RepoProvider:
         """A provider of class ``cls`` (see ``providers.get_provider_class``) for ``spec``, with
@@ -98,6 +103,31 @@ async def resolve_image(ctx: PipelineContext, provider: RepoProvider):
     return resolved, image
 
 
+async def track_review_server(ctx: PipelineContext, review: ReviewGrant, ready: Event, log=None) -> Event:
+    """Record the server of ``ready`` as started through ``review``'s link, so that the link's
+    end stops it; a server that cannot be recorded, or whose link ended while it started, is
+    removed at once (failed event)."""
+    url = ready.extra.get("url", "")
+    try:
+        if ctx.review_servers is None:
+            raise RuntimeError("no record of review-link servers in this pipeline")
+        if not await ctx.review_servers.record(review.link_id, url):
+            return Event(
+                "failed",
+                "This review link ended while the server started; ask the publication's authors for a new one.",
+                {"reason": "review_ended", "status_code": 403},
+            )
+    except Exception as e:
+        if log:
+            log.error("server of review link %d not recorded, removing it: %s", review.link_id, e)
+        if url:
+            await asyncio.shield(ctx.launcher.delete_user(server_user(url)))
+        return Event(
+            "failed", "The server could not be started; try again in a moment.", {"status_code": 503}
+        )
+    return ready
+
+
 async def run_pipeline(
     ctx: PipelineContext,
     provider: RepoProvider,
@@ -108,10 +138,13 @@ async def run_pipeline(
     abandoned: asyncio.Event | None = None,
     profile: Profile | None = None,
     owner: str = "",
+    review: ReviewGrant | None = None,
 ) -> AsyncIterator[Event]:
     """Events of one request; when ``abandoned`` is set (the client left) it stops following
     the build (which the manager may then cancel) and launches nothing. ``owner``: the
-    signed-in user whose persistent workspace the server mounts ("": anonymous, none)."""
+    signed-in user whose persistent workspace the server mounts ("": anonymous, none);
+    ``review``: the review link the launch goes through (its server is recorded, to be stopped
+    when the link ends)."""
     build_id = secrets.token_hex(4)
     try:
         ctx.check_policy(provider)
@@ -178,6 +211,8 @@ async def run_pipeline(
             workspace=owner if ctx.launcher.workspace_path(owner) else "",
         )
         async for event in until_set(ctx.launcher.launch(request), abandoned):
+            if event.phase == "ready" and review is not None:
+                event = await track_review_server(ctx, review, event, log)
             if event.phase == "ready":
                 outcome = "success"
             yield event

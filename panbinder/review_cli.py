@@ -1,20 +1,27 @@
 """``panbinder publications share|shares|unshare``: review links from the command line.
 
 The operator makes, lists and revokes a publication's review links (``data_mounts/review_links.py``).
-A new link's URL is printed once: only its hash is kept, so it cannot be shown again.
+A new link's URL is printed once: only its hash is kept, so it cannot be shown again. ``unshare``
+also stops the servers launched through the link, itself, through the Hub API (with the
+portal's settings and Hub token, as the portal would: ``review_servers.py``); those it cannot
+stop now (the Hub does not answer) are stopped by the running portal's next sweep, which the
+command says.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from traitlets import Unicode
 
 from .catalogue_cli import CATALOGUE_ALIASES, CatalogueCommand
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.review_links import ReviewLinks, link_number
+from .review_servers import ReviewServers
 
 
 class ReviewCommand(CatalogueCommand):
-    classes = [Catalogue, ReviewLinks]
+    classes = [Catalogue, ReviewLinks, ReviewServers]
 
     def review_links(self) -> ReviewLinks:
         links = ReviewLinks(parent=self, log=self.log)
@@ -65,9 +72,39 @@ class SharesApp(ReviewCommand):
 
 class UnshareApp(ReviewCommand):
     name = "panbinder-publications-unshare"
-    description = "Revoke review link ID (see 'publications shares DOI') at once."
+    description = (
+        "Revoke review link ID (see 'publications shares DOI') at once, and stop the servers "
+        "launched through it."
+    )
     usage = "panbinder publications unshare ID"
 
     def run(self) -> None:
-        link = self.review_links().revoke(self.make_catalogue(), link_number(self.one_file()))
+        number = link_number(self.one_file())
+        link, stopped, left, interval = asyncio.run(self.revoke(number))
         print(f"review link {link['id']} of {link['doi']} revoked ({link['revoked']})")
+        print(servers_note(len(stopped), len(left), interval))
+
+    async def revoke(self, number: int) -> tuple[dict, list[str], list[str], float]:
+        """Revoke through the components ``serve`` uses (catalogue, Hub launcher, its token)."""
+        from .components import Components
+
+        servers = Components(self).review_servers
+        try:
+            link, stopped, left = await servers.revoke(number)
+        finally:
+            await servers.launcher.stop()
+        return link, stopped, left, servers.interval
+
+
+def servers_note(stopped: int, left: int, interval: float) -> str:
+    """What ``unshare`` says of the servers launched through the revoked link."""
+    done = f"{stopped} server{'s' * (stopped != 1)} launched through it stopped"
+    if not left:
+        return done
+    later = (
+        f"the running portal stops {'them' if left > 1 else 'it'} within {interval:g} s "
+        "(ReviewServers.interval)"
+        if interval > 0
+        else "stop them with 'panbinder publications unshare' again once the Hub answers"
+    )
+    return f"{done}; {left} could not be stopped now (the Hub did not answer): {later}"

@@ -218,6 +218,7 @@ class ServeApp(ServiceApp):
             server.listen(self.port, self.ip)
             checks = make_scheduler(self, parts)  # nightly checks (CheckScheduler.nightly_at)
             checks.start()
+            parts.review_servers.start()  # stops review links' servers once they end (ReviewServers.interval)
             url = f"http://{self.ip}:{self.port}{self.base_url}"
             self.log.info("JupyterHub at %s", hub.public_url)
             print(f"\npanbinder is running at {url}\n", flush=True)
@@ -227,6 +228,7 @@ class ServeApp(ServiceApp):
             self._stopping = True
             if checks is not None:
                 await checks.stop()
+            await parts.review_servers.stop()
             await self._stop(ctx, server, hub, previews, run)
 
     async def _warm_pool(self, ctx: PipelineContext) -> None:

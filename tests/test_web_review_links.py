@@ -61,8 +61,13 @@ async def test_a_review_link_launches_with_the_embargoed_dataset_until_revoked(p
     ):
         resp = await portal.fetch(f"{path}?review_token={token}")
         assert resp.code == 403, (path, resp.code)
+    deleted = list(portal.launcher.deleted)
     gone = await portal.fetch(f"/api/review-links/{data['review_link']['id']}", token=ALICE, method="DELETE")
     assert gone.code == 200
+    # the server launched through the link is stopped with it
+    answer = json.loads(gone.body)
+    assert answer["stopped_servers"] == 1 and answer["servers_left"] == 0
+    assert portal.launcher.deleted == [*deleted, "pb-1"]
     for path in (f"/build/doi/{DOI}", f"/v2/doi/{DOI}"):
         resp = await portal.fetch(f"{path}?review_token={token}")
         assert resp.code == 403 and json.loads(resp.body)["reason"] == "review_revoked"

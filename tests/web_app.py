@@ -91,7 +91,8 @@ class RecordingBuilder(Builder):
 class RecordingLauncher(Launcher):
     """Records each launch request and plays ``script`` (default: 'launching', then 'ready');
     with ``gate`` set, a launch waits for it before its last event. ``closed`` counts launches
-    whose iteration was closed before it ended (a client that left)."""
+    whose iteration was closed before it ended (a client that left); ``deleted`` lists the
+    users it was asked to remove."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -102,6 +103,11 @@ class RecordingLauncher(Launcher):
         ]
         self.gate: asyncio.Event | None = None
         self.closed = 0
+        self.deleted: list[str] = []
+
+    async def delete_user(self, user: str) -> bool:
+        self.deleted.append(user)
+        return True
 
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
         self.requests.append(request)

@@ -47,7 +47,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from sqlalchemy import select
 from traitlets import Bool, Float, Int
@@ -60,6 +59,7 @@ from panbinder.docker_engine import Docker
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
 from panbinder.launcher import LaunchRequest
+from panbinder.launcher.base import server_user as user_of
 from panbinder.launcher.reaper import escape_name
 from panbinder.pipeline import PipelineContext, run_pipeline
 from panbinder.providers.doi import DoiProvider
@@ -119,11 +119,6 @@ def _step(step: Step, ok: bool, began: float, started: datetime, message: str = 
 
 def _skipped(step: Step, why: str) -> StepResult:
     return StepResult(step, Status.SKIPPED, 0.0, why, datetime.now(UTC))
-
-
-def user_of(url: str) -> str:
-    """The temporary user of a server URL ``.../user/<name>/``."""
-    return unquote(url.rstrip("/").rsplit("/", 1)[-1])
 
 
 class CheckRunner(LoggingConfigurable):

@@ -110,6 +110,9 @@ def archive_server():
         yield server
 
 
+REVIEW_SWEEP = 2.0  # seconds between the shared portal's sweeps for ended review links' servers
+
+
 @pytest.fixture(scope="session")
 def portal(portal_factory, storage_root, archive_server):
     """The portal most modules share: a Hub with a dummy authenticator, a proposal group, CORS,
@@ -129,6 +132,7 @@ def portal(portal_factory, storage_root, archive_server):
         c.HubProcess.cpu_limit = 1.0
         c.HubProcess.pids_limit = 200
         c.ServerPool.max_servers = 4  # what the suite's launches need; each is replaced every max_age
+        c.ReviewServers.interval = {REVIEW_SWEEP}  # an expired review link's server goes within it
         # longer than the whole suite: the culler also removes inactive signed-in users (alice,
         # operator) and with them their group memberships, which later tests rely on
         c.HubProcess.cull_timeout = 6 * 3600

@@ -91,6 +91,7 @@ class BuildHandler(BaseHandler):
                     abandoned=self.abandoned,
                     profile=profile,
                     owner=who.name or "",
+                    review=who.review,
                 ):
                     queue.put_nowait(event)
             except Exception:

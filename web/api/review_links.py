@@ -2,7 +2,8 @@
 
 ``GET /api/review-links?doi=DOI`` lists a publication's links, ``POST /api/review-links`` (JSON
 ``{"doi", "expires": "30d", "note"}``) makes one and answers its URL (the only time the token is
-shown), ``DELETE /api/review-links/<id>`` revokes one; owners only (``review_links.may_share``).
+shown), ``DELETE /api/review-links/<id>`` revokes one and stops the servers launched through it
+(``review_servers.py``; the answer counts them); owners only (``review_links.may_share``).
 A launch (``/v2/doi/DOI?review_token=…`` and its ``/build`` stream) takes the token through
 ``launch_identity``: the request stays anonymous (or its signed-in user) and carries the checked
 grant, which only the launch's mount check reads.
@@ -57,6 +58,18 @@ async def launch_identity(handler: BaseHandler, provider: RepoProvider, *, recor
     return dataclasses.replace(who, review=grant)
 
 
+async def revoke(handler: BaseHandler, link_id: str, who: Identity) -> dict:
+    """Revoke link ``link_id`` for ``who`` and stop the servers launched through it: the API's
+    answer (the link, how many servers were stopped, how many are left to the sweep)."""
+    links, number = review_links(handler), link_number(link_id)
+    pipeline = handler.settings["pipeline"]
+    if pipeline.review_servers is None:  # a portal that launches nothing
+        link = await run_blocking(lambda: links.revoke(pipeline.catalogue, number, who=who))
+        return {"review_link": link, "stopped_servers": 0, "servers_left": 0}
+    link, stopped, left = await pipeline.review_servers.revoke(number, who=who)
+    return {"review_link": link, "stopped_servers": len(stopped), "servers_left": len(left)}
+
+
 class ReviewLinksAPI(BaseHandler):
     """Signed-in owners; a browser's cookie counts only with the XSRF token (JupyterHub's rule)."""
 
@@ -90,10 +103,7 @@ class ReviewLinksAPI(BaseHandler):
         self.finish({"url": review_url(self.public_base, link["doi"], token), "review_link": link})
 
     async def delete(self, link_id: str = "") -> None:
-        links, who = review_links(self), await self.settings["identity"].identify(self)
-        number, catalogue = link_number(link_id), self.settings["pipeline"].catalogue
-        link = await run_blocking(lambda: links.revoke(catalogue, number, who=who))
-        self.finish({"review_link": link})
+        self.finish(await revoke(self, link_id, await self.settings["identity"].identify(self)))
 
 
 routes = [(r"/api/review-links", ReviewLinksAPI), (r"/api/review-links/([^/]+)", ReviewLinksAPI)]

@@ -1,7 +1,8 @@
 """The review-link pages of a publication's owners (the button on the publication page).
 
 ``POST /review-links`` (form: doi, expires, note) makes a link and shows its URL once;
-``GET /review-links?doi=DOI`` lists the links; ``POST /review-links/<id>/revoke`` revokes one.
+``GET /review-links?doi=DOI`` lists the links; ``POST /review-links/<id>/revoke`` revokes one and
+stops the servers launched through it.
 Plain forms with JupyterHub's XSRF token: no script, and a cookie without the token is no one.
 """
 
@@ -9,10 +10,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from panbinder.data_mounts.review_links import link_number
 from panbinder.executor import run_blocking
 
-from ..api.review_links import review_links
+from ..api.review_links import review_links, revoke
 from ..urls import review_url
 from .base import BaseHandler
 
@@ -39,10 +39,9 @@ class ReviewLinksPage(BaseHandler):
 
 class RevokePage(BaseHandler):
     async def post(self, link_id: str) -> None:
-        links, who = review_links(self), await self.settings["identity"].identify(self)
-        number, catalogue = link_number(link_id), self.settings["pipeline"].catalogue
-        link = await run_blocking(lambda: links.revoke(catalogue, number, who=who))
-        self.redirect(f"{self.settings['base_url']}review-links?doi={quote(link['doi'], safe='')}")
+        answer = await revoke(self, link_id, await self.settings["identity"].identify(self))
+        doi = answer["review_link"]["doi"]
+        self.redirect(f"{self.settings['base_url']}review-links?doi={quote(doi, safe='')}")
 
 
 routes = [(r"/review-links", ReviewLinksPage), (r"/review-links/([^/]+)/revoke", RevokePage)]
