@@ -1,22 +1,25 @@
 """Servers of review links stop when their link ends: which servers are selected (pure), their
-record on a real SQLite catalogue, and the revocation and sweep with a launcher that records
-the users it is asked to remove (the Hub itself: tests/integration/test_review_links.py)."""
+record on a real SQLite catalogue, the hand-out of a review launch, and the revocation and
+sweep with a launcher that records the users it is asked to remove (the Hub itself: tests/integration/test_review_links.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
 
 from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.data_mounts.models import Dataset, Publication
-from panbinder.data_mounts.review_grants import link_ended, select_ended
+from panbinder.data_mounts.review_grants import ReviewGrant, link_ended, select_ended
 from panbinder.data_mounts.review_links import ReviewLinks
 from panbinder.data_mounts.review_models import ReviewLinkServer
+from panbinder.events import Event
 from panbinder.launcher import Launcher
+from panbinder.pipeline import track_review_server
 from panbinder.review_cli import servers_note
 from panbinder.review_servers import ReviewServers
 
@@ -151,3 +154,24 @@ async def test_the_sweep_stops_the_servers_of_expired_links(cat):
     later = datetime.now(UTC) + timedelta(hours=2)
     assert await servers.stop_ended(now=later) == (["pb-short"], [])
     assert launcher.removed == ["pb-short"] and kept(cat) == ["pb-long"]
+
+
+async def test_a_review_launch_is_handed_out_only_once_its_server_is_recorded(cat):
+    launcher = RemovingLauncher()
+    servers = ReviewServers(catalogue=cat, launcher=launcher)
+    links = ReviewLinks(signing_key="k" * 64)
+    _, link = links.create(cat, DOI, "30d")
+    grant = ReviewGrant(link["id"], DOI, ("p:locked",), 0)
+    ready = Event("ready", "ready\n", {"url": f"{HUB}/pb-ok/", "token": "t"})
+    ctx = SimpleNamespace(review_servers=servers, launcher=launcher)
+    assert await track_review_server(ctx, grant, ready) is ready and kept(cat) == ["pb-ok"]
+    # the link ended while the server started: removed, and the launch fails
+    links.revoke(cat, link["id"])
+    late = Event("ready", "ready\n", {"url": f"{HUB}/pb-late/", "token": "t"})
+    failed = await track_review_server(ctx, grant, late)
+    assert failed.phase == "failed" and failed.extra["status_code"] == 403
+    assert "pb-late" in launcher.removed
+    # nothing to record it in: removed too (a server nobody could stop later is not handed out)
+    lost = Event("ready", "ready\n", {"url": f"{HUB}/pb-lost/", "token": "t"})
+    failed = await track_review_server(SimpleNamespace(review_servers=None, launcher=launcher), grant, lost)
+    assert failed.phase == "failed" and launcher.removed[-1] == "pb-lost"
