@@ -39,7 +39,7 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-DATA_TYPES = ("raw", "processed", "simulated")
+DATA_TYPES = ("raw", "processed", "simulated", "derived")  # derived: registered from a server
 
 
 class UTCDateTime(TypeDecorator):
@@ -119,8 +119,9 @@ class Dataset(Base):
 
     ``location`` may name a folder (mounted at ``/data/<slug>/``) or a single file (a scanned
     file directly under the scanned root). ``creation_date`` and ``release_date`` (embargo end)
-    are timezone-aware UTC when read back. ``data_type`` is "raw", "processed", "simulated" or
-    "" when the source does not say. ``probe`` is "neutron", "x-ray", ... from a NeXus source;
+    are timezone-aware UTC when read back. ``data_type`` is "raw", "processed", "simulated",
+    "derived" (registered from a launched server, ``derived_data.py``) or "" when the source
+    does not say. ``probe`` is "neutron", "x-ray", ... from a NeXus source;
     ``preview`` is "<file>::<HDF5 dataset>" of the default plot ("" when there is none);
     ``views`` and ``launches`` count page views and launches.
     """

@@ -106,6 +106,8 @@ c.PanbinderSpawner.args = sp["args"]
 c.PanbinderSpawner.storage_roots = sp.get("storage_roots", [])
 c.PanbinderSpawner.manifest_dir = sp.get("manifest_dir", "")
 c.PanbinderSpawner.signing_key = os.environ.get("PANBINDER_SIGNING_KEY", "")
+# panbinder-publish in servers with a workspace: the portal's registration of derived datasets
+c.PanbinderSpawner.publish_api_url = sp.get("publish_api_url", "")
 # persistent workspaces of signed-in users (launcher/workspaces.py): the portal's settings
 for name, value in sp.get("workspaces", {}).items():
     setattr(c.Workspaces, name, value)

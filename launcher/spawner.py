@@ -17,17 +17,19 @@ from pathlib import Path
 from dockerspawner import DockerSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Any, Float, Int, default
+from traitlets import Any, Float, Int, Unicode, default
 
 from panbinder.errors import PanbinderError
 from panbinder.launcher.launch_options import SignedLaunch, refusal
 from panbinder.launcher.profiles import Profile, docker_resources
+from panbinder.launcher.publish_command import command_files
 from panbinder.launcher.server_changes import server_files
 from panbinder.launcher.workspace_disk import WorkspaceDisk
 from panbinder.launcher.workspaces import Workspaces, workspace_key
 
 WORKSPACE_LABEL = "org.panbinder.workspace"
 SERVER_FILES = "/opt/panbinder"  # server_changes.py and its configuration, in anonymous servers
+PUBLISH_COMMAND = "/usr/local/bin/panbinder-publish"  # in servers with a workspace
 
 
 def _literal_volume_name(name: str, spawner: object) -> str:
@@ -54,6 +56,11 @@ class PanbinderSpawner(SignedLaunch, DockerSpawner):
         4,
         help="Threads for the Hub's docker calls, shared by all its servers (DockerSpawner uses "
         "one, so servers starting at once waited for each other's calls).",
+    ).tag(config=True)
+    publish_api_url = Unicode(
+        "",
+        help="URL of the portal's registration of derived datasets as servers reach it (set "
+        "from DerivedData.api_url by panbinder serve; empty: servers get no panbinder-publish).",
     ).tag(config=True)
     starting = 0  # servers of this Hub in _wait_ready now
     workspace_owner = ""  # the signed-in portal user whose workspace this server mounts
@@ -104,6 +111,7 @@ class PanbinderSpawner(SignedLaunch, DockerSpawner):
         self.changes_config = ""
         if self.workspace_owner:
             await self.prepare_workspace()
+            await self.offer_publish()
         else:
             await self.offer_changes()
         ip, port = await super().start()
@@ -148,6 +156,27 @@ class PanbinderSpawner(SignedLaunch, DockerSpawner):
             str(notice): {"bind": f"{home}/{notice.name}", "mode": "ro"},
         }
         self.changes_config = f"{SERVER_FILES}/config"  # joined into JUPYTER_CONFIG_PATH at create
+
+    async def offer_publish(self) -> None:
+        """A server with a workspace: ``panbinder-publish`` (``publish_command.py``) in a folder
+        mounted read-only at /opt/panbinder, the command itself also at PUBLISH_COMMAND (on the
+        PATH of every image: repo2docker's entrypoint starts the server from a login shell,
+        which sets PATH anew, so a folder appended to the container's PATH is lost), and the
+        portal's registration endpoint as PANBINDER_API_URL."""
+        if not self.publish_api_url or "PANBINDER_WORKSPACE" not in self.environment:
+            return
+        folder = Path(Workspaces(parent=self, log=self.log).root) / "server-files" / "publish"
+        try:
+            bin_dir = await asyncio.get_running_loop().run_in_executor(self.executor, command_files, folder)
+        except OSError as e:  # the server still starts, without the command
+            self.log.warning("panbinder-publish for %s not offered: %s", self._log_name, e)
+            return
+        self.read_only_volumes = {
+            **self.read_only_volumes,
+            str(folder): {"bind": SERVER_FILES, "mode": "ro"},
+            str(bin_dir / "panbinder-publish"): {"bind": PUBLISH_COMMAND, "mode": "ro"},
+        }
+        self.environment = {**self.environment, "PANBINDER_API_URL": self.publish_api_url}
 
     async def create_object(self):
         """The container (or service), with the changes download's config folder appended to the

@@ -37,6 +37,7 @@ from .checks.kept import KeptNotebooks
 from .checks.records import CheckRecords
 from .data_mounts.build_leases import BuildLeases
 from .data_mounts.catalogue import Catalogue
+from .data_mounts.derived_data import DerivedData
 from .data_mounts.review_links import ReviewLinks
 from .data_mounts.sandbox import PreviewSandbox
 from .docker_engine import Docker
@@ -87,6 +88,7 @@ COMPONENTS = [
     Reaper,
     HubProcess,
     Catalogue,
+    DerivedData,
     ReviewLinks,
     ReviewServers,
     PreviewSandbox,
@@ -121,6 +123,11 @@ class Components:
         """The dataset catalogue; its first session runs the migrations (``serve`` starts it
         before anything serves)."""
         return Catalogue(parent=self.command, log=self.log)
+
+    @cached_property
+    def derived_data(self) -> DerivedData:
+        """Settings of derived datasets (``panbinder-publish`` in servers with a workspace)."""
+        return DerivedData(parent=self.command, log=self.log)
 
     @cached_property
     def review_links(self) -> ReviewLinks:

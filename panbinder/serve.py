@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from pathlib import Path
 
 from tornado import web
 from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 from traitlets import Bool, Float, Int, Unicode, default
 
 from . import metrics
 from .check_cli import CHECK_CLASSES, make_scheduler
 from .command import PanbinderBase
 from .components import COMPONENTS
+from .data_mounts.derived_data import DerivedData
 from .data_mounts.preview import ThumbnailCache
 from .data_mounts.sandbox import PreviewSandbox
 from .errors import PanbinderError
@@ -29,7 +32,7 @@ from .lifecycle import PortalRun
 from .pipeline import PipelineContext
 from .service_cli import ServiceApp
 from .warm import warm_pool
-from .web.app import make_app
+from .web.app import derived_app, make_app
 from .web.auth import HubIdentity
 from .web.http_server import make_http_server
 from .web.urls import public_base, review_url
@@ -141,6 +144,11 @@ class ServeApp(ServiceApp):
         then the Hub (user servers, culler, proxy), then the watcher's last sweep."""
         if server is not None:
             server.stop()
+        if self._derived_server is not None:
+            self._derived_server.stop()
+        elif self._derived_sockets:  # bound, never served (the start failed)
+            for sock in self._derived_sockets:
+                sock.close()
         with contextlib.suppress(Exception):
             await ctx.manager.stop_all("shutdown")  # BuildManager.stop_timeout
         if server is not None:  # pre-started servers, the reaper, removals under way
@@ -172,6 +180,8 @@ class ServeApp(ServiceApp):
         token = ctx.launcher.api_token
         hub = parts.hub
         catalogue = parts.catalogue
+        derived = parts.derived_data
+        self._use_derived_root(catalogue, derived)
         catalogue.start()  # migrations run before anything serves
         self._publish_metrics(ctx)
         previews = parts.previews
@@ -193,6 +203,8 @@ class ServeApp(ServiceApp):
                 )
                 ports += hub.ports(settings["hub_ip"])
             check_ports(ports)
+            if self.start_hub:
+                self._derived_listener(derived, settings)
             run.start_watcher()
             if self.start_hub:
                 hub.start(
@@ -216,6 +228,7 @@ class ServeApp(ServiceApp):
                 await previews.start()  # logs what the sandbox enforces on this machine
             server = self._portal(ctx, hub, previews)
             server.listen(self.port, self.ip)
+            self._listen_derived(server)
             checks = make_scheduler(self, parts)  # nightly checks (CheckScheduler.nightly_at)
             checks.start()
             parts.review_servers.start()  # stops review links' servers once they end (ReviewServers.interval)
@@ -230,6 +243,48 @@ class ServeApp(ServiceApp):
                 await checks.stop()
             await parts.review_servers.stop()
             await self._stop(ctx, server, hub, previews, run)
+
+    _derived_server: HTTPServer | None = None
+    _derived_sockets: list | None = None
+
+    def _use_derived_root(self, catalogue, derived: DerivedData) -> None:
+        """Derived datasets are stored under ``DerivedData.root``: a storage root of the
+        catalogue (and so of the Hub's mount check), made here if missing."""
+        if not derived.enabled:
+            return
+        root = Path(derived.root)
+        root.mkdir(parents=True, exist_ok=True)
+        if str(root) not in catalogue.storage_roots:
+            catalogue.storage_roots = [*catalogue.storage_roots, str(root)]
+
+    def _derived_listener(self, derived: DerivedData, settings: dict) -> None:
+        """Bind the listener servers reach for ``panbinder-publish`` (on the Hub's connect
+        address; port 0: any free one) and give the Hub's spawner its URL."""
+        if not derived.enabled:
+            return
+        ip = settings["hub_connect_ip"]
+        try:
+            self._derived_sockets = bind_sockets(derived.internal_port, ip)
+        except OSError as e:  # the portal still serves; servers get no panbinder-publish
+            self.log.warning(
+                "derived datasets not taken: cannot listen on %s:%d (%s); set DerivedData.internal_port "
+                "to a free port (0: any)",
+                ip,
+                derived.internal_port,
+                e.strerror or e,
+            )
+            return
+        port = self._derived_sockets[0].getsockname()[1]
+        default = f"http://{ip}:{port}{self.base_url}api/derived-datasets"
+        settings["spawner"]["publish_api_url"] = derived.api_url or default
+
+    def _listen_derived(self, portal: HTTPServer) -> None:
+        if not self._derived_sockets:
+            return
+        self._derived_server = self.http_server(derived_app(portal.request_callback))
+        self._derived_server.add_sockets(self._derived_sockets)
+        address = self._derived_sockets[0].getsockname()
+        self.log.info("derived datasets taken at %s:%d", address[0], address[1])
 
     async def _warm_pool(self, ctx: PipelineContext) -> None:
         """Pre-start servers for the launches most expected (``warm.py``); a failure only logs."""
@@ -283,6 +338,8 @@ class ServeApp(ServiceApp):
             preview_sandbox=previews,
             kept_notebooks=parts.kept_notebooks,
             review_links=parts.review_links,
+            derived_data=parts.derived_data,
+            manifest_dir=str(self.state / "manifests"),
         )
 
     def review_url(self, doi: str, token: str) -> str:

@@ -11,6 +11,7 @@ from tornado.log import access_log
 from panbinder.checks.gauges import track_verdicts
 from panbinder.checks.kept import KeptNotebooks
 from panbinder.checks.records import CheckRecords
+from panbinder.data_mounts.derived_data import DerivedData
 from panbinder.data_mounts.review_links import ReviewLinks
 from panbinder.data_mounts.sandbox import PreviewSandbox
 from panbinder.docker_engine import Docker
@@ -22,6 +23,7 @@ from . import auth
 from .api import build, openapi
 from .api import catalogue as catalogue_api
 from .api import checks as checks_api
+from .api import derived as derived_api
 from .api import panosc as panosc_api
 from .api import review_links as review_links_api
 from .api import search as search_api
@@ -70,12 +72,16 @@ def make_app(
     cookie_secret: str = "",
     kept_notebooks: KeptNotebooks | None = None,
     review_links: ReviewLinks | None = None,
+    derived_data: DerivedData | None = None,
+    manifest_dir: str = "",
 ) -> web.Application:
     """``public_url`` (scheme, host, port) starts every absolute link the portal hands out;
     ``hub`` is the JupyterHub the portal started (None: a Hub run elsewhere); ``docker`` is the
     run engine's client, which /health pings; ``kept_notebooks`` holds the notebooks of each
     publication's last check (None: the publication page lists none); ``review_links`` makes and
-    checks review links (None: the portal takes none)."""
+    checks review links (None: the portal takes none); ``derived_data`` the settings of derived
+    datasets registered from servers (None: defaults) and ``manifest_dir`` the folder of the
+    launches' MANIFEST.json files (which name a server's publication)."""
     routes = [
         *pages.routes,
         *build.routes,
@@ -92,6 +98,7 @@ def make_app(
         *panosc_api.routes,
         *review_links_api.routes,
         *review_link_pages.routes,
+        *derived_api.routes,
         *openapi.routes,
         *auth.routes,
     ]
@@ -122,6 +129,21 @@ def make_app(
         cookie_secret=cookie_secret or None,
         kept_notebooks=kept_notebooks,
         review_links=review_links,
+        derived_data=derived_data or DerivedData(log=log),
+        manifest_dir=manifest_dir,
         log_function=log_request,
         compress_response=False,
     )
+
+
+STATIC_SETTINGS = ("static_path", "static_url_prefix", "static_handler_class", "template_path")
+
+
+def derived_app(portal: web.Application) -> web.Application:
+    """The portal's second application, for its listener on the address servers reach: the
+    registration of derived datasets (``api/derived.py``) and nothing else, with the portal's
+    settings (catalogue, launcher, identity)."""
+    settings = {k: v for k, v in portal.settings.items() if k not in STATIC_SETTINGS}
+    base_url = settings["base_url"]
+    routes = [(base_url.rstrip("/") + path, handler) for path, handler in derived_api.routes]
+    return web.Application(routes, **{**settings, "default_handler_class": base.NotFoundHandler})

@@ -71,6 +71,9 @@ RELATIONS: dict[str, dict[str, str]] = {
         "files": "File",
         "samples": "Sample",
         "techniques": "Technique",
+        # panbinder: lineage of derived datasets (derived_models.py), listed by include only
+        "derivedFrom": "Dataset",
+        "derivedDatasets": "Dataset",
     },
     "Document": {"datasets": "Dataset", "members": "Member", "parameters": "Parameter"},
     "Instrument": {"datasets": "Dataset"},

@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
 from panbinder.errors import PanbinderError
 
 from .. import panet
 from ..access import is_open
+from ..derived_models import derived_from, sources_of
 from ..models import Dataset, Publication
 from .filters import Include
 from .match import keep
@@ -128,10 +131,22 @@ def _dataset_relation(
         )
     if inc.relation in ("document", "documents"):
         return listed(inc, pubs, lambda p, sub=inc.includes: document_record(p, sub, ctx), ctx)
+    if inc.relation in ("derivedFrom", "derivedDatasets"):
+        return listed(
+            inc, _lineage(ds, inc.relation), lambda d, sub=inc.includes: dataset_record(d, sub, ctx), ctx
+        )
     if inc.relation == "samples":
         sample = {"pid": None, "name": ds.sample, "description": None}
         return listed(inc, [sample] if readable and ds.sample else [], dict, ctx)
     return listed(inc, ds.parameters, lambda p: parameter_record(p, ds.pid), ctx)
+
+
+def _lineage(ds: Dataset, relation: str) -> list[Dataset]:
+    """The datasets ``ds`` was derived from, or those derived from it (``derived_models.py``)."""
+    session = object_session(ds)
+    if session is None:
+        return []
+    return sources_of(session, ds.id) if relation == "derivedFrom" else derived_from(session, ds.id)
 
 
 SINGLE = ("document", "instrument", "person", "affiliation")

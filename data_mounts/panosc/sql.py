@@ -267,6 +267,9 @@ TRANSLATORS: dict[str, Callable[[Cond | Text, datetime], Expr]] = {
 }
 
 
+LINEAGE = ("derivedFrom", "derivedDatasets")  # Dataset -> Dataset, listed only (shapes.py)
+
+
 def constraints(model: str, includes: tuple[Include, ...], now: datetime) -> list[Expr]:
     """One expression per constraining include: the parent has a matching related record."""
     return [include_expr(model, inc, now) for inc in includes if inc.constrains]
@@ -279,6 +282,11 @@ def include_expr(parent: str, inc: Include, now: datetime) -> Expr:
     )
     if inc.model == "Affiliation":
         return false()  # the catalogue holds none
+    if inc.relation in LINEAGE:
+        raise bad(
+            f"'{inc.relation}' can be included but not filtered on; drop its where, or filter "
+            "the datasets it lists in a request of their own"
+        )
     relation: dict[tuple[str, str], Callable[[], Expr]] = {
         ("Dataset", "Technique"): lambda: Dataset.techniques.any(inner),
         ("Dataset", "File"): lambda: and_(open_expr(now), Dataset.files.any(inner)),

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
 from panbinder.data_mounts.access import Identity, is_open, may_access
+from panbinder.data_mounts.derived_models import lineage
 from panbinder.errors import PanbinderError
 from panbinder.executor import run_blocking
 
@@ -53,6 +56,11 @@ def dataset_detail(ds: Any, who: Identity) -> dict:
             "publications": [{"doi": p.doi, "title": p.title} for p in ds.publications],
         }
     )
+    session = object_session(ds)
+    if session is not None:  # lineage (derived datasets); who registered it: for its readers only
+        data.update(lineage(session, ds))
+        if data["origin"] is not None and not data["accessible"]:
+            data["origin"]["registered_by"] = None
     if data["accessible"]:
         data["files"] = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in ds.files]
     else:
