@@ -268,7 +268,14 @@ def plan_files(
 def copy_file(source: Path, target: Path, base: Path, budget: list[int]) -> CopiedFile:
     """Copy ``source`` (opened without following a link, checked again to be a regular file
     inside ``base``) to the new ``target`` while hashing it. ``budget``: bytes still allowed."""
-    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:  # replaced by a link (ELOOP), removed, unreadable since it was planned
+        raise _bad(
+            f"'{source.name}' changed or could not be read while it was registered ({e.strerror}); try again.",
+            "changed",
+            409,
+        ) from None
     try:
         st = os.fstat(fd)
         opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
@@ -337,6 +344,14 @@ def publish(
     try:
         files = copy_files(planned, tmp, Path(os.path.realpath(mount)), settings.max_bytes)
         os.rename(tmp, final)
+    except OSError as e:  # the portal's side: a full disk, an unwritable root
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PanbinderError(
+            "The portal could not store the files; try again later, or tell the operators if it keeps failing.",
+            reason="store_failed",
+            status_code=503,
+            log_message=f"derived dataset {pid}: {e}",
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

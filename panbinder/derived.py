@@ -88,7 +88,17 @@ async def register_from_server(
         raise PanbinderError(
             "This service does not take derived datasets.", reason="no_derived_data", status_code=501
         )
-    fields = await signed_launch(launcher.hub, signing_key=launcher.signing_key, hub_user=hub_user)
+    try:
+        fields = await signed_launch(launcher.hub, signing_key=launcher.signing_key, hub_user=hub_user)
+    except PanbinderError:
+        raise
+    except Exception as e:  # the Hub not answering
+        raise PanbinderError(
+            "Could not ask JupyterHub about your server; try again later.",
+            reason="hub_unreachable",
+            status_code=503,
+            log_message=f"launch options of {hub_user!r}: {e}",
+        ) from e
 
     def work() -> dict:
         mount = workspace_mount(launcher, fields.workspace)

@@ -20,6 +20,7 @@ from panbinder.data_mounts.derived_data import (
     DerivedData,
     Lineage,
     PublishRequest,
+    copy_files,
     parse_request,
     plan_files,
     publish,
@@ -140,6 +141,15 @@ def test_names_that_collide_and_limits_are_refused(work: Path) -> None:
     assert caught.value.status_code == 413
     with pytest.raises(PanbinderError, match="3 files is more"):
         plan_files(work, WORK, (f"{WORK}/results",), max_bytes=10**6, max_files=2)
+
+
+def test_a_file_replaced_by_a_link_after_the_check_is_not_copied(work: Path, tmp_path: Path) -> None:
+    planned = plan_files(work, WORK, (f"{WORK}/fit.txt",), max_bytes=10**6, max_files=10)
+    (work / "fit.txt").unlink()
+    (work / "fit.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(PanbinderError, match="changed or could not be read") as caught:
+        copy_files(planned, tmp_path / "copy", work.resolve(), 10**6)
+    assert caught.value.status_code == 409 and not (tmp_path / "copy" / "fit.txt").exists()
 
 
 # the launch options of the server -------------------------------------------------------------
