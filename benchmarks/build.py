@@ -1,7 +1,9 @@
 """Build benchmark for one medium repository (numpy, h5py, matplotlib), all in one run:
 cold build (empty BuildKit cache), code-only commit rebuild (target <= 2 s), requirements change
-rebuild, and archive and restore times (after a registry wipe) with the cached launch they are
-compared against (target: restore + launch <= 2x cached launch). Then pip against uv
+rebuild, and archive and restore times (after the tag is deleted, then after a registry wipe), by
+``panbinder restore`` and inside the portal (``POST /api/archives/restore``), each with the launch
+of the restored image, compared against a cached launch of that image (target: restore + launch
+<= 2x cached launch). ``--restore-only`` keeps the build cache and stops there. Then pip against uv
 (``PackageInstaller.tool``): a cold build and a requirements-change rebuild with each, each cold
 build from an empty build cache (target: uv <= 0.5x pip), and whether the two images' locks are
 identical. With ``--paper-notebooks`` only the share of paper-style notebooks (benchmarks/paper_repos.py)
@@ -10,17 +12,21 @@ that execute headless after a build (target: all). With ``--desktop`` only the d
 and without it (target <= 2 s).
 
     python -m benchmarks.build [--keep-build-cache] [--installers-only] [--paper-notebooks] [--desktop]
+                               [--restore-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tornado.httpclient import AsyncHTTPClient
 
 from benchmarks.paper_repos import RELEASES, build_and_execute, paper_repos
 from panbinder.builder.lock import diff_locks, format_diff, image_lock, is_empty
@@ -30,6 +36,7 @@ from tests.support import (
     forget_image,
     machine_build_engine,
     read_stream,
+    remove_containers,
     running_git,
     running_portal,
     timed_launch,
@@ -56,7 +63,36 @@ def cli_seconds(portal: Portal, *args: str) -> float:
     return time.monotonic() - start
 
 
-async def main(keep_cache: bool) -> None:
+async def service_restore(portal: Portal, archive: str) -> tuple[float, dict]:
+    """Seconds of ``POST /api/archives/restore`` (the restore inside the running portal) and its answer."""
+    start = time.monotonic()
+    resp = await AsyncHTTPClient().fetch(
+        f"{portal.url}/api/archives/restore",
+        method="POST",
+        body=json.dumps({"archive": archive}),
+        headers={"Authorization": f"token {portal.service_token}", "Content-Type": "application/json"},
+        request_timeout=1800,
+        raise_error=False,
+    )
+    if resp.code != 200:
+        raise RuntimeError(f"restore failed ({resp.code}): {resp.body[:2000]!r}")
+    return time.monotonic() - start, json.loads(resp.body)
+
+
+async def wait_uploaded(portal: Portal, image: str, timeout: float = 600) -> None:
+    """Until the registry has ``image`` (a service restore uploads it after it answered)."""
+    from panbinder.registry_cache import Registry
+    from panbinder.registry_cache.naming import parse_image
+
+    registry, ref = Registry(url="http://" + image.split("/", 1)[0]), parse_image(image)
+    deadline = time.monotonic() + timeout
+    while await registry.digest(ref) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{image} did not reach the registry within {timeout:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def main(keep_cache: bool, restore_only: bool = False) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="panbinder-bench-") as tmp,
         running_git(Path(tmp, "git")) as git,
@@ -65,30 +101,41 @@ async def main(keep_cache: bool) -> None:
         name = f"medium-{int(time.time())}"
         git.commit(name, {"requirements.txt": REQUIREMENTS, "analysis.py": "print(1)\n"}, "initial")
         url = portal.build_url(git.url(name), "main")
-        if not keep_cache:
+        if not (keep_cache or restore_only):
             subprocess.run(BUILD_ENGINE.command("builder", "prune", "-af"), check=True, capture_output=True)
         cold, _ = await build_seconds(url)
-        git.commit(name, {"analysis.py": "print(2)\n"}, "code only")
+        sha = git.commit(name, {"analysis.py": "print(2)\n"}, "code only")
         code_only, image = await build_seconds(url)
         git.commit(name, {"requirements.txt": REQUIREMENTS + "tabulate==0.9.0\n"}, "one more requirement")
         req_change, _ = await build_seconds(url)
         print(f"cold build ({'warm' if keep_cache else 'empty'} build cache): {cold:7.2f} s")
         print(f"code-only commit rebuild:             {code_only:7.2f} s  (target <= 2 s)")
         print(f"requirements change rebuild:          {req_change:7.2f} s")
-        cached = min([await timed_launch(url) for _ in range(3)])
+        archived_url = portal.build_url(git.url(name), sha)  # the archived image's commit
+        cached = min([await timed_launch(archived_url) for _ in range(3)])
         print(f"cached launch (best of 3):            {cached:7.2f} s")
-        archive_root = Path(tmp, "archives")
-        archive = cli_seconds(portal, "archive", image, f"--to={archive_root}")
+        archive = cli_seconds(portal, "archive", image)  # into the portal's Archive.root
         print(f"archive:                              {archive:7.2f} s")
-        bundle = next(p for p in archive_root.iterdir() if p.is_dir() or p.suffix == ".tar")
+        bundle = next(p for p in Path(tmp, "state", "archives").iterdir() if p.is_dir() or p.suffix == ".tar")
         # gone from the engine; from the registry its tag only, then (a wipe) also every blob
         for blobs, what in ((False, "tag deleted"), (True, "registry wiped")):
-            forget_image(image, blobs=blobs, docker=DOCKER)
-            restore = cli_seconds(portal, "restore", str(bundle))
-            launch = await timed_launch(url)
-            ratio = (restore + launch) / cached
-            print(f"restore ({what}):{' ' * (22 - len(what))}{restore:7.2f} s, then launch {launch:.2f} s")
-            print(f"  (restore + launch) / cached launch: {ratio:7.2f}  (target <= 2)")
+            for how in ("panbinder restore", "service restore"):
+                remove_containers(PREFIX)  # the launched servers' containers would keep the image
+                forget_image(image, blobs=blobs, docker=DOCKER)
+                if how == "service restore":
+                    restore, answer = await service_restore(portal, bundle.name)
+                else:
+                    restore = cli_seconds(portal, "restore", str(bundle))
+                launch = await timed_launch(archived_url)
+                ratio = (restore + launch) / cached
+                print(f"{how} ({what}):{' ' * (22 - len(what))}{restore:7.2f} s, then launch {launch:.2f} s")
+                print(f"  (restore + launch) / cached launch: {ratio:7.2f}  (target <= 2)", flush=True)
+                if how == "service restore":  # the upload went on after the answer
+                    waited = time.monotonic()
+                    await wait_uploaded(portal, image)
+                    print(
+                        f"  upload {answer['upload']} at the answer; in the registry {time.monotonic() - waited:.2f} s later"
+                    )
 
 
 STEP_RE = re.compile(r"^#(\d+) \[[^\]]*\] RUN (.*)$")
@@ -252,12 +299,15 @@ if __name__ == "__main__":
     parser.add_argument("--installers-only", action="store_true", help="only pip against uv")
     parser.add_argument("--paper-notebooks", action="store_true", help="only the paper-style notebooks")
     parser.add_argument("--desktop", action="store_true", help="only the desktop layer")
+    parser.add_argument(
+        "--restore-only", action="store_true", help="only builds (cache kept), archive and restores"
+    )
     args = parser.parse_args()
     if args.desktop:
         asyncio.run(desktop())
     elif args.paper_notebooks:
         asyncio.run(paper_notebooks())
     elif not args.installers_only:
-        asyncio.run(main(args.keep_build_cache))
-    if not (args.paper_notebooks or args.desktop):
+        asyncio.run(main(args.keep_build_cache, args.restore_only))
+    if not (args.paper_notebooks or args.desktop or args.restore_only):
         asyncio.run(compare_installers())

@@ -2,9 +2,10 @@
 
 ``archive DOI|IMAGE`` writes one self-describing folder (see registry_cache/archive.py) that
 lets a publication be launched again when its repository and its cached image are gone.
-``restore ARCHIVE`` checks the archive first (every file it reads against its checksum), then
-puts the image back into the registry under the repository's name in today's scheme (the one
-launches by URL and by DOI use) with its archived digest, pulls it into the local engine, keeps
+``restore ARCHIVE`` checks the archive (every blob it reads against its checksum while it
+streams: nothing is tagged or put before all checked out), loads the image into the local
+engine and, beside it, puts it back into the registry under the repository's name in today's
+scheme (the one launches by URL and by DOI use) with its archived digest, keeps
 the repository as a bare clone under ``Archive.repo_mirror_root`` and registers the publication
 again if the catalogue lost it. ``restore --verify-only`` checks every byte and changes nothing.
 Errors print ``error: <message>`` and exit with status 2.
@@ -26,7 +27,7 @@ from traitlets import Bool
 from .catalogue_cli import CatalogueCommand, GroupCommand
 from .command import PanbinderBase
 from .data_mounts.catalogue import Catalogue
-from .data_mounts.models import Dataset, Publication
+from .data_mounts.models import Publication
 from .docker_engine import Docker
 from .errors import PanbinderError
 from .progress import terminal_progress
@@ -34,12 +35,7 @@ from .registry_cache import ImageRef, Registry, image_ref
 from .registry_cache.archive import ARCHIVED_REF, Archive, ArchivedImage, ArchiveError, verify_bag
 from .registry_cache.retention import GC_COMMAND, RegistryAdmin, Retention, select_removals
 from .registry_cache.transfer import RegistryClient
-
-DATASET_FIELDS = (
-    "pid title facility instrument scientific_field data_type proposal_id owners groups "
-    "creation_date release_date is_public location size file_count"
-).split()
-DATE_FIELDS = ("creation_date", "release_date")
+from .restores import DATASET_FIELDS, DATE_FIELDS, Restorer, register_again
 
 
 def publication_metadata(pub: Publication) -> dict:
@@ -184,6 +180,8 @@ class RestoreApp(ArchiveCommand):
     name = "panbinder-restore"
     description = "Verify an archive, push its image, keep its repository and re-register its publication."
     usage = "panbinder restore ARCHIVE [--verify-only]"
+    # Restorer: the same restore inside the portal (POST /api/archives/restore, panbinder/restores.py)
+    classes = [*ArchiveCommand.classes, Restorer]
     verify_only = Bool(
         False, help="Check every byte of the archive against its manifest; restore nothing."
     ).tag(config=True)
@@ -207,11 +205,20 @@ class RestoreApp(ArchiveCommand):
             manifest, plan = archive.prepare(bag, client, targets[0])  # nothing changed before this
             meta_path = bag / "data" / "publication.json"
             metadata = json.loads(meta_path.read_text()) if meta_path.exists() else None
-            with ThreadPoolExecutor(max_workers=1) as pool:  # the repository while the image moves
-                repository = pool.submit(archive.restore_repository, bag, archived.repo_url)
-                archive.push(bag, client, manifest, targets, plan, terminal_progress)
-                archive.load(targets[0], manifest)
-                mirror = repository.result()
+            with ThreadPoolExecutor(max_workers=1) as pool:  # the repository once the image checked out
+                repository = []
+                archive.restore_image(
+                    bag,
+                    client,
+                    manifest,
+                    targets,
+                    plan,
+                    loaded=lambda: repository.append(
+                        pool.submit(archive.restore_repository, bag, archived.repo_url)
+                    ),
+                    progress=terminal_progress,
+                )
+                mirror = repository[0].result()
             lock_path = bag / "data" / "lock.json"
             if lock_path.exists():
                 self.record_lock(targets, manifest.digest, json.loads(lock_path.read_text()))
@@ -232,27 +239,7 @@ class RestoreApp(ArchiveCommand):
                 self.log.warning("could not record the lock of %s: %s", target.full, e)
 
     def restore_publication(self, meta: dict) -> str:
-        catalogue = self.make_catalogue()
-        with catalogue.session() as session:
-            existing = catalogue.get_publication(session, meta["doi"])
-            if existing is not None and existing.resolved_sha != meta["resolved_sha"]:
-                return f"registered here with commit {existing.resolved_sha}; left as it is"
-            if existing is not None:
-                return "already registered"
-            datasets = []
-            for record in meta["datasets"]:
-                ds = catalogue.get_dataset(session, record["pid"])
-                if ds is None:
-                    values = {f: record.get(f) for f in DATASET_FIELDS if record.get(f) is not None}
-                    for f in DATE_FIELDS:
-                        if values.get(f):
-                            values[f] = datetime.fromisoformat(values[f])
-                    ds = Dataset(**values)
-                    session.add(ds)
-                datasets.append(ds)
-            fields = ("doi", "title", "authors", "year", "repo_url", "ref", "resolved_sha")
-            session.add(Publication(**{f: meta[f] for f in fields}, datasets=datasets))
-        return "registered again from the archive"
+        return register_again(self.make_catalogue(), meta)
 
 
 class RegistryGcApp(ArchiveCommand):

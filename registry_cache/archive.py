@@ -12,10 +12,12 @@ An archive is a BagIt-like folder (RFC 8493 layout, without tag manifests)::
     data/publication.json  the publication and its datasets' metadata (no data files), if any
     data/lock.json         the environment lock, if one exists (from the catalogue or the label)
 
-Checksums are computed streaming. Before anything is restored, every file of the bag is checked
-against the manifest (``check_bag``: none missing, none extra) and every file that the restore
-reads is verified; an image layer the registry already holds under its digest is not read at
-all (the digest is the content's checksum). ``verify_bag`` checks every byte (fixity audits).
+Checksums are computed streaming. Before anything is restored, the bag is checked against the
+manifest (``check_bag``: none missing, none extra) and its small files are verified; every blob
+the restore reads is verified while it streams into the run engine (``docker load``; the blobs
+the registry lacks always go through it), and nothing is tagged, sent or put before all of them
+checked out; the upload to the registry checks each blob again as it sends it. An image layer the registry already
+holds under its digest is not read at all (the digest is the content's checksum). ``verify_bag`` checks every byte (fixity audits).
 The calls to docker (the run engine, ``Docker`` settings), git and the registry here block; callers run them in a CLI or through
 ``run_blocking``.
 """
@@ -43,9 +45,11 @@ from panbinder.paths import safe_join
 from panbinder.progress import Progress, no_progress
 from panbinder.state import state_dir
 
+from .engine_load import LoadError, load_image
 from .naming import ImageRef, image_ref, parse_image, repo_slug
 from .transfer import (
     CHUNK,
+    DamagedBlob,
     ImportPlan,
     Manifest,
     RegistryClient,
@@ -137,6 +141,15 @@ def verify_files(
                 f"{rel} in the archive {bag} does not match its sha256 checksum; the archive is "
                 "damaged or was changed. Nothing was restored; use another copy of the archive."
             )
+
+
+def damaged(bag: Path, error: DamagedBlob) -> ArchiveError:
+    """The restore's error for a blob found damaged while it streamed (named as in the bag)."""
+    rel = f"{IMAGE_DIR}/blobs/sha256/{error.path.name}"
+    return ArchiveError(
+        f"{rel} in the archive {bag} does not match its sha256 checksum; the archive is damaged or "
+        "was changed. Nothing was restored; use another copy of the archive."
+    )
 
 
 def verify_bag(bag: Path, progress: Progress = no_progress) -> None:
@@ -358,9 +371,10 @@ class Archive(LoggingConfigurable):
 
     def prepare(self, bag: Path, client: RegistryClient, target: ImageRef) -> tuple[Manifest, ImportPlan]:
         """Check the bag before anything changes: no file missing or extra, every file except the
-        image blobs verified, and the blobs that will be uploaded verified too (those the registry
-        holds under their digest, in ``target``'s repository or another, are not read).
-        Returns the image manifest and how its blobs get into the registry."""
+        image blobs verified, each blob named by its own digest. The blobs themselves are
+        verified while they stream (``push``, ``restore_image``): those the registry holds under
+        their digest, in ``target``'s repository or another, are not read. Returns the image
+        manifest and how its blobs get into the registry."""
         entries = check_bag(bag)
         blobs_dir = f"{IMAGE_DIR}/blobs/sha256/"
         named = {rel for rel, d in entries.items() if rel.startswith(blobs_dir) and rel.endswith("/" + d)}
@@ -374,8 +388,6 @@ class Archive(LoggingConfigurable):
             rel = blob_path(bag / IMAGE_DIR, blob).relative_to(bag).as_posix()
             if entries.get(rel) != blob.hex:  # named by its digest, and the manifest agrees
                 raise ArchiveError(f"{rel} is not listed with its own digest in the manifest of {bag}.")
-        uploads = [blob_path(bag / IMAGE_DIR, b).relative_to(bag).as_posix() for b in plan.uploads]
-        verify_files(bag, entries, uploads)
         return manifest, plan
 
     def mount_sources(self, client: RegistryClient, target: ImageRef) -> list[str]:
@@ -394,19 +406,97 @@ class Archive(LoggingConfigurable):
         plan: ImportPlan,
         progress: Progress = no_progress,
     ) -> None:
-        """Link and upload the blobs as planned and put the archived manifest under every target."""
-        first = targets[0]
+        """Link and upload the blobs as planned (each checked while it streams) and put the
+        archived manifest under every target: nothing when a blob is damaged."""
+        self.send_blobs(bag, client, manifest, targets[0], plan, progress)
+        self.put_manifests(bag, client, manifest, targets)
+
+    def send_blobs(
+        self,
+        bag: Path,
+        client: RegistryClient,
+        manifest: Manifest,
+        target: ImageRef,
+        plan: ImportPlan,
+        progress: Progress = no_progress,
+    ) -> None:
+        """The blobs of ``plan`` into ``target``'s repository (no manifest yet: no image)."""
         try:
             import_image(
-                client, bag / IMAGE_DIR, manifest, first, plan, workers=self.transfers, progress=progress
+                client, bag / IMAGE_DIR, manifest, target, plan, workers=self.transfers, progress=progress
             )
+        except DamagedBlob as e:
+            raise damaged(bag, e) from None
+        except TransferError as e:
+            raise ArchiveError(f"Pushing the archived image failed: {e.message}") from None
+
+    def put_manifests(
+        self, bag: Path, client: RegistryClient, manifest: Manifest, targets: list[ImageRef]
+    ) -> None:
+        """The archived manifest under every target (its blobs are in the first one's repository)."""
+        first = targets[0]
+        try:
+            client.put_manifest(first, manifest)
             for target in targets[1:]:
                 more = plan_import(client, target.name, manifest, [first.name])
                 import_image(client, bag / IMAGE_DIR, manifest, target, more, workers=self.transfers)
+        except DamagedBlob as e:
+            raise damaged(bag, e) from None
         except TransferError as e:
             raise ArchiveError(f"Pushing the archived image failed: {e.message}") from None
         for target in targets:
             self.log.info("pushed %s@%s", target.full, manifest.digest)
+
+    def restore_image(
+        self,
+        bag: Path,
+        client: RegistryClient,
+        manifest: Manifest,
+        targets: list[ImageRef],
+        plan: ImportPlan,
+        *,
+        loaded: Callable[[], None] = lambda: None,
+        progress: Progress = no_progress,
+    ) -> None:
+        """The archived image into the run engine (``docker load`` of the archive's blobs, each
+        checked as it streams), then its missing blobs into the registry and the manifests.
+        ``loaded`` is called as soon as the engine holds the image under every target, before
+        the upload (the engine gets the machine first: a launch can start from its copy). A
+        damaged blob raises ArchiveError before anything is tagged, sent or put; an engine that
+        refuses the load gets the image by a pull after the push."""
+        image_id = manifest.blobs()[0].digest
+        if self.docker.has_image(image_id):  # only the upload reads blobs: first, then the tags
+            self.send_blobs(bag, client, manifest, targets[0], plan, progress)
+            self.tag(image_id, targets)
+            loaded()
+            self.put_manifests(bag, client, manifest, targets)
+            return
+        in_engine = self.load_archived(bag, manifest, targets, plan)
+        if in_engine:
+            loaded()
+        self.send_blobs(bag, client, manifest, targets[0], plan, progress)
+        self.put_manifests(bag, client, manifest, targets)
+        if not in_engine:
+            self.load(targets[0], manifest)
+            self.tag(targets[0].full, targets[1:])
+            loaded()
+
+    def tag(self, source: str, targets: list[ImageRef]) -> None:
+        for target in targets:
+            _docker(self.docker.tag, source, target.full, what=f"docker tag {target.full}")
+
+    def load_archived(self, bag: Path, manifest: Manifest, targets: list[ImageRef], plan: ImportPlan) -> bool:
+        """``docker load`` the archived image: True when the engine holds it; False when the
+        engine refused it (another way is needed); ArchiveError when a blob is damaged."""
+        uploads = {b.digest for b in plan.uploads}
+        try:
+            load_image(self.docker, bag / IMAGE_DIR, manifest, [t.full for t in targets], uploads)
+        except DamagedBlob as e:
+            raise damaged(bag, e) from None
+        except LoadError as e:
+            self.log.warning("docker load of %s failed (pulling it instead): %s", targets[0].full, e.message)
+            return False
+        return True
 
     def load(self, target: ImageRef, manifest: Manifest) -> None:
         """Make the local engine hold ``target`` (a pull of what it lacks; a tag if it has the image)."""

@@ -71,6 +71,9 @@ class Registry(LoggingConfigurable):
         super().__init__(**kwargs)
         self.tokens = TokenCache()
         self._credentials: tuple[str, str] | bool | None = False  # False: not read yet
+        # images restored into the run engine whose upload here is still running (full name ->
+        # archived digest): launchable from the engine's copy (panbinder/restores.py)
+        self.restoring: dict[str, str] = {}
 
     @property
     def host(self) -> str:
@@ -199,11 +202,14 @@ class Registry(LoggingConfigurable):
     # --- image look-ups -------------------------------------------------------------------------
 
     async def digest(self, image: ImageRef) -> str | None:
-        """The manifest digest of ``image``, or None when the registry does not have it.
+        """The manifest digest of ``image``, or None when the registry does not have it (an
+        image restored into the run engine counts while its upload finishes: ``restoring``).
 
         Raises PanbinderError (503): ``registry_unreachable`` when nothing answers (refused,
         reset, timed out) and ``registry_error`` when the registry answers with an error.
         """
+        if image.full in self.restoring:  # the run engine has it; the upload is finishing
+            return self.restoring[image.full]
         path = f"/v2/{image.name}/manifests/{image.tag}"
         where = f"registry HEAD {self.base}{path}"
         try:

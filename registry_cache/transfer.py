@@ -42,6 +42,36 @@ class TransferError(PanbinderError):
     pass
 
 
+class DamagedBlob(TransferError):
+    """A blob of a layout whose bytes do not match its digest (found while it was sent)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path.name} does not match its sha256 digest")
+        self.path = path
+
+
+class _Verified:
+    """A blob file read as a request body: sha256 and size are checked as the bytes go out, and
+    ``read`` raises DamagedBlob at the end of a damaged file, before the request is complete."""
+
+    def __init__(self, path: Path, blob: Blob) -> None:
+        self.path, self.blob = path, blob
+        self.file = path.open("rb")
+        self.hash = hashlib.sha256()
+        self.sent = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.file.read(size)
+        self.hash.update(chunk)
+        self.sent += len(chunk)
+        if not chunk and (self.sent != self.blob.size or self.hash.hexdigest() != self.blob.hex):
+            raise DamagedBlob(self.path)
+        return chunk
+
+    def close(self) -> None:
+        self.file.close()
+
+
 @dataclass(frozen=True)
 class Blob:
     digest: str  # "sha256:<hex>"
@@ -189,15 +219,24 @@ class RegistryClient:
         return False
 
     def upload_blob(self, name: str, blob: Blob, path: Path) -> None:
-        """Put ``blob`` (the file ``path``) into repository ``name`` in one streamed PUT."""
+        """Put ``blob`` (the file ``path``) into repository ``name`` in one streamed PUT, its
+        sha256 checked on the way (DamagedBlob: the upload is broken off, nothing is linked)."""
         status, headers, body = self._request("POST", f"{self.url}/v2/{name}/blobs/uploads/", body=b"")
         if status != 202:
             raise self._fail(f"an upload to {name}", status, body)
         location = urljoin(self.url + "/", headers.get("Location", ""))
         location += ("&" if "?" in location else "?") + urlencode({"digest": blob.digest})
-        with path.open("rb") as f:
-            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)}
-            status, _, body = self._request("PUT", location, body=f, headers=headers)
+        size = path.stat().st_size
+        if size != blob.size:
+            raise DamagedBlob(path)
+        body_file = _Verified(path, blob)
+        try:
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            status, _, body = self._request("PUT", location, body=body_file, headers=headers)
+        finally:
+            body_file.close()
+        if body_file.sent != size or body_file.hash.hexdigest() != blob.hex:
+            raise DamagedBlob(path)
         if status not in (201, 204):
             raise self._fail(f"blob {blob.digest} for {name}", status, body)
 
@@ -328,6 +367,7 @@ def _parallel(workers: int, calls: Iterable[Callable[[], None]], progress: Progr
 
 __all__ = [
     "Blob",
+    "DamagedBlob",
     "ImportPlan",
     "Manifest",
     "RegistryClient",

@@ -25,6 +25,7 @@ from .api import catalogue as catalogue_api
 from .api import checks as checks_api
 from .api import derived as derived_api
 from .api import panosc as panosc_api
+from .api import restore as restore_api
 from .api import review_links as review_links_api
 from .api import search as search_api
 from .handlers import badge, base, build_logs, health, notebooks, pages, reproducible
@@ -97,6 +98,7 @@ def make_app(
         *catalogue_api.routes,
         *panosc_api.routes,
         *review_links_api.routes,
+        *restore_api.routes,
         *review_link_pages.routes,
         *derived_api.routes,
         *openapi.routes,

@@ -16,14 +16,13 @@ if TYPE_CHECKING:
 
 def restore_image(archive: Archive, bag: Path, context: CheckContext) -> str:
     """Push the image of the opened, verified archive ``bag`` (``Archive.open``) under today's
-    names, pull it into the run engine and record its lock; returns the restored digest
-    (blocking). ``Archive.prepare`` still checks the files it pushes against the manifest."""
+    names, load it into the run engine and record its lock; returns the restored digest
+    (blocking). ``Archive.restore_image`` checks the blobs it reads while they stream."""
     ctx = context.pipeline
     client = RegistryClient(ctx.registry, timeout=max(ctx.registry.timeout, 120))
     targets = archive.describe(bag).names(registry=ctx.registry.host, prefix=ctx.image_prefix)
     manifest, plan = archive.prepare(bag, client, targets[0])
-    archive.push(bag, client, manifest, targets, plan)
-    archive.load(targets[0], manifest)
+    archive.restore_image(bag, client, manifest, targets, plan)
     lock_path = bag / "data" / "lock.json"
     if lock_path.exists():
         lock = json.loads(lock_path.read_text())

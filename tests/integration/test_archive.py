@@ -8,15 +8,17 @@ import re
 import shutil
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete
+from tornado.httpclient import AsyncHTTPClient
 
 from panbinder.data_mounts.models import ImageLock
 from panbinder.registry_cache import ImageRef, Registry, image_ref
 from panbinder.registry_cache.transfer import RegistryClient
+from tests.support import eventually, read_stream, run_code
 from tests.support import forget_image as forget
-from tests.support import read_stream, run_code
 
 from .conftest import catalogue_of, cli, write_scan
 
@@ -164,6 +166,84 @@ async def test_archive_tarball_roundtrip_verifies(portal, archived_publication, 
     restored = cli(portal, "restore", out).stdout
     assert "already registered" in restored
     assert "0 linked from other repositories, 0 uploaded" in restored  # nothing read or sent
+
+
+def remove_servers_of(image_id: str) -> None:
+    """Remove the containers (this module's servers) running the image ``image_id``."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        for c in client.containers.list(all=True, filters={"ancestor": image_id}):
+            c.remove(force=True)
+    finally:
+        client.close()
+
+
+async def restore_in_portal(portal, archive: str, token: str | None = None) -> tuple[int, dict]:
+    """POST /api/archives/restore (with the portal's service token unless ``token`` is given)."""
+    token = portal.service_token if token is None else token
+    resp = await AsyncHTTPClient().fetch(
+        f"{portal.url}/api/archives/restore",
+        method="POST",
+        body=json.dumps({"archive": archive}),
+        headers={"Authorization": f"token {token}"} if token else {},
+        request_timeout=600,
+        raise_error=False,
+    )
+    return resp.code, json.loads(resp.body)
+
+
+async def test_restore_inside_the_portal_launches_from_the_engine(portal, archived_publication):
+    """The restore in the running portal: operators only, names confined to Archive.root, a
+    damaged archive refused naming the file with nothing restored; then the image is launchable
+    as soon as the engine has it, by DOI without a build, and reaches the registry unchanged."""
+    _cat, repo, sha = archived_publication
+    registry, refs = names(repo, sha)
+    published = await registry.digest(refs[1])
+    assert published, "the image of the archived publication is missing"
+    bag = Path(cli(portal, "archive", DOI).stdout.strip().splitlines()[-1])  # into Archive.root
+    try:
+        assert (await restore_in_portal(portal, bag.name, token=""))[0] == 403
+        assert (await restore_in_portal(portal, bag.name, token="not-a-token"))[0] == 403
+        status, body = await restore_in_portal(portal, "no-such-archive")
+        assert status == 404 and "no-such-archive" in body["message"], body
+        assert (await restore_in_portal(portal, "../secrets"))[0] in (400, 403, 404)
+
+        index = json.loads((bag / "data" / "image" / "index.json").read_text())
+        blobs = bag / "data" / "image" / "blobs" / "sha256"
+        manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+        remove_servers_of(manifest["config"]["digest"])  # else the engine keeps the image
+        await forget_image(repo, sha)
+        layer = blobs / manifest["layers"][-1]["digest"][7:]
+        kept = layer.read_bytes()
+        layer.write_bytes(kept[:-1] + bytes([kept[-1] ^ 1]))
+        status, body = await restore_in_portal(portal, bag.name)
+        layer.write_bytes(kept)
+        assert status == 400, body
+        assert f"data/image/blobs/sha256/{layer.name}" in body["message"], body
+        assert "does not match" in body["message"], body
+        assert [await registry.digest(r) for r in refs] == [None, None]
+        assert not run("docker", "image", "inspect", "--format", "{{.Id}}", refs[1].full).strip()
+
+        status, body = await restore_in_portal(portal, bag.name)
+        assert status == 200, body
+        assert body["digest"] == published and refs[1].full in body["images"], body
+        assert body["upload"] in ("in progress", "done"), body
+        s = await read_stream(f"{portal.url}/build/doi/{DOI}")
+        assert s.last["phase"] == "ready", s.log()
+        assert "building" not in s.phases
+        assert (
+            run("docker", "image", "inspect", "--format", "{{.Id}}", refs[1].full).strip()
+            == (manifest["config"]["digest"])
+        )
+
+        async def uploaded() -> bool:
+            return await Registry().digest(refs[1]) == published
+
+        await eventually(uploaded, timeout=300, what="the restored image in the registry")
+    finally:
+        shutil.rmtree(bag, ignore_errors=True)
 
 
 def test_registry_gc_dry_run_pins_publications(portal, archived_publication):
