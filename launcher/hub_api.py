@@ -10,6 +10,7 @@ leaves unfinished (it failed, or its reader left) is removed in the background w
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -67,9 +68,9 @@ class HubLauncher(Launcher):
         "progress stream may take.",
     ).tag(config=True)
     max_concurrent_launches = Int(
-        32,
-        help="Launches that may start servers at once (each holds one progress stream to the Hub); "
-        "more wait in line and get 'waiting' events with their position.",
+        help="Launches that may start servers at once (each holds one progress stream to the Hub, "
+        "and its server's start takes about a core); more wait in line and get 'waiting' events "
+        "with their position. Default: twice the machine's cores, at least 4.",
     ).tag(config=True)
     api_connections = Int(
         16,
@@ -90,6 +91,13 @@ class HubLauncher(Launcher):
         allow_none=True,
         help="Pre-started server pool (None: every launch starts a new server).",
     ).tag(config=True)
+
+    @default("max_concurrent_launches")
+    def _max_concurrent_launches_default(self) -> int:
+        # more starts than cores share them: each then takes that many times longer, so a burst
+        # all finishes late (20 at once on 2 cores: 75 s each, past launch_timeout under load)
+        # instead of the first ones early and the rest in line, with their position
+        return max(4, 2 * (os.cpu_count() or 1))
 
     @default("hub_url")
     def _hub_url_default(self) -> str:

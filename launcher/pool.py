@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any as AnyTrait
 from traitlets import Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
@@ -111,7 +111,10 @@ class ServerPool(LoggingConfigurable):
     check_timeout = Float(
         2.0, help="Seconds a pre-started server may take to answer the check before it is handed out."
     ).tag(config=True)
-    launcher = AnyTrait(help="The HubLauncher that starts and removes servers.")
+    launcher = AnyTrait(
+        help="The HubLauncher that starts and removes servers; pre-starts wait while its launch "
+        "slots (``slots``) are full or readers wait for one."
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -227,14 +230,16 @@ class ServerPool(LoggingConfigurable):
 
     async def _answers(self, user: str) -> bool:
         """Whether ``user``'s server answers through the proxy (only the server itself says 200)."""
-        if self._client is None:
-            self._client = AsyncHTTPClient(force_instance=True, max_clients=8)
+        if self._client is None:  # a burst checks as many servers at once as the pool may hold:
+            # beyond the client's connections a check waited in tornado's queue, which timed it
+            # out (HTTPTimeoutError, not an OSError) and failed the launch taking that server
+            self._client = AsyncHTTPClient(force_instance=True, max_clients=max(8, self.max_servers))
         url = f"{self.launcher.hub_url.rstrip('/')}/user/{quote(user)}/api"
         try:
             resp = await self._client.fetch(
                 url, request_timeout=self.check_timeout, follow_redirects=False, raise_error=False
             )
-        except OSError as e:
+        except (OSError, HTTPClientError) as e:  # refused, or timed out (tornado's 599)
             resp = None
             self.log.debug("checking pre-started %s: %s", user, e)
         if resp is not None and resp.code == 200:
@@ -322,6 +327,7 @@ class ServerPool(LoggingConfigurable):
         try:
             await asyncio.sleep(delay)
             while len(self.entries.get(key, [])) < self.plan.get(key, 0):
+                await self._readers_first()
                 async with self._starting:  # servers starting count against the budget too
                     if self.count + self._inflight >= self.capacity and not await self._evict_for(key):
                         return
@@ -333,6 +339,11 @@ class ServerPool(LoggingConfigurable):
                         self._inflight -= 1
         finally:
             self.filling.discard(key)
+
+    async def _readers_first(self) -> None:
+        """Wait while readers' launches fill the launcher's slots or wait for one: a server someone
+        clicked for starts before one that may be clicked (each start takes about a core)."""
+        await self.launcher.slots.until_free()
 
     async def _start_one(self, key: tuple) -> bool:
         user = f"{self.launcher.user_prefix}{secrets.token_hex(6)}"

@@ -28,6 +28,7 @@ class LaunchSlots:
         self.size = max(1, size)
         self.holders: set[Ticket] = set()
         self.waiting: list[Ticket] = []
+        self.freed = asyncio.Event()  # set whenever a slot is handed back
 
     def enter(self) -> Ticket:
         ticket = Ticket()
@@ -42,6 +43,14 @@ class LaunchSlots:
             self.waiting.remove(ticket)
             self._notify()
         self._grant()
+        self.freed.set()
+
+    async def until_free(self) -> None:
+        """Return once a slot is free and no launch waits for one (the pool's pre-starts wait
+        here: a server a reader clicked for comes first)."""
+        while self.waiting or len(self.holders) >= self.size:
+            self.freed.clear()
+            await self.freed.wait()
 
     def position(self, ticket: Ticket) -> int | None:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from datetime import UTC, datetime
 
@@ -77,6 +78,25 @@ async def test_slots_grant_in_order_and_report_moving_positions():
     assert seen == [(2, 2), (1, 1)] and third.granted and slots.running == 1
 
 
+async def test_until_free_waits_for_a_free_slot_and_an_empty_line():
+    slots = LaunchSlots(1)
+    first = slots.enter()
+    second = slots.enter()
+    free = asyncio.ensure_future(slots.until_free())
+    await asyncio.sleep(0.01)
+    slots.leave(first)  # the waiting launch takes it: still not free
+    await asyncio.sleep(0.01)
+    assert not free.done()
+    slots.leave(second)
+    await asyncio.wait_for(free, 1)
+
+
+def test_launch_slots_default_to_twice_the_cores():
+    launcher = HubLauncher(hub_url="http://127.0.0.1:1", api_token="t", pool_class=None)
+    assert launcher.max_concurrent_launches == max(4, 2 * (os.cpu_count() or 1))
+    assert launcher.slots.size == launcher.max_concurrent_launches
+
+
 # --- concurrency ---------------------------------------------------------------------------
 
 
@@ -98,7 +118,7 @@ async def test_short_calls_do_not_queue_behind_progress_streams(hub):
     """15 launches at once (more than tornado's default 10 connections): every one is ready in
     about one start time, not two; the shared default client is left alone."""
     hub.spawn_delay = 2.0
-    launcher = launcher_for(hub)
+    launcher = launcher_for(hub, max_concurrent_launches=32)
     start = time.monotonic()
     results = await asyncio.gather(*(launch(launcher, i) for i in range(15)))
     elapsed = time.monotonic() - start

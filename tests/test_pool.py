@@ -17,6 +17,7 @@ from tornado.web import Application, RequestHandler
 from panbinder.launcher import LaunchRequest
 from panbinder.launcher.demand import DemandLog, key_id
 from panbinder.launcher.pool import ServerPool, pool_key
+from panbinder.launcher.slots import LaunchSlots
 from panbinder.registry_cache import ImageRef
 
 ALIVE: set[str] = set()  # users whose server runs
@@ -28,8 +29,12 @@ def answers(user: str) -> bool:
     return user in ALIVE and user not in PAUSED
 
 
+DELAY = [0.0]  # seconds the stand-in proxy takes to answer
+
+
 class ServerStatus(RequestHandler):
-    def get(self, user: str) -> None:
+    async def get(self, user: str) -> None:
+        await asyncio.sleep(DELAY[0])
         if not answers(user):
             self.set_status(503)
         self.finish({"version": "test"} if answers(user) else {})
@@ -47,6 +52,7 @@ async def proxy():
     server.stop()
     ALIVE.clear()
     PAUSED.clear()
+    DELAY[0] = 0.0
 
 
 class FakeLauncher:
@@ -60,6 +66,7 @@ class FakeLauncher:
         self.pausable = pausable
         self.memory = memory
         self.deleted_paused: list[str] = []  # removed while frozen (would miss its stop signal)
+        self.slots = LaunchSlots(2)  # readers' launches (pre-starts wait while they need them)
 
     async def pause_server(self, user, paused=True):
         if not self.pausable or user not in ALIVE:
@@ -113,6 +120,51 @@ async def test_refill_then_take_hands_out_each_server_once():
     assert user == launcher.spawned[0]
     assert await pool.take(req("a")) is None
     assert (pool.hits, pool.misses) == (1, 2)
+    await pool.drain()
+
+
+async def test_pre_starts_wait_while_readers_launches_need_the_slots():
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, size=1, sweep_interval=3600)
+    readers = [launcher.slots.enter() for _ in range(3)]  # 2 starting, 1 waiting in line
+    pool.refill_soon(req("a"))
+    await asyncio.sleep(0.1)
+    assert launcher.spawned == []
+    launcher.slots.leave(readers[0])  # the waiting one gets the slot: both still taken
+    await asyncio.sleep(0.1)
+    assert launcher.spawned == []
+    launcher.slots.leave(readers[1])  # a slot free, nobody waiting: the pre-start goes
+    await settle(pool)
+    assert len(launcher.spawned) == 1 and pool.count == 1
+    launcher.slots.leave(readers[2])
+    await pool.drain()
+
+
+async def test_a_burst_gets_every_ready_server_even_when_checks_are_slow():
+    """20 clicks at once on a pool of 20: each server is checked before it is handed out, all at
+    once (with 8 connections, the third round of checks timed out in the client's queue and
+    good servers were dropped for cold starts)."""
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, size=20, sweep_interval=3600, check_timeout=1.5)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    assert pool.count == 20
+    DELAY[0] = 1.0
+    taken = await asyncio.gather(*(pool.take(req("a")) for _ in range(20)))
+    assert sorted(taken) == sorted(launcher.spawned) and pool.hits == 20
+    await pool.drain()
+
+
+async def test_a_check_that_times_out_is_a_miss_not_a_failed_launch():
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, size=1, sweep_interval=3600, check_timeout=0.2)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    DELAY[0] = 1.0  # the server does not answer in time
+    assert await pool.take(req("a")) is None
+    assert (pool.hits, pool.misses, pool.dead) == (0, 1, 1)
+    await settle(pool)
+    assert launcher.deleted == launcher.spawned
     await pool.drain()
 
 
