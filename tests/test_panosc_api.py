@@ -47,11 +47,17 @@ async def test_count_get_and_lower_case_documents(portal):
     resp = await portal.fetch(filtered(f"/api/Datasets/{quote(V20, safe='')}", {"include": ["document"]}))
     assert resp.code == 200 and json.loads(resp.body)["document"]["pid"] == "10.5555/v20"
     resp = await portal.fetch(filtered("/api/documents", {"include": ["datasets"]}, query="V20"))
-    docs = json.loads(resp.body)
-    assert [d["pid"] for d in docs] == ["10.5555/v20"] and 0 < docs[0]["score"] < 1
-    assert [d["pid"] for d in docs[0]["datasets"]] == [V20]
+    docs = {d["pid"]: d for d in json.loads(resp.body)}
+    assert sorted(docs) == ["10.5555/v20", "67JH32", "YC7SZ5"]  # the publication, ESS's proposals
+    assert all(0 < d["score"] < 1 for d in docs.values())
+    assert [d["pid"] for d in docs["10.5555/v20"]["datasets"]] == [V20]
+    assert docs["YC7SZ5"]["type"] == "proposal" and docs["10.5555/v20"]["type"] == "publication"
     resp = await portal.fetch("/api/Documents/count")
-    assert json.loads(resp.body) == {"count": 1}
+    assert json.loads(resp.body) == {"count": 3}
+    resp = await portal.fetch("/api/Documents/count?where=" + quote('{"type": "proposal"}'))
+    assert json.loads(resp.body) == {"count": 2}
+    resp = await portal.fetch(filtered("/api/Documents/YC7SZ5", {"include": ["datasets"]}))
+    assert resp.code == 200 and json.loads(resp.body)["datasets"][0]["documentId"] == "YC7SZ5"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ and the negative operators.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,8 +74,11 @@ def compare_value(value: Any, cond: Cond) -> bool:
     op, arg = cond.op, cond.value
     if value is None or value == []:
         return (op == "eq" and arg is None) or (op in ("neq", "nin", "nlike", "nilike") and arg is not None)
-    if isinstance(value, list):  # keywords: any element
-        return any(compare_value(v, cond) for v in value)
+    if isinstance(value, list):  # keywords: any element; negative: none; no order among them
+        positive = {"neq": "eq", "nin": "inq", "nlike": "like", "nilike": "ilike"}.get(op)
+        if positive:
+            return not any(compare_value(v, Cond(cond.field, positive, arg)) for v in value)
+        return op in ("eq", "inq", "like", "ilike") and any(compare_value(v, cond) for v in value)
     if op in ("like", "nlike", "ilike", "nilike"):
         found = _like(arg, str(value), op in ("ilike", "nilike"))
         return not found if op in ("nlike", "nilike") else found
@@ -99,6 +103,26 @@ def _equal(value: Any, arg: Any) -> bool:
     return have == arg or str(value) == str(arg)
 
 
+ORCID_RE = re.compile(r"^\d{4}-\d{4}-\d{4}-\d{3}[\dX]$")
+
+
+def orcid_of(value: Any) -> str | None:
+    """The bare ORCID iD in ``value`` (``orcid.org/...``, an https URL), or None."""
+    if not isinstance(value, str):
+        return None
+    bare = re.sub(r"^(?:https?://)?orcid\.org/", "", value.strip())
+    return bare if ORCID_RE.match(bare) else None
+
+
+def person_cond(cond: Cond) -> Cond:
+    """A Person ``id``/``orcid`` condition with ORCID iDs written bare, as members show them."""
+    if cond.field not in ("id", "orcid") or cond.op not in ("eq", "neq", "inq", "nin"):
+        return cond
+    if isinstance(cond.value, tuple):
+        return Cond(cond.field, cond.op, tuple(orcid_of(v) or v for v in cond.value))
+    return Cond(cond.field, cond.op, orcid_of(cond.value) or cond.value)
+
+
 def matches(model: str, where: Where | None, record: dict) -> bool:
     if where is None:
         return True
@@ -110,6 +134,8 @@ def matches(model: str, where: Where | None, record: dict) -> bool:
         return listed is None or any(matches(where.model, where.where, r) for r in listed)
     if isinstance(where, Text):
         return any(where.text.lower() in str(record.get(f) or "").lower() for f in TEXT_FIELDS.get(model, ()))
+    if model == "Person":
+        where = person_cond(where)
     if model == "Parameter" and where.field in ("siValue", "siUnit"):
         record = with_si(record)
     if model == "Technique" and where.field in ("name", "pid", "panetId"):

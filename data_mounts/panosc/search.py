@@ -19,18 +19,16 @@ from typing import Any
 from sqlalchemy import case, desc, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from panbinder.errors import PanbinderError
-
 from ..models import Dataset, Publication
-from ..publication_records import normalise_doi
 from ..search_filters import text_match
+from . import documents
 from .filters import Filter, Include, Where, bad
+from .proposals import Proposals
 from .shapes import (
     DEFAULT_MAX_RECORDS,
     Context,
     RecordBudget,
     dataset_record,
-    document_record,
     instrument_with,
     project,
 )
@@ -73,10 +71,12 @@ def _context(session: Session, now: datetime, cap: int, max_records: int) -> Con
         conds += constraints("Dataset", inc.includes, now)
         query = select(Dataset).where(Dataset.facility == facility, Dataset.instrument == name, *conds)
         limit = min(inc.limit or cap, cap)
-        return list(session.scalars(query.order_by(Dataset.pid).offset(inc.skip).limit(limit)))
+        rows = list(session.scalars(query.order_by(Dataset.pid).offset(inc.skip).limit(limit)))
+        found.prefetch([ds.proposal_id for ds in rows])
+        return rows
 
-    budget = RecordBudget(max_records)
-    return Context(now=now, cap=cap, instrument_datasets=instrument_datasets, budget=budget)
+    budget, found = RecordBudget(max_records), Proposals(session, now)
+    return Context(now=now, cap=cap, instrument_datasets=instrument_datasets, budget=budget, proposals=found)
 
 
 def find(
@@ -88,29 +88,28 @@ def find(
     ctx = _context(session, now, cap, max_records)
     if flt.model == "Instrument":
         return _instruments(session, flt, now, limit, ctx)
-    entity = Dataset if flt.model == "Dataset" else Publication
-    ranked = text_match(session, entity.__tablename__, flt.query, now=now) if flt.query else None
-    query = select(entity, *([ranked.c.rank] if ranked is not None else [])).where(*_conditions(flt, now))
+    if flt.model == "Document":
+        return documents.find(session, flt, now, limit, ctx)
+    ranked = text_match(session, "datasets", flt.query, now=now) if flt.query else None
+    query = select(Dataset, *([ranked.c.rank] if ranked is not None else [])).where(*_conditions(flt, now))
     if ranked is not None:
-        query = query.join(ranked, ranked.c.id == entity.id)
+        query = query.join(ranked, ranked.c.id == Dataset.id)
     elif flt.query:  # words without a letter or digit: nothing can match
         return []
-    if entity is Dataset:
-        query = query.options(selectinload(Dataset.publications))
-        if any(inc.relation == "files" for inc in flt.includes):
-            query = query.options(selectinload(Dataset.files))
-        if any(inc.relation == "parameters" for inc in flt.includes):
-            query = query.options(selectinload(Dataset.parameters))
-    else:
-        query = query.options(selectinload(Publication.datasets))
+    query = query.options(selectinload(Dataset.publications))
+    if any(inc.relation == "files" for inc in flt.includes):
+        query = query.options(selectinload(Dataset.files))
+    if any(inc.relation == "parameters" for inc in flt.includes):
+        query = query.options(selectinload(Dataset.parameters))
     order = _order(flt, None, now)
     if ranked is not None:
         order = [ranked.c.rank, *order]
     rows = session.execute(query.order_by(*order).offset(flt.skip).limit(limit)).all()
     ctx.budget.spend(len(rows))
-    render = dataset_record if entity is Dataset else document_record
+    if ctx.proposals is not None:
+        ctx.proposals.prefetch([r[0].proposal_id for r in rows])
     return [
-        project(render(r[0], flt.includes, ctx, _rank_score(r, ranked)), flt.fields, flt.includes)
+        project(dataset_record(r[0], flt.includes, ctx, _rank_score(r, ranked)), flt.fields, flt.includes)
         for r in rows
     ]
 
@@ -148,6 +147,8 @@ def _score(row: Any, terms: list[str]) -> float:
 def count(session: Session, model: str, where: Where, *, now: datetime) -> int:
     """How many ``model`` records match ``where`` (the /count endpoints)."""
     cond = where_expr(model, where, now)
+    if model == "Document":
+        return documents.count(session, where, now)
     if model == "Instrument":
         inner = select(Dataset.facility, Dataset.instrument).where(Dataset.instrument != "", cond)
         inner = inner.group_by(Dataset.facility, Dataset.instrument).subquery()
@@ -173,16 +174,7 @@ def get(
             None if ds is None else project(dataset_record(ds, flt.includes, ctx), flt.fields, flt.includes)
         )
     if flt.model == "Document":
-        try:
-            doi = normalise_doi(pid)
-        except PanbinderError:
-            return None
-        pub = session.scalar(select(Publication).where(Publication.doi == doi))
-        return (
-            None
-            if pub is None
-            else project(document_record(pub, flt.includes, ctx), flt.fields, flt.includes)
-        )
+        return documents.get(session, flt, pid, ctx)
     if flt.model == "Instrument":
         row = session.execute(
             select(Dataset.facility, Dataset.instrument)

@@ -33,6 +33,7 @@ from ..models import Dataset, Publication
 from .filters import Include
 from .match import keep
 from .parameters import parameter_record
+from .proposals import ProposalDoc, Proposals, member_fields, person_fields, proposal_fields
 
 
 def loopback_date(value: datetime | None) -> str | None:
@@ -70,6 +71,7 @@ class Context:
     cap: int  # most related records listed under one include
     instrument_datasets: Callable[[str, str, Include], list[Dataset]]
     budget: RecordBudget = field(default_factory=RecordBudget)
+    proposals: Proposals | None = None  # the listed proposals (None: datasets show none)
 
 
 def instrument_pid(facility: str, name: str) -> str | None:
@@ -102,7 +104,8 @@ def file_record(f: Any, pid: str) -> dict:
 
 def dataset_record(ds: Dataset, includes: tuple[Include, ...], ctx: Context, score: float = 0) -> dict:
     readable = is_open(ds, ctx.now)
-    pubs = list(ds.publications)
+    proposal = ctx.proposals.get(ds.proposal_id) if ctx.proposals is not None else None
+    docs: list[Publication | ProposalDoc] = [*ds.publications, *([proposal] if proposal else [])]
     out: dict[str, Any] = {
         "pid": ds.pid,
         "title": ds.title,
@@ -110,16 +113,16 @@ def dataset_record(ds: Dataset, includes: tuple[Include, ...], ctx: Context, sco
         "size": ds.size if readable and ds.size else None,
         "creationDate": loopback_date(ds.creation_date),
         "score": score,
-        "documentId": pubs[0].doi if pubs else None,
+        "documentId": document_id(docs[0]) if docs else None,
         "instrumentId": instrument_pid(ds.facility, ds.instrument),
     }
     for inc in includes:
-        out[inc.relation] = _dataset_relation(ds, pubs, readable, inc, ctx)
+        out[inc.relation] = _dataset_relation(ds, docs, readable, inc, ctx)
     return out
 
 
 def _dataset_relation(
-    ds: Dataset, pubs: list[Publication], readable: bool, inc: Include, ctx: Context
+    ds: Dataset, docs: list[Publication | ProposalDoc], readable: bool, inc: Include, ctx: Context
 ) -> Any:
     if inc.relation == "techniques":
         return listed(inc, ds.techniques, technique_record, ctx)
@@ -130,7 +133,7 @@ def _dataset_relation(
             inc, [ds] if ds.instrument else [], lambda d: instrument_record(d.facility, d.instrument), ctx
         )
     if inc.relation in ("document", "documents"):
-        return listed(inc, pubs, lambda p, sub=inc.includes: document_record(p, sub, ctx), ctx)
+        return listed(inc, docs, lambda d, sub=inc.includes: any_document(d, sub, ctx), ctx)
     if inc.relation in ("derivedFrom", "derivedDatasets"):
         return listed(
             inc, _lineage(ds, inc.relation), lambda d, sub=inc.includes: dataset_record(d, sub, ctx), ctx
@@ -199,6 +202,55 @@ def document_record(pub: Publication, includes: tuple[Include, ...], ctx: Contex
         else:  # parameters: those of its datasets
             params = ((p, ds.pid) for ds in pub.datasets for p in ds.parameters)
             out[inc.relation] = listed(inc, params, lambda pair: parameter_record(*pair), ctx)
+    return out
+
+
+def document_id(doc: Publication | ProposalDoc) -> str:
+    return doc.pid if isinstance(doc, ProposalDoc) else doc.doi
+
+
+def any_document(doc: Publication | ProposalDoc, includes: tuple[Include, ...], ctx: Context) -> dict:
+    if isinstance(doc, ProposalDoc):
+        return proposal_record(doc, includes, ctx)
+    return document_record(doc, includes, ctx)
+
+
+def proposal_record(doc: ProposalDoc, includes: tuple[Include, ...], ctx: Context, score: float = 0) -> dict:
+    """A proposal Document: its open datasets, its ORCID members, their parameters."""
+    out = proposal_fields(doc, score)
+    found = ctx.proposals
+    for inc in includes:
+        if found is None:
+            out[inc.relation] = listed(inc, [], dict, ctx)
+        elif inc.relation == "datasets":
+            rows = found.datasets(doc.pid, inc, ctx.cap)
+            out[inc.relation] = listed(
+                inc, rows, lambda ds, sub=inc.includes: dataset_record(ds, sub, ctx), ctx
+            )
+        elif inc.relation == "members":
+            members = enumerate(doc.members)
+            out[inc.relation] = listed(
+                inc, members, lambda m, sub=inc.includes: proposal_member(doc, *m, sub, ctx), ctx
+            )
+        else:  # parameters: those of its open datasets
+            params = found.parameters(doc.pid, ctx.cap)
+            out[inc.relation] = listed(inc, params, lambda pair: parameter_record(*pair), ctx)
+    return out
+
+
+def proposal_member(
+    doc: ProposalDoc, index: int, orcid: str, includes: tuple[Include, ...], ctx: Context
+) -> dict:
+    out = member_fields(doc, index, orcid)
+    for inc in includes:
+        if inc.relation == "person":
+            out[inc.relation] = listed(inc, [person_fields(orcid)], dict, ctx)
+        elif inc.relation == "document":
+            out[inc.relation] = listed(
+                inc, [doc], lambda d, sub=inc.includes: proposal_record(d, sub, ctx), ctx
+            )
+        else:  # affiliation
+            out[inc.relation] = listed(inc, [], dict, ctx)
     return out
 
 

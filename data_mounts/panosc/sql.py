@@ -6,6 +6,9 @@ onto the catalogue like this (``shapes.py`` renders the same mapping):
 - Dataset -> ``datasets``; ``isPublic`` is "open" (public, or its embargo has ended);
   ``instrumentId`` is ``<facility>/<instrument>`` (the instrument alone without a facility); ``documentId`` a publication's DOI.
 - Document -> ``publications`` (type "publication"); members are derived from the author names.
+  Documents of type "proposal" are the datasets' ``proposal_id`` values (``proposals.py``, the
+  pseudo-model "Proposal" here); a dataset's ``documentId``/``document`` is its publications' or
+  its listed proposal's.
 - Instrument -> the distinct (facility, instrument) pairs of the datasets.
 - Technique -> ``techniques``: ``pid``/``panetId``/``name`` match the PaNET term and every
   narrower one ("x-ray diffraction" finds "single crystal x-ray diffraction").
@@ -31,10 +34,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, false, func, literal, not_, or_, true
+from sqlalchemy import String, and_, case, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..models import Dataset, DatasetFile, DatasetParameter, Publication, Technique
+from . import proposals
 from .filters import Cond, Group, Has, Include, Text, Where, bad
 from .match import compare_value, technique_ids
 
@@ -121,10 +125,11 @@ def _dataset(node: Cond | Text, now: datetime) -> Expr:
     if name == "size":
         return and_(open_expr(now), compare(Dataset.size, node))
     if name == "documentId":
+        listed = proposals.is_listed(Dataset.proposal_id, now)
         if node.op in ("eq", "neq") and node.value is None:
-            has = Dataset.publications.any()
+            has = or_(Dataset.publications.any(), listed)
             return not_(has) if node.op == "eq" else has
-        return Dataset.publications.any(_doi(node))
+        return or_(Dataset.publications.any(_doi(node)), and_(listed, compare(Dataset.proposal_id, node)))
     if name == "instrumentId":
         return and_(Dataset.instrument != "", compare(instrument_pid(), node))
     column = {"pid": Dataset.pid, "title": Dataset.title, "creationDate": Dataset.creation_date}[name]
@@ -264,6 +269,7 @@ TRANSLATORS: dict[str, Callable[[Cond | Text, datetime], Expr]] = {
     "Parameter": _parameter,
     "Sample": _sample,
     "Affiliation": _nothing,
+    "Proposal": lambda node, now: proposals.translate(node, now),
 }
 
 
@@ -287,6 +293,10 @@ def include_expr(parent: str, inc: Include, now: datetime) -> Expr:
             f"'{inc.relation}' can be included but not filtered on; drop its where, or filter "
             "the datasets it lists in a request of their own"
         )
+    if parent == "Proposal":
+        return proposals.relation(inc, inner, now)
+    if (parent, inc.model) == ("Dataset", "Document"):
+        return or_(Dataset.publications.any(inner), _in_proposal(inc, now))
     relation: dict[tuple[str, str], Callable[[], Expr]] = {
         ("Dataset", "Technique"): lambda: Dataset.techniques.any(inner),
         ("Dataset", "File"): lambda: and_(open_expr(now), Dataset.files.any(inner)),
@@ -302,6 +312,15 @@ def include_expr(parent: str, inc: Include, now: datetime) -> Expr:
         ("Instrument", "Dataset"): lambda: inner,  # instruments are grouped datasets
     }
     return relation[(parent, inc.model)]()
+
+
+def _in_proposal(inc: Include, now: datetime) -> Expr:
+    """The dataset's proposal is a listed proposal Document meeting ``inc``'s where."""
+    P = proposals.PROPOSAL
+    conds = [where_expr("Proposal", inc.where, now)] if inc.where is not None else []
+    conds += constraints("Proposal", inc.includes, now)
+    inner = select(P.id).where(P.proposal_id == Dataset.proposal_id, *proposals.listed_rows(now), *conds)
+    return inner.correlate_except(P).exists()
 
 
 def query_terms(query: str) -> list[str]:

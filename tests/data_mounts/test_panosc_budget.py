@@ -22,13 +22,16 @@ DOIS = ("10.5555/a", "10.5555/b", "10.5555/c")
 
 @pytest.fixture(scope="module")
 def cat(tmp_path_factory):
-    """Three publications that each link all three ESS datasets."""
+    """Three publications that each link all three ESS datasets (and no proposals: the
+    datasets' proposal ids are cleared, so the only documents are the three publications)."""
     c = Catalogue(db_url=f"sqlite:///{tmp_path_factory.mktemp('budget')}/c.sqlite")
     c.start()
     assert import_panosc(c, ESS).failed == []
     pids = [d["pid"] for d in json.loads(ESS.read_text())]
     with c.session() as session:
         datasets = [c.get_dataset(session, pid) for pid in pids]
+        for ds in datasets:
+            ds.proposal_id = None
         for doi in DOIS:
             session.add(
                 Publication(

@@ -2,8 +2,9 @@
 (ESRF, ESS), its ESS store and SciCatLive's datasets: the reference server's own filters give
 the same datasets and fields, and the PaNOSC portal's filters find what they should.
 
-Known gaps, checked here so a change shows: the catalogue keeps no proposals as documents and
-no instrument PIDs (see the module docstring of data_mounts/panosc/sql.py).
+Known gap, checked here so a change shows: the catalogue keeps no instrument PIDs (see the
+module docstring of data_mounts/panosc/sql.py). Proposals are Documents derived from the
+datasets' proposal ids (test_panosc_proposals.py).
 """
 
 from __future__ import annotations
@@ -121,8 +122,18 @@ def test_reference_filters_give_the_reference_datasets(cat, name):
         got = [r for r in got if r["pid"].startswith("20.500.12269/")]
     assert sorted(map(compared, got), key=str) == sorted(map(compared, want), key=str)
     assert sum(len(r["parameters"]) for r in got) == sum(len(r["parameters"]) for r in want) > 0
-    # known gap: proposals are no documents here
-    assert {r["documentId"] for r in got} <= {None, "10.5555/v20.paper"}
+    # a dataset's document is its publication (the one registered here), else its proposal,
+    # which is a Document of type proposal with the reference server's PID
+    for r in got:
+        ref = next(w for w in want if str(w["pid"]) == r["pid"])
+        if r["documentId"] == "10.5555/v20.paper":
+            assert r["document"]["type"] == "publication"
+            continue
+        ref_doc = ref.get("document") or {}
+        assert r["documentId"] == ref_doc.get("pid"), r["pid"]
+        assert (r["document"] or {}).get("type") == ref_doc.get("type")
+        assert (r["document"] or {}).get("pid") == ref_doc.get("pid")
+    assert sum(r["documentId"] is not None for r in got) == len(got) - (name == "esrf")
     # the reference server has no techniques; an ESS "technique" parameter gives one here
     assert all(r["techniques"] == [] for r in want)
     derived = {r["pid"]: [t["name"] for t in r["techniques"]] for r in got if r["techniques"]}
@@ -182,32 +193,21 @@ def test_portal_document_search(cat):
         "limit": 50,
     }
     docs = find(cat, "Document", flt)
-    assert [d["pid"] for d in docs] == ["10.5555/v20.paper"]
+    # the publication, and ESS's proposal 67JH32 of the SANS dataset (a Document of its own)
+    assert [d["pid"] for d in docs] == ["10.5555/v20.paper", "67JH32"]
+    assert docs[1]["type"] == "proposal" and [d["pid"] for d in docs[1]["datasets"]] == [V20_254]
+    assert [m["person"]["orcid"] for m in docs[1]["members"]] == ["0000-0002-7774-8995"]
     doc = docs[0]
     assert doc["type"] == "publication" and doc["title"] == "Neutron imaging at V20"
     assert [m["person"]["fullName"] for m in doc["members"]] == ["Tobias Richter", "Ada Lovelace"]
     assert all(m["role"] == "author" and m["affiliation"] is None for m in doc["members"])
     # only the dataset with such a technique is listed under the document
     assert [d["pid"] for d in doc["datasets"]] == ["PID.SAMPLE.PREFIX/ukri_ds1"]
-    assert (
-        find(
-            cat,
-            "Document",
-            {
-                "include": [
-                    {
-                        "relation": "datasets",
-                        "scope": {
-                            "include": [
-                                {"relation": "techniques", "scope": {"where": {"name": "tomography"}}}
-                            ]
-                        },
-                    }
-                ]
-            },
-        )
-        == []
-    )
+    tomography = {"relation": "techniques", "scope": {"where": {"name": "tomography"}}}
+    found = find(cat, "Document", {"include": [{"relation": "datasets", "scope": {"include": [tomography]}}]})
+    # no publication; PSI's tomography datasets belong to SciCat's proposal psi_proposal1
+    assert [(d["pid"], d["type"]) for d in found] == [("psi_proposal1", "proposal")]
+    assert {d["pid"] for d in found[0]["datasets"]} <= {f"PID.SAMPLE.PREFIX/psi_ds{i}" for i in (1, 2, 3)}
     person = {
         "include": [
             {
@@ -279,9 +279,11 @@ def test_parameter_queries_in_other_shapes(cat):
             ]
         },
     )
-    assert [d["pid"] for d in docs] == ["10.5555/v20.paper"]
-    assert find(cat, "Document", {"where": {"parameters": {"name": "technique", "value": "reflectometry"}}})
-    assert not find(cat, "Document", {"where": {"parameters": {"name": "technique", "value": "SANS"}}})
+    assert [d["pid"] for d in docs] == ["10.5555/v20.paper", "67JH32"]
+    reflectometry = {"where": {"parameters": {"name": "technique", "value": "reflectometry"}}}
+    assert [d["pid"] for d in find(cat, "Document", reflectometry)] == ["10.5555/v20.paper"]
+    sans = {"where": {"parameters": {"name": "technique", "value": "SANS"}}}
+    assert [d["pid"] for d in find(cat, "Document", sans)] == ["67JH32"]  # the proposal's dataset
 
 
 def test_query_words_score_and_rank(cat):
