@@ -207,8 +207,9 @@ async def run_pipeline(
             mounts=plan.mounts if plan else (),
             environment=plan.environment if plan else (),
             profile=profile,
-            # only a launcher that mounts workspaces gets the owner: a plain launch may use the pool
-            workspace=owner if ctx.launcher.workspace_path(owner) else "",
+            # only a launcher that mounts workspaces gets the owner: a plain launch may use the pool;
+            # a launch through a review link never mounts a workspace (embargoed data next to it)
+            workspace=owner if review is None and ctx.launcher.workspace_path(owner) else "",
         )
         async for event in until_set(ctx.launcher.launch(request), abandoned):
             if event.phase == "ready" and review is not None:

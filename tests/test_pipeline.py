@@ -11,6 +11,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
+from panbinder.data_mounts.review_grants import ReviewGrant
 from panbinder.events import Event
 from panbinder.pipeline import run_pipeline
 from tests.web_app import SHA, eventually, git_spec, web_portal
@@ -97,3 +98,7 @@ async def test_the_owner_is_the_launch_workspace_only_when_the_launcher_mounts_w
     portal.launcher.workspace_path = lambda owner: "/home/jovyan/work" if owner else ""
     await collect(portal, owner="alice")
     assert portal.launcher.requests[-1].workspace == "alice"
+    # through a review link: never a workspace next to the data the link opens
+    grant = ReviewGrant(link_id=1, doi="10.5555/x", pids=(), expires=2**40)
+    await collect(portal, owner="alice", review=grant)
+    assert portal.launcher.requests[-1].workspace == ""

@@ -104,3 +104,18 @@ async def test_only_owners_manage_links_and_notes_are_escaped(portal):
     for token in ("", "bob-token"):
         card = await portal.fetch(f"/publications/{DOI}", token=token, accept="text/html")
         assert 'id="share"' not in card.body.decode()
+
+
+async def test_a_launch_through_a_review_link_mounts_no_workspace_even_signed_in(portal):
+    token, _ = await make_link(portal)
+    launcher = portal.launcher
+    launcher.workspace_path = lambda owner: "/home/jovyan/work" if owner else ""  # a back-end with workspaces
+    try:
+        s = await portal.stream(f"/build/doi/{DOI}?review_token={token}", token="bob-token")
+        assert s.code == 200 and s.events[-1]["phase"] == "ready", s.raw
+        assert launcher.requests[-1].workspace == ""  # bob may not keep or register the embargoed data
+        s = await portal.stream(f"/build/doi/{DOI}", token=ALICE)  # by her own rights: her workspace
+        assert s.code == 200 and s.events[-1]["phase"] == "ready", s.raw
+        assert launcher.requests[-1].workspace == "alice"
+    finally:
+        del launcher.workspace_path

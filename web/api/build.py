@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from tornado.iostream import StreamClosedError
 
+from panbinder.data_mounts.access import Identity
 from panbinder.errors import PanbinderError
 from panbinder.events import DEFAULT_FAILED_STATUS, SSE_KEEPALIVE, Event, sse_event
 from panbinder.executor import log_task_exception
@@ -17,6 +18,15 @@ from ..handlers.base import BaseHandler
 from .review_links import launch_identity
 
 _END = object()
+
+
+def launch_owner(who: Identity) -> str:
+    """Whose workspace the launch mounts: the signed-in user's, but never on a launch through a
+    review link (its server holds data the reviewer may see only there, and a workspace would
+    let them keep or register copies of it)."""
+    if who.review is not None:
+        return ""
+    return who.name or ""
 
 
 class BuildHandler(BaseHandler):
@@ -90,7 +100,7 @@ class BuildHandler(BaseHandler):
                     plan=plan,
                     abandoned=self.abandoned,
                     profile=profile,
-                    owner=who.name or "",
+                    owner=launch_owner(who),
                     review=who.review,
                 ):
                     queue.put_nowait(event)
