@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from traitlets import Bool, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -33,6 +34,8 @@ from panbinder.errors import PanbinderError
 from panbinder.paths import confine, slug
 from panbinder.state import state_dir
 
+from .access import Identity, may_access
+from .derived_limits import INCOMING, PublishSlots, check_free_space
 from .derived_models import DERIVED, DatasetOrigin, DatasetSource
 from .models import Dataset, DatasetFile
 
@@ -58,6 +61,16 @@ class DerivedData(LoggingConfigurable):
         10 * 2**30, help="Most bytes one derived dataset may hold; larger registrations are refused."
     ).tag(config=True)
     max_files = Int(10000, help="Most files one derived dataset may hold.").tag(config=True)
+    max_concurrent = Int(
+        2,
+        help="Most registrations copied at once (each takes a thread of the portal's shared "
+        "executor); more are refused with 429 (try again shortly). One per owner at a time.",
+    ).tag(config=True)
+    free_space_margin = Int(
+        512 * 2**20,
+        help="Bytes that must stay free under DerivedData.root after a registration's copy; a "
+        "registration that would leave less is refused (507) before anything is copied.",
+    ).tag(config=True)
     pid_prefix = Unicode(
         "derived:", help="Start of the PIDs of derived datasets (a random part follows)."
     ).tag(config=True)
@@ -79,6 +92,13 @@ class DerivedData(LoggingConfigurable):
     def _root_default(self) -> str:
         return str(state_dir(self) / "derived")
 
+    @property
+    def slots(self) -> PublishSlots:
+        """The registrations under way (``max_concurrent``, one per owner)."""
+        if getattr(self, "_slots", None) is None or self._slots.limit != max(1, self.max_concurrent):
+            self._slots = PublishSlots(self.max_concurrent)
+        return self._slots
+
 
 @dataclass(frozen=True)
 class PublishRequest:
@@ -92,6 +112,7 @@ class PlannedFile:
     name: str  # POSIX path inside the derived dataset
     source: Path  # resolved, inside the workspace
     shown: str  # the path as the server sees it
+    size: int = 0  # bytes when planned
 
 
 @dataclass(frozen=True)
@@ -104,13 +125,16 @@ class CopiedFile:
 
 @dataclass(frozen=True)
 class Lineage:
-    """What the registering server was: its image, its mounted datasets' host paths, the
-    publication it was launched for (DOI, "" when none) and the workspace's owner."""
+    """What the registering server was: its image, its mounted datasets' host paths (as the
+    launch signed them: resolved), the PIDs its signed manifest lists, the publication it was
+    launched for (DOI, "" when none), the workspace's owner and the owner's groups."""
 
     owner: str
     image: str = ""
     source_paths: tuple[str, ...] = ()
     doi: str = ""
+    source_pids: tuple[str, ...] = ()
+    groups: frozenset[str] = frozenset()
 
 
 def _bad(message: str, reason: str = "bad_request", status_code: int = 400) -> PanbinderError:
@@ -169,11 +193,12 @@ def _escape(shown: str) -> PanbinderError:
     )
 
 
-def workspace_files(mount: Path, container_root: str, given: str) -> list[PlannedFile]:
+def workspace_files(mount: Path, container_root: str, given: str, limit: int = 0) -> list[PlannedFile]:
     """The files ``given`` (a path as the server sees it) names in the workspace mounted at
     ``mount`` on this host, which servers see at ``container_root``: one file, or every file
     under a folder (named after the folder). Refused (400): a path outside ``container_root``,
-    a link leading out of the workspace, a device, pipe or socket, a missing path."""
+    a link leading out of the workspace, a device, pipe or socket, a missing path. ``limit``
+    (0: none): a folder's walk stops once it has found that many files."""
     if not isinstance(given, str) or "\0" in given or not given.startswith("/"):
         raise _bad(f"'{given}' is not an absolute path; give the full path, e.g. {container_root}/result.h5.")
     normal, root = posixpath.normpath(given), posixpath.normpath(container_root)
@@ -199,14 +224,17 @@ def workspace_files(mount: Path, container_root: str, given: str) -> list[Planne
     if stat.S_ISREG(st.st_mode):
         return [PlannedFile(posixpath.basename(normal) if relative != "." else "workspace", real, given)]
     top = posixpath.basename(normal) if relative != "." else "workspace"
-    return _folder_files(base, real, top, normal)
+    return _folder_files(base, real, top, normal, limit)
 
 
-def _folder_files(base: Path, folder: Path, top: str, shown_root: str) -> list[PlannedFile]:
+def _folder_files(base: Path, folder: Path, top: str, shown_root: str, limit: int = 0) -> list[PlannedFile]:
     """Every file under ``folder`` (hidden ones too: the user named the folder); links are
-    followed only to files inside the workspace, links to folders are skipped."""
-    out = []
+    followed only to files inside the workspace, links to folders are skipped. With ``limit``,
+    the walk stops at ``limit`` files (the caller asks for one more than it allows)."""
+    out: list[PlannedFile] = []
     for current, dirs, files in os.walk(folder, followlinks=False):
+        if limit and len(out) >= limit:
+            break
         dirs.sort()
         for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(current, d))]:
             path = Path(current, name)
@@ -225,6 +253,8 @@ def _folder_files(base: Path, folder: Path, top: str, shown_root: str) -> list[P
             if refused is not None:
                 raise refused
             out.append(PlannedFile(f"{top}/{inner}", real, shown))
+            if limit and len(out) >= limit:
+                break
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(current, d))]
     return out
 
@@ -235,26 +265,21 @@ def plan_files(
     """All files of the request, checked: unique names, within the file and size limits."""
     planned: list[PlannedFile] = []
     for given in paths:
-        planned += workspace_files(mount, container_root, given)
+        planned += workspace_files(mount, container_root, given, limit=max_files + 1 - len(planned))
+        if len(planned) > max_files:
+            break
     if not planned:
         raise _bad("The folders given hold no files; name files or folders with files in them.", "no_files")
-    seen: dict[str, str] = {}
-    for f in planned:
-        if f.name in seen:
-            raise _bad(
-                f"'{seen[f.name]}' and '{f.shown}' would both be '{f.name}' in the dataset; rename one, "
-                "or register their folder instead.",
-                "duplicate_name",
-            )
-        seen[f.name] = f.shown
     if len(planned) > max_files:
         raise _bad(
-            f"{len(planned)} files is more than a derived dataset may hold ({max_files}); "
+            f"More than {max_files} files: more than a derived dataset may hold; "
             "register fewer files, or pack them into an archive or an HDF5 file.",
             "too_many_files",
             413,
         )
-    total = sum(f.source.stat().st_size for f in planned)
+    _check_names(planned)
+    planned = [_sized(f) for f in planned]
+    total = sum(f.size for f in planned)
     if total > max_bytes:
         raise _bad(
             f"The files come to {total} bytes, more than a derived dataset may hold ({max_bytes} "
@@ -263,6 +288,42 @@ def plan_files(
             413,
         )
     return planned
+
+
+def _check_names(planned: list[PlannedFile]) -> None:
+    """400 when two files would have the same name in the dataset, or a file the name of a
+    folder of another (``results`` and ``results/a.csv``)."""
+    seen: dict[str, str] = {}
+    for f in planned:
+        if f.name in seen:
+            raise _duplicate(seen[f.name], f.shown, f.name)
+        seen[f.name] = f.shown
+    for f in planned:
+        parts = f.name.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in seen:
+                raise _duplicate(seen[folder], f.shown, folder)
+
+
+def _duplicate(one: str, other: str, name: str) -> PanbinderError:
+    return _bad(
+        f"'{one}' and '{other}' would both be '{name}' in the dataset; rename one, "
+        "or register their folder instead.",
+        "duplicate_name",
+    )
+
+
+def _sized(f: PlannedFile) -> PlannedFile:
+    try:
+        size = f.source.stat().st_size
+    except OSError as e:  # removed or replaced since it was found
+        raise _bad(
+            f"'{f.shown}' changed or could not be read while it was registered ({e.strerror}); try again.",
+            "changed",
+            409,
+        ) from None
+    return PlannedFile(f.name, f.source, f.shown, size)
 
 
 def copy_file(source: Path, target: Path, base: Path, budget: list[int]) -> CopiedFile:
@@ -335,41 +396,85 @@ def publish(
         mount, container_root, request.paths, max_bytes=settings.max_bytes, max_files=settings.max_files
     )
     root = Path(settings.root)
-    root.mkdir(parents=True, exist_ok=True)
-    incoming = root / ".incoming"
-    incoming.mkdir(mode=0o700, exist_ok=True)
+    _check_root(root, catalogue.storage_roots)
     pid = new_pid(settings.pid_prefix)
+    incoming = root / INCOMING
     tmp = incoming / slug(pid)
     final = root / slug(pid)
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        incoming.mkdir(mode=0o700, exist_ok=True)
+        check_free_space(root, sum(f.size for f in planned), settings.free_space_margin)
         files = copy_files(planned, tmp, Path(os.path.realpath(mount)), settings.max_bytes)
         os.rename(tmp, final)
     except OSError as e:  # the portal's side: a full disk, an unwritable root
         shutil.rmtree(tmp, ignore_errors=True)
-        raise PanbinderError(
-            "The portal could not store the files; try again later, or tell the operators if it keeps failing.",
-            reason="store_failed",
-            status_code=503,
-            log_message=f"derived dataset {pid}: {e}",
-        ) from None
+        raise _store_failed(f"derived dataset {pid}: {e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
         with catalogue.session() as session:
             return register(session, catalogue, pid, final, request, files, lineage)
+    except SQLAlchemyError as e:  # the catalogue refused the rows, or their commit
+        shutil.rmtree(final, ignore_errors=True)
+        raise PanbinderError(
+            "The portal could not record the dataset in its catalogue, so nothing was registered; "
+            "try again later, or tell the operators if it keeps failing.",
+            reason="catalogue_failed",
+            status_code=503,
+            log_message=f"derived dataset {pid}: {e}",
+        ) from None
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
 
 
+def _store_failed(log_message: str) -> PanbinderError:
+    return PanbinderError(
+        "The portal could not store the files; try again later, or tell the operators if it keeps failing.",
+        reason="store_failed",
+        status_code=503,
+        log_message=log_message,
+    )
+
+
+def _check_root(path: Path, storage_roots) -> None:
+    """503 (the detail in the log only) when ``path`` is not within the storage roots: the
+    operators' configuration, nothing the user can change."""
+    try:
+        confine(path, storage_roots, must_exist=False)
+    except PanbinderError as e:
+        raise PanbinderError(
+            "The portal cannot take derived datasets right now (its storage is not set up for "
+            "them); tell the operators.",
+            reason="derived_root_misconfigured",
+            status_code=503,
+            log_message=f"DerivedData.root: {path} is not within Catalogue.storage_roots "
+            f"({e.log_message or e.message})",
+        ) from None
+
+
 def register(session, catalogue, pid: str, location: Path, request: PublishRequest, files, lineage) -> dict:
-    """The dataset row, its files and its lineage, in the caller's transaction."""
+    """The dataset row, its files and its lineage, in the caller's transaction. 403 when the
+    owner may not see one of the source datasets by their own rights (the server held it
+    through someone else's grant, such as a review link)."""
     from .models import Publication
     from .publication_records import normalise_doi
 
-    confine(location, catalogue.storage_roots)  # the root must be a storage root (serve adds it)
-    sources = _sources(session, lineage.source_paths)
+    _check_root(location, catalogue.storage_roots)  # the root must be a storage root (serve adds it)
+    location = location.resolve()  # stored as launches sign mounts (resolved), for later lineage
+    sources = _sources(session, catalogue.storage_roots, lineage.source_paths, lineage.source_pids)
+    owner = Identity(lineage.owner, frozenset(lineage.groups))
+    for source in sources:
+        if not may_access(source, owner):
+            raise PanbinderError(
+                f"This server holds dataset '{source.title}' ({source.pid}), which you may not see "
+                "by your own rights (it is under embargo and was opened to this server by another "
+                "grant, such as a review link); results made from it cannot be registered.",
+                reason="source_not_yours",
+                status_code=403,
+            )
     publication = None
     if lineage.doi:
         publication = session.scalar(select(Publication).where(Publication.doi == normalise_doi(lineage.doi)))
@@ -413,8 +518,21 @@ def register(session, catalogue, pid: str, location: Path, request: PublishReque
     }
 
 
-def _sources(session, paths: tuple[str, ...]) -> list[Dataset]:
-    """The datasets whose locations were mounted (by the paths the launch signed)."""
-    if not paths:
+def _sources(session, roots, paths: tuple[str, ...], pids: tuple[str, ...] = ()) -> list[Dataset]:
+    """The datasets whose locations were mounted. The launch signs resolved paths (``confine``)
+    while a catalogue location may name the same folder through a linked storage root, so
+    candidates are found by location in either spelling or by the PIDs of the launch's signed
+    manifest, and kept only when their location resolves to a signed path."""
+    signed = {os.path.normpath(p) for p in paths}
+    if not signed:
         return []
-    return list(session.scalars(select(Dataset).where(Dataset.location.in_(paths)).order_by(Dataset.pid)))
+    spellings = set(signed)
+    for root in roots:
+        given, real = os.path.normpath(root), os.path.realpath(root)
+        if given != real:
+            spellings |= {given + p[len(real) :] for p in signed if _inside(p, real)}
+    match = Dataset.location.in_(sorted(spellings))
+    if pids:
+        match = or_(match, Dataset.pid.in_(list(pids)))
+    found = session.scalars(select(Dataset).where(match).order_by(Dataset.pid))
+    return [ds for ds in found if ds.location and os.path.realpath(ds.location) in signed]

@@ -7,7 +7,8 @@ Usage, inside a server launched signed in (with a workspace, ~/work)::
 
 The files are copied by the portal into its storage for derived data, hashed and registered
 as a closed dataset owned by you, linked to the datasets mounted in this server and to the
-publication or image it was launched for. Prints the new dataset's PID and address, or the
+publication or image it was launched for. Its files stay closed, but its title, description
+and lineage are visible to everyone in the catalogue. Prints the new dataset's PID and address, or the
 portal's message (exit status 1).
 
 This file runs *inside* launched servers, so it uses the standard library only. The spawner
@@ -81,6 +82,9 @@ def parser() -> argparse.ArgumentParser:
         prog="panbinder-publish",
         description="Register files or folders of your workspace as a derived dataset "
         "(closed, owned by you, linked to this server's datasets and publication).",
+        epilog="Only you can open the files, but everyone can see the dataset's title, "
+        "description and lineage (the datasets and publication it was made from) in the "
+        "catalogue: keep confidential details out of them.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders in your workspace")
     p.add_argument("--title", required=True, help="the dataset's title")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -31,17 +32,25 @@ from .paths import confine
 from .registry_cache.naming import parse_image, repo_slug
 
 
-def manifest_doi(fields: SignedFields, manifest_dir: str) -> str:
-    """The DOI in the launch's signed manifest mount ("" without one, or when unreadable)."""
+def signed_manifest(fields: SignedFields, manifest_dir: str) -> dict:
+    """The launch's signed manifest mount, read ({} without one, or when unreadable)."""
     for m in fields.mounts:
         if m.container_path != MANIFEST_PATH:
             continue
         try:
-            path = confine(m.host_path, [manifest_dir])
-            return str(json.loads(path.read_text()).get("doi") or "")
-        except (PanbinderError, OSError, ValueError, AttributeError):
-            return ""
-    return ""
+            data = json.loads(confine(m.host_path, [manifest_dir]).read_text())
+        except (PanbinderError, OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def manifest_pids(manifest: dict) -> tuple[str, ...]:
+    """The PIDs of the datasets a manifest lists (none when malformed)."""
+    datasets = manifest.get("datasets")
+    if not isinstance(datasets, list):
+        return ()
+    return tuple(d["pid"] for d in datasets if isinstance(d, dict) and isinstance(d.get("pid"), str))
 
 
 def image_doi(catalogue, image: str) -> str:
@@ -68,10 +77,31 @@ def workspace_mount(launcher: HubLauncher, owner: str) -> Path:
     return mount
 
 
-def _lineage(catalogue, fields: SignedFields, manifest_dir: str) -> Lineage:
-    doi = manifest_doi(fields, manifest_dir) or image_doi(catalogue, fields.image)
+def _lineage(catalogue, fields: SignedFields, manifest_dir: str, groups: frozenset[str]) -> Lineage:
+    manifest = signed_manifest(fields, manifest_dir)
+    doi = str(manifest.get("doi") or "") or image_doi(catalogue, fields.image)
     paths = tuple(m.host_path for m in fields.mounts if m.container_path != MANIFEST_PATH)
-    return Lineage(owner=fields.workspace, image=fields.image, source_paths=paths, doi=doi)
+    return Lineage(
+        owner=fields.workspace,
+        image=fields.image,
+        source_paths=paths,
+        doi=doi,
+        source_pids=manifest_pids(manifest),
+        groups=groups,
+    )
+
+
+async def owner_groups(groups_of: Callable[[str], Awaitable[frozenset[str]]], owner: str) -> frozenset[str]:
+    """The owner's groups as the Hub knows them (their own rights to the source datasets)."""
+    try:
+        return frozenset(await groups_of(owner))
+    except Exception as e:  # the Hub not answering
+        raise PanbinderError(
+            "Could not ask JupyterHub who you are; try again later.",
+            reason="hub_unreachable",
+            status_code=503,
+            log_message=f"groups of {owner!r}: {e}",
+        ) from e
 
 
 async def register_from_server(
@@ -82,8 +112,10 @@ async def register_from_server(
     catalogue,
     settings: DerivedData,
     manifest_dir: str,
+    groups_of: Callable[[str], Awaitable[frozenset[str]]],
 ) -> dict:
-    """Register ``request``'s files of ``hub_user``'s running server as a derived dataset."""
+    """Register ``request``'s files of ``hub_user``'s running server as a derived dataset;
+    ``groups_of`` gives a portal user's groups (their own rights to the source datasets)."""
     if not settings.enabled or catalogue is None or not isinstance(launcher, HubLauncher):
         raise PanbinderError(
             "This service does not take derived datasets.", reason="no_derived_data", status_code=501
@@ -100,9 +132,11 @@ async def register_from_server(
             log_message=f"launch options of {hub_user!r}: {e}",
         ) from e
 
+    groups = await owner_groups(groups_of, fields.workspace)
+
     def work() -> dict:
         mount = workspace_mount(launcher, fields.workspace)
-        lineage = _lineage(catalogue, fields, manifest_dir)
+        lineage = _lineage(catalogue, fields, manifest_dir, groups)
         return publish(
             catalogue,
             settings,
@@ -112,7 +146,8 @@ async def register_from_server(
             lineage=lineage,
         )
 
-    result = await run_blocking(work)
+    with settings.slots.claim(fields.workspace):  # claimed before taking an executor thread
+        result = await run_blocking(work)
     launcher.log.info(
         "registered derived dataset %s of %s (%d files) from %s",
         result["pid"],

@@ -22,6 +22,7 @@ from .check_cli import CHECK_CLASSES, make_scheduler
 from .command import PanbinderBase
 from .components import COMPONENTS
 from .data_mounts.derived_data import DerivedData
+from .data_mounts.derived_limits import remove_orphans
 from .data_mounts.preview import ThumbnailCache
 from .data_mounts.sandbox import PreviewSandbox
 from .errors import PanbinderError
@@ -183,6 +184,7 @@ class ServeApp(ServiceApp):
         derived = parts.derived_data
         self._use_derived_root(catalogue, derived)
         catalogue.start()  # migrations run before anything serves
+        self._remove_derived_orphans(catalogue, derived)
         self._publish_metrics(ctx)
         previews = parts.previews
         run = server = checks = None
@@ -257,6 +259,15 @@ class ServeApp(ServiceApp):
         if str(root) not in catalogue.storage_roots:
             catalogue.storage_roots = [*catalogue.storage_roots, str(root)]
 
+    def _remove_derived_orphans(self, catalogue, derived: DerivedData) -> None:
+        """Remove the copies of registrations a stopped portal left unfinished (``.incoming``)."""
+        if not derived.enabled:
+            return
+        try:
+            remove_orphans(Path(derived.root), catalogue, self.log)
+        except Exception as e:  # the catalogue away: they are removed at the next start
+            self.log.warning("derived datasets: unfinished copies not removed: %s", e)
+
     def _derived_listener(self, derived: DerivedData, settings: dict) -> None:
         """Bind the listener servers reach for ``panbinder-publish`` (on the Hub's connect
         address; port 0: any free one) and give the Hub's spawner its URL."""
@@ -281,7 +292,8 @@ class ServeApp(ServiceApp):
     def _listen_derived(self, portal: HTTPServer) -> None:
         if not self._derived_sockets:
             return
-        self._derived_server = self.http_server(derived_app(portal.request_callback))
+        # reached from servers directly, never through the proxy: X-Forwarded-* are not trusted
+        self._derived_server = self.http_server(derived_app(portal.request_callback), xheaders=False)
         self._derived_server.add_sockets(self._derived_sockets)
         address = self._derived_sockets[0].getsockname()
         self.log.info("derived datasets taken at %s:%d", address[0], address[1])
@@ -346,10 +358,12 @@ class ServeApp(ServiceApp):
         """The public URL of a review link, as the portal's owners' page shows it."""
         return review_url(public_base(self.public_url, self.base_url), doi, token)
 
-    def http_server(self, app: web.Application) -> HTTPServer:
-        """The HTTP server for ``app`` with this command's request limits (not listening yet)."""
+    def http_server(self, app: web.Application, *, xheaders: bool = True) -> HTTPServer:
+        """The HTTP server for ``app`` with this command's request limits (not listening yet);
+        ``xheaders``: trust the proxy's X-Forwarded-* headers."""
         return make_http_server(
             app,
+            xheaders=xheaders,
             max_header_size=self.max_header_size,
             header_timeout=self.header_timeout,
             max_body_size=self.max_body_size,

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
+from panbinder.data_mounts import derived_data
 from panbinder.data_mounts.derived_data import (
     DerivedData,
     Lineage,
@@ -26,6 +27,7 @@ from panbinder.data_mounts.derived_data import (
     publish,
     workspace_files,
 )
+from panbinder.data_mounts.derived_limits import PublishSlots, remove_orphans
 from panbinder.data_mounts.derived_models import DatasetOrigin
 from panbinder.data_mounts.models import Dataset
 from panbinder.errors import PanbinderError
@@ -139,8 +141,33 @@ def test_names_that_collide_and_limits_are_refused(work: Path) -> None:
     with pytest.raises(PanbinderError, match="more than a derived dataset may hold") as caught:
         plan_files(work, WORK, (f"{WORK}/fit.txt",), max_bytes=5, max_files=10)
     assert caught.value.status_code == 413
-    with pytest.raises(PanbinderError, match="3 files is more"):
-        plan_files(work, WORK, (f"{WORK}/results",), max_bytes=10**6, max_files=2)
+    with pytest.raises(PanbinderError, match="More than 1 files") as caught:
+        plan_files(work, WORK, (f"{WORK}/results",), max_bytes=10**6, max_files=1)
+    assert caught.value.reason == "too_many_files"
+
+
+def test_the_walk_of_a_folder_stops_past_the_file_limit(work: Path) -> None:
+    (work / "results" / "c.csv").write_text("5,6\n")
+    os.mkfifo(work / "results" / "z-pipe")  # after the limit: never reached
+    with pytest.raises(PanbinderError) as caught:
+        plan_files(work, WORK, (f"{WORK}/results", f"{WORK}/fit.txt"), max_bytes=10**6, max_files=2)
+    assert caught.value.reason == "too_many_files" and caught.value.status_code == 413
+
+
+def test_a_file_named_like_a_folder_of_another_is_a_duplicate(work: Path) -> None:
+    (work / "other").mkdir()
+    (work / "other" / "results").write_text("a file, not the folder\n")
+    with pytest.raises(PanbinderError, match="would both be 'results'") as caught:
+        plan_files(work, WORK, (f"{WORK}/results", f"{WORK}/other/results"), max_bytes=10**6, max_files=10)
+    assert caught.value.reason == "duplicate_name" and caught.value.status_code == 400
+
+
+def test_a_file_gone_before_it_is_measured_is_a_409_naming_it(work: Path) -> None:
+    [planned] = workspace_files(work, WORK, f"{WORK}/fit.txt")
+    (work / "fit.txt").unlink()
+    with pytest.raises(PanbinderError, match=f"'{WORK}/fit.txt' changed") as caught:
+        derived_data._sized(planned)
+    assert caught.value.status_code == 409
 
 
 def test_a_file_replaced_by_a_link_after_the_check_is_not_copied(work: Path, tmp_path: Path) -> None:
@@ -255,7 +282,7 @@ async def test_a_failed_registration_leaves_no_copy_and_no_record(portal, work):
     settings = derived_settings(portal)
     settings.root = str(portal.storage.parent / "not-a-storage-root")  # register refuses it
     request = PublishRequest((f"{WORK}/fit.txt",), "Fit")
-    with pytest.raises(PanbinderError, match="outside the storage roots"):
+    with pytest.raises(PanbinderError) as caught:
         publish(
             portal.catalogue,
             settings,
@@ -264,7 +291,10 @@ async def test_a_failed_registration_leaves_no_copy_and_no_record(portal, work):
             request=request,
             lineage=Lineage("alice"),
         )
-    assert left_in(Path(settings.root)) == [".incoming"] and left_in(Path(settings.root, ".incoming")) == []
+    # the operators' configuration: a 503, the detail for their log only
+    assert caught.value.status_code == 503 and "tell the operators" in caught.value.message
+    assert "storage_roots" not in caught.value.message and "storage_roots" in caught.value.log_message
+    assert "not-a-storage-root" not in left_in(portal.storage.parent)  # refused before any copy
     with portal.catalogue.session() as s:
         assert s.query(Dataset).filter(Dataset.data_type == "derived").count() == 0
         assert s.query(DatasetOrigin).count() == 0
@@ -348,3 +378,133 @@ def test_the_command_prints_the_pid_and_url_or_the_portals_message(tmp_path: Pat
     )
     unset = run_command(tmp_path, "", "x", "--title", "t")
     assert unset.returncode == 1 and "inside a server launched signed in" in unset.stderr
+
+
+def publish_as(
+    portal, work: Path, lineage: Lineage, settings: DerivedData | None = None, *paths: str
+) -> dict:
+    return publish(
+        portal.catalogue,
+        settings or derived_settings(portal),
+        mount=work,
+        container_root=WORK,
+        request=PublishRequest(paths or (f"{WORK}/fit.txt",), "Fit"),
+        lineage=lineage,
+    )
+
+
+def derived_count(portal) -> int:
+    with portal.catalogue.session() as s:
+        return s.query(Dataset).filter(Dataset.data_type == "derived").count()
+
+
+async def test_results_of_data_the_owner_may_not_see_by_their_own_rights_are_refused(portal, work):
+    locked = portal.add_dataset("pid:locked", public=False, groups=("proposal-42",))
+    lineage = Lineage(owner="bob", source_paths=(str(locked.resolve()),))  # e.g. through a review link
+    with pytest.raises(PanbinderError, match=r"may not see by your own rights") as caught:
+        publish_as(portal, work, lineage)
+    assert caught.value.status_code == 403 and caught.value.reason == "source_not_yours"
+    assert derived_count(portal) == 0 and left_in(portal.storage / "derived") == [".incoming"]
+    member = Lineage(owner="alice", source_paths=(str(locked.resolve()),), groups=frozenset({"proposal-42"}))
+    assert publish_as(portal, work, member)["sources"] == ["pid:locked"]
+
+
+async def test_lineage_and_location_hold_through_a_linked_storage_root(portal, work, tmp_path):
+    real = tmp_path / "real-store"
+    (real / "scan-1").mkdir(parents=True)
+    linked = tmp_path / "linked-store"
+    linked.symlink_to(real)
+    portal.catalogue.storage_roots = [*portal.catalogue.storage_roots, str(linked)]
+    portal.add_dataset("pid:linked", location=str(linked / "scan-1"))  # as the facility wrote it
+    portal.add_dataset("pid:listed")  # found by the PID of the signed manifest
+    listed = (portal.storage / "pid-listed").resolve()
+    settings = DerivedData(root=str(linked / "derived"), pid_prefix="test-derived:")
+    # mounts are signed with resolved paths
+    lineage = Lineage("alice", source_paths=(str(real / "scan-1"), str(listed)), source_pids=("pid:listed",))
+    out = publish_as(portal, work, lineage, settings)
+    assert out["sources"] == ["pid:linked", "pid:listed"]
+    with portal.catalogue.session() as s:
+        location = portal.catalogue.get_dataset(s, out["pid"]).location
+    assert location == str((real / "derived").resolve() / Path(location).name)
+    # a later server that mounts the derived dataset (signed resolved) links back to it
+    again = publish_as(portal, work, Lineage("alice", source_paths=(location,)), settings)
+    assert again["sources"] == [out["pid"]]
+
+
+def test_registrations_take_a_slot_each_and_one_per_owner() -> None:
+    slots = PublishSlots(2)
+    with slots.claim("alice"):
+        with pytest.raises(PanbinderError) as same:
+            with slots.claim("alice"):
+                pass
+        assert same.value.status_code == 409 and "still under way" in same.value.message
+        with slots.claim("bob"):
+            with pytest.raises(PanbinderError) as full:
+                with slots.claim("carol"):
+                    pass
+            assert full.value.status_code == 429 and "try again" in full.value.message
+    with slots.claim("carol"):  # released
+        pass
+    settings = DerivedData()
+    assert settings.max_concurrent == 2 and settings.slots.limit == 2 and settings.slots is settings.slots
+
+
+async def test_a_copy_that_would_not_fit_is_refused_before_copying(portal, work):
+    settings = derived_settings(portal)
+    settings.free_space_margin = 2**62
+    with pytest.raises(PanbinderError, match="no room for these files") as caught:
+        publish_as(portal, work, Lineage("alice"), settings)
+    assert caught.value.status_code == 507 and "free" in caught.value.log_message
+    assert left_in(portal.storage / "derived" / ".incoming") == [] and derived_count(portal) == 0
+
+
+async def test_an_unwritable_root_is_a_503(portal, work):
+    settings = derived_settings(portal)
+    (portal.storage / "derived").write_text("a file where the folder should be\n")
+    with pytest.raises(PanbinderError, match="could not store the files") as caught:
+        publish_as(portal, work, Lineage("alice"), settings)
+    assert caught.value.status_code == 503
+
+
+async def test_a_catalogue_that_refuses_the_rows_is_a_503_and_the_copy_goes(portal, work, monkeypatch):
+    portal.add_dataset("test-derived:taken")
+    monkeypatch.setattr(derived_data, "new_pid", lambda prefix: f"{prefix}taken")  # a PID already used
+    with pytest.raises(PanbinderError, match="could not record the dataset") as caught:
+        publish_as(portal, work, Lineage("alice"))
+    assert caught.value.status_code == 503 and caught.value.reason == "catalogue_failed"
+    assert left_in(portal.storage / "derived") == [".incoming"]
+    assert left_in(portal.storage / "derived" / ".incoming") == []
+
+
+async def test_unfinished_copies_are_removed_at_start_and_registered_folders_kept(portal, caplog):
+    root = portal.storage / "derived"
+    (root / ".incoming" / "left-over" / "results").mkdir(parents=True)
+    (root / ".incoming" / "left-over" / "results" / "a.csv").write_text("1\n")
+    (root / ".incoming" / "named").mkdir()
+    (root / ".incoming" / "named" / "scan.nxs").write_text("x")
+    (root / "registered").mkdir()
+    portal.add_dataset("pid:named", location=str(root / ".incoming" / "named"))
+    import logging
+
+    assert remove_orphans(root, portal.catalogue, logging.getLogger("test")) == ["left-over"]
+    assert left_in(root / ".incoming") == ["named"] and left_in(root) == [".incoming", "registered"]
+
+
+async def test_the_second_listener_does_not_trust_forwarded_headers(portal):
+    from tornado.netutil import bind_sockets
+
+    serve = portal.serve
+    serve._derived_sockets = bind_sockets(0, "127.0.0.1")
+    main = serve.http_server(serve.portal_app(portal.identity, cookie_secret="0" * 64))
+    try:
+        serve._listen_derived(main)
+        assert serve._derived_server.xheaders is False and main.xheaders is True
+    finally:
+        serve._derived_server.stop()
+
+
+def test_the_help_says_what_everyone_sees(tmp_path: Path) -> None:
+    out = run_command(tmp_path, "", "--help")
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "everyone can see the dataset's title, description and lineage" in text
+    assert "Only you can open the files" in text

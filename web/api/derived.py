@@ -68,6 +68,7 @@ class DerivedDatasetsAPI(BaseHandler):
             catalogue=pipeline.catalogue,
             settings=self.settings["derived_data"],
             manifest_dir=self.settings["manifest_dir"],
+            groups_of=self.settings["identity"].groups_of,
         )
         url = f"{self.public_base}datasets/{path_segment(result['pid'])}"
         self.set_status(201)
