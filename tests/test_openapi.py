@@ -15,6 +15,7 @@ from panbinder.web.api import build, checks, openapi
 from panbinder.web.api import catalogue as catalogue_api
 from panbinder.web.api import derived as derived_api
 from panbinder.web.api import panosc as panosc_api
+from panbinder.web.api import restore as restore_api
 from panbinder.web.api import review_links as review_links_api
 from panbinder.web.api import search as search_api
 from panbinder.web.handlers import build_logs, health
@@ -39,6 +40,7 @@ def described_routes() -> list[str]:
         panosc_api,
         review_links_api,
         derived_api,
+        restore_api,
     )
     patterns = [path for module in modules for path, _ in module.routes]
     return [p for p in patterns if p.startswith(DESCRIBED_PREFIXES)]
