@@ -7,6 +7,11 @@ facet follows PaNET: a term counts every dataset with that term or a narrower on
 once however many of its terms sit below it (datasets are grouped by their set of terms, and
 each set adds its count to the union of its terms' ancestors). The analysis template facet
 counts, per template, the datasets it fits (``analysis_templates.fits_clause``).
+
+The counts are made in memory from the facet index (``facet_index.py``) whenever the catalogue
+has one at its current write version, and in SQL otherwise (``_sql_counts``); both give the same
+values. On SQLite a text search's page is ranked from the rows the index says the search keeps:
+FTS5 scores (bm25) only those, instead of every match before the filters.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     String,
     and_,
@@ -32,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import fts, panet
+from . import facet_index, fts, panet
 from .access import Identity
 from .analysis_templates import fits_clause
 from .models import Dataset, Publication, Technique
@@ -40,6 +46,7 @@ from .models import publication_datasets as links
 from .search_cache import FacetCache, Stamp, stamp
 from .search_filters import (
     filter_clause,
+    fts5_ranks,
     open_clause,
     text_condition,
     text_match,
@@ -53,6 +60,7 @@ FACET_LIMIT = 12  # values shown per facet (selected values always are)
 TECHNIQUE_LIMIT = 25  # a technique brings its broader terms along
 TEMPLATE_LIMIT = 100  # analysis templates counted in the template facet
 ROOT_TERMS = 100  # PaNET00001..00099 are the ontology's axes, not techniques
+RANK_KEPT = 20_000  # kept rows named to FTS5 for scoring; more: it scores all and they are picked
 
 
 @dataclass(frozen=True)
@@ -184,15 +192,55 @@ def _ordered(facet: str, found: dict[str, int]) -> list[tuple[str, str, int]]:
     return sorted(items, key=lambda v: (-v[2], v[1].lower()))
 
 
+@dataclass
+class Indexed:
+    """A search's rows in the facet index: the index, and the rows its text and "mine" keep."""
+
+    index: facet_index.FacetIndex
+    base: Any  # numpy mask, or None for every row
+
+
+def indexed(session: Session, query: SearchQuery, who: Identity, now: datetime, matched) -> Indexed | None:
+    """The search's text and "mine" rows in the facet index (None: the database has none now):
+    on SQLite the text's rows come from the FTS5 row ids, else they are asked in SQL."""
+    index = facet_index.current(session)
+    if index is None:
+        return None
+    text = facet_index.text_rows(session, index, query.q, now) if matched is not None else None
+    conds = where_clauses(
+        session, SearchQuery(mine=query.mine), who, now, "", None if text is not None else matched
+    )
+    base = facet_index.conditions_met(session, index, and_(*conds)) if conds else None
+    if text is not None:
+        base = text if base is None else text & base
+    return Indexed(index, base)
+
+
 def count_facets(
-    session: Session, query: SearchQuery, who: Identity, now: datetime, matched
+    session: Session, query: SearchQuery, who: Identity, now: datetime, matched, rows: Indexed | None = None
 ) -> tuple[int, dict[str, list[tuple[str, str, int]]]]:
-    """The total and, per facet, (value, label, count) most frequent first."""
+    """The total and, per facet, (value, label, count) most frequent first: in memory from the
+    catalogue's facet index (``facet_index.py``) when it has one, else in SQL."""
+    titles = dict(session.execute(select(AnalysisTemplate.name, AnalysisTemplate.title)).all())
+    templates = session.execute(
+        select(AnalysisTemplate.id, AnalysisTemplate.name).limit(TEMPLATE_LIMIT)
+    ).all()
+    rows = rows or indexed(session, query, who, now, matched)
+    if rows is not None:  # only the rows of the text and "mine" were asked of the database
+        total, raw = facet_index.count(session, rows.index, query, now, rows.base, list(templates))
+    else:
+        total, raw = _sql_counts(session, query, who, now, matched, templates)
+    counted = {f: _ordered(f, raw.get(f, {})) for f in FACETS}
+    counted["template"] = [(v, titles.get(v) or v, n) for v, _label, n in counted["template"]]
+    return total, counted
+
+
+def _sql_counts(
+    session: Session, query: SearchQuery, who: Identity, now: datetime, matched, templates
+) -> tuple[int, dict[str, dict[str, int]]]:
     raw: dict[str, dict[str, int]] = {f: {} for f in FACETS}
     total, signatures = 0, []
-    titles = dict(session.execute(select(AnalysisTemplate.name, AnalysisTemplate.title)).all())
-    rows = session.execute(select(AnalysisTemplate.id, AnalysisTemplate.name).limit(TEMPLATE_LIMIT)).all()
-    for facet, value, n in session.execute(_count_statement(session, query, who, now, matched, rows)):
+    for facet, value, n in session.execute(_count_statement(session, query, who, now, matched, templates)):
         if facet == "":
             total = n
         elif facet == "technique":
@@ -206,9 +254,7 @@ def count_facets(
         if sig
     ]
     raw["technique"] = dict(technique_counts(parsed))
-    counted = {f: _ordered(f, raw[f]) for f in FACETS}
-    counted["template"] = [(v, titles.get(v) or v, n) for v, _label, n in counted["template"]]
-    return total, counted
+    return total, raw
 
 
 def facets(
@@ -265,19 +311,26 @@ def search_datasets(
     matched = text_condition(session, "datasets", query.q, now)
     conds = where_clauses(session, query, who, now, "", matched)
     current = stamp(session, now) if cache is not None else None
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    relevance = query.order == "relevance" and matched is not None
+    rows = functools.cache(lambda: indexed(session, query, who, now, matched))
     if with_facets:
         key = FacetCache.key(query, who)
         cached = cache.get(key, current, now) if cache is not None else None
-        total, counted = cached or count_facets(session, query, who, now, matched)
+        total, counted = cached or count_facets(session, query, who, now, matched, rows())
         if cache is not None and cached is None:
             cache.put(key, (total, counted), current)
     else:
         total = session.scalar(select(func.count()).select_from(Dataset).where(*conds)) or 0
-    if query.order == "relevance" and matched is not None:
-        # SQLite's index scores every match before any filter (bm25 runs inside FTS5), so a
-        # kept ranking saves that; PostgreSQL ranks only the rows left after the filters
-        kept = session.get_bind().dialect.name == "sqlite"
-        if kept and cache is not None and current is not None and current.version is not None:
+    if relevance and sqlite and rows() is not None:
+        # SQLite's index scores every match before any filter (bm25 runs inside FTS5): the
+        # facet index knows the rows the search keeps, so only those are scored
+        found = facet_index.kept(session, rows().index, query, now, rows().base)
+        items = _ranked_kept(session, query, found)
+    elif relevance:
+        # a kept ranking saves scoring every match again; PostgreSQL ranks only the rows left
+        # after the filters
+        if sqlite and cache is not None and current is not None and current.version is not None:
             ids = _ranked_ids(session, query, now, cache, current)
             items = _page_of(session, ids, where_clauses(session, query, who, now), query, total)
         else:  # the ranked match replaces the plain one
@@ -293,6 +346,37 @@ def search_datasets(
     if with_facets:
         result.facets = facets(counted, query, facet_limit)
     return result
+
+
+def _ranked_kept(session: Session, query: SearchQuery, found: tuple) -> list[Dataset]:
+    """The page of the kept rows (open, embargoed ids) in rank order, as ``text_match`` ranks
+    them: an open dataset by all its columns, an embargoed one by the columns it shows. Up to
+    ``RANK_KEPT`` ids are named to the index; more, and every match is scored and the kept ones
+    taken, which saves joining each match to its dataset row."""
+    match = fts.fts5_query(fts.parse_terms(query.q))
+    ids, ranks = [], []
+    for kept, terms in zip(found, (match, fts.fts5_visible(match, "datasets")), strict=True):
+        if not len(kept):
+            continue
+        named = kept.tolist() if len(kept) <= RANK_KEPT else None
+        pairs = np.array(fts5_ranks(session, "datasets", terms, named), dtype=np.float64).reshape(-1, 2)
+        chosen = _among(pairs[:, 0].astype(np.int64), kept) if named is None else slice(None)
+        ids.append(pairs[chosen, 0].astype(np.int64))
+        ranks.append(pairs[chosen, 1])
+    if not ids:
+        return []
+    all_ids, all_ranks = np.concatenate(ids), np.concatenate(ranks)
+    order = np.lexsort((all_ids, all_ranks))  # rank, then id
+    start = (query.page - 1) * query.per_page
+    wanted = [int(i) for i in all_ids[order[start : start + query.per_page]]]
+    rows = {d.id: d for d in _load(session, select(Dataset).where(Dataset.id.in_(wanted)))} if wanted else {}
+    return [rows[i] for i in wanted if i in rows]
+
+
+def _among(ids: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` are in ``kept`` (ascending, as the facet index lists them)."""
+    at = np.minimum(np.searchsorted(kept, ids), len(kept) - 1)
+    return kept[at] == ids
 
 
 def _load(session: Session, stmt) -> list[Dataset]:

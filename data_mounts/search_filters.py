@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -133,6 +134,23 @@ def _fts5_rows(table: str, match: str, ranked: bool, param: str):
     score = f"bm25({table}_fts, {weights})" if ranked else "0.0"
     sql = text(f"SELECT rowid AS id, {score} AS rank FROM {table}_fts WHERE {table}_fts MATCH :{param}")
     return sql.bindparams(**{param: match}).columns(id=Integer, rank=Float)
+
+
+def fts5_ranks(session: Session, table: str, match: str, ids: list[int] | None) -> list[tuple[int, float]]:
+    """(id, bm25 rank) of the rows ``match`` finds among ``ids`` (None: all of them), on SQLite.
+    FTS5 scores every row it returns before any join, so scoring only the rows a search keeps
+    (a chosen facet keeps one match in ten) saves the rest; ``+rowid`` stops FTS5 from running
+    one MATCH per id."""
+    weights = ", ".join(str(w) for w in fts.SQLITE_TABLES[table][1])
+    sql = f"SELECT rowid, bm25({table}_fts, {weights}) FROM {table}_fts WHERE {table}_fts MATCH ?"
+    args: tuple = (match,)
+    if ids is not None:
+        sql, args = sql + " AND +rowid IN (SELECT value FROM json_each(?))", (match, json.dumps(ids))
+    cursor = session.connection().connection.cursor()
+    try:
+        return cursor.execute(sql, args).fetchall()
+    finally:
+        cursor.close()
 
 
 def _pg_tsquery(terms: list[fts.Term]) -> ColumnElement:
