@@ -28,7 +28,7 @@ from traitlets import Float, Instance
 from traitlets.config import LoggingConfigurable
 
 from panbinder.docker_engine import Docker
-from panbinder.executor import log_task_exception, run_blocking
+from panbinder.executor import cancel_task, run_blocking, run_every
 
 from .base import ServerScope
 
@@ -104,21 +104,11 @@ class Reaper(LoggingConfigurable):
                 "reaper: no run engine given (Launcher.use_run_engine); containers are not swept"
             )
         if self.interval > 0 and (self.task is None or self.task.done()):
-            self.task = asyncio.get_running_loop().create_task(self._run(), name="reaper")
-            self.task.add_done_callback(lambda t: log_task_exception(t, self.log))
+            # the Hub or docker down: logged, and the next sweep tries again
+            self.task = run_every("reaper", self.interval, self.sweep, self.log, "reaper sweep failed")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception as e:  # the Hub or docker down: the next sweep tries again
-                self.log.warning("reaper sweep failed: %s", e)
-            await asyncio.sleep(self.interval)
+        await cancel_task(self.task)
 
     def _earlier_run(self, age: float, now: float) -> bool:
         return self.started_at is not None and age > 0 and now - age < self.started_at - 1.0

@@ -26,7 +26,7 @@ from traitlets.config import LoggingConfigurable
 from .data_mounts.access import Identity
 from .data_mounts.catalogue import Catalogue
 from .data_mounts.review_links import ReviewLinks
-from .executor import log_task_exception, run_blocking
+from .executor import cancel_task, run_blocking, run_every
 from .launcher import Launcher
 from .launcher.base import server_user
 
@@ -84,18 +84,10 @@ class ReviewServers(LoggingConfigurable):
     def start(self) -> None:
         """Sweep every ``interval`` seconds, from now on (the first sweep at once)."""
         if self.interval > 0 and (self.task is None or self.task.done()):
-            self.task = asyncio.get_running_loop().create_task(self._run(), name="review-servers")
-            self.task.add_done_callback(lambda t: log_task_exception(t, self.log))
+            # the catalogue or the Hub away: logged, and the next sweep tries again
+            self.task = run_every(
+                "review-servers", self.interval, self.stop_ended, self.log, "review-link server sweep failed"
+            )
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.stop_ended()
-            except Exception as e:  # the catalogue or the Hub away: the next sweep tries again
-                self.log.warning("review-link server sweep failed: %s", e)
-            await asyncio.sleep(self.interval)
+        await cancel_task(self.task)
