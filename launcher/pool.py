@@ -252,7 +252,10 @@ class ServerPool(LoggingConfigurable):
 
     async def _remove(self, entry: PoolEntry, *, paused: bool) -> None:
         if paused:  # a frozen server would not see its stop signal
-            await self.launcher.pause_server(entry.user, False)
+            try:
+                await self.launcher.pause_server(entry.user, False)
+            except Exception as e:  # the engine away: the user still goes (and the reaper sweeps)
+                self.log.warning("pre-started server of %s not unpaused before removal: %s", entry.user, e)
         await self.launcher.delete_user(entry.user)
 
     # --- filling ------------------------------------------------------------------------------
@@ -391,7 +394,10 @@ class ServerPool(LoggingConfigurable):
     async def _sweep(self) -> None:
         while self.count or self.filling:
             await asyncio.sleep(self.sweep_interval)
-            await self.sweep()
+            try:
+                await self.sweep()
+            except Exception as e:  # the Hub or the engine away: the next sweep tries again
+                self.log.warning("pre-started server sweep failed: %s", e)
 
     async def _alive(self, entry: PoolEntry) -> bool:
         if entry.paused:

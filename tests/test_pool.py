@@ -404,3 +404,45 @@ async def test_a_launch_abandoned_while_its_pooled_server_gets_a_token_removes_t
         await first
     await asyncio.gather(*launcher.tasks)
     assert removed == ["pb-pooled"]
+
+
+class EngineAwayLauncher(FakeLauncher):
+    """The run engine stops answering: pausing or thawing raises, as the docker client does."""
+
+    away = False
+
+    async def pause_server(self, user, paused=True):
+        if self.away:
+            raise ConnectionError("Connection aborted.")
+        return await super().pause_server(user, paused)
+
+    async def server_state(self, user):
+        if self.away:
+            raise ConnectionError("Connection aborted.")
+        return await super().server_state(user)
+
+
+async def test_an_engine_away_while_removing_a_paused_server_still_removes_its_user():
+    launcher = EngineAwayLauncher(pausable=True)
+    pool = make_pool(launcher, size=1, max_age=0.05, sweep_interval=3600)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    await asyncio.sleep(0.1)
+    launcher.away = True
+    await pool.sweep()  # expired: thawing fails, the user is removed all the same
+    assert launcher.deleted == launcher.spawned[:1]
+    await pool.drain()
+
+
+async def test_the_pool_keeps_sweeping_after_a_sweep_that_failed():
+    launcher = EngineAwayLauncher(pausable=True)
+    pool = make_pool(launcher, size=1, sweep_interval=0.01)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    launcher.away = True  # a paused server's state cannot be read: that sweep fails
+    await asyncio.sleep(0.05)
+    launcher.away = False
+    ALIVE.clear()  # the engine came back without the server: the next sweep replaces it
+    await asyncio.sleep(0.2)
+    assert len(launcher.spawned) >= 2 and launcher.deleted[:1] == launcher.spawned[:1]
+    await pool.drain()
