@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from panbinder.launcher.hub_client import HubClient
+from panbinder.launcher.spawner import SERVER_FILES
 from tests.support import eventually, read_stream, run_code, session_prefix
 from tests.swarm import one_node_swarm, services
 
@@ -86,9 +87,13 @@ async def test_launch_as_swarm_service_with_dataset_limits_and_placement(swarm_p
     }
     assert task["ContainerSpec"]["CapabilityDrop"] == ["ALL"]
     assert task["Placement"]["Constraints"] == [f"node.labels.{LABEL}==true"]
-    assert {
-        (m["Target"].startswith("/data/"), m.get("ReadOnly")) for m in task["ContainerSpec"]["Mounts"]
-    } == {(True, True)}
+    # every mount read-only: the dataset under /data, and the changes download's files
+    # (an anonymous server's /opt/panbinder and the notice in its home folder)
+    mounts = {m["Target"]: m.get("ReadOnly") for m in task["ContainerSpec"]["Mounts"]}
+    assert all(mounts.values()), mounts
+    assert any(target.startswith("/data/") for target in mounts), mounts
+    others = {target for target in mounts if not target.startswith("/data/")}
+    assert others <= {SERVER_FILES, "/home/jovyan/CHANGES-ARE-TEMPORARY.md"}, mounts
     assert task["RestartPolicy"]["Condition"] == "none"
 
     user = ready["url"].rstrip("/").rsplit("/", 1)[1]

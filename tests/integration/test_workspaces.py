@@ -24,7 +24,7 @@ from tornado.simple_httpclient import HTTPTimeoutError
 
 from panbinder.launcher.workspaces import workspace_key
 from tests.integration.conftest import ANALYSIS_FILES, HUB_PASSWORD, catalogue_of, cli, write_scan
-from tests.support import read_stream, run_code, session_prefix, unmount_under
+from tests.support import eventually, read_stream, run_code, session_prefix, unmount_under
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 PREFIX = session_prefix("panbinder-ws")
@@ -171,8 +171,17 @@ async def test_work_survives_cull_restart_and_image_change_and_the_quota_holds(
     assert datetime.fromisoformat(record["last_used"]) >= datetime.now(UTC) - timedelta(minutes=5)
     old = (datetime.now(UTC) - timedelta(days=400)).isoformat(timespec="seconds")
     (root / f"{key}.json").write_text(json.dumps({**record, "last_used": old}))
-    listing = (await asyncio.to_thread(cli, p, "workspaces")).stdout
-    line = next(row for row in listing.splitlines() if row.startswith("alice"))
+
+    def alice_row() -> tuple[str, str]:
+        listing = cli(p, "workspaces").stdout
+        return next(row for row in listing.splitlines() if row.startswith("alice")), listing
+
+    # a culled server's container may take a moment to go, and mounts the volume until then
+    async def released() -> bool:
+        return not (await asyncio.to_thread(alice_row))[0].endswith("in use")
+
+    await eventually(released, 60, "the culled containers gone")
+    line, listing = await asyncio.to_thread(alice_row)
     assert line.endswith("remove") and "32.0 MiB" in line and "dry run" in listing
     assert (root / f"{key}.img").exists()
     removed = (await asyncio.to_thread(cli, p, "workspaces", "--apply")).stdout
