@@ -61,7 +61,7 @@ async def assert_refused(portal, token: str, words: str) -> None:
     stream = await get(f"{portal.url}/build/doi/{DOI_EMBARGO}?review_token={token}")
     assert page.code == stream.code == 403, (page.code, stream.code)
     assert words in page.body.decode() and words in json.loads(stream.body)["message"]
-    assert containers() == before
+    assert not containers() - before  # none new (one being removed meanwhile may go)
 
 
 async def launch(portal, token: str) -> dict:
