@@ -247,3 +247,22 @@ def publications(portal, git_server, storage_root):
     ):
         cli(portal, "publications", "add", f"--doi={doi}", f"--repo={repo}", "--ref=main", f"--dataset={pid}")
     return cat
+
+
+def workspace_portal_config(storage, group: str, volume_prefix: str) -> str:
+    """A portal where ``alice`` (in ``group``) signs in with HUB_PASSWORD and gets a 32 MB
+    workspace volume named with ``volume_prefix``; no pool, long limits for a loaded machine."""
+    return f"""
+        c.Catalogue.storage_roots = [{str(storage)!r}]
+        c.HubProcess.groups = {{{group!r}: ["alice"]}}
+        c.HubProcess.authenticator_class = "dummy"
+        c.HubProcess.extra_config = {{"DummyAuthenticator": {{"password": {HUB_PASSWORD!r}}}}}
+        c.HubProcess.cull_timeout = 3600
+        c.HubProcess.mem_limit = "1G"
+        c.HubProcess.start_timeout = 300
+        c.HubLauncher.launch_timeout = 300
+        c.GitProvider.allow_local = True
+        c.ServerPool.size = 0
+        c.Workspaces.quota = "32M"
+        c.Workspaces.volume_prefix = {volume_prefix!r}
+        """

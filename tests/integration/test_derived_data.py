@@ -21,7 +21,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.simple_httpclient import HTTPTimeoutError
 
-from tests.integration.conftest import ANALYSIS_FILES, HUB_PASSWORD, catalogue_of, cli, write_scan
+from tests.integration.conftest import ANALYSIS_FILES, catalogue_of, cli, workspace_portal_config, write_scan
 from tests.support import read_stream, run_code, session_prefix, unmount_under
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -36,20 +36,7 @@ RESULT = b"fitted peak at 42\n"
 @pytest.fixture(scope="module")
 def dd_portal(portal_factory, tmp_path_factory, git_server):
     storage = tmp_path_factory.mktemp("dd-storage")
-    config = f"""
-        c.Catalogue.storage_roots = [{str(storage)!r}]
-        c.HubProcess.groups = {{"dd-testers": ["alice"]}}
-        c.HubProcess.authenticator_class = "dummy"
-        c.HubProcess.extra_config = {{"DummyAuthenticator": {{"password": {HUB_PASSWORD!r}}}}}
-        c.HubProcess.cull_timeout = 3600
-        c.HubProcess.mem_limit = "1G"
-        c.HubProcess.start_timeout = 300
-        c.HubLauncher.launch_timeout = 300
-        c.GitProvider.allow_local = True
-        c.ServerPool.size = 0
-        c.Workspaces.quota = "32M"
-        c.Workspaces.volume_prefix = {VOLUMES!r}
-        """
+    config = workspace_portal_config(storage, "dd-testers", VOLUMES)
     state = tmp_path_factory.mktemp("dd-state")
     try:
         with portal_factory("dd", config, prefix=PREFIX, start=False, state=state) as p:

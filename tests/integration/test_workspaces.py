@@ -23,7 +23,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from panbinder.launcher.workspaces import workspace_key
-from tests.integration.conftest import ANALYSIS_FILES, HUB_PASSWORD, catalogue_of, cli, write_scan
+from tests.integration.conftest import ANALYSIS_FILES, catalogue_of, cli, workspace_portal_config, write_scan
 from tests.support import eventually, read_stream, run_code, session_prefix, unmount_under
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -36,20 +36,7 @@ DOI = "10.5555/panbinder.workspace"
 @pytest.fixture(scope="module")
 def ws_portal(portal_factory, tmp_path_factory, git_server):
     storage = tmp_path_factory.mktemp("ws-storage")
-    config = f"""
-        c.Catalogue.storage_roots = [{str(storage)!r}]
-        c.HubProcess.groups = {{"ws-testers": ["alice"]}}
-        c.HubProcess.authenticator_class = "dummy"
-        c.HubProcess.extra_config = {{"DummyAuthenticator": {{"password": {HUB_PASSWORD!r}}}}}
-        c.HubProcess.cull_timeout = 3600
-        c.HubProcess.mem_limit = "1G"
-        c.HubProcess.start_timeout = 300
-        c.HubLauncher.launch_timeout = 300
-        c.GitProvider.allow_local = True
-        c.ServerPool.size = 0
-        c.Workspaces.quota = "32M"
-        c.Workspaces.volume_prefix = {VOLUMES!r}
-        """
+    config = workspace_portal_config(storage, "ws-testers", VOLUMES)
     with portal_factory("ws", config, prefix=PREFIX, start=False) as p:
         write_scan(storage / "ws-scan", 4)
         p.start(timeout=300)
