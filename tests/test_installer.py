@@ -89,6 +89,14 @@ def test_uv_reads_the_deployment_indexes(repo):
     assert "/srv/panbinder-uv/bin/uv pip install jupyterhub==6.1.1 jupyterlab==4.6.6" in server
 
 
+def test_uv_writes_bytecode_at_install_as_pip_does(repo):
+    """Without it a server start compiles every module it imports, in a container layer it loses."""
+    df = render(installer="uv")
+    env = df.index("ENV UV_COMPILE_BYTECODE=1")
+    assert env < df.index("jupyterhub==6.1.1")  # before the server layer and the requirements
+    assert "UV_COMPILE_BYTECODE" not in render(installer="pip", as_of="off")
+
+
 def test_a_frozen_rebuild_uses_the_locked_date_without_a_search(repo, tmp_path):
     frozen = tmp_path / "frozen.txt"
     frozen.write_text("numpy==1.16.2\n")

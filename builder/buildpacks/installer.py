@@ -104,10 +104,13 @@ def uses_uv(settings: PackSettings) -> bool:
 
 
 def build_env(settings: PackSettings) -> list[tuple[str, str]]:
-    """Variables uv reads (it ignores pip's): the same indexes, no interpreter downloads."""
+    """Variables uv reads (it ignores pip's): the same indexes, no interpreter downloads, and
+    bytecode written at install as pip does (without it every server start compiles the modules it
+    imports, in a container layer that is thrown away: about 2 s of each start)."""
     if not uses_uv(settings):
         return []
     env = [("UV_LINK_MODE", "copy"), ("UV_PYTHON_DOWNLOADS", "never"), ("UV_NO_PROGRESS", "1")]
+    env.append(("UV_COMPILE_BYTECODE", "1"))
     if settings.index_url:
         env.append(("UV_INDEX_URL", index_auth.public_url(settings.index_url)))
     if settings.extra_index_urls:

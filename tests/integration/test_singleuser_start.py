@@ -1,6 +1,6 @@
 """A launched single-user server starts without the Hub's database layer and aiohttp
-(builder/buildpacks/lazy_hub_imports.py), and still signs users in through the Hub's OAuth and
-reports its activity to the Hub."""
+(builder/buildpacks/lazy_hub_imports.py), from the image's bytecode (nothing compiled at start),
+and still signs users in through the Hub's OAuth and reports its activity to the Hub."""
 
 from __future__ import annotations
 
@@ -21,16 +21,31 @@ pytestmark = [pytest.mark.docker, pytest.mark.hub]
 HUB_ONLY = ("/sqlalchemy/", "/aiohttp/")
 
 
+def server_container(client, user: str):
+    found = [
+        c for c in client.containers.list(filters={"name": PREFIX}) if user.removeprefix("pb-") in c.name
+    ]
+    assert len(found) == 1, [c.name for c in found]
+    return found[0]
+
+
+def compiled_at_start(user: str) -> list[str]:
+    """Bytecode files the server's start wrote into its container (none when the image has them:
+    each start would otherwise compile every module it imports, and lose it with the container)."""
+    client = _docker_client()
+    try:
+        changes = server_container(client, user).diff() or []
+    finally:
+        client.close()
+    return [c["Path"] for c in changes if c["Path"].endswith(".pyc")]
+
+
 def server_maps(user: str) -> str:
     """The memory map of the launched server's process (read from the host: the container's
     processes are the host's)."""
     client = _docker_client()
     try:
-        names = [
-            c for c in client.containers.list(filters={"name": PREFIX}) if user.removeprefix("pb-") in c.name
-        ]
-        assert len(names) == 1, [c.name for c in names]
-        top = names[0].top(ps_args="-eo pid,args")
+        top = server_container(client, user).top(ps_args="-eo pid,args")
     finally:
         client.close()
     # (repo2docker's entrypoint, a Python process too, runs the server as its child)
@@ -75,6 +90,7 @@ async def test_server_starts_without_hub_only_modules_and_signs_in_through_oauth
     maps = server_maps(user)
     assert "/tornado/" in maps  # the probe reads the server's own compiled modules
     assert [m for m in HUB_ONLY if m in maps] == []
+    assert compiled_at_start(user) == []
 
     # OAuth: the server sends an anonymous reader to the Hub, which signs them in and sends them
     # back with a code; the server trades it for a token (a POST to the Hub) and sets its cookie
