@@ -105,3 +105,69 @@ def test_every_image_applies_it_after_the_server_install():
     patch = [i for i, ln in enumerate(lines) if lazy_hub_imports.build_script("/srv/venv") in ln]
     assert len(copy) == len(install) == len(patch) == 1
     assert copy[0] < install[0] < patch[0]
+
+
+# JupyterLab's handler as 4.6 has it, down to the lines the patch changes; the default registry
+# stands for the run of yarn it costs
+FAKE_LAB_COMMANDS = '''\
+yarn_runs = []
+
+
+class AppOptions:
+    logger = kill_event = None
+
+    def __init__(self):
+        self._registry = None
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            yarn_runs.append(1)
+            self._registry = "https://registry.yarnpkg.com"
+        return self._registry
+
+    @registry.setter
+    def registry(self, value):
+        self._registry = value
+
+
+class _AppHandler:
+    def __init__(self, options):
+        """Create a new _AppHandler object"""
+        options = options or AppOptions()
+        self._options = options
+        self.kill_event = options.kill_event
+        self.registry = options.registry
+        self.info = {"version": "4.6.6"}
+'''
+
+
+def fake_lab(root: Path) -> Path:
+    (root / "jupyterlab").mkdir()
+    (root / "jupyterlab" / "__init__.py").write_text('__version__ = "4.6.6"\n')
+    (root / "jupyterlab" / "commands.py").write_text(FAKE_LAB_COMMANDS)
+    (root / "jupyterhub").mkdir()  # not the installed one, which the script would patch
+    (root / "jupyterhub" / "__init__.py").write_text('__version__ = "0"\n')
+    return root
+
+
+def test_jupyterlab_reads_the_npm_registry_on_first_use(tmp_path):
+    root = fake_lab(tmp_path)
+    probe = (
+        "from jupyterlab import commands as c\n"
+        "h = c._AppHandler(None)\nmade = len(c.yarn_runs)\n"
+        "first = h.registry\nh.registry = 'https://npm.example.org'\n"
+        "print(made, len(c.yarn_runs), first, h._options.registry)"
+    )
+    unpatched = run(root, "-c", probe).split()
+    assert unpatched == ["1", "1", "https://registry.yarnpkg.com", "https://registry.yarnpkg.com"]
+    out = run(root, str(Path(lazy_hub_imports.SOURCE)))
+    assert "jupyterlab 4.6.6: lazy npm registry applied to 1 files" in out, out
+    assert "jupyterhub 0: lazy Hub imports not applied" in out  # each package on its own terms
+    assert run(root, "-c", probe).split() == [
+        "0",
+        "1",
+        "https://registry.yarnpkg.com",
+        "https://npm.example.org",
+    ]
+    assert "lazy npm registry not applied" in run(root, str(Path(lazy_hub_imports.SOURCE)))

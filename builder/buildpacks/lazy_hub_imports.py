@@ -28,6 +28,12 @@ extension's own code and run unchanged. The patch applies to the JupyterHub it w
 when any hunk does not match exactly once (another version), nothing is changed and the server
 starts as before, only slower.
 
+The same file carries a second patch, to JupyterLab, on the same terms (``LAB_HUNKS``): importing
+``jupyterlab.labapp`` asks for the application's version, which makes an ``AppOptions`` whose default
+npm registry comes from running ``node yarn.js config --json`` when Node.js is installed (as it is in
+every panbinder image, for npm installs): about 1 s of every server start, for a registry only an
+extension install or update check uses. With the patch the handler reads the registry on first use.
+
 Usage (in an image, with the server's Python): ``python lazy_hub_imports.py [--diff]``.
 Standard library only: it runs in the image right after the server's packages are installed
 (``build_script``); the build packs copy it there (``IN_IMAGE``).
@@ -236,11 +242,37 @@ HUNKS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def patched(package: Path) -> dict[Path, tuple[str, str]]:
+# JupyterLab's handler reads the npm registry (which runs yarn) when it is made; on first use instead
+LAB_HUNKS: tuple[tuple[str, str, str], ...] = (
+    (
+        "commands.py",
+        "        self.kill_event = options.kill_event\n        self.registry = options.registry\n",
+        "        self.kill_event = options.kill_event\n",
+    ),
+    (
+        "commands.py",
+        '    def __init__(self, options):\n        """Create a new _AppHandler object"""\n',
+        "    @property\n"
+        "    def registry(self):\n"
+        '        """The npm registry, read on first use: the default runs yarn (about 1 s), and most\n'
+        '        handlers (the server start makes one for the version) never fetch a package."""\n'
+        "        return self._options.registry\n\n"
+        "    @registry.setter\n"
+        "    def registry(self, value):\n"
+        "        self._options.registry = value\n\n"
+        '    def __init__(self, options):\n        """Create a new _AppHandler object"""\n',
+    ),
+)
+
+# (package, hunks, what the patch is called in the build's output)
+PATCHES = (("jupyterhub", HUNKS, "lazy Hub imports"), ("jupyterlab", LAB_HUNKS, "lazy npm registry"))
+
+
+def patched(package: Path, hunks: tuple[tuple[str, str, str], ...] = HUNKS) -> dict[Path, tuple[str, str]]:
     """{file: (old text, new text)} for every file the hunks touch; ValueError when one does
     not apply (then nothing is changed)."""
     files: dict[Path, tuple[str, str]] = {}
-    for name, old, new in HUNKS:
+    for name, old, new in hunks:
         path = package / name
         if path not in files:
             files[path] = (path.read_text() if path.exists() else "",) * 2
@@ -258,40 +290,49 @@ def patched(package: Path) -> dict[Path, tuple[str, str]]:
 
 
 def main(argv: list[str]) -> int:
-    import jupyterhub
+    for name, hunks, label in PATCHES:
+        apply(name, hunks, label, diff="--diff" in argv)
+    return 0
 
-    package = Path(jupyterhub.__file__).parent
-    try:
-        files = patched(package)
-    except (OSError, ValueError) as e:
-        print(f"JupyterHub {jupyterhub.__version__}: lazy Hub imports not applied ({e})")
-        return 0
-    if "--diff" in argv:
-        for path, (before, after) in files.items():
-            name = f"jupyterhub/{path.relative_to(package)}"
-            old_name = name if before else "/dev/null"
-            sys.stdout.writelines(
-                difflib.unified_diff(
-                    before.splitlines(True), after.splitlines(True), f"a/{name}", f"b/{name}"
-                )
-                if before
-                else difflib.unified_diff([], after.splitlines(True), old_name, f"b/{name}")
-            )
-        return 0
+
+def apply(name: str, hunks: tuple[tuple[str, str, str], ...], label: str, *, diff: bool) -> None:
+    """Apply (or print with ``diff``) one package's patch, whole or not at all."""
+    import importlib
     import os
     import py_compile
 
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        print(f"{name} is not installed: {label} not applied")
+        return
+    what = f"{name} {getattr(module, '__version__', '')}".rstrip()
+    package = Path(module.__file__).parent
+    try:
+        files = patched(package, hunks)
+    except (OSError, ValueError) as e:
+        print(f"{what}: {label} not applied ({e})")
+        return
+    if diff:
+        for path, (before, after) in files.items():
+            shown = f"{name}/{path.relative_to(package)}"
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    before.splitlines(True),
+                    after.splitlines(True),
+                    f"a/{shown}" if before else "/dev/null",
+                    f"b/{shown}",
+                )
+            )
+        return
     unwritable = sorted({str(p.parent) for p in files if not os.access(p.parent, os.W_OK)})
     if unwritable:
-        print(
-            f"JupyterHub {jupyterhub.__version__}: lazy Hub imports not applied (cannot write {unwritable})"
-        )
-        return 0
+        print(f"{what}: {label} not applied (cannot write {unwritable})")
+        return
     for path, (_, after) in files.items():
         path.write_text(after)
         py_compile.compile(str(path), doraise=True)
-    print(f"JupyterHub {jupyterhub.__version__}: lazy Hub imports applied to {len(files)} files")
-    return 0
+    print(f"{what}: {label} applied to {len(files)} files")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,33 @@ def compiled_at_start(user: str) -> list[str]:
     return [c["Path"] for c in changes if c["Path"].endswith(".pyc")]
 
 
+# in the launched image: importing JupyterLab's server extension runs no program (yarn, for the npm
+# registry, used to run on every start), and the registry is still yarn's when asked for
+YARN_PROBE = """
+import subprocess
+runs = []
+real = subprocess.Popen.__init__
+def spy(self, args, *a, **k):
+    runs.append(args)
+    real(self, args, *a, **k)
+subprocess.Popen.__init__ = spy
+import jupyterlab.commands, jupyterlab.labapp
+at_import = len(runs)
+registry = jupyterlab.commands._AppHandler(None).registry
+print(at_import, registry.startswith("https://"), any("yarn" in str(r) for r in runs))
+"""
+
+
+def run_in_server(user: str, code: str) -> str:
+    client = _docker_client()
+    try:
+        result = server_container(client, user).exec_run(["python", "-c", code])
+    finally:
+        client.close()
+    assert result.exit_code == 0, result.output[-2000:]
+    return result.output.decode().strip().splitlines()[-1]
+
+
 def server_maps(user: str) -> str:
     """The memory map of the launched server's process (read from the host: the container's
     processes are the host's)."""
@@ -91,6 +118,7 @@ async def test_server_starts_without_hub_only_modules_and_signs_in_through_oauth
     assert "/tornado/" in maps  # the probe reads the server's own compiled modules
     assert [m for m in HUB_ONLY if m in maps] == []
     assert compiled_at_start(user) == []
+    assert run_in_server(user, YARN_PROBE) == "0 True True"
 
     # OAuth: the server sends an anonymous reader to the Hub, which signs them in and sends them
     # back with a code; the server trades it for a token (a POST to the Hub) and sets its cookie
