@@ -255,12 +255,14 @@ class HubLauncher(Launcher):
 
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
         extra = {"launch_id": request.launch_id, "image": request.image.full}
+        began = time.monotonic()
         pooled = (
             await self.pool.take(request)
             if self.pool is not None and not self._has_workspace(request)
             else None
         )
         if pooled is not None:
+            taken = time.monotonic()
             try:
                 token = await self._token(pooled, request)
             except BaseException as e:  # failed, or the launch was abandoned: the server goes
@@ -269,7 +271,16 @@ class HubLauncher(Launcher):
                 if not isinstance(e, Exception):
                     raise
             else:
-                self.log.info("launched %s from the pool as %s", request.image.full, pooled, extra=extra)
+                done = time.monotonic()
+                self.log.info(
+                    "launched %s from the pool as %s in %.3f s (thawed and checked in %.3f s, token %.3f s)",
+                    request.image.full,
+                    pooled,
+                    done - began,
+                    taken - began,
+                    done - taken,
+                    extra=extra,
+                )
                 yield self._ready(request, pooled, token, prestarted=True)
                 return
         ticket = self.slots.enter()
