@@ -70,8 +70,8 @@ def _context(session: Session, now: datetime, cap: int, max_records: int) -> Con
         conds = [where_expr("Dataset", inc.where, now)] if inc.where is not None else []
         conds += constraints("Dataset", inc.includes, now)
         query = select(Dataset).where(Dataset.facility == facility, Dataset.instrument == name, *conds)
-        limit = min(inc.limit or cap, cap)
-        rows = list(session.scalars(query.order_by(Dataset.pid).offset(inc.skip).limit(limit)))
+        wanted = inc.skip + min(inc.limit or cap, cap)  # ``shapes.listed`` skips
+        rows = list(session.scalars(query.order_by(Dataset.pid).limit(wanted)))
         found.prefetch([ds.proposal_id for ds in rows])
         return rows
 

@@ -330,6 +330,19 @@ def test_instruments(cat):
     assert [(i["pid"], len(i["datasets"])) for i in got] == [("ESRF/ID16A-NI", 2), ("ESRF/PUBLISHER", 1)]
 
 
+@pytest.mark.parametrize(("skip", "limit"), [(1, 2), (2, 0), (0, 1), (3, 5)])
+def test_an_instrument_s_included_datasets_are_skipped_once(cat, skip, limit):
+    def listed(scope: dict) -> list[str]:
+        flt = {"where": {"pid": "ESRF/ID16A-NI"}, "include": [{"relation": "datasets", "scope": scope}]}
+        (instrument,) = find(cat, "Instrument", flt)
+        return [d["pid"] for d in instrument["datasets"]]
+
+    every = listed({})
+    assert len(every) >= 4
+    scope = {"skip": skip, **({"limit": limit} if limit else {})}
+    assert listed(scope) == every[skip : skip + limit if limit else None]
+
+
 def test_get_by_pid(cat):
     flt = filters.parse_filter("Dataset", {"include": ["files", "samples", "document"]})
     with cat.session() as session:
