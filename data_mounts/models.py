@@ -135,7 +135,7 @@ class Dataset(Base):
     instrument: Mapped[str] = mapped_column(String(255), default="", index=True)
     scientific_field: Mapped[str] = mapped_column(String(255), default="", index=True)
     data_type: Mapped[str] = mapped_column(String(32), default="", index=True)
-    proposal_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    proposal_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)  # revision 0014
     owners: Mapped[list[str]] = mapped_column(JSON, default=list)
     groups: Mapped[list[str]] = mapped_column(JSON, default=list)
     creation_date: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)

@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from panbinder.data_mounts import build_leases, db  # noqa: F401 (build_leases: its table is on Base)
+from panbinder.data_mounts import build_leases, db, derived_models  # noqa: F401 (their tables are on Base)
 from panbinder.data_mounts.catalogue import Catalogue
 from panbinder.data_mounts.models import Base, Dataset, DatasetFile, Publication, Technique
 
@@ -53,6 +53,23 @@ def test_migration_matches_models(any_db_url):
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_datasets_are_found_by_proposal_through_an_index(any_db_url):
+    """PaNOSC proposal Documents look their datasets up by proposal id (revision 0014)."""
+    db.upgrade(any_db_url)
+    engine = db.make_engine(any_db_url)
+    try:
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("datasets")}
+        assert indexes["ix_datasets_proposal_id"] == ["proposal_id"]
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT id FROM datasets WHERE proposal_id = 'p-1'"
+                ).all()
+            assert "ix_datasets_proposal_id" in " ".join(str(row[-1]) for row in plan)
+    finally:
+        engine.dispose()
 
 
 def test_migration_script_location_is_inside_the_package():
