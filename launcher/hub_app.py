@@ -8,6 +8,9 @@ portal's whole stop budget, and the Hub was killed before it stopped servers or 
 the servers are stopped first, within ``stop_servers_timeout``, then the services, each given 2
 seconds per signal, then the proxy (JupyterHub's own code from there on).
 
+A starting server is checked every ``server_poll_interval`` (``hub_wait.py``), not after
+JupyterHub's doubling waits, which noticed a server a few hundred milliseconds after it answered.
+
 The Hub also answers ``GET /hub/api/panbinder/identity`` (with the portal's service token) with
 its pid and the nonce the portal gave it at start, so the portal's ``/health`` can tell its own
 Hub from another process answering on the port.
@@ -16,14 +19,17 @@ Hub from another process answering on the port.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import os
 
+import jupyterhub.objects
 from jupyterhub.app import JupyterHub
 from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Float
 
+from . import hub_wait
 from .hub_process import IDENTITY_PATH
 
 SERVICE_SIGNAL_TIMEOUT = 2
@@ -44,6 +50,32 @@ class PanbinderHub(JupyterHub):
     stop_servers_timeout = Float(
         20.0, help="Seconds the Hub's shutdown waits for user servers to stop, before the rest."
     ).tag(config=True)
+
+    server_poll_interval = Float(
+        0.025,
+        help="Seconds between the Hub's first checks of a starting server's address (each wait "
+        "then grows by 5 %, up to server_poll_max). JupyterHub's own waits double from 0.2 s.",
+    ).tag(config=True)
+    server_poll_max = Float(0.5, help="The longest wait between two checks of a starting server.").tag(
+        config=True
+    )
+
+    def init_server_poll(self) -> None:
+        """Servers' ``wait_up`` (``jupyterhub.objects``) checks at this Hub's intervals."""
+        from jupyterhub.httpclient import fetch
+
+        jupyterhub.objects.wait_for_http_server = functools.partial(
+            hub_wait.wait_for_http_server,
+            fetch=fetch,
+            interval=self.server_poll_interval,
+            growth=1.05,
+            max_wait=self.server_poll_max,
+            log=self.log,
+        )
+
+    async def initialize(self, *args, **kwargs) -> None:
+        await super().initialize(*args, **kwargs)  # the configuration is read here
+        self.init_server_poll()
 
     def init_handlers(self) -> None:
         super().init_handlers()

@@ -144,6 +144,12 @@ class HubProcess(LoggingConfigurable):
     restart_backoff = Float(
         30.0, help="Longest wait (seconds) between attempts to start a Hub that keeps failing."
     ).tag(config=True)
+    start_check_interval = Float(
+        0.025,
+        help="""Seconds between the Hub's first checks that a starting server answers (each wait
+        then grows by 5 %, up to 0.5 s; hub_wait.py). JupyterHub's own waits double from
+        0.2 s, which noticed a server a few hundred milliseconds after it answered.""",
+    ).tag(config=True)
     poll_interval = Int(
         30,
         help="""Seconds between the Hub's checks that each server's container still runs
@@ -201,6 +207,7 @@ class HubProcess(LoggingConfigurable):
             "culler_pid_file": str(state_dir / "run" / "culler.pid"),
             "cleanup_servers": self.cleanup_servers,
             "poll_interval": self.poll_interval,
+            "start_check_interval": self.start_check_interval,
             "stop_servers_timeout": max(1.0, self.stop_timeout - 10),
             "authenticator_class": self.authenticator_class,
             "cull_timeout": self.cull_timeout,
