@@ -11,7 +11,9 @@ counts, per template, the datasets it fits (``analysis_templates.fits_clause``).
 The counts are made in memory from the facet index (``facet_index.py``) whenever the catalogue
 has one at its current write version, and in SQL otherwise (``_sql_counts``); both give the same
 values. On SQLite a text search's page is ranked from the rows the index says the search keeps:
-FTS5 scores (bm25) only those, instead of every match before the filters.
+by its words' bm25 scores, which FTS5 computes once per catalogue version and which are kept
+beside the index (``text_scores.py``), else FTS5 scores only those rows, instead of every match
+before the filters.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import facet_index, fts, panet
+from . import facet_index, fts, panet, text_scores
 from .access import Identity
 from .analysis_templates import fits_clause
 from .models import Dataset, Publication, Technique
@@ -324,9 +326,9 @@ def search_datasets(
         total = session.scalar(select(func.count()).select_from(Dataset).where(*conds)) or 0
     if relevance and sqlite and rows() is not None:
         # SQLite's index scores every match before any filter (bm25 runs inside FTS5): the
-        # facet index knows the rows the search keeps, so only those are scored
-        found = facet_index.kept(session, rows().index, query, now, rows().base)
-        items = _ranked_kept(session, query, found)
+        # facet index knows the rows the search keeps, ranked from its words' kept scores
+        kept, is_open = facet_index.kept(session, rows().index, query, now, rows().base)
+        items = _ranked_page(session, query, rows().index, kept, is_open)
     elif relevance:
         # a kept ranking saves scoring every match again; PostgreSQL ranks only the rows left
         # after the filters
@@ -346,6 +348,24 @@ def search_datasets(
     if with_facets:
         result.facets = facets(counted, query, facet_limit)
     return result
+
+
+def _ranked_page(
+    session: Session, query: SearchQuery, index: facet_index.FacetIndex, kept: np.ndarray, is_open: np.ndarray
+) -> list[Dataset]:
+    """The page of the ``kept`` rows in rank order (then id): from the words' kept scores
+    (``text_scores.py``) when every word has them, else scored by FTS5 (``_ranked_kept``)."""
+    scored = text_scores.lookup(session, index.words, query.q)
+    if scored is None:
+        return _ranked_kept(session, query, (index.ids[kept & is_open], index.ids[kept & ~is_open]))
+    start = (query.page - 1) * query.per_page
+    return _cards(session, text_scores.ranked(scored, index.ids, kept, is_open, start, query.per_page))
+
+
+def _cards(session: Session, wanted: list[int]) -> list[Dataset]:
+    """The datasets ``wanted``, in that order."""
+    rows = {d.id: d for d in _load(session, select(Dataset).where(Dataset.id.in_(wanted)))} if wanted else {}
+    return [rows[i] for i in wanted if i in rows]
 
 
 def _ranked_kept(session: Session, query: SearchQuery, found: tuple) -> list[Dataset]:
@@ -368,9 +388,7 @@ def _ranked_kept(session: Session, query: SearchQuery, found: tuple) -> list[Dat
     all_ids, all_ranks = np.concatenate(ids), np.concatenate(ranks)
     order = np.lexsort((all_ids, all_ranks))  # rank, then id
     start = (query.page - 1) * query.per_page
-    wanted = [int(i) for i in all_ids[order[start : start + query.per_page]]]
-    rows = {d.id: d for d in _load(session, select(Dataset).where(Dataset.id.in_(wanted)))} if wanted else {}
-    return [rows[i] for i in wanted if i in rows]
+    return _cards(session, [int(i) for i in all_ids[order[start : start + query.per_page]]])
 
 
 def _among(ids: np.ndarray, kept: np.ndarray) -> np.ndarray:
