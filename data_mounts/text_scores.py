@@ -140,6 +140,19 @@ class WordScores:
         inside = self.ids[at] == ids if len(self.ids) else np.zeros(len(ids), dtype=bool)
         return Scored(at[inside].astype(np.int32), pairs[inside, 1].copy())
 
+    def shown(self, cursor: Any, text: str, full: Scored) -> Scored:
+        """``score(cursor, text, True)``, taken from ``full`` (the word's rank through every
+        column) when no row holds the word in a hidden column: FTS5 then finds the same
+        instances in the same rows, so the same idf and ranks, bit for bit (the benchmark's
+        frequent words of 100,000 datasets: 0.3 s against 2.4 s)."""
+        hidden = fts.EMBARGOED_HIDDEN[TABLE]
+        inside = f"{{{' '.join(hidden)}}} : ({fts.fts5_query([fts.Term(text)])})"
+        sql = f"SELECT 1 FROM {TABLE}_fts WHERE {TABLE}_fts MATCH ? LIMIT 1"
+        if hidden and cursor.execute(sql, (inside,)).fetchone() is not None:
+            return self.score(cursor, text, True)
+        keep = self.hidden[full.rows]
+        return Scored(full.rows[keep], full.ranks[keep])
+
     def want(self, engine: Engine, words: list[tuple[tuple[str, ...], str]]) -> None:
         """Score ``words`` (tokens, text) in the background for the next search."""
         with self._lock:
@@ -233,7 +246,8 @@ class WordScores:
             if _version(cursor) != self.version:
                 self.stop()
                 return
-            full, shown = self.score(cursor, text, False), self.score(cursor, text, True)
+            full = self.score(cursor, text, False)
+            shown = self.shown(cursor, text, full)
             if _version(cursor) != self.version:  # a write in between: the scores may be newer
                 self.stop()
                 return

@@ -79,7 +79,7 @@ def fts5_ranked(session, match: str) -> list[tuple[int, float]]:
 
 def test_a_query_ranks_as_the_sum_of_its_words_ranks(sessions):
     """Bit for bit, through every column and through the shown ones, and in FTS5's order."""
-    ties = 0
+    ties = hidden_words = terms_seen = 0
     with sessions() as s:
         index = warmed(s)
         words = text_scores.WordScores(index.version, index.ids, ~index.public)
@@ -92,6 +92,12 @@ def test_a_query_ranks_as_the_sum_of_its_words_ranks(sessions):
         for q in QUERIES:
             terms = fts.parse_terms(q)
             match = fts.fts5_query(terms)
+            for t in terms:  # through the shown columns: from the full ranks when FTS5 gives them
+                full, shown = words.score(cursor, t.text, False), words.score(cursor, t.text, True)
+                derived = words.shown(cursor, t.text, full)
+                assert np.array_equal(derived.rows, shown.rows) and np.array_equal(derived.ranks, shown.ranks)
+                hidden_words += bool(fts5_ranked(s, "{sample} : " + fts.fts5_query([t])))
+                terms_seen += 1
             for visible in (False, True):
                 parts = [words.score(cursor, t.text, visible) for t in terms]
                 mine = text_scores.combined(parts)
@@ -108,6 +114,7 @@ def test_a_query_ranks_as_the_sum_of_its_words_ranks(sessions):
                 ties += len(ranks) - len(set(ranks))
         cursor.execute(f"DROP TABLE {text_scores.HIDDEN_ROWS}")
     assert ties > 0  # equal ranks are ordered by id
+    assert 0 < hidden_words < terms_seen  # words in a hidden column, and words not in one
 
 
 @pytest.mark.parametrize("page", [1, 2, 5])
