@@ -171,3 +171,59 @@ def test_jupyterlab_reads_the_npm_registry_on_first_use(tmp_path):
         "https://npm.example.org",
     ]
     assert "lazy npm registry not applied" in run(root, str(Path(lazy_hub_imports.SOURCE)))
+
+
+# jupyter-lsp 2.3's npm prefix look-up, down to the lines the patch changes; the run of npm is
+# counted instead of made
+FAKE_LSP_TYPES = """\
+import json
+import pathlib
+from functools import lru_cache
+
+Text = str
+npm_runs = []
+
+
+class LanguageServerManagerAPI:
+    @lru_cache(maxsize=1)
+    def _npm_prefix(self, npm: Text):
+        try:
+            npm_runs.append(npm)
+            return "/usr/local"
+        except Exception:
+            return None
+"""
+
+
+@pytest.mark.parametrize("variable", ["NPM_CONFIG_PREFIX", "npm_config_prefix"])
+def test_jupyter_lsp_reads_npm_s_prefix_from_the_environment(tmp_path, variable):
+    (tmp_path / "jupyter_lsp").mkdir()
+    (tmp_path / "jupyter_lsp" / "__init__.py").write_text('__version__ = "2.3.1"\n')
+    (tmp_path / "jupyter_lsp" / "types.py").write_text(FAKE_LSP_TYPES)
+    (tmp_path / "lab").mkdir()
+    fake_lab(tmp_path / "lab")  # a stand-in Hub beside it, never the installed one
+    probe = (
+        "import os\nfrom jupyter_lsp import types as t\n"
+        f"os.environ[{variable!r}] = os.environ['PREFIX_GIVEN']\n"
+        "print(t.LanguageServerManagerAPI()._npm_prefix('npm'), len(t.npm_runs))"
+    )
+    out = run_with(tmp_path, probe, PREFIX_GIVEN="/home/jovyan/.local")
+    assert out.split() == ["/usr/local", "1"]  # unpatched: npm runs
+    applied = run_with(tmp_path, str(Path(lazy_hub_imports.SOURCE)))
+    assert "jupyter_lsp 2.3.1: npm prefix from the environment applied to 1 files" in applied, applied
+    assert run_with(tmp_path, probe, PREFIX_GIVEN="/home/jovyan/.local").split() == [
+        "/home/jovyan/.local",
+        "0",
+    ]
+    without = probe.replace(f"os.environ[{variable!r}] = os.environ['PREFIX_GIVEN']\n", "")
+    assert run_with(tmp_path, without).split() == ["/usr/local", "1"]  # no variable: npm, as before
+
+
+def run_with(root: Path, code_or_script: str, **env: str) -> str:
+    args = [code_or_script] if code_or_script.endswith(".py") else ["-c", code_or_script]
+    environment = {"PYTHONPATH": f"{root}:{root / 'lab'}", "PATH": "/usr/bin:/bin", **env}
+    proc = subprocess.run(
+        [sys.executable, *args], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

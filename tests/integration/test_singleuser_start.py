@@ -55,6 +55,17 @@ at_import = len(runs)
 registry = jupyterlab.commands._AppHandler(None).registry
 print(at_import, registry.startswith("https://"), any("yarn" in str(r) for r in runs))
 """
+# and the language server search, which runs after every start, finds npm's global folder (the
+# image's NPM_CONFIG_PREFIX) without running npm
+NPM_PROBE = (
+    YARN_PROBE.split("import jupyterlab")[0]
+    + """
+import os
+from jupyter_lsp.types import LanguageServerManagerAPI
+roots = [str(r) for r in LanguageServerManagerAPI().node_roots]
+print(len(runs), os.environ["NPM_CONFIG_PREFIX"] + "/lib" in roots)
+"""
+)
 
 
 def run_in_server(user: str, code: str) -> str:
@@ -119,6 +130,7 @@ async def test_server_starts_without_hub_only_modules_and_signs_in_through_oauth
     assert [m for m in HUB_ONLY if m in maps] == []
     assert compiled_at_start(user) == []
     assert run_in_server(user, YARN_PROBE) == "0 True True"
+    assert run_in_server(user, NPM_PROBE) == "0 True"
 
     # OAuth: the server sends an anonymous reader to the Hub, which signs them in and sends them
     # back with a code; the server trades it for a token (a POST to the Hub) and sets its cookie
