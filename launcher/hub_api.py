@@ -197,8 +197,9 @@ class HubLauncher(Launcher):
     def abandoned_users(self) -> set[str]:
         return set(self.leftover)
 
-    async def create_token(self, user: str, note: str) -> str:
-        body = {"expires_in": self.token_expires_in, "note": note}
+    async def create_token(self, user: str, note: str, expires_in: int | None = None) -> str:
+        """A token for ``user``'s server, valid ``expires_in`` seconds (``token_expires_in``)."""
+        body = {"expires_in": self.token_expires_in if expires_in is None else expires_in, "note": note}
         return (await self.hub.call("POST", f"/users/{quote(user)}/tokens", body))["token"]
 
     async def spawn(self, user: str, request: LaunchRequest) -> AsyncIterator[str]:
@@ -256,15 +257,15 @@ class HubLauncher(Launcher):
     async def launch(self, request: LaunchRequest) -> AsyncIterator[Event]:
         extra = {"launch_id": request.launch_id, "image": request.image.full}
         began = time.monotonic()
-        pooled = (
-            await self.pool.take(request)
+        entry = (
+            await self.pool.take_entry(request)
             if self.pool is not None and not self._has_workspace(request)
             else None
         )
-        if pooled is not None:
-            taken = time.monotonic()
+        if entry is not None:
+            pooled, taken = entry.user, time.monotonic()
             try:
-                token = await self._token(pooled, request)
+                token = entry.token or await self._token(pooled, request)
             except BaseException as e:  # failed, or the launch was abandoned: the server goes
                 self.log.warning("pooled server %s unusable: %r", pooled, e, extra=extra)
                 self._discard(pooled)

@@ -13,9 +13,14 @@ A pooled server is an ordinary temporary user's server, started the same way as 
 mounts, environment and profile), and never handed out twice: ``take`` removes it from the pool
 before anything else awaits. Its launch options are signed for its own temporary user when it is
 started, so they are checked then and cannot start another user's server, or this one again once
-they expire. It has no token until it is handed out (the launch makes one, valid for
-``HubLauncher.token_expires_in``), and entries older than ``max_age`` are replaced before the
-idle culler (which sees no activity from a paused server) would take them.
+they expire. Its reader's token is made as it is pre-started, valid for
+``HubLauncher.token_expires_in`` plus ``max_age`` (so at least the former from its hand-out), and
+shown to the server once before it is paused (the server asks the Hub about it then and keeps
+the answer for five minutes): a hand-out asks the Hub nothing, and a burst of readers no longer
+waits for the Hub to make their tokens one after the other (about 50 ms each). Only the portal
+knows the token until the hand-out; a server not handed out within ``max_age`` is removed with
+its user, and so its token. Entries older than ``max_age`` are replaced before the idle culler
+(which sees no activity from a paused server) would take them.
 
 A pre-started server can vanish while it waits (the run engine restarted, its container was
 removed): each is checked before it is handed out (thawed, then through the proxy) and at every
@@ -52,6 +57,7 @@ class PoolEntry:
     started: float
     paused: bool = False
     memory: int | None = None  # bytes, measured once paused
+    token: str = ""  # the reader's, made when the server was pre-started
 
 
 def pool_key(request: LaunchRequest) -> tuple:
@@ -205,6 +211,11 @@ class ServerPool(LoggingConfigurable):
 
     async def take(self, request: LaunchRequest) -> str | None:
         """A ready server's user for this request, removed from the pool, or None."""
+        entry = await self.take_entry(request)
+        return entry.user if entry is not None else None
+
+    async def take_entry(self, request: LaunchRequest) -> PoolEntry | None:
+        """A ready server for this request (its user and token), removed from the pool, or None."""
         if self.size <= 0:
             return None
         entries = self.entries.get(pool_key(request), [])
@@ -221,23 +232,29 @@ class ServerPool(LoggingConfigurable):
             if answers:
                 self.hits += 1
                 metrics.POOL_HITS.inc()
-                return entry.user
+                return entry
             frozen = entry.paused and not fresh  # an expired one was not thawed above
             self._spawn_task(self._remove(entry, paused=frozen), f"pool-expire-{entry.user}")
         self.misses += 1
         metrics.POOL_MISSES.inc()
         return None
 
-    async def _answers(self, user: str) -> bool:
-        """Whether ``user``'s server answers through the proxy (only the server itself says 200)."""
+    async def _answers(self, user: str, token: str = "") -> bool:
+        """Whether ``user``'s server answers through the proxy (only the server itself says 200);
+        with ``token``, an authenticated request, which the server checks with the Hub."""
         if self._client is None:  # a burst checks as many servers at once as the pool may hold:
             # beyond the client's connections a check waited in tornado's queue, which timed it
             # out (HTTPTimeoutError, not an OSError) and failed the launch taking that server
             self._client = AsyncHTTPClient(force_instance=True, max_clients=max(8, self.max_servers))
-        url = f"{self.launcher.hub_url.rstrip('/')}/user/{quote(user)}/api"
+        url = f"{self.launcher.hub_url.rstrip('/')}/user/{quote(user)}/api" + ("/status" if token else "")
+        headers = {"Authorization": f"token {token}"} if token else None
         try:
             resp = await self._client.fetch(
-                url, request_timeout=self.check_timeout, follow_redirects=False, raise_error=False
+                url,
+                headers=headers,
+                request_timeout=self.check_timeout,
+                follow_redirects=False,
+                raise_error=False,
             )
         except (OSError, HTTPClientError) as e:  # refused, or timed out (tornado's 599)
             resp = None
@@ -353,13 +370,18 @@ class ServerPool(LoggingConfigurable):
         try:
             async for _ in self.launcher.spawn(user, self.requests[key]):
                 pass
+            lasts = self.launcher.token_expires_in  # 0: never expires
+            lifetime = lasts + int(self.max_age) if lasts > 0 else 0
+            token = await self.launcher.create_token(user, "panbinder pre-started server", lifetime)
+            if not await self._answers(user, token):  # the server knows the token from now on
+                raise RuntimeError("the new server did not accept its token")
         except BaseException as e:  # failed, or cancelled by drain: its user goes too
             self.log.warning("could not pre-start a server for %s: %r", key[0], e)
             await asyncio.shield(self.launcher.delete_user(user))
             if not isinstance(e, Exception):
                 raise
             return False
-        entry = PoolEntry(user, time.monotonic())
+        entry = PoolEntry(user, time.monotonic(), token=token)
         # paused and measured before it joins the pool: a launch never takes one being frozen
         entry.paused = await self.launcher.pause_server(user)
         if entry.paused:

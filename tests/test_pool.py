@@ -12,11 +12,11 @@ import time
 
 import pytest
 from tornado.httpserver import HTTPServer
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, HTTPError, RequestHandler
 
 from panbinder.launcher import LaunchRequest
 from panbinder.launcher.demand import DemandLog, key_id
-from panbinder.launcher.pool import ServerPool, pool_key
+from panbinder.launcher.pool import PoolEntry, ServerPool, pool_key
 from panbinder.launcher.slots import LaunchSlots
 from panbinder.registry_cache import ImageRef
 
@@ -32,11 +32,19 @@ def answers(user: str) -> bool:
 DELAY = [0.0]  # seconds the stand-in proxy takes to answer
 
 
+SHOWN: dict[str, str] = {}  # user: the token its server was shown (and checked) last
+
+
 class ServerStatus(RequestHandler):
-    async def get(self, user: str) -> None:
+    async def get(self, user: str, status: str | None = None) -> None:
         await asyncio.sleep(DELAY[0])
         if not answers(user):
             self.set_status(503)
+        elif status:  # /api/status: only with the server's own token
+            given = self.request.headers.get("Authorization", "")
+            if given != f"token tok-{user}":
+                raise HTTPError(403)
+            SHOWN[user] = given.split()[1]
         self.finish({"version": "test"} if answers(user) else {})
 
 
@@ -45,23 +53,26 @@ async def proxy():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = HTTPServer(Application([(r"/user/([^/]+)/api", ServerStatus)]))
+    server = HTTPServer(Application([(r"/user/([^/]+)/api(/status)?", ServerStatus)]))
     server.listen(port, "127.0.0.1")
     FakeLauncher.hub_url = f"http://127.0.0.1:{port}"
     yield
     server.stop()
     ALIVE.clear()
     PAUSED.clear()
+    SHOWN.clear()
     DELAY[0] = 0.0
 
 
 class FakeLauncher:
     user_prefix = "pb-"
     hub_url = ""
+    token_expires_in = 3600
 
     def __init__(self, fail: bool = False, pausable: bool = False, memory: int = 100 * MIB) -> None:
         self.spawned: list[str] = []
         self.deleted: list[str] = []
+        self.tokens: list[tuple[str, int | None]] = []
         self.fail = fail
         self.pausable = pausable
         self.memory = memory
@@ -87,6 +98,10 @@ class FakeLauncher:
         self.spawned.append(user)
         ALIVE.add(user)
         yield "started"
+
+    async def create_token(self, user, note, expires_in=None):
+        self.tokens.append((user, expires_in))
+        return f"tok-{user}"
 
     async def delete_user(self, user):
         self.deleted.append(user)
@@ -248,6 +263,37 @@ async def test_a_vanished_server_is_never_handed_out_and_a_sweep_replaces_it():
     await pool.drain()
 
 
+async def test_a_pre_started_server_s_token_is_made_and_shown_to_it_before_it_waits():
+    """The hand-out asks the Hub nothing: the reader's token was made at the pre-start (valid for
+    the launcher's lifetime plus the pool's max_age) and the server checked it then."""
+    launcher = FakeLauncher(pausable=True)
+    pool = make_pool(launcher, size=1, sweep_interval=3600, max_age=300)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    user = launcher.spawned[0]
+    assert launcher.tokens == [(user, 3600 + 300)] and SHOWN == {user: f"tok-{user}"}
+    assert user in PAUSED  # shown before it was paused
+    entry = await pool.take_entry(req("a"))
+    assert (entry.user, entry.token) == (user, f"tok-{user}") and len(launcher.tokens) == 1
+    await pool.drain()
+
+
+async def test_a_server_that_refuses_its_token_is_not_kept():
+    launcher = FakeLauncher(pausable=True)
+    original = launcher.create_token
+
+    async def wrong_token(user, note, expires_in=None):
+        await original(user, note, expires_in)
+        return "not-its-token"
+
+    launcher.create_token = wrong_token
+    pool = make_pool(launcher, size=1, sweep_interval=3600)
+    pool.refill_soon(req("a"))
+    await settle(pool)
+    assert pool.count == 0 and launcher.deleted == launcher.spawned[:1]
+    await pool.drain()
+
+
 async def test_pre_started_servers_wait_paused_and_are_thawed_when_taken():
     launcher = FakeLauncher(pausable=True)
     pool = make_pool(launcher, size=1)
@@ -385,8 +431,8 @@ async def test_a_launch_abandoned_while_its_pooled_server_gets_a_token_removes_t
     class OnePool:
         entries: dict = {}
 
-        async def take(self, request):
-            return "pb-pooled"
+        async def take_entry(self, request):
+            return PoolEntry("pb-pooled", 0.0)  # no token yet: the launch makes one
 
     async def token(user, request):
         await asyncio.Event().wait()  # the Hub is slow: the reader leaves meanwhile
