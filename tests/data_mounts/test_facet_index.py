@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from benchmarks.search import fill, scenarios
-from panbinder.data_mounts import db, facet_index, search
+from panbinder.data_mounts import db, facet_index, search, text_scores
 from panbinder.data_mounts.access import ANONYMOUS, Identity
 from panbinder.data_mounts.models import Dataset
 from panbinder.data_mounts.search_filters import text_condition
@@ -104,8 +104,10 @@ def test_a_write_rebuilds_the_index_or_counts_in_sql_meanwhile(sessions, monkeyp
 @pytest.mark.parametrize(("page", "named"), [(1, 20_000), (2, 20_000), (4, 20_000), (1, 0), (3, 0)])
 def test_kept_rows_are_ranked_as_the_database_ranks_all_matches(sessions, monkeypatch, page, named):
     """Kept ids named to FTS5 (up to RANK_KEPT), or every match scored and the kept ones taken
-    (RANK_KEPT 0), give the page the SQL ranking (``text_match``, no facet index) gives."""
+    (RANK_KEPT 0), give the page the SQL ranking (``text_match``, no facet index) gives (the
+    words' kept scores, ``test_text_scores.py``, left out)."""
     monkeypatch.setattr(search, "RANK_KEPT", named)
+    monkeypatch.setattr(text_scores, "lookup", lambda *args: None)
     for q in queries():
         if not q.q:
             continue
