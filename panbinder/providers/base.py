@@ -9,8 +9,9 @@ dataset catalogue, and neither the builder nor the catalogue knows them.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from traitlets.config import LoggingConfigurable
@@ -71,11 +72,23 @@ class RepoProvider(LoggingConfigurable):
         return MountPlan((), ())
 
 
+@functools.cache
+def provider_entry_points() -> dict[str, EntryPoint]:
+    """The installed providers by name, read once: reading every installed package's entry points
+    took about 20 ms of the event loop on every launch request."""
+    return {ep.name: ep for ep in entry_points(group="panbinder.providers")}
+
+
+@functools.cache
+def _load(name: str) -> type[RepoProvider]:
+    return provider_entry_points()[name].load()
+
+
 def get_provider_class(name: str) -> type[RepoProvider]:
-    for ep in entry_points(group="panbinder.providers"):
-        if ep.name == name:
-            return ep.load()
-    known = sorted(ep.name for ep in entry_points(group="panbinder.providers"))
+    found = provider_entry_points()
+    if name in found:
+        return _load(name)
+    known = sorted(found)
     raise PanbinderError(
         f"Unknown repository provider '{name}'; this service knows: {', '.join(known)}.",
         reason="unknown_provider",
