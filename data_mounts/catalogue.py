@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
-from traitlets import Float, Int, List, Unicode, default
+from traitlets import Bool, Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
@@ -46,6 +46,12 @@ class Catalogue(LockStore, LoggingConfigurable):
         "",
         help="SQLAlchemy URL of the catalogue database, e.g. postgresql://user@host/panbinder. "
         "Default (and empty): an SQLite file catalogue.sqlite in the state directory.",
+    ).tag(config=True)
+    sqlite_wal = Bool(
+        True,
+        help="Write-ahead logging for an SQLite catalogue (commits wait for no disk sync; readers "
+        "never wait for a writer). Turn off when the state directory is on a network file system, "
+        "where SQLite's write-ahead log does not work.",
     ).tag(config=True)
     storage_roots = List(
         Unicode(),
@@ -94,7 +100,7 @@ class Catalogue(LockStore, LoggingConfigurable):
         with self._lock:  # handlers may open their first sessions from several threads
             if self._engine is not None:
                 return
-            engine = db.make_engine(self.url)
+            engine = db.make_engine(self.url, wal=self.sqlite_wal)
             db.upgrade(engine)
             self._engine, self._sessions = engine, db.session_factory(engine)
         self.log.info(

@@ -55,19 +55,36 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; an SQLite file gets its folder created and foreign keys on."""
+def sqlite_write_ahead(dbapi_connection, _record=None) -> None:
+    """Write-ahead logging, synced at checkpoints: in SQLite's default mode every commit waited
+    for two syncs of the disk (about 10 ms each on the 2-core test machine; a launch records its
+    view, a burst of launches waited for each other's), and readers waited for writers. A
+    commit stays atomic and the file consistent after a crash; a power cut may lose the last
+    commits. Not for a file on a network file system (``Catalogue.sqlite_wal``)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str, *, wal: bool = True) -> Engine:
+    """An engine for ``url``; an SQLite file gets its folder created, foreign keys on and (with
+    ``wal``) write-ahead logging."""
     parsed = make_url(url)
     kwargs: dict = {}
+    on_disk = False
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file::memory:"):
             kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
+            on_disk = True
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if wal and on_disk:
+            event.listen(engine, "connect", sqlite_write_ahead)
     return engine
 
 

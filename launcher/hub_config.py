@@ -31,6 +31,7 @@ c.Authenticator.allow_all = True
 c.JupyterHub.cleanup_servers = s["cleanup_servers"]
 c.PanbinderHub.stop_servers_timeout = s["stop_servers_timeout"]
 c.PanbinderHub.server_poll_interval = s.get("start_check_interval", 0.025)
+c.PanbinderHub.sqlite_wal = s.get("sqlite_wal", True)
 c.JupyterHub.cleanup_proxy = True
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.JupyterHub.log_level = s.get("log_level", "INFO")

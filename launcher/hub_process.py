@@ -144,6 +144,11 @@ class HubProcess(LoggingConfigurable):
     restart_backoff = Float(
         30.0, help="Longest wait (seconds) between attempts to start a Hub that keeps failing."
     ).tag(config=True)
+    sqlite_wal = Bool(
+        True,
+        help="""Write-ahead logging for the Hub's SQLite database (commits wait for no disk sync).
+        Turn off when the state directory is on a network file system.""",
+    ).tag(config=True)
     start_check_interval = Float(
         0.025,
         help="""Seconds between the Hub's first checks that a starting server answers (each wait
@@ -208,6 +213,7 @@ class HubProcess(LoggingConfigurable):
             "cleanup_servers": self.cleanup_servers,
             "poll_interval": self.poll_interval,
             "start_check_interval": self.start_check_interval,
+            "sqlite_wal": self.sqlite_wal,
             "stop_servers_timeout": max(1.0, self.stop_timeout - 10),
             "authenticator_class": self.authenticator_class,
             "cull_timeout": self.cull_timeout,

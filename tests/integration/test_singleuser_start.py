@@ -5,6 +5,7 @@ and still signs users in through the Hub's OAuth and reports its activity to the
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
@@ -148,6 +149,11 @@ async def test_server_starts_without_hub_only_modules_and_signs_in_through_oauth
     assert urlparse(to_lab).path == f"/user/{user}/lab"
     status = await browser.get(server + "api/status")
     assert status.code == 200, status.body[:300]
+
+    # the Hub's and the catalogue's databases write ahead (a commit waits for no disk sync)
+    for database in (portal.state / "hub" / "jupyterhub.sqlite", portal.state / "catalogue.sqlite"):
+        with sqlite3.connect(database) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",), database
 
     # activity: the server reported to the Hub as it started (the culler decides from it)
     log = (portal.state / "logs" / "jupyterhub.log").read_text(errors="replace")
