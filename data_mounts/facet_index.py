@@ -367,6 +367,7 @@ def text_rows(session: Session, index: FacetIndex, q: str, now: datetime) -> np.
 
     try:
         full = found(match)
+        text_scores.ask_if_broad(session, index.words, q, int(np.count_nonzero(full)))
         if not fts.EMBARGOED_HIDDEN["datasets"]:
             return full
         shown, is_open = found(fts.fts5_visible(match, "datasets")), index.open_at(now)
