@@ -17,6 +17,7 @@ from panbinder.launcher import LaunchRequest, signing
 from panbinder.launcher.hub_api import HubLauncher
 from panbinder.launcher.kube import workspace_storage
 from panbinder.launcher.launch_options import check_launch_options
+from panbinder.launcher.pool import PoolEntry
 from panbinder.launcher.slurm_job import JobSpec, job_script
 from panbinder.launcher.swarm import PanbinderSwarmSpawner
 from panbinder.launcher.workspaces import (
@@ -127,9 +128,9 @@ class TakenPool:
         self.refilled: list[str] = []
         self.entries: dict = {}
 
-    async def take(self, request: LaunchRequest) -> str | None:
+    async def take_entry(self, request: LaunchRequest) -> PoolEntry | None:
         self.taken.append(request.launch_id)
-        return "pb-pooled"
+        return PoolEntry("pb-pooled", 0.0)
 
     def refill_soon(self, request: LaunchRequest) -> None:
         self.refilled.append(request.launch_id)
