@@ -26,6 +26,9 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v git >/dev/null || need+=(git)
 command -v curl >/dev/null || need+=(curl)
+# the engine decompresses image layers with unpigz when it finds it (pulls, restores from an
+# archive): a restore's load took 2.3 s instead of 4.6 s
+command -v unpigz >/dev/null || need+=(pigz)
 command -v npm >/dev/null || need+=(npm)
 command -v node >/dev/null || need+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
