@@ -10,7 +10,7 @@ uses (measured with docker's stats once each is paused; ``server_memory`` until 
 
 A pooled server is an ordinary temporary user's server, started the same way as any launch
 (same image, limits and hardening), for exactly one kind of launch (``pool_key``: image,
-mounts, environment and profile), and never handed out twice: ``take`` removes it from the pool
+mounts, environment and profile), and never handed out twice: ``take_entry`` removes it from the pool
 before anything else awaits. Its launch options are signed for its own temporary user when it is
 started, so they are checked then and cannot start another user's server, or this one again once
 they expire. Its reader's token is made as it is pre-started, valid for
@@ -208,11 +208,6 @@ class ServerPool(LoggingConfigurable):
         task.add_done_callback(lambda t: log_task_exception(t, self.log))
 
     # --- hand-out -----------------------------------------------------------------------------
-
-    async def take(self, request: LaunchRequest) -> str | None:
-        """A ready server's user for this request, removed from the pool, or None."""
-        entry = await self.take_entry(request)
-        return entry.user if entry is not None else None
 
     async def take_entry(self, request: LaunchRequest) -> PoolEntry | None:
         """A ready server for this request (its user and token), removed from the pool, or None."""

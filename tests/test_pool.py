@@ -115,6 +115,12 @@ def req(tag: str) -> LaunchRequest:
     return LaunchRequest(launch_id="x", image=ImageRef("127.0.0.1:5000", "panbinder/v1-git-a", tag))
 
 
+async def take(pool: ServerPool, request: LaunchRequest) -> str | None:
+    """The user of the server the pool hands out for ``request`` (None: a miss)."""
+    entry = await pool.take_entry(request)
+    return entry.user if entry is not None else None
+
+
 def make_pool(launcher, **kw) -> ServerPool:
     return ServerPool(launcher=launcher, **{"refill_delay": 0, "sweep_interval": 0.01, **kw})
 
@@ -127,13 +133,13 @@ async def settle(pool: ServerPool) -> None:
 async def test_refill_then_take_hands_out_each_server_once():
     launcher = FakeLauncher()
     pool = make_pool(launcher, size=1, sweep_interval=3600)  # no refill by the sweep meanwhile
-    assert await pool.take(req("a")) is None
+    assert await take(pool, req("a")) is None
     pool.refill_soon(req("a"))
     await settle(pool)
     assert pool.count == 1 and pool.summary() == {"127.0.0.1:5000/panbinder/v1-git-a:a": 1}
-    user = await pool.take(req("a"))
+    user = await take(pool, req("a"))
     assert user == launcher.spawned[0]
-    assert await pool.take(req("a")) is None
+    assert await take(pool, req("a")) is None
     assert (pool.hits, pool.misses) == (1, 2)
     await pool.drain()
 
@@ -165,7 +171,7 @@ async def test_a_burst_gets_every_ready_server_even_when_checks_are_slow():
     await settle(pool)
     assert pool.count == 20
     DELAY[0] = 1.0
-    taken = await asyncio.gather(*(pool.take(req("a")) for _ in range(20)))
+    taken = await asyncio.gather(*(take(pool, req("a")) for _ in range(20)))
     assert sorted(taken) == sorted(launcher.spawned) and pool.hits == 20
     await pool.drain()
 
@@ -176,7 +182,7 @@ async def test_a_check_that_times_out_is_a_miss_not_a_failed_launch():
     pool.refill_soon(req("a"))
     await settle(pool)
     DELAY[0] = 1.0  # the server does not answer in time
-    assert await pool.take(req("a")) is None
+    assert await take(pool, req("a")) is None
     assert (pool.hits, pool.misses, pool.dead) == (0, 1, 1)
     await settle(pool)
     assert launcher.deleted == launcher.spawned
@@ -187,7 +193,7 @@ async def test_servers_are_not_shared_between_images():
     pool = make_pool(FakeLauncher(), size=1)
     pool.refill_soon(req("a"))
     await settle(pool)
-    assert await pool.take(req("b")) is None
+    assert await take(pool, req("b")) is None
     await pool.drain()
 
 
@@ -195,7 +201,7 @@ async def test_size_zero_disables_the_pool():
     launcher = FakeLauncher()
     pool = make_pool(launcher, size=0)
     pool.refill_soon(req("a"))
-    assert not pool.tasks and await pool.take(req("a")) is None and launcher.spawned == []
+    assert not pool.tasks and await take(pool, req("a")) is None and launcher.spawned == []
 
 
 async def test_expired_entries_are_removed_not_handed_out():
@@ -204,7 +210,7 @@ async def test_expired_entries_are_removed_not_handed_out():
     pool.refill_soon(req("a"))
     await settle(pool)
     await asyncio.sleep(0.1)
-    assert await pool.take(req("a")) is None
+    assert await take(pool, req("a")) is None
     await settle(pool)
     assert launcher.deleted == launcher.spawned
     await pool.drain()
@@ -219,7 +225,7 @@ async def test_max_servers_evicts_the_oldest_other_image():
     await settle(pool)
     assert pool.count == 1
     assert launcher.deleted == [launcher.spawned[0]]
-    assert await pool.take(req("b")) == launcher.spawned[1]
+    assert await take(pool, req("b")) == launcher.spawned[1]
     await pool.drain()
 
 
@@ -250,7 +256,7 @@ async def test_a_vanished_server_is_never_handed_out_and_a_sweep_replaces_it():
     pool.refill_soon(req("a"))
     await settle(pool)
     ALIVE.discard(launcher.spawned[0])
-    assert await pool.take(req("a")) is None  # handing it out would give a reader a dead link
+    assert await take(pool, req("a")) is None  # handing it out would give a reader a dead link
     await settle(pool)
     assert launcher.deleted == launcher.spawned[:1] and pool.dead == 1
     pool.refill_soon(req("a"))
@@ -259,7 +265,7 @@ async def test_a_vanished_server_is_never_handed_out_and_a_sweep_replaces_it():
     await pool.sweep()
     await settle(pool)
     assert pool.count == 1 and launcher.deleted == launcher.spawned[:2]
-    assert await pool.take(req("a")) == launcher.spawned[2]
+    assert await take(pool, req("a")) == launcher.spawned[2]
     await pool.drain()
 
 
@@ -303,7 +309,7 @@ async def test_pre_started_servers_wait_paused_and_are_thawed_when_taken():
     assert user in PAUSED and pool.status()["paused"] == 1
     await pool.sweep()  # a paused server does not answer, yet it is alive
     assert pool.count == 1 and pool.dead == 0
-    assert await pool.take(req("a")) == user and user not in PAUSED
+    assert await take(pool, req("a")) == user and user not in PAUSED
     await pool.drain()
 
 
@@ -369,7 +375,7 @@ async def test_warm_start_fills_registered_publications_before_any_launch():
     await settle(pool)
     assert set(pool.summary()) == {req("launched").image.full, req("new").image.full}
     hits = metrics_value("panbinder_pool_hits_total")
-    assert await pool.take(req("new")) is not None
+    assert await take(pool, req("new")) is not None
     assert metrics_value("panbinder_pool_hits_total") == hits + 1
     await pool.drain()
 
@@ -386,7 +392,7 @@ async def test_an_expired_paused_server_is_thawed_before_removal_not_handed_out(
     pool.refill_soon(req("a"))
     await settle(pool)
     await asyncio.sleep(0.1)
-    assert await pool.take(req("a")) is None
+    assert await take(pool, req("a")) is None
     await settle(pool)
     assert launcher.deleted == launcher.spawned[:1] and launcher.deleted_paused == []
     await pool.drain()
@@ -410,7 +416,7 @@ async def test_a_launch_abandoned_while_its_server_thaws_removes_that_server():
     await settle(pool)
     user = launcher.spawned[0]
     launcher.thawed = asyncio.Event()
-    taking = asyncio.ensure_future(pool.take(req("a")))
+    taking = asyncio.ensure_future(take(pool, req("a")))
     await asyncio.sleep(0.05)
     taking.cancel()
     with pytest.raises(asyncio.CancelledError):
