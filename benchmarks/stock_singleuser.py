@@ -2,7 +2,7 @@
 
 The image is built by the benchmark, offline apart from the package index, FROM the same base image
 as every panbinder image, with the same pinned server packages and nothing else: no dropped
-packages (``PackSettings.drop_packages``) and no lazy Hub imports (``lazy_hub_imports.py``). It runs
+packages (``PackSettings.drop_packages``) and no lazy Hub imports (``server_start_patches.py``). It runs
 with a launched server's limits. A single-user server asks its Hub for the Hub's version at start and
 checks each token with it, so a stub Hub API (version, and one user for the benchmark's token)
 answers on the run engine's docker0 gateway, as the real Hub's API does.

@@ -35,10 +35,10 @@ from panbinder.errors import PanbinderError
 
 from . import desktop, imports, index_auth, installer
 from .kernels import alias_notice, alias_script, python_aliases
-from .lazy_hub_imports import IN_IMAGE as HUB_PATCH_IN_IMAGE
-from .lazy_hub_imports import SOURCE as HUB_PATCH
-from .lazy_hub_imports import build_script as hub_patch_script
 from .runtime import check_python, read_runtime
+from .server_start_patches import IN_IMAGE as START_PATCHES_IN_IMAGE
+from .server_start_patches import SOURCE as START_PATCHES
+from .server_start_patches import build_script as start_patches_script
 from .settings import CA_IN_IMAGE, VENV, PackSettings, env_value, notice, write_generated
 
 LAB_OVERRIDES = json.dumps(
@@ -128,7 +128,7 @@ class DebianPipBuildPack(BaseImage):
         files = dict(super().get_build_script_files())
         if self.settings.ca_bundle:
             files[os.path.abspath(self.settings.ca_bundle)] = CA_IN_IMAGE
-        files[HUB_PATCH] = HUB_PATCH_IN_IMAGE  # the single-user server's lazy Hub imports
+        files[START_PATCHES] = START_PATCHES_IN_IMAGE  # the single-user server's start patches
         return files
 
     @lru_cache
@@ -150,8 +150,8 @@ class DebianPipBuildPack(BaseImage):
                 f"{installer.command(self.settings, server)}"
                 + (f" && {VENV}/bin/pip uninstall -y -q {drop}" if drop else ""),
             ),
-            # a server start without the Hub's database layer and aiohttp (lazy_hub_imports.py)
-            ("${NB_USER}", hub_patch_script(VENV)),
+            # a server start without the Hub's database layer, aiohttp, yarn or npm (server_start_patches.py)
+            ("${NB_USER}", start_patches_script(VENV)),
             # no calls home from JupyterLab: facility networks often forbid them
             (
                 "${NB_USER}",

@@ -1,5 +1,5 @@
 """A launched single-user server starts without the Hub's database layer and aiohttp
-(builder/buildpacks/lazy_hub_imports.py), from the image's bytecode (nothing compiled at start),
+(builder/buildpacks/server_start_patches.py), from the image's bytecode (nothing compiled at start),
 and still signs users in through the Hub's OAuth and reports its activity to the Hub."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The single-user server's lazy Hub imports (builder/buildpacks/lazy_hub_imports.py), applied to a
-copy of the JupyterHub this project pins (the one images install)."""
+"""The single-user server's start patches (builder/buildpacks/server_start_patches.py): the lazy Hub
+imports applied to a copy of the JupyterHub this project pins (the one images install), and the
+JupyterLab and jupyter-lsp patches applied to stand-ins of the lines they change."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import jupyterhub
 import pytest
 
-from panbinder.builder.buildpacks import lazy_hub_imports
+from panbinder.builder.buildpacks import server_start_patches
 from tests.test_buildpack import render
 
 HUB_ONLY = ("sqlalchemy.engine", "sqlalchemy.orm", "alembic", "jupyterhub.orm", "aiohttp")
@@ -23,7 +24,7 @@ def patched_copy(tmp_path_factory) -> Path:
     """A folder whose ``jupyterhub`` package is a patched copy of the installed one."""
     root = tmp_path_factory.mktemp("hub")
     shutil.copytree(Path(jupyterhub.__file__).parent, root / "jupyterhub")
-    out = run(root, str(Path(lazy_hub_imports.SOURCE)))
+    out = run(root, str(Path(server_start_patches.SOURCE)))
     assert "lazy Hub imports applied to 9 files" in out, out
     return root
 
@@ -76,7 +77,7 @@ def test_hub_side_modules_still_work_when_patched(patched_copy):
 
 def test_applying_twice_changes_nothing(patched_copy):
     before = {p: p.read_text() for p in patched_copy.rglob("*.py")}
-    out = run(patched_copy, str(Path(lazy_hub_imports.SOURCE)))
+    out = run(patched_copy, str(Path(server_start_patches.SOURCE)))
     assert "not applied" in out
     assert {p: p.read_text() for p in patched_copy.rglob("*.py")} == before
 
@@ -87,22 +88,22 @@ def test_another_jupyterhub_is_left_as_it_is(tmp_path):
     log = tmp_path / "jupyterhub" / "log.py"
     log.write_text(log.read_text().replace("from .handlers.pages import", "from .handlers import"))
     before = {p: p.read_text() for p in tmp_path.rglob("*.py")}
-    assert "not applied (log.py" in run(tmp_path, str(Path(lazy_hub_imports.SOURCE)))
+    assert "not applied (log.py" in run(tmp_path, str(Path(server_start_patches.SOURCE)))
     assert {p: p.read_text() for p in tmp_path.rglob("*.py")} == before
 
 
 def test_diff_for_upstream(tmp_path):
     shutil.copytree(Path(jupyterhub.__file__).parent, tmp_path / "jupyterhub")
-    diff = run(tmp_path, str(Path(lazy_hub_imports.SOURCE)), "--diff")
+    diff = run(tmp_path, str(Path(server_start_patches.SOURCE)), "--diff")
     assert "+++ b/jupyterhub/_lazy.py" in diff and "-from .handlers.pages import HealthCheckHandler" in diff
     assert not (tmp_path / "jupyterhub" / "_lazy.py").exists()  # --diff only prints
 
 
 def test_every_image_applies_it_after_the_server_install():
     lines = render().splitlines()
-    copy = [i for i, ln in enumerate(lines) if ln.startswith("COPY") and lazy_hub_imports.IN_IMAGE in ln]
+    copy = [i for i, ln in enumerate(lines) if ln.startswith("COPY") and server_start_patches.IN_IMAGE in ln]
     install = [i for i, ln in enumerate(lines) if "jupyterhub==" in ln and ln.startswith("RUN")]
-    patch = [i for i, ln in enumerate(lines) if lazy_hub_imports.build_script("/srv/venv") in ln]
+    patch = [i for i, ln in enumerate(lines) if server_start_patches.build_script("/srv/venv") in ln]
     assert len(copy) == len(install) == len(patch) == 1
     assert copy[0] < install[0] < patch[0]
 
@@ -161,7 +162,7 @@ def test_jupyterlab_reads_the_npm_registry_on_first_use(tmp_path):
     )
     unpatched = run(root, "-c", probe).split()
     assert unpatched == ["1", "1", "https://registry.yarnpkg.com", "https://registry.yarnpkg.com"]
-    out = run(root, str(Path(lazy_hub_imports.SOURCE)))
+    out = run(root, str(Path(server_start_patches.SOURCE)))
     assert "jupyterlab 4.6.6: lazy npm registry applied to 1 files" in out, out
     assert "jupyterhub 0: lazy Hub imports not applied" in out  # each package on its own terms
     assert run(root, "-c", probe).split() == [
@@ -170,7 +171,7 @@ def test_jupyterlab_reads_the_npm_registry_on_first_use(tmp_path):
         "https://registry.yarnpkg.com",
         "https://npm.example.org",
     ]
-    assert "lazy npm registry not applied" in run(root, str(Path(lazy_hub_imports.SOURCE)))
+    assert "lazy npm registry not applied" in run(root, str(Path(server_start_patches.SOURCE)))
 
 
 # jupyter-lsp 2.3's npm prefix look-up, down to the lines the patch changes; the run of npm is
@@ -209,7 +210,7 @@ def test_jupyter_lsp_reads_npm_s_prefix_from_the_environment(tmp_path, variable)
     )
     out = run_with(tmp_path, probe, PREFIX_GIVEN="/home/jovyan/.local")
     assert out.split() == ["/usr/local", "1"]  # unpatched: npm runs
-    applied = run_with(tmp_path, str(Path(lazy_hub_imports.SOURCE)))
+    applied = run_with(tmp_path, str(Path(server_start_patches.SOURCE)))
     assert "jupyter_lsp 2.3.1: npm prefix from the environment applied to 1 files" in applied, applied
     assert run_with(tmp_path, probe, PREFIX_GIVEN="/home/jovyan/.local").split() == [
         "/home/jovyan/.local",

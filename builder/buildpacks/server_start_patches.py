@@ -1,4 +1,5 @@
-"""Lazy Hub imports for JupyterHub's single-user server: a patch to JupyterHub, carried in images.
+"""Patches for a faster single-user server start, carried in images: JupyterHub's lazy Hub imports,
+JupyterLab's npm registry read on first use, jupyter-lsp's npm prefix from the environment.
 
 Written to be proposed upstream to JupyterHub (``--diff`` prints it as a unified diff against the
 installed package); every image carries it until a JupyterHub release has the same change.
@@ -40,7 +41,7 @@ once wait for each other's npm). npm's global folder is its ``prefix`` setting, 
 images set in the environment (``NPM_CONFIG_PREFIX``), and npm's own rule puts the environment
 before its configuration files; with the patch the search reads it from there without running npm.
 
-Usage (in an image, with the server's Python): ``python lazy_hub_imports.py [--diff]``.
+Usage (in an image, with the server's Python): ``python server_start_patches.py [--diff]``.
 Standard library only: it runs in the image right after the server's packages are installed
 (``build_script``); the build packs copy it there (``IN_IMAGE``).
 """
@@ -141,7 +142,7 @@ async def fetch(url, *, method="GET", raise_for_status=True, headers=None, data=
 '''
 
 SOURCE = str(Path(__file__).resolve())
-IN_IMAGE = "/etc/panbinder/lazy_hub_imports.py"
+IN_IMAGE = "/etc/panbinder/server_start_patches.py"
 
 
 def build_script(venv: str) -> str:
