@@ -74,18 +74,34 @@ def portal_factory(tmp_path_factory, request):
         remove_stale_containers(base)
         state = state or tmp_path_factory.mktemp(f"{name}-state")
         failures = _failures(request.config)
-        with running_portal(state, prefix=prefix or session_prefix(base), config=config, **fields) as p:
-            try:
-                yield p
-            finally:
-                if _failures(request.config) > failures:
-                    logs = p.logs()
-                    _show(
-                        request.config,
-                        f"==== logs of the portal {p.container_prefix} (a test failed) ====\n{logs}",
-                    )
+        try:
+            with running_portal(state, prefix=prefix or session_prefix(base), config=config, **fields) as p:
+                try:
+                    yield p
+                finally:
+                    if _failures(request.config) > failures:
+                        logs = p.logs()
+                        _show(
+                            request.config,
+                            f"==== logs of the portal {p.container_prefix} (a test failed) ====\n{logs}",
+                        )
+        finally:
+            release_workspaces(state)
 
     return started
+
+
+def release_workspaces(state: Path) -> None:
+    """Unmount what the portal mounted under ``state`` and free the loop devices: a workspace stays
+    mounted after its server (by design, for the next launch), but a test's state folder is
+    deleted, which a mounted workspace stopped (and which kept a loop device per session)."""
+    root = str(state.resolve()) + "/"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        device, mount = line.split()[:2]
+        if mount.startswith(root):
+            subprocess.run(["umount", mount], capture_output=True)
+            if device.startswith("/dev/loop"):
+                subprocess.run(["losetup", "-d", device], capture_output=True)
 
 
 @pytest.fixture(scope="session")
