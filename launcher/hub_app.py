@@ -89,7 +89,6 @@ class PanbinderHub(JupyterHub):
             hub_wait.wait_for_http_server,
             fetch=fetch,
             interval=self.server_poll_interval,
-            growth=1.05,
             max_wait=self.server_poll_max,
             log=self.log,
         )
