@@ -67,10 +67,13 @@ class Launcher(LoggingConfigurable):
         """Take the secrets this launcher needs and was not configured with; ``secret(name)``
         reads one from the state folder, made on first use. Default: it needs none."""
 
-    def profile(self, name: str) -> Profile | None:
+    def profile(self, name: str, groups: frozenset[str] | bool | None = True) -> Profile | None:
         """The resource profile called ``name`` (empty: Profiles.default_profile, None when
-        there is none); PanbinderError (400) naming the choices for an unknown name."""
-        return Profiles(parent=self, log=self.log).get(name)
+        there is none) for a caller in Hub ``groups`` (True: the service itself, which may
+        choose any; None: an anonymous caller). PanbinderError naming the caller's choices:
+        400 for an unknown name, 403 (profile_not_allowed) for a profile restricted to groups
+        the caller is in none of."""
+        return Profiles(parent=self, log=self.log).get(name, groups)
 
     def workspace_path(self, owner: str) -> str:
         """Where ``owner``'s persistent workspace appears in their servers ("": none, e.g. for

@@ -80,7 +80,8 @@ class BuildHandler(BaseHandler):
         # access and mounts are settled before the stream starts: refusals are plain 4xx answers
         who = await launch_identity(self, provider, record=not build_only)  # a review link is a use
         plan = await provider.prepare(who)
-        profile = self.settings["pipeline"].launcher.profile(self.get_argument("profile", ""))
+        groups = None if who.anonymous else who.groups  # a profile may be for some Hub groups only
+        profile = self.settings["pipeline"].launcher.profile(self.get_argument("profile", ""), groups)
         self.settings["pipeline"].check_policy(provider)  # a refused repository gets a 403
 
         self.set_header("Content-Type", "text/event-stream")
