@@ -6,8 +6,10 @@ with every insert, update and delete, whoever writes (the portal, a command, a t
 is no index written by hand. Ranking is ``bm25`` with per-column weights.
 
 PostgreSQL: a generated ``search_vector`` column (weights A title, B identifiers, C text) with
-a GIN index; ranking is ``ts_rank``. Neither the FTS tables nor ``search_vector`` are in the
-models: ``db.include_object`` keeps them out of the model/migration comparison.
+a GIN index, and ``search_vector_shown`` (what an embargoed row shows, revision 0015) with its
+own; ranking is the sum of the terms' ``ts_rank`` (``search_filters.pg_rank``). Neither the FTS
+tables nor the vectors are in the models: ``db.include_object`` keeps them out of the
+model/migration comparison.
 
 A migration that rebuilds ``datasets`` or ``publications`` on SQLite (Alembic's batch mode
 copies and drops the table) drops the triggers with it: call ``sqlite_ddl`` again after it.
@@ -130,13 +132,38 @@ def postgres_drop(table: str) -> list[str]:
     ]
 
 
+# The vector an embargoed row shows, stored (revision 0015) for the rows not public, the only ones
+# an embargo can hide: a search reads it from its own GIN index instead of making it again with
+# ``to_tsvector`` for every embargoed candidate. NULL for a public row (never embargoed).
+SHOWN = "search_vector_shown"
+
+
+def postgres_shown_ddl(table: str) -> list[str]:
+    visible = postgres_visible_vector(table)
+    if visible is None:
+        return []
+    return [
+        f"ALTER TABLE {table} ADD COLUMN {SHOWN} tsvector GENERATED ALWAYS AS "
+        f"(CASE WHEN is_public IS TRUE THEN NULL ELSE {visible} END) STORED",
+        f"CREATE INDEX ix_{table}_{SHOWN} ON {table} USING GIN ({SHOWN})",
+    ]
+
+
+def postgres_shown_drop(table: str) -> list[str]:
+    if postgres_visible_vector(table) is None:
+        return []
+    return [f"DROP INDEX IF EXISTS ix_{table}_{SHOWN}", f"ALTER TABLE {table} DROP COLUMN IF EXISTS {SHOWN}"]
+
+
 def is_fts_object(name: str | None, type_: str) -> bool:
     """FTS tables (and their shadow tables) and ``search_vector``, which the models leave out."""
     if not name:
         return False
     if type_ == "table":
         return any(name == f"{t}_fts" or name.startswith(f"{t}_fts_") for t in SQLITE_TABLES)
-    return name in ("search_vector",) or (type_ == "index" and name.endswith("_search_vector"))
+    if type_ == "index":
+        return name.endswith(("_search_vector", f"_{SHOWN}"))
+    return name in ("search_vector", SHOWN)
 
 
 # user query --------------------------------------------------------------------------------
