@@ -178,6 +178,10 @@ def fill(url: str, n: int) -> float:
         conn.execute(
             insert(dataset_techniques), [{"dataset_id": d, "technique_id": ids[t]} for d, t in links]
         )
+        if engine.dialect.name == "postgresql":  # ids were given: later rows take the next ones
+            conn.execute(
+                text("SELECT setval(pg_get_serial_sequence('datasets', 'id'), max(id)) FROM datasets")
+            )
     if engine.dialect.name == "sqlite":
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")

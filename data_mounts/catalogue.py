@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from panbinder.errors import PanbinderError
@@ -26,7 +26,7 @@ from panbinder.paths import confine, resolved_roots, safe_join, slug
 from panbinder.progress import Progress, no_progress
 from panbinder.state import state_dir
 
-from . import db, importers, panet, review_models, template_models  # noqa: F401 (their tables)
+from . import db, facet_index, importers, panet, review_models, template_models  # noqa: F401 (their tables)
 from .importers import DatasetRecord, PublicationRecord, normalise_doi
 from .locks import LockStore
 from .models import Dataset, Publication, Technique
@@ -80,6 +80,34 @@ class Catalogue(LockStore, LoggingConfigurable):
         "reads (whoever makes it) or an embargo's end drops what was kept at once.",
     ).tag(config=True)
 
+    search_scores_mib = Int(
+        128,
+        help="MiB per catalogue for the kept ranks of search terms (each term's matches with "
+        "the rank the database gives them, kept until the next write a search reads, least "
+        "recently used dropped first): a search made of kept terms is matched and ranked without "
+        "asking the database to score every match. 100,000 datasets take about 40 MiB once the "
+        "frequent terms are scored. 0 keeps nothing: every search is ranked by the database.",
+    ).tag(config=True)
+    search_warm_share = Float(
+        0.02,
+        help="Terms found in at least this share of the datasets are ranked in the background "
+        "after each write a search reads (at the lowest priority; searches never wait for it), "
+        "and so is a search's term that matched as many: the first search of a broad word then "
+        "does not pay for scoring every match. 0 ranks nothing in advance.",
+    ).tag(config=True)
+
+    @validate("search_scores_mib")
+    def _check_scores_mib(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError("Catalogue.search_scores_mib is 0 (keep nothing) or more MiB")
+        return proposal["value"]
+
+    @validate("search_warm_share")
+    def _check_warm_share(self, proposal: Any) -> float:
+        if not 0 <= proposal["value"] <= 1:
+            raise TraitError("Catalogue.search_warm_share is a share of the datasets, from 0 to 1")
+        return proposal["value"]
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._facet_cache: FacetCache | None = None
@@ -102,6 +130,8 @@ class Catalogue(LockStore, LoggingConfigurable):
                 return
             engine = db.make_engine(self.url, wal=self.sqlite_wal)
             db.upgrade(engine)
+            budget = self.search_scores_mib * 2**20
+            facet_index.configure(engine, budget=budget, warm_share=self.search_warm_share)
             self._engine, self._sessions = engine, db.session_factory(engine)
         self.log.info(
             "catalogue database %s at revision %s", db.redact(self.url), db.current_revision(engine)

@@ -15,8 +15,10 @@ write in between can only make the copy newer than its label and rebuilt once mo
 enters only at counting: open or embargoed (and so the size and access facets) is computed
 from the release dates at ``now``. A rebuild reads 100,000 rows in about 0.3 s; while writes
 keep coming, a database is rebuilt at most once every ``REBUILD_SECONDS`` and counted in SQL
-in between. On SQLite each index also keeps its words' bm25 scores as FTS5 computes them
-(``text_scores.py``), the frequent ones scored in the background once it is built. Without revision 0010 everything is counted in SQL (``search.count_facets``).
+in between. Each index also keeps its terms' ranks as the database computes them
+(``text_scores.py``: FTS5's bm25 or PostgreSQL's ``ts_rank``), the frequent ones scored in the
+background once it is built, within the catalogue's ``configure``d budget. Without revision 0010
+everything is counted in SQL (``search.count_facets``).
 
 Values follow the SQL counts exactly: years of the UTC creation date, size buckets and access
 of open datasets at ``now``, empty values not counted, technique signatures
@@ -45,6 +47,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from . import fts, panet, text_scores
 from .analysis_templates import fits_clause
 from .models import Dataset, Technique, search_state
+from .search_filters import text_match
 from .search_query import SIZE_BUCKETS, SearchQuery
 from .template_models import AnalysisTemplate
 
@@ -88,10 +91,14 @@ class FacetIndex:
     release: np.ndarray  # release time (epoch seconds), NEVER when none
     covers: tuple[np.ndarray, np.ndarray, list[str]] = (np.zeros(0), np.zeros(0), [])
     fits: dict[int, np.ndarray] = field(default_factory=dict)  # template id -> mask
-    words: text_scores.WordScores = field(init=False)  # words' bm25 (SQLite), this version's
+    dialect: str = "sqlite"
+    scores: tuple[int, float] = (text_scores.MAX_BYTES, text_scores.WARM_SHARE)  # budget, warm share
+    words: text_scores.WordScores = field(init=False)  # terms' ranks, this version's
 
     def __post_init__(self) -> None:
-        self.words = text_scores.WordScores(self.version, self.ids, ~self.public)
+        budget, warm_share = self.scores
+        scorer = text_scores.scorer(self.dialect)
+        self.words = text_scores.WordScores(self.version, self.ids, ~self.public, scorer, budget, warm_share)
 
     def open_at(self, now: datetime) -> np.ndarray:
         return self.public | (self.release <= now.timestamp())
@@ -122,14 +129,36 @@ class FacetIndex:
 
 _indexes: weakref.WeakKeyDictionary[Engine, FacetIndex] = weakref.WeakKeyDictionary()
 _built: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+_settings: weakref.WeakKeyDictionary[Engine, tuple[int, float]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
+
+
+def configure(engine: Engine, *, budget: int, warm_share: float) -> None:
+    """The kept terms' budget (bytes; 0 keeps none) and the share of the datasets a term must
+    be found in to be scored in advance (0: none), for the indexes of ``engine`` built from now
+    on (``Catalogue.search_scores_mib``, ``Catalogue.search_warm_share``)."""
+    if budget < 0 or not 0 <= warm_share <= 1:
+        raise ValueError("the kept terms' budget is at least 0 and the warm share within 0 to 1")
+    with _lock:
+        _settings[engine] = (budget, warm_share)
+
+
+def _writing(session: Session) -> bool:
+    """The session's transaction holds writes not committed yet: an index read now could hold
+    rows that never commit, under a version another transaction may take (counted in SQL)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return bool(session.scalar(select(func.pg_current_xact_id_if_assigned().is_not(None))))
+    if dialect == "sqlite":
+        return bool(getattr(session.connection().connection.dbapi_connection, "in_transaction", False))
+    return False
 
 
 def current(session: Session) -> FacetIndex | None:
     """The index of ``session``'s database at its present version, built when needed; None
     without revision 0010, or while writes keep it from being rebuilt (count in SQL then)."""
     version = session.scalar(select(search_state.c.version).where(search_state.c.id == 1))
-    if version is None:
+    if version is None or _writing(session):
         return None
     engine = session.get_bind()
     try:
@@ -143,7 +172,7 @@ def current(session: Session) -> FacetIndex | None:
         if index is not None and time.monotonic() - _built.get(engine, 0.0) < REBUILD_SECONDS:
             return None
         _built[engine] = time.monotonic()
-    index = build(session, version)
+    index = build(session, version, _settings.get(engine))
     with _lock:
         _indexes[engine] = index
     index.words.warm(engine)
@@ -168,8 +197,9 @@ def _coded(raw: list[Any]) -> Coded:
     return Coded(np.array([code[v] for v in raw], dtype=np.int32), [str(v) for v in values])
 
 
-def build(session: Session, version: int) -> FacetIndex:
-    """Read the facet columns of every dataset (one query, id order)."""
+def build(session: Session, version: int, scores: tuple[int, float] | None = None) -> FacetIndex:
+    """Read the facet columns of every dataset (one query, id order); ``scores``: the kept
+    terms' budget and warm share (``configure``)."""
     dialect = session.get_bind().dialect.name
     bucket = case(
         *(
@@ -201,6 +231,8 @@ def build(session: Session, version: int) -> FacetIndex:
         public=np.array([bool(p) for p in cols[8]], dtype=bool),
         release=release,
         covers=_covers(session, columns["technique"].values),
+        dialect=dialect,
+        scores=scores or (text_scores.MAX_BYTES, text_scores.WARM_SHARE),
     )
 
 
@@ -345,20 +377,29 @@ def _tally(codes: np.ndarray, values: list[str]) -> dict[str, int]:
 
 
 def text_rows(session: Session, index: FacetIndex, q: str, now: datetime) -> np.ndarray | None:
-    """The rows matching ``q`` on SQLite, as ``search_filters.text_condition`` finds them (an
-    embargoed row through the columns it shows): from its words' kept matches
-    (``text_scores.py``), else from the FTS5 table's row ids alone; None when ``q`` has no terms
-    or the database is not SQLite."""
+    """The rows matching ``q``, as ``search_filters.text_condition`` finds them (an embargoed
+    row through the columns it shows): from its terms' kept matches (``text_scores.py``), else
+    from the FTS5 table's row ids alone (SQLite) or the matching ids (PostgreSQL); None when
+    ``q`` has no terms or the database is neither."""
     terms = fts.parse_terms(q)
+    dialect = session.get_bind().dialect.name
+    if not terms or dialect not in ("sqlite", "postgresql"):
+        return None
     match = fts.fts5_query(terms)
-    if not match or session.get_bind().dialect.name != "sqlite":
+    if not match:
         return None
     scored = text_scores.lookup(session, index.words, q)
-    if scored is not None:  # every word's matches kept with its scores
+    if scored is not None:  # every term's matches kept with its scores
         return text_scores.matched(scored, len(index.ids), index.open_at(now))
+    if dialect == "postgresql":
+        found = text_match(session, "datasets", q, ranked=False, now=now)
+        rows = index.mask_of(session.scalars(select(found.c.id))) if found is not None else None
+        if rows is not None:
+            text_scores.ask_if_broad(session, index.words, q, int(np.count_nonzero(rows)))
+        return rows
     cursor = session.connection().connection.cursor()
 
-    def found(expression: str) -> np.ndarray:  # one string of ids: no Python object per row
+    def found_ids(expression: str) -> np.ndarray:  # one string of ids: no Python object per row
         cursor.execute(
             "SELECT group_concat(rowid) FROM datasets_fts WHERE datasets_fts MATCH ?", (expression,)
         )
@@ -366,11 +407,11 @@ def text_rows(session: Session, index: FacetIndex, q: str, now: datetime) -> np.
         return index.mask_of(np.array(ids.split(",") if ids else [], dtype=np.int64))
 
     try:
-        full = found(match)
+        full = found_ids(match)
         text_scores.ask_if_broad(session, index.words, q, int(np.count_nonzero(full)))
         if not fts.EMBARGOED_HIDDEN["datasets"]:
             return full
-        shown, is_open = found(fts.fts5_visible(match, "datasets")), index.open_at(now)
+        shown, is_open = found_ids(fts.fts5_visible(match, "datasets")), index.open_at(now)
     finally:
         cursor.close()
     if not any(t.exclude for t in terms):

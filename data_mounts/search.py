@@ -10,10 +10,10 @@ counts, per template, the datasets it fits (``analysis_templates.fits_clause``).
 
 The counts are made in memory from the facet index (``facet_index.py``) whenever the catalogue
 has one at its current write version, and in SQL otherwise (``_sql_counts``); both give the same
-values. On SQLite a text search's page is ranked from the rows the index says the search keeps:
-by its words' bm25 scores, which FTS5 computes once per catalogue version and which are kept
-beside the index (``text_scores.py``), else FTS5 scores only those rows, instead of every match
-before the filters.
+values. A text search's page is ranked from the rows the index says the search keeps: by its
+terms' ranks, which the database computes once per catalogue version and which are kept beside
+the index (``text_scores.py``), else the database scores only those rows (FTS5 would score
+every match before the filters; PostgreSQL every match it joins).
 """
 
 from __future__ import annotations
@@ -26,17 +26,22 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    Integer,
     String,
     and_,
+    any_,
+    bindparam,
     case,
     cast,
     func,
     literal,
+    literal_column,
     or_,
     select,
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -50,6 +55,7 @@ from .search_filters import (
     filter_clause,
     fts5_ranks,
     open_clause,
+    pg_rank,
     text_condition,
     text_match,
     where_clauses,
@@ -62,7 +68,8 @@ FACET_LIMIT = 12  # values shown per facet (selected values always are)
 TECHNIQUE_LIMIT = 25  # a technique brings its broader terms along
 TEMPLATE_LIMIT = 100  # analysis templates counted in the template facet
 ROOT_TERMS = 100  # PaNET00001..00099 are the ontology's axes, not techniques
-RANK_KEPT = 20_000  # kept rows named to FTS5 for scoring; more: it scores all and they are picked
+RANK_KEPT = 20_000  # kept rows named to the database for scoring; more: FTS5 scores all and they
+# are picked, PostgreSQL ranks the search in SQL
 
 
 @dataclass(frozen=True)
@@ -313,7 +320,8 @@ def search_datasets(
     matched = text_condition(session, "datasets", query.q, now)
     conds = where_clauses(session, query, who, now, "", matched)
     current = stamp(session, now) if cache is not None else None
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    dialect = session.get_bind().dialect.name
+    sqlite = dialect == "sqlite"
     relevance = query.order == "relevance" and matched is not None
     rows = functools.cache(lambda: indexed(session, query, who, now, matched))
     if with_facets:
@@ -324,14 +332,14 @@ def search_datasets(
             cache.put(key, (total, counted), current)
     else:
         total = session.scalar(select(func.count()).select_from(Dataset).where(*conds)) or 0
-    if relevance and sqlite and rows() is not None:
-        # SQLite's index scores every match before any filter (bm25 runs inside FTS5): the
-        # facet index knows the rows the search keeps, ranked from its words' kept scores
+    items: list[Dataset] | None = None
+    if relevance and dialect in RANKED_KEPT and rows() is not None:
+        # the facet index knows the rows the search keeps: ranked from its terms' kept ranks,
+        # else the database ranks those rows only
         kept, is_open = facet_index.kept(session, rows().index, query, now, rows().base)
-        items = _ranked_page(session, query, rows().index, kept, is_open)
-    elif relevance:
-        # a kept ranking saves scoring every match again; PostgreSQL ranks only the rows left
-        # after the filters
+        items = _ranked_page(session, query, rows().index, kept, is_open, now)
+    if items is None and relevance:
+        # a kept ranking saves scoring every match again
         if sqlite and cache is not None and current is not None and current.version is not None:
             ids = _ranked_ids(session, query, now, cache, current)
             items = _page_of(session, ids, where_clauses(session, query, who, now), query, total)
@@ -341,7 +349,7 @@ def search_datasets(
             stmt = stmt.where(*where_clauses(session, query, who, now))
             stmt = stmt.order_by(ranked.c.rank, Dataset.id)
             items = _load(session, stmt.limit(query.per_page).offset((query.page - 1) * query.per_page))
-    else:
+    elif items is None:
         stmt = select(Dataset).where(*conds).order_by(*dataset_order(query.order, now))
         items = _load(session, stmt.limit(query.per_page).offset((query.page - 1) * query.per_page))
     result = SearchResult(total, items)
@@ -351,13 +359,20 @@ def search_datasets(
 
 
 def _ranked_page(
-    session: Session, query: SearchQuery, index: facet_index.FacetIndex, kept: np.ndarray, is_open: np.ndarray
-) -> list[Dataset]:
-    """The page of the ``kept`` rows in rank order (then id): from the words' kept scores
-    (``text_scores.py``) when every word has them, else scored by FTS5 (``_ranked_kept``)."""
+    session: Session,
+    query: SearchQuery,
+    index: facet_index.FacetIndex,
+    kept: np.ndarray,
+    is_open: np.ndarray,
+    now: datetime,
+) -> list[Dataset] | None:
+    """The page of the ``kept`` rows in rank order (then id): from the terms' kept ranks
+    (``text_scores.py``) when every term has them, else ranked by the database (``RANKED_KEPT``);
+    None when there are too many rows to name (ranked in SQL then)."""
     scored = text_scores.lookup(session, index.words, query.q)
     if scored is None:
-        return _ranked_kept(session, query, (index.ids[kept & is_open], index.ids[kept & ~is_open]))
+        found = (index.ids[kept & is_open], index.ids[kept & ~is_open])
+        return RANKED_KEPT[session.get_bind().dialect.name](session, query, found, now)
     start = (query.page - 1) * query.per_page
     return _cards(session, text_scores.ranked(scored, index.ids, kept, is_open, start, query.per_page))
 
@@ -368,7 +383,7 @@ def _cards(session: Session, wanted: list[int]) -> list[Dataset]:
     return [rows[i] for i in wanted if i in rows]
 
 
-def _ranked_kept(session: Session, query: SearchQuery, found: tuple) -> list[Dataset]:
+def _ranked_kept(session: Session, query: SearchQuery, found: tuple, now: datetime) -> list[Dataset]:
     """The page of the kept rows (open, embargoed ids) in rank order, as ``text_match`` ranks
     them: an open dataset by all its columns, an embargoed one by the columns it shows. Up to
     ``RANK_KEPT`` ids are named to the index; more, and every match is scored and the kept ones
@@ -389,6 +404,31 @@ def _ranked_kept(session: Session, query: SearchQuery, found: tuple) -> list[Dat
     order = np.lexsort((all_ids, all_ranks))  # rank, then id
     start = (query.page - 1) * query.per_page
     return _cards(session, [int(i) for i in all_ids[order[start : start + query.per_page]]])
+
+
+def _ranked_kept_postgres(
+    session: Session, query: SearchQuery, found: tuple, now: datetime
+) -> list[Dataset] | None:
+    """The page of the kept rows (open, embargoed ids) in rank order, as ``text_match`` ranks
+    them, the server scoring only those rows; None for more than ``RANK_KEPT`` of them."""
+    ids = np.concatenate(found)
+    if len(ids) > RANK_KEPT:
+        return None
+    if not len(ids):
+        return []
+    terms = fts.parse_terms(query.q)
+    vector = case(
+        (open_clause(now), literal_column("datasets.search_vector")),
+        else_=literal_column(f"datasets.{fts.SHOWN}"),
+    )
+    rank = pg_rank(vector, terms)
+    wanted = bindparam("kept", ids.tolist(), type_=postgresql.ARRAY(Integer))
+    stmt = select(Dataset.id).where(Dataset.id == any_(wanted)).order_by(rank, Dataset.id)
+    stmt = stmt.limit(query.per_page).offset((query.page - 1) * query.per_page)
+    return _cards(session, list(session.scalars(stmt)))
+
+
+RANKED_KEPT = {"sqlite": _ranked_kept, "postgresql": _ranked_kept_postgres}
 
 
 def _among(ids: np.ndarray, kept: np.ndarray) -> np.ndarray:

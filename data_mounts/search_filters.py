@@ -68,15 +68,17 @@ def text_match(session: Session, table: str, q: str, ranked: bool = True, now: d
     model = Dataset if table == "datasets" else Publication
     if dialect == "postgresql":
         tsq = _pg_tsquery(terms)
-        vector = shown = literal_column(f"{table}.search_vector")
-        conds = [vector.op("@@")(tsq)]
-        visible = fts.postgres_visible_vector(table)
-        if visible:  # the index finds the candidates (excluded words left out), then the embargo
-            included = [t for t in terms if not t.exclude]
-            shown = case((open_clause(now), vector), else_=literal_column(f"({visible})"))
-            conds = [vector.op("@@")(_pg_tsquery(included)), shown.op("@@")(tsq)]
-        rank = (-func.ts_rank(shown, tsq) if ranked else literal_column("0.0")).label("rank")
-        return select(model.id.label("id"), rank).where(*conds).subquery("fts")
+        vector = literal_column(f"{table}.search_vector")
+        cond = vector.op("@@")(tsq)
+        if fts.postgres_visible_vector(table):  # an embargoed row: its stored shown vector
+            shown = literal_column(f"{table}.{fts.SHOWN}")
+            cond = and_(
+                or_(cond, shown.op("@@")(tsq)),  # both GIN indexes find the candidates
+                or_(and_(open_clause(now), cond), and_(embargoed_clause(now), shown.op("@@")(tsq))),
+            )
+            vector = case((open_clause(now), vector), else_=shown)
+        rank = (pg_rank(vector, terms) if ranked else literal_column("0.0")).label("rank")
+        return select(model.id.label("id"), rank).where(cond).subquery("fts")
     columns = fts.SQLITE_TABLES[table][0]  # any other database: LIKE, unranked
     conds = []
     for t in terms:
@@ -153,17 +155,55 @@ def fts5_ranks(session: Session, table: str, match: str, ids: list[int] | None) 
         cursor.close()
 
 
+def _pg_text(t: fts.Term) -> str:
+    """A term's words split at punctuation as the index splits them (a phrase when several)."""
+    words = " ".join(re.split(r"[^\w]+", t.text)).strip()
+    return f'"{words}"' if " " in words else words
+
+
+def _pg_prefix(t: fts.Term) -> str:
+    """A prefix term's first word as ``word:*`` ('' when it has none)."""
+    word = re.sub(r"\W", "", _pg_text(t).strip('"').split(" ")[0]).lower()
+    return f"{word}:*" if word else ""
+
+
+def pg_term(t: fts.Term) -> ColumnElement | None:
+    """One included term as a ``tsquery`` (None: a prefix without a word)."""
+    if t.prefix:
+        prefix = _pg_prefix(t)
+        return func.to_tsquery(literal_column("'simple'"), literal(prefix, String)) if prefix else None
+    return func.websearch_to_tsquery(literal_column("'english'"), literal(_pg_text(t), String))
+
+
+def pg_terms(terms: list[fts.Term]) -> list[ColumnElement]:
+    """The included terms as ``tsquery``s, in the query's order (as ``pg_rank`` adds them)."""
+    return [q for q in (pg_term(t) for t in terms if not t.exclude) if q is not None]
+
+
+def pg_rank(vector: ColumnElement, terms: list[fts.Term]) -> ColumnElement:
+    """A row's rank (lower is better): the sum of its included terms' ``-ts_rank``, in double
+    precision and in the query's order. A sum, not one ``ts_rank`` of the whole query, so that
+    each term's (row, rank) pairs, kept once (``tsvector_scores.py``), rank every search made
+    of it with others, exactly as the database would."""
+    parts = [-cast(func.ts_rank(vector, q), Float) for q in pg_terms(terms)]
+    if not parts:
+        return literal_column("0.0")
+    out = parts[0]
+    for part in parts[1:]:
+        out = out + part
+    return out
+
+
 def _pg_tsquery(terms: list[fts.Term]) -> ColumnElement:
     """``websearch_to_tsquery`` of the words and phrases (it never raises), AND each prefix
     word as ``word:*``; punctuation splits words as it does in the index."""
-    texts = [" ".join(re.split(r"[^\w]+", t.text)).strip() for t in terms]
-    words = [(f'"{x}"' if " " in x else x) for x in texts]
-    plain = [("-" if t.exclude else "") + w for t, w in zip(terms, words, strict=True) if not t.prefix]
+    plain = [("-" if t.exclude else "") + _pg_text(t) for t in terms if not t.prefix]
     parts = [func.websearch_to_tsquery(literal_column("'english'"), " ".join(plain))] if plain else []
-    for t, x in zip(terms, texts, strict=True):
-        word = re.sub(r"\W", "", x.split(" ")[0]).lower() if t.prefix else ""
-        if word:
-            parts.append(func.to_tsquery(literal_column("'simple'"), literal(word + ":*", String)))
+    for t in terms:
+        prefix = _pg_prefix(t) if t.prefix else ""
+        if prefix:  # an excluded prefix as ``!word:*``
+            prefix = ("!" if t.exclude else "") + prefix
+            parts.append(func.to_tsquery(literal_column("'simple'"), literal(prefix, String)))
     query = parts[0] if parts else func.websearch_to_tsquery(literal_column("'english'"), "")
     for part in parts[1:]:
         query = query.op("&&")(part)
