@@ -48,3 +48,13 @@ def cat(db_url, storage):
     c.start()
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db_url(request, tmp_path_factory) -> Iterator[str]:
+    """As ``any_db_url``, one database per module and backend (for data filled once)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db')}/c.sqlite"
+        return
+    with fresh_database(request.getfixturevalue("postgres_server")) as url:
+        yield url

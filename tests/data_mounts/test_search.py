@@ -1,13 +1,12 @@
-"""Search on a real SQLite catalogue: FTS5 kept in sync by the triggers, facets on PaNET, bad queries."""
+"""Search on a real catalogue, SQLite and PostgreSQL: the index kept in sync by the database, facets
+on PaNET, bad queries."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, delete, make_url, select, text
+from sqlalchemy import create_engine, delete, insert, select, text, update
 
 from panbinder.data_mounts import fts, search, search_cache
 from panbinder.data_mounts.access import ANONYMOUS, Identity
@@ -22,17 +21,9 @@ SAS = "PaNET01124"  # small angle scattering: parent of SAXS and SANS
 
 
 @pytest.fixture
-def cat(tmp_path):
-    """SQLite; with PANBINDER_TEST_DB_URL (a PostgreSQL server) a new database there per test."""
-    url = os.environ.get("PANBINDER_TEST_DB_URL", "")
-    if url:
-        name = f"search_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        admin.dispose()
-        url = make_url(url).set(database=name).render_as_string(hide_password=False)
-    c = Catalogue(db_url=url or f"sqlite:///{tmp_path}/c.sqlite")
+def cat(any_db_url):
+    """Each test on SQLite and on a new database of a PostgreSQL server."""
+    c = Catalogue(db_url=any_db_url)
     c.start()
     yield c
     c.close()
@@ -578,5 +569,96 @@ def test_migrating_down_keeps_the_rows_that_point_at_datasets_and_publications(t
     c = Catalogue(db_url=url)
     try:
         assert pids(c, query(q="downgrade")) == ["kept"]  # the index is rebuilt from the rows
+    finally:
+        c.close()
+
+
+def test_technique_keys_follow_writes_of_many_links_at_once(cat):
+    """One statement inserting and one deleting links of several datasets (revision 0015's
+    statement triggers on PostgreSQL, 0005's row triggers on SQLite)."""
+    from panbinder.data_mounts.models import dataset_techniques
+
+    with cat.session() as s:
+        a, b = add(s, "a", title="first"), add(s, "b", title="second")
+        terms = [Technique(panet_id=t, label=t) for t in (SAXS, SANS, XRD)]
+        s.add_all(terms)
+        s.flush()
+        links = [{"dataset_id": d.id, "technique_id": t.id} for d in (a, b) for t in terms]
+        s.execute(insert(dataset_techniques), links)
+        s.execute(
+            delete(dataset_techniques).where(
+                dataset_techniques.c.technique_id == terms[1].id, dataset_techniques.c.dataset_id == a.id
+            )
+        )
+        ids = sorted(t.id for t in terms)
+    with cat.session() as s:
+        keys = dict(s.execute(select(Dataset.pid, Dataset.technique_key)).all())
+    assert keys["b"] == ",".join(map(str, ids))
+    assert keys["a"] == ",".join(str(i) for i in ids if i != terms[1].id)
+    assert pids(cat, query(filters={"technique": [SAS]})) == ["a", "b"] or set(
+        pids(cat, query(filters={"technique": [SAS]}))
+    ) == {"a", "b"}
+
+
+@pytest.fixture
+def postgres_cat(postgres_server):
+    from tests.postgres import fresh_database
+
+    with fresh_database(postgres_server) as url:
+        c = Catalogue(db_url=url)
+        c.start()
+        yield c
+        c.close()
+
+
+def test_the_search_counter_is_raised_once_per_transaction_on_postgresql(postgres_cat):
+    """However many statements write, and a rolled-back savepoint takes its raise back."""
+    from panbinder.data_mounts.models import search_state
+
+    def version() -> int:
+        with postgres_cat.session() as s:
+            return s.scalar(select(search_state.c.version))
+
+    before = version()
+    with postgres_cat.session() as s:
+        for i in range(5):
+            add(s, f"d{i}", title=f"dataset {i}", techniques=[SANS])
+        s.execute(update(Dataset).values(title="renamed"))
+    assert version() == before + 1
+    with postgres_cat.session() as s:
+        nested = s.begin_nested()
+        add(s, "gone", title="rolled back")
+        nested.rollback()
+        add(s, "kept", title="kept")
+    assert version() == before + 2  # the savepoint's raise was undone, the next one counted
+    with postgres_cat.session() as s:
+        s.execute(update(Dataset).values(views=Dataset.views + 1))  # not read by a search
+    assert version() == before + 2
+
+
+def test_revision_0015_goes_down_and_up_again(any_db_url):
+    from alembic import command
+
+    from panbinder.data_mounts import db
+
+    db.upgrade(any_db_url)
+    command.downgrade(db.alembic_config(any_db_url), "0014")
+    c = Catalogue(db_url=any_db_url)
+    try:
+        with c.session() as s:  # 0005's row trigger again on PostgreSQL
+            add(s, "old", title="written at 0014", techniques=[SANS, SAXS])
+        assert pids(c, query(q="written", filters={"technique": [SANS]})) == ["old"]
+    finally:
+        c.close()
+    db.upgrade(any_db_url)
+    c = Catalogue(db_url=any_db_url)
+    try:
+        with c.session() as s:
+            add(s, "new", title="written at head", techniques=[XRD], is_public=False)
+        assert pids(c, query(q="written", filters={"technique": [SAS]})) == ["old"]
+        assert pids(c, query(q="written head")) == ["new"]  # embargoed: through what it shows
+        with c.session() as s:
+            keys = dict(s.execute(select(Dataset.pid, Dataset.technique_key)).all())
+        assert keys["new"] != "" and keys["old"].count(",") == 1
     finally:
         c.close()

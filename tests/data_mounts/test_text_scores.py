@@ -1,7 +1,8 @@
-"""Words' bm25 scores kept from FTS5 (data_mounts/text_scores.py) rank a search exactly as FTS5
-ranks the whole query, ties broken by id, through every column for an open dataset and through
-the shown ones for an embargoed one; they are scored in the background and dropped with their
-catalogue version."""
+"""Terms' ranks kept from the database (data_mounts/text_scores.py) rank a search exactly as the
+database ranks the whole query (FTS5's bm25 on SQLite, the sum of the terms' ts_rank on
+PostgreSQL), ties broken by id, through every column for an open dataset and through the shown
+ones for an embargoed one; they are scored in the background and dropped with their catalogue
+version."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import Float, cast, insert, literal_column, select, update
 
 from benchmarks.search import fill, scenarios
-from panbinder.data_mounts import db, facet_index, fts, search, text_scores
+from panbinder.data_mounts import db, facet_index, fts, fts5_scores, search, search_filters, text_scores
 from panbinder.data_mounts.access import ANONYMOUS
 from panbinder.data_mounts.models import Dataset
 from panbinder.data_mounts.search_query import SearchQuery
@@ -34,9 +35,11 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sessions(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('scores')}/c.sqlite"
+# a phrase an embargoed dataset shows only (its sample, hidden, sits between the two in its text)
+SHOWN_PHRASE = '"zr77 kinetics"'
+
+
+def _filled(url: str):
     fill(url, 1500)
     engine = db.make_engine(url)
     start = datetime(2020, 1, 1, tzinfo=UTC)
@@ -47,8 +50,9 @@ def sessions(tmp_path_factory):
             "description": "zirconia zirconia growth" if i % 2 else "growth",
             "facility": "ESRF",
             "instrument": "ID02",
+            "proposal_id": "zr77",
             "sample": "zirconia",
-            "keywords": [],
+            "keywords": ["kinetics"],
             "owners": [],
             "groups": [],
             "creation_date": start + timedelta(days=i),
@@ -60,6 +64,12 @@ def sessions(tmp_path_factory):
     ]
     with engine.begin() as conn:
         conn.execute(insert(Dataset), rows)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def sessions(module_db_url):
+    engine = _filled(module_db_url)
     yield db.session_factory(engine)
     engine.dispose()
 
@@ -77,52 +87,86 @@ def fts5_ranked(session, match: str) -> list[tuple[int, float]]:
     return cursor.execute(sql + " ORDER BY r, rowid", (match,)).fetchall()
 
 
-def test_a_query_ranks_as_the_sum_of_its_words_ranks(sessions):
-    """Bit for bit, through every column and through the shown ones, and in FTS5's order."""
-    ties = hidden_words = terms_seen = 0
+def database_ranked(session, q: str, visible: bool) -> list[tuple[int, float]]:
+    """The database's (id, rank) of the whole query, through every column or (rows not public)
+    through the shown ones, best first."""
+    terms = fts.parse_terms(q)
+    if session.get_bind().dialect.name == "sqlite":
+        match = fts.fts5_query(terms)
+        found = fts5_ranked(session, fts.fts5_visible(match, "datasets") if visible else match)
+        hidden = set(session.scalars(select(Dataset.id).where(Dataset.is_public.is_not(True))))
+        return [p for p in found if p[0] in hidden] if visible else found
+    vector = literal_column(f"datasets.{fts.SHOWN}" if visible else "datasets.search_vector")
+    rank = search_filters.pg_rank(vector, terms).label("r")
+    stmt = select(Dataset.id, cast(rank, Float)).where(vector.op("@@")(search_filters._pg_tsquery(terms)))
+    return [tuple(r) for r in session.execute(stmt.order_by(rank, Dataset.id))]
+
+
+def test_a_query_ranks_as_the_sum_of_its_terms_ranks(sessions):
+    """Bit for bit, through every column and through the shown ones, and in the database's order."""
+    ties = 0
     with sessions() as s:
         index = warmed(s)
-        words = text_scores.WordScores(index.version, index.ids, ~index.public)
+        words = index.words
         cursor = s.connection().connection.cursor()
-        cursor.execute(f"CREATE TABLE IF NOT EXISTS {text_scores.HIDDEN_ROWS} (id INTEGER PRIMARY KEY)")
-        cursor.executemany(
-            f"INSERT INTO {text_scores.HIDDEN_ROWS} VALUES (?)", ((int(i),) for i in words.ids[words.hidden])
-        )
-        hidden = set(words.ids[words.hidden].tolist())
+        words.scorer.begin(cursor, words.ids[words.hidden])
         for q in QUERIES:
             terms = fts.parse_terms(q)
-            match = fts.fts5_query(terms)
-            for t in terms:  # through the shown columns: from the full ranks when FTS5 gives them
-                full, shown = words.score(cursor, t.text, False), words.score(cursor, t.text, True)
-                derived = words.shown(cursor, t.text, full)
-                assert np.array_equal(derived.rows, shown.rows) and np.array_equal(derived.ranks, shown.ranks)
-                hidden_words += bool(fts5_ranked(s, "{sample} : " + fts.fts5_query([t])))
-                terms_seen += 1
+            keys = words.scorer.keys(s, terms)
+            assert keys is not None, q
+            scored = [words.score(cursor, key, text) for key, text in keys]
             for visible in (False, True):
-                parts = [words.score(cursor, t.text, visible) for t in terms]
-                mine = text_scores.combined(parts)
+                mine = text_scores.combined([pair[visible] for pair in scored])
                 got = sorted(
                     zip(index.ids[mine.rows].tolist(), mine.ranks.tolist(), strict=True),
                     key=lambda p: (p[1], p[0]),
                 )
-                expected = fts5_ranked(s, fts.fts5_visible(match, "datasets") if visible else match)
-                if visible:
-                    expected = [p for p in expected if p[0] in hidden]
+                expected = database_ranked(s, q, visible)
                 assert got == expected, (q, visible)
                 assert expected, q
                 ranks = [r for _i, r in expected]
                 ties += len(ranks) - len(set(ranks))
-        cursor.execute(f"DROP TABLE {text_scores.HIDDEN_ROWS}")
+        words.scorer.end(cursor)
     assert ties > 0  # equal ranks are ordered by id
+
+
+@pytest.fixture(scope="module")
+def sqlite_sessions(tmp_path_factory):
+    engine = _filled(f"sqlite:///{tmp_path_factory.mktemp('fts5')}/c.sqlite")
+    yield db.session_factory(engine)
+    engine.dispose()
+
+
+def test_fts5_shown_ranks_are_taken_from_the_full_ones_only_when_equal(sqlite_sessions):
+    """FTS5's shortcut: a word no row holds in a hidden column has the same ranks through the
+    shown columns, so they are taken from the full ones; the others are asked."""
+    hidden_words = terms_seen = 0
+    with sqlite_sessions() as s:
+        index = warmed(s)
+        scorer = index.words.scorer
+        cursor = s.connection().connection.cursor()
+        scorer.begin(cursor, index.ids[index.words.hidden])
+        for q in QUERIES:
+            for t in fts.parse_terms(q):
+                full, shown = scorer.score(cursor, None, t.text)
+                asked = scorer.pairs(cursor, t.text, True)
+                if shown is None:  # the full pairs of the rows not public
+                    keep = np.isin(full[0], asked[0]) & np.isin(full[0], index.ids[index.words.hidden])
+                    shown = (full[0][keep], full[1][keep])
+                else:
+                    hidden_words += 1
+                assert np.array_equal(shown[0], asked[0]) and np.array_equal(shown[1], asked[1]), t
+                terms_seen += 1
+        scorer.end(cursor)
     assert 0 < hidden_words < terms_seen  # words in a hidden column, and words not in one
 
 
 @pytest.mark.parametrize("page", [1, 2, 5])
-def test_pages_from_kept_scores_equal_the_fts5_ranking(sessions, monkeypatch, page):
+def test_pages_from_kept_scores_equal_the_database_ranking(sessions, monkeypatch, page):
     """The benchmark's searches (text with and without facets) and the queries above: the same
-    page, total and counts as FTS5 ranking every match in SQL, with the words' scores used."""
+    page, total and counts as the database ranking every match in SQL, with the terms' ranks used."""
     runs = scenarios(random.Random(5), 20)
-    wanted = [SearchQuery(q) for q in QUERIES] + [
+    wanted = [SearchQuery(q) for q in [*QUERIES, SHOWN_PHRASE, "struct*", "steel -bone"]] + [
         q for name in ("text + 2 facets", "text only") for q in runs[name]
     ]
     used = 0
@@ -140,11 +184,11 @@ def test_pages_from_kept_scores_equal_the_fts5_ranking(sessions, monkeypatch, pa
     assert used > len(wanted) // 2
 
 
-def test_matching_rows_from_kept_scores_equal_fts5_s(sessions, monkeypatch):
+def test_matching_rows_from_kept_scores_equal_the_database_s(sessions, monkeypatch):
     """An embargoed dataset is found through the columns it shows only (zirconia is its sample)."""
     with sessions() as s:
         index = warmed(s)
-        for q in QUERIES:
+        for q in [*QUERIES, SHOWN_PHRASE]:
             for now in (NOW, NOW + timedelta(days=500)):  # the embargoes end meanwhile
                 kept = facet_index.text_rows(s, index, q, now)
                 with monkeypatch.context() as m:
@@ -153,24 +197,36 @@ def test_matching_rows_from_kept_scores_equal_fts5_s(sessions, monkeypatch):
                 assert np.array_equal(kept, asked), q
         assert text_scores.lookup(s, index.words, "zirconia") is not None
         found = index.ids[facet_index.text_rows(s, index, "zirconia", NOW)]
+        postgres = s.get_bind().dialect.name == "postgresql"
+        if postgres:  # the phrase is kept, and matches what the embargoed rows show only
+            index.words.want(s.get_bind(), index.words.scorer.keys(s, fts.parse_terms(SHOWN_PHRASE)))
+            assert index.words.wait(30) and text_scores.lookup(s, index.words, SHOWN_PHRASE) is not None
+        phrase = index.ids[facet_index.text_rows(s, index, SHOWN_PHRASE, NOW)]
     assert 0 < len(found) < 40
+    assert len(phrase) == (30 if postgres else 0)  # FTS5 matches a phrase within one column
 
 
-def test_frequent_words_are_scored_before_any_search(sessions):
+def test_frequent_terms_are_scored_before_any_search(sessions):
     with sessions() as s:
         index = warmed(s)
         for word in ("structure", "Dynamics", "porosity", "ESRF"):  # porosity: "poros", not "poro"
             assert text_scores.lookup(s, index.words, word) is not None, word
-        assert text_scores.lookup(s, index.words, "graph*") is None  # prefixes go to FTS5
-        assert text_scores.lookup(s, index.words, "steel -bone") is None  # so do exclusions
+        assert text_scores.lookup(s, index.words, "steel -bone") is None  # exclusions go to the database
         assert index.words.spent > 0 and 0 < index.words.nbytes <= text_scores.MAX_BYTES
+        if s.get_bind().dialect.name == "sqlite":
+            assert text_scores.lookup(s, index.words, "graph*") is None  # prefixes go to FTS5
+        else:  # keyed by the server's own query text
+            assert index.words.scorer.keys(s, fts.parse_terms("Structures struct*")) == [
+                ("'structur'", "Structures"),
+                ("'struct':*", "struct"),
+            ]
 
 
 def test_a_broad_search_missed_is_scored_for_the_next_one(sessions):
-    """A phrase (kept as one entry) found in many datasets; a narrow one is left to FTS5."""
+    """A phrase (kept as one entry) found in many datasets; a narrow one is left to the database."""
     with sessions() as s:
         index = warmed(s)
-        for text in ('"in situ"', "10.5072/zr-3"):  # about 9 % of the datasets, and one dataset
+        for text in ('"time resolved"', "10.5072/zr-3"):  # a phrase in many datasets, and one dataset
             q = SearchQuery(text)
             assert text_scores.lookup(s, index.words, q.q) is None
             first = search.search_datasets(s, q, ANONYMOUS, now=NOW)
@@ -181,6 +237,45 @@ def test_a_broad_search_missed_is_scored_for_the_next_one(sessions):
             assert first.total == again.total
 
 
+def test_nothing_kept_or_warmed_when_the_settings_say_so(sessions, monkeypatch):
+    """``Catalogue.search_scores_mib`` 0 keeps nothing, ``search_warm_share`` 0 ranks nothing in
+    advance: the same results, ranked by the database."""
+    monkeypatch.setattr(facet_index, "REBUILD_SECONDS", 0.0)
+    q = SearchQuery("structure", (("facility", ("ESRF",)),))
+    with sessions() as s:
+        expected = search.search_datasets(s, q, ANONYMOUS, now=NOW)
+        engine = s.get_bind()
+    try:
+        for budget, share in ((0, 0.02), (2**20, 0.0)):
+            facet_index.configure(engine, budget=budget, warm_share=share)
+            with sessions() as s:  # a write: the index is read again with the settings
+                s.execute(update(Dataset).where(Dataset.id == 7).values(title=f"Title {budget}"))
+                s.commit()
+                index = warmed(s)
+                assert (index.words.budget, index.words.warm_share) == (budget, share)
+                got = search.search_datasets(s, q, ANONYMOUS, now=NOW)
+                assert len(index.words) == 0 and text_scores.lookup(s, index.words, "structure") is None
+            assert [d.id for d in got.items] == [d.id for d in expected.items] and got.total == expected.total
+        with pytest.raises(ValueError, match="budget"):
+            facet_index.configure(engine, budget=-1, warm_share=0.5)
+    finally:  # and a write, so the next index is read with them
+        facet_index.configure(engine, budget=text_scores.MAX_BYTES, warm_share=text_scores.WARM_SHARE)
+        with sessions() as s:
+            s.execute(update(Dataset).where(Dataset.id == 7).values(title="Title again"))
+            s.commit()
+
+
+def test_an_index_is_not_read_inside_a_writing_transaction(sessions, monkeypatch):
+    """Rows not committed, under a version another transaction could take: counted in SQL."""
+    monkeypatch.setattr(facet_index, "REBUILD_SECONDS", 0.0)
+    with sessions() as s:
+        assert facet_index.current(s) is not None
+        s.execute(update(Dataset).where(Dataset.id == 9).values(title="Uncommitted"))
+        assert facet_index.current(s) is None
+        s.rollback()
+        assert facet_index.current(s) is not None
+
+
 def test_a_write_drops_the_scores_and_the_next_search_sees_it(sessions, monkeypatch):
     monkeypatch.setattr(facet_index, "REBUILD_SECONDS", 0.0)
     with sessions() as s:
@@ -189,7 +284,7 @@ def test_a_write_drops_the_scores_and_the_next_search_sees_it(sessions, monkeypa
         s.execute(update(Dataset).where(Dataset.id == 5).values(title="Quasicrystal dynamics"))
         s.commit()
     with sessions() as s:
-        stale = text_scores.WordScores(before.version, before.ids, ~before.public)
+        stale = text_scores.WordScores(before.version, before.ids, ~before.public, before.words.scorer)
         stale.warm(s.get_bind())  # the version has moved on: it stops before scoring a word
         assert stale.wait(30) and len(stale) == 0
         after = warmed(s)
@@ -200,7 +295,7 @@ def test_a_write_drops_the_scores_and_the_next_search_sees_it(sessions, monkeypa
 
 def test_the_budget_keeps_the_most_recently_used():
     ids = np.arange(1, 101, dtype=np.int64)
-    words = text_scores.WordScores(1, ids, np.zeros(100, dtype=bool), budget=3 * 120)
+    words = text_scores.WordScores(1, ids, np.zeros(100, dtype=bool), None, budget=3 * 120)
     entry = text_scores.Scored(np.arange(10, dtype=np.int32), np.zeros(10))  # 120 bytes
     for name in "abc":
         assert words.put(((name,), False), entry)
@@ -212,9 +307,10 @@ def test_the_budget_keeps_the_most_recently_used():
 
 
 def test_tokens_are_fts5_s():
-    assert text_scores.tokens(TOKENIZER, "Structures") == ("structur",)
-    assert text_scores.tokens(TOKENIZER, "in situ") == ("in", "situ")
-    assert text_scores.tokens(TOKENIZER, "Ünïcödé") == ("unicod",)
-    assert text_scores.tokens(TOKENIZER, "_") == ()
-    word = text_scores.spelling(TOKENIZER, "poros")
-    assert word is not None and text_scores.tokens(TOKENIZER, word) == ("poros",)
+    tokens, spelling = fts5_scores.tokens, fts5_scores.spelling
+    assert tokens(TOKENIZER, "Structures") == ("structur",)
+    assert tokens(TOKENIZER, "in situ") == ("in", "situ")
+    assert tokens(TOKENIZER, "Ünïcödé") == ("unicod",)
+    assert tokens(TOKENIZER, "_") == ()
+    word = spelling(TOKENIZER, "poros")
+    assert word is not None and tokens(TOKENIZER, word) == ("poros",)
