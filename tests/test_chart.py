@@ -96,6 +96,7 @@ def test_datasets_are_read_only_and_the_gpu_profile_asks_for_a_gpu() -> None:
     assert hub["datasets"][1]["hostPath"] == "/gpfs/exfel/data"
     settings = json.loads(one(objects, "ConfigMap", "pb-config")["data"]["settings.json"])
     assert [p["gpus"] for p in settings["Profiles"]["profiles"]] == [0, 1]
+    assert [p.get("groups") for p in settings["Profiles"]["profiles"]] == [None, ["gpu-users"]]
     for name in ("pb-portal", "pb-hub"):  # the Hub confines each launch's datasets again
         pod = one(objects, "Deployment", name)["spec"]["template"]["spec"]
         mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
