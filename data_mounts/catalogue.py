@@ -146,6 +146,7 @@ class Catalogue(LockStore, LoggingConfigurable):
 
     def close(self) -> None:
         if self._engine is not None:
+            facet_index.forget(self._engine)
             self._engine.dispose()
         self._engine = self._sessions = None
 

@@ -143,6 +143,17 @@ def configure(engine: Engine, *, budget: int, warm_share: float) -> None:
         _settings[engine] = (budget, warm_share)
 
 
+def forget(engine: Engine, timeout: float = 10.0) -> None:
+    """Drop the index of ``engine`` and stop its background scoring (before the engine is
+    disposed of: a thread still scoring would lose its connection mid-query)."""
+    with _lock:
+        index = _indexes.pop(engine, None)
+        _settings.pop(engine, None)
+    if index is not None:
+        index.words.stop()
+        index.words.wait(timeout)
+
+
 def _writing(session: Session) -> bool:
     """The session's transaction holds writes not committed yet: an index read now could hold
     rows that never commit, under a version another transaction may take (counted in SQL)."""
