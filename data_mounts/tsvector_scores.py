@@ -80,7 +80,7 @@ class TsvectorWords:
             f"SELECT id, -ts_rank(search_vector, q)::float8, search_vector @@ q, "
             f"CASE WHEN {shown} @@ q THEN -ts_rank({shown}, q)::float8 END "
             f"FROM {TABLE}, CAST(%s AS tsquery) AS q "
-            f"WHERE search_vector @@ q OR {shown} @@ q ORDER BY id",
+            f"WHERE search_vector @@ q OR {shown} @@ q",
             (key,),
         )
         rows = cursor.fetchall()

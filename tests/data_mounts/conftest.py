@@ -8,8 +8,10 @@ server ``PANBINDER_TEST_DB_URL`` names.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,12 +30,19 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_db_url(request, tmp_path) -> Iterator[str]:
+@contextlib.contextmanager
+def _catalogue_url(request, folder: Callable[[], Path]) -> Iterator[str]:
+    """An SQLite file in ``folder()`` or a new database on the session's PostgreSQL server."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/c.sqlite"
+        yield f"sqlite:///{folder()}/c.sqlite"
         return
     with fresh_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request, tmp_path) -> Iterator[str]:
+    with _catalogue_url(request, lambda: tmp_path) as url:
         yield url
 
 
@@ -53,8 +62,5 @@ def cat(db_url, storage):
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def module_db_url(request, tmp_path_factory) -> Iterator[str]:
     """As ``any_db_url``, one database per module and backend (for data filled once)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db')}/c.sqlite"
-        return
-    with fresh_database(request.getfixturevalue("postgres_server")) as url:
+    with _catalogue_url(request, lambda: tmp_path_factory.mktemp("db")) as url:
         yield url
