@@ -154,22 +154,28 @@ def forget(engine: Engine, timeout: float = 10.0) -> None:
         index.words.wait(timeout)
 
 
-def _writing(session: Session) -> bool:
-    """The session's transaction holds writes not committed yet: an index read now could hold
-    rows that never commit, under a version another transaction may take (counted in SQL)."""
+def _state(session: Session) -> tuple[int | None, bool]:
+    """The catalogue's write version, and whether the session's transaction holds writes not
+    committed yet: an index read then could hold rows that never commit, under a version
+    another transaction may take (counted in SQL instead). One statement on PostgreSQL."""
     dialect = session.get_bind().dialect.name
+    at = search_state.c.id == 1
     if dialect == "postgresql":
-        return bool(session.scalar(select(func.pg_current_xact_id_if_assigned().is_not(None))))
-    if dialect == "sqlite":
-        return bool(getattr(session.connection().connection.dbapi_connection, "in_transaction", False))
-    return False
+        row = session.execute(
+            select(search_state.c.version, func.txid_current_if_assigned().is_not(None)).where(at)
+        ).first()
+        return (row[0], bool(row[1])) if row else (None, False)
+    version = session.scalar(select(search_state.c.version).where(at))
+    if dialect == "sqlite":  # Python's sqlite3 opens a transaction at the first write only
+        return version, bool(session.connection().connection.dbapi_connection.in_transaction)
+    return version, False
 
 
 def current(session: Session) -> FacetIndex | None:
     """The index of ``session``'s database at its present version, built when needed; None
     without revision 0010, or while writes keep it from being rebuilt (count in SQL then)."""
-    version = session.scalar(select(search_state.c.version).where(search_state.c.id == 1))
-    if version is None or _writing(session):
+    version, writing = _state(session)
+    if version is None or writing:
         return None
     engine = session.get_bind()
     try:
